@@ -1,0 +1,47 @@
+"""The ``patchgate`` command: one entry point, one subcommand per concern.
+
+Each concern registers its own subcommands through a ``register(subparsers)`` function, so this
+module only wires them together. Run ``patchgate --help`` for the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _registrars() -> list[Registrar]:
+    # Imported lazily so `patchgate classify` does not pay for Kafka/Faust imports.
+    from processors.classify import cli as classify_cli
+
+    return [classify_cli.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchgate",
+        description="Report, throttle and block mail from persistently vulnerable mail servers.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

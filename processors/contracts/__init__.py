@@ -1,0 +1,85 @@
+"""Event contracts: the versioned JSON Schemas of ``schemas/``, compiled into fast checks.
+
+Usage::
+
+    from processors.contracts import contracts, ContractError
+    contracts.metadata_record(event)      # raises ContractError("$.client.ip: expected string, ...")
+
+The schema folder is the repository's ``schemas/`` (override with ``PATCHGATE_SCHEMAS_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from processors.contracts.compiler import Check, ContractError, SchemaCompileError, SchemaSet
+
+METADATA_SCHEMA = "patchgate.metadata/1"
+METADATA_BATCH_SCHEMA = "patchgate.metadata-batch/1"
+VERDICT_SCHEMA = "patchgate.verdict/1"
+NOTIFICATION_SCHEMA = "patchgate.notification/1"
+DEADLETTER_SCHEMA = "patchgate.deadletter/1"
+COMMAND_SCHEMA = "patchgate.command/1"
+
+__all__ = [
+    "COMMAND_SCHEMA", "DEADLETTER_SCHEMA", "METADATA_BATCH_SCHEMA", "METADATA_SCHEMA", "NOTIFICATION_SCHEMA",
+    "VERDICT_SCHEMA", "ContractError", "Contracts", "SchemaCompileError", "contracts", "schemas_dir",
+]
+
+
+def schemas_dir() -> Path:
+    explicit = os.environ.get("PATCHGATE_SCHEMAS_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+def _wrap(check: Check) -> Any:
+    def validate(value: Any) -> None:
+        check(value)
+    return validate
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """One validating function per contract; each raises :class:`ContractError` or returns None."""
+
+    metadata: Any           # a record or a batch envelope
+    metadata_record: Any
+    metadata_batch: Any
+    verdict: Any
+    notification: Any
+    deadletter: Any
+    command: Any
+
+    @classmethod
+    def load(cls, folder: Path) -> Contracts:
+        schemas = SchemaSet(folder)
+        return cls(
+            metadata=_wrap(schemas.compile("metadata.v1.json")),
+            metadata_record=_wrap(schemas.compile("metadata.v1.json", "/$defs/record")),
+            metadata_batch=_wrap(schemas.compile("metadata.v1.json", "/$defs/batch")),
+            verdict=_wrap(schemas.compile("verdict.v1.json")),
+            notification=_wrap(schemas.compile("notification.v1.json")),
+            deadletter=_wrap(schemas.compile("deadletter.v1.json")),
+            command=_wrap(schemas.compile("command.v1.json")),
+        )
+
+
+@cache
+def _default() -> Contracts:
+    return Contracts.load(schemas_dir())
+
+
+class _Lazy:
+    """Module-level ``contracts`` that compiles the schemas on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_default(), name)
+
+
+contracts: Contracts = _Lazy()  # type: ignore[assignment]

@@ -1,0 +1,92 @@
+"""Start, wait for and stop a local service process on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service cannot be started here; the message says how to fix that."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tcp_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+class ManagedProcess:
+    """One child process with its log file, readiness probe and PID-based stop."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkdtemp(prefix=f"patchgate-{name}-")) / f"{name}.log"
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        # start_new_session: a Ctrl-C in the terminal reaches us, not the service; we stop it ourselves.
+        self.process = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float) -> None:
+        """Poll ``probe`` until it returns True; fail with the service log if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceUnavailable(
+                    f"{self.name} exited with code {self.process.returncode} during start-up:\n{self.log_tail()}"
+                )
+            if probe():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceUnavailable(f"{self.name} did not become ready within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, for failure tests."""
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.process or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
