@@ -1,0 +1,260 @@
+"""From a server's state to its verdict and notifications, at one instant of event time.
+
+``evaluate`` is pure. The caller commits the result with a compare-and-set on ``fingerprint``
+(``commit_verdict.lua``), so the same transition is published once however often it is computed.
+
+Rules:
+- A server is enforced while it has a detection date, its latest build evidence is vulnerable
+  (``behind``/``unsupported``) and the connector it arrives over is in the enforcement scope.
+  Evidence that is not build-bearing (relay, stripped headers) never lifts or starts enforcement.
+- Stage time never runs backwards: a late event is evaluated at the time of the last verdict.
+- Servers never enforced get no verdict; an enforced server that stops being enforced gets one
+  stage-0 verdict (``remediated``), which lifts enforcement at the edges.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from processors.contracts import NOTIFICATION_SCHEMA, VERDICT_SCHEMA
+from processors.enforcement.pauses import PauseState
+from processors.enforcement.policy import VULNERABLE_STATUSES, EnforcementPolicy
+
+
+def rfc3339(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_epoch(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def window_offset(server_key: str) -> int:
+    """A stable per-server minute offset so throttled servers do not all retry at the same minute."""
+    return zlib.crc32(server_key.encode("utf-8")) % 60
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """The fields of a server's Redis hash that enforcement needs."""
+
+    server_key: str
+    tenant_id: str
+    server: str
+    status: str | None = None
+    rule: str | None = None
+    product: str | None = None
+    build: str | None = None
+    release_name: str | None = None
+    recommended: tuple[dict[str, Any], ...] = ()
+    detected_at: datetime | None = None
+    connector_type: str | None = None
+    client_ips: tuple[str, ...] = ()
+    stage: int = 0
+    issued_at: datetime | None = None
+    has_verdict: bool = False
+
+    @classmethod
+    def from_hash(cls, server_key: str, fields: Mapping[str, str], ips: Sequence[str] = ()) -> ServerState:
+        recommended_raw = fields.get("recommended")
+        return cls(
+            server_key=server_key,
+            tenant_id=fields.get("tenant_id", server_key.partition("/")[0]),
+            server=fields.get("server", server_key.partition("/")[2]),
+            status=fields.get("status"),
+            rule=fields.get("rule"),
+            product=fields.get("product"),
+            build=fields.get("build"),
+            release_name=fields.get("release_name"),
+            recommended=tuple(orjson.loads(recommended_raw)) if recommended_raw else (),
+            detected_at=from_epoch(fields.get("detected_at")),
+            connector_type=fields.get("connector_type"),
+            client_ips=tuple(sorted(ips))[:64],
+            stage=int(fields.get("stage", 0) or 0),
+            issued_at=from_epoch(fields.get("issued_at")),
+            has_verdict="verdict" in fields,
+        )
+
+    def enforced_by(self, policy: EnforcementPolicy) -> bool:
+        return (
+            self.detected_at is not None
+            and self.status in VULNERABLE_STATUSES
+            and (self.connector_type is None or self.connector_type in policy.enforced_connector_types)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What should be true now; ``verdict`` is None when the server needs no (new) verdict."""
+
+    stage: int
+    fingerprint: str | None
+    verdict_prefix: bytes | None
+    verdict_suffix: bytes | None
+    notifications: tuple[dict[str, Any], ...]
+    once_notifications: tuple[dict[str, Any], ...]  # not tied to a verdict change (stage_upcoming)
+    next_due: datetime | None
+    at: datetime
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, at: datetime) -> Evaluation:
+    if state.issued_at is not None and state.issued_at > at:
+        at = state.issued_at  # never evaluate a verdict earlier than the one already issued
+    if not state.enforced_by(policy):
+        if state.stage == 0:
+            return Evaluation(0, None, None, None, (), (), None, at)
+        return _verdict(state, policy, at, stage=0, throttle=0, block=0, effective_at=at, valid_until=None,
+                        paused_until=None, notifications=(_remediated(state, at),), once=(), next_due=None)
+    assert state.detected_at is not None
+    detected_on = state.detected_at.astimezone(UTC).date()
+    position = policy.position(detected_on, at)
+    stage = position.stage
+    paused_until = pause.until if pause.active_at(at) else None
+    notifications: list[dict[str, Any]] = []
+    if state.stage == 0:
+        notifications.append(_detected(state, policy, detected_on, at, stage.number))
+    elif stage.number > state.stage:
+        notifications.append(_stage_started(state, policy, detected_on, at, stage.number))
+    once: list[dict[str, Any]] = []
+    due: list[datetime] = [t for t in (position.next_at, paused_until) if t is not None]
+    for notice_at, upcoming in policy.upcoming_notices(detected_on):
+        starts = policy.stage_start(detected_on, upcoming)
+        if notice_at <= at < starts:
+            once.append(_stage_upcoming(state, policy, detected_on, at, upcoming.number, starts))
+        elif at < notice_at:
+            due.append(notice_at)
+    return _verdict(
+        state, policy, at, stage=stage.number, throttle=stage.throttle_minutes, block=stage.block_minutes,
+        effective_at=position.started_at, valid_until=position.next_at, paused_until=paused_until,
+        notifications=tuple(notifications), once=tuple(once), next_due=min(due) if due else None,
+        detected_on=detected_on,
+    )
+
+
+def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, stage: int, throttle: int, block: int,
+             effective_at: datetime, valid_until: datetime | None, paused_until: datetime | None,
+             notifications: tuple[dict[str, Any], ...], once: tuple[dict[str, Any], ...],
+             next_due: datetime | None, detected_on: date | None = None) -> Evaluation:
+    recommended = [_recommended(r) for r in state.recommended]
+    body_before = {
+        "schema": VERDICT_SCHEMA,
+        "server_key": state.server_key,
+        "tenant_id": state.tenant_id,
+        "server": state.server,
+    }
+    body_after = {
+        "issued_at": rfc3339(at),
+        "effective_at": rfc3339(effective_at),
+        "valid_until": rfc3339(valid_until),
+        "stage": stage,
+        "throttle_minutes": throttle,
+        "block_minutes": block,
+        "window_offset": window_offset(state.server_key),
+        "replies": {"throttle": policy.throttle_reply(throttle), "block": policy.block_reply(block)},
+        "paused_until": rfc3339(paused_until),
+        "product": state.product,
+        "build": state.build,
+        "status": state.status or "no_build",
+        "rule": state.rule or "none",
+        "recommended_builds": recommended,
+        "client_ips": list(state.client_ips),
+    }
+    # The sequence is assigned inside Redis, between these two halves of the JSON object.
+    prefix = orjson.dumps(body_before)[:-1] + b',"sequence":'
+    suffix = b"," + orjson.dumps(body_after)[1:]
+    fingerprint = "|".join(str(part) for part in (
+        stage, rfc3339(paused_until), state.status, state.build, state.rule, detected_on,
+        ",".join(r["short"] for r in recommended),
+    ))
+    history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
+               "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}
+    return Evaluation(stage, fingerprint, prefix, suffix, notifications, once, next_due, at, history)
+
+
+def _recommended(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"short": str(entry.get("short")), "long": str(entry.get("long")), "name": entry.get("name")}
+
+
+def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_at: datetime | None,
+                  identity: str, text: str) -> dict[str, Any]:
+    return {
+        "schema": NOTIFICATION_SCHEMA,
+        "notification_id": f"{state.server_key}|{kind}|{identity}",
+        "tenant_id": state.tenant_id,
+        "server": state.server,
+        "server_key": state.server_key,
+        "kind": kind,
+        "at": rfc3339(at),
+        "stage": stage,
+        "next_stage_at": rfc3339(next_at),
+        "build": state.build,
+        "recommended_builds": [_recommended(r) for r in state.recommended],
+        "text": text,
+    }
+
+
+def _describe(state: ServerState) -> str:
+    product = state.product or "an Exchange server"
+    build = f" {state.build}" if state.build else ""
+    return f"{state.server} ({product}{build})"
+
+
+def _remedy(state: ServerState) -> str:
+    if not state.recommended:
+        return "a supported build"
+    first = state.recommended[0]
+    return f"{first.get('short')} ({first.get('name')})" if first.get("name") else str(first.get("short"))
+
+
+def _rate(policy: EnforcementPolicy, stage_number: int) -> str:
+    stage = policy.stages[stage_number - 1]
+    parts = []
+    if stage.block_minutes:
+        parts.append(f"blocked for {stage.block_minutes} mins/hr")
+    if stage.throttle_minutes:
+        parts.append(f"throttled for {stage.throttle_minutes} mins/hr")
+    return " and ".join(parts) or "reported only"
+
+
+def _detected(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
+              stage: int) -> dict[str, Any]:
+    first = policy.first_stage_where("throttle")
+    next_at = policy.stage_start(detected_on, first) if first and first.number > stage else None
+    when = f" from {next_at:%Y-%m-%d}" if next_at else ""
+    text = (f"{_describe(state)} was detected as {state.status} (rule {state.rule}); mail from it will be "
+            f"{_rate(policy, max(stage, first.number if first else stage))}{when} unless it is updated "
+            f"to {_remedy(state)}.")
+    return _notification(state, "detected", at, stage, next_at, f"{detected_on}", text)
+
+
+def _stage_started(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
+                   stage: int) -> dict[str, Any]:
+    following = policy.stages[stage] if stage < len(policy.stages) else None
+    next_at = policy.stage_start(detected_on, following) if following else None
+    text = (f"Mail from {_describe(state)} is now {_rate(policy, stage)} (stage {stage}); "
+            f"update it to {_remedy(state)} to lift this.")
+    return _notification(state, "stage_started", at, stage, next_at, f"{detected_on}|{stage}", text)
+
+
+def _stage_upcoming(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
+                    stage: int, starts: datetime) -> dict[str, Any]:
+    text = (f"Mail from {_describe(state)} will be {_rate(policy, stage)} from {starts:%Y-%m-%d} "
+            f"(stage {stage}) unless it is updated to {_remedy(state)}.")
+    return _notification(state, "stage_upcoming", at, stage, starts, f"{detected_on}|{stage}", text)
+
+
+def _remediated(state: ServerState, at: datetime) -> dict[str, Any]:
+    why = f"now runs {state.build} ({state.status})" if state.build else f"is now {state.status}"
+    text = f"{state.server} {why}; throttling and blocking of its mail have stopped."
+    return _notification(state, "remediated", at, 0, None, f"{rfc3339(at)}", text)

@@ -1,0 +1,113 @@
+"""Deployment settings: one frozen, validated object read from ``PATCHGATE_*`` environment variables.
+
+Policy (stages, classification rules, pause quota, replies) lives in the policy file, not here;
+these are the 12-factor knobs that differ between deployments.
+
+=================================  =========================  ============================================
+Environment variable               Default                    Meaning
+=================================  =========================  ============================================
+PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap servers
+PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL (redis:// or rediss://)
+PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
+PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
+PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
+PATCHGATE_TOPIC_DEADLETTER         patchgate.deadletter       rejected input (output)
+PATCHGATE_TOPIC_COMMANDS           patchgate.commands         operator commands, e.g. pauses (input)
+PATCHGATE_METADATA_PARTITIONS      8                          partitions when patchgate creates topics
+PATCHGATE_CONSUMER_GROUP           patchgate-worker           consumer group of the workers
+PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-read when it changes
+PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
+PATCHGATE_BATCH_MAX_MESSAGES       500                        Kafka messages per processing batch
+PATCHGATE_BATCH_MAX_WAIT_MS        50                         longest wait to fill a batch
+PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout
+PATCHGATE_TIMER_INTERVAL_S         5                          how often the leader looks for due work
+PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
+PATCHGATE_WEB_PORT                 6066                       the worker's HTTP port (metrics)
+=================================  =========================  ============================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "PATCHGATE_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value patchgate cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topic_metadata: str = "patchgate.metadata"
+    topic_verdicts: str = "patchgate.verdicts"
+    topic_notifications: str = "patchgate.notifications"
+    topic_deadletter: str = "patchgate.deadletter"
+    topic_commands: str = "patchgate.commands"
+    metadata_partitions: int = 8
+    consumer_group: str = "patchgate-worker"
+    policy_file: Path | None = None
+    catalog_file: Path | None = None
+    batch_max_messages: int = 500
+    batch_max_wait_ms: int = 50
+    session_timeout_ms: int = 10000
+    timer_interval_s: float = 5.0
+    key_prefix: str = "pg"
+    web_port: int = 6066
+
+    def __post_init__(self) -> None:
+        _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
+        _require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "REDIS_URL",
+                 f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        for name in ("topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
+                     "topic_commands"):
+            value = getattr(self, name)
+            _require(bool(value) and len(value) <= 249 and all(c.isalnum() or c in "._-" for c in value),
+                     name.upper(), f"is not a valid Kafka topic name: {value!r}")
+        _require(1 <= self.metadata_partitions <= 10000, "METADATA_PARTITIONS", "must be 1..10000")
+        _require(1 <= self.batch_max_messages <= 100000, "BATCH_MAX_MESSAGES", "must be 1..100000")
+        _require(1 <= self.batch_max_wait_ms <= 60000, "BATCH_MAX_WAIT_MS", "must be 1..60000")
+        _require(1000 <= self.session_timeout_ms <= 300000, "SESSION_TIMEOUT_MS", "must be 1000..300000")
+        _require(0.01 <= self.timer_interval_s <= 3600, "TIMER_INTERVAL_S", "must be 0.01..3600")
+        _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
+                 "KEY_PREFIX", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
+        _require(0 <= self.web_port <= 65535, "WEB_PORT", "must be 0..65535")
+        for name in ("policy_file", "catalog_file"):
+            path = getattr(self, name)
+            _require(path is None or Path(path).is_file(), name.upper(), f"is not a readable file: {path}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``PATCHGATE_<FIELD>`` variables; ``overrides`` win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, str(field.type), raw)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()}: expected a number, got {raw!r}") from None
+    if "Path" in type_name:
+        return Path(raw)
+    return raw
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"{PREFIX}{name}: {message}")

@@ -1,0 +1,243 @@
+"""The async Redis store: one pipelined round trip per batch, atomic per-server scripts.
+
+Scripts are loaded once (``SCRIPT LOAD``) and called by SHA inside non-transactional pipelines;
+a Redis that lost its scripts (restart) answers NOSCRIPT, and the caller retries after
+:meth:`StateStore.load_scripts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from processors.enforcement.pauses import PauseState
+from processors.state.keys import HISTORY_LENGTH, HLL_RETENTION_SECONDS, NOTIFICATIONS_KEPT, KeySchema
+
+SET_CAP = 64  # client IPs / HELO names remembered per server
+
+
+def _script(name: str) -> str:
+    return resources.files("processors.state").joinpath(f"scripts/{name}.lua").read_text()
+
+
+@dataclass(slots=True)
+class Observation:
+    """One batch's worth of one server's messages, folded for ``observe.lua``."""
+
+    server_key: str
+    tenant_id: str
+    server: str
+    first_at: float
+    last_at: float
+    evidence: list[dict[str, Any]]
+    latest: dict[str, Any]
+    ips: list[str]
+    helos: list[str]
+    event_ids_by_day: dict[str, list[str]]
+
+
+@dataclass(slots=True)
+class Commit:
+    server_key: str
+    fingerprint: str
+    verdict_prefix: bytes
+    verdict_suffix: bytes
+    stage: int
+    kafka_key: str
+    history: bytes
+    notifications: list[bytes]  # outbox records
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    outbox: str
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def outbox_record(topic: str, key: str, value: bytes) -> bytes:
+    return f"{topic}\n{key}\n".encode() + value
+
+
+def parse_outbox(outbox: str, raw: bytes) -> OutboxRecord:
+    topic, key, value = raw.split(b"\n", 2)
+    return OutboxRecord(outbox, topic.decode(), key, value)
+
+
+def _decode_hash(flat: Sequence[bytes]) -> dict[str, str]:
+    return {flat[i].decode(): flat[i + 1].decode("utf-8", "replace") for i in range(0, len(flat), 2)}
+
+
+class StateStore:
+    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
+        self.client = client
+        self.keys = keys
+        self._sha: dict[str, str] = {}
+
+    @classmethod
+    def from_url(cls, url: str, keys: KeySchema) -> StateStore:
+        return cls(aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5), keys)
+
+    async def load_scripts(self) -> None:
+        for name in ("observe", "commit_verdict", "emit_once"):
+            self._sha[name] = await self.client.script_load(_script(name))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # ----------------------------------------------------------------------------- batch round trips
+
+    async def observe(self, observations: Sequence[Observation], tenants: Iterable[str]
+                      ) -> tuple[list[tuple[dict[str, str], list[str]]], dict[str, PauseState]]:
+        """Fold every observation in, and read the pause state of the batch's tenants: one round trip."""
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for obs in observations:
+            days = sorted(obs.event_ids_by_day)
+            script_keys = [keys.server(obs.server_key), keys.server_ips(obs.server_key),
+                           keys.server_helos(obs.server_key)]
+            script_keys += [keys.server_day_hll(obs.server_key, day) for day in days]
+            args: list[Any] = [
+                obs.tenant_id, obs.server, repr(obs.first_at), repr(obs.last_at),
+                orjson.dumps(obs.evidence), orjson.dumps(obs.latest), SET_CAP, HLL_RETENTION_SECONDS,
+                orjson.dumps(obs.ips), orjson.dumps(obs.helos),
+            ]
+            for day in days:
+                ids = obs.event_ids_by_day[day]
+                args.append(len(ids))
+                args.extend(ids)
+            pipe.evalsha(self._sha["observe"], len(script_keys), *script_keys, *args)
+            pipe.sadd(keys.tenant_servers(obs.tenant_id), obs.server_key)
+        tenant_list = sorted(set(tenants))
+        if tenant_list:
+            pipe.sadd(keys.tenants, *tenant_list)
+        for tenant in tenant_list:
+            pipe.hgetall(keys.tenant_pause(tenant))
+        results = await pipe.execute()
+        states = [(_decode_hash(result[0]), [ip.decode() for ip in result[1]])
+                  for result in results[0:2 * len(observations):2]]
+        pauses_raw = results[2 * len(observations) + (1 if tenant_list else 0):]
+        pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, pauses_raw, strict=True)}
+        return states, pauses
+
+    async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
+                     due: Sequence[tuple[str, float]], verdicts_topic: str) -> list[int]:
+        """Commit changed verdicts, queue once-only notifications, schedule due times: one round trip.
+
+        ``once``: (server_key, notification_id, outbox record); ``due``: (server_key, epoch).
+        Returns the sequence assigned to each commit (0 = it was committed before).
+        """
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for c in commits:
+            pipe.evalsha(
+                self._sha["commit_verdict"], 3, keys.server(c.server_key), keys.server_outbox(c.server_key),
+                keys.server_history(c.server_key), c.fingerprint, c.verdict_prefix, c.verdict_suffix, c.stage,
+                verdicts_topic, c.kafka_key, c.history, HISTORY_LENGTH, *c.notifications,
+            )
+        for server_key, notification_id, record in once:
+            pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),
+                         notification_id, record)
+        outboxes = {keys.server_outbox(c.server_key) for c in commits}
+        outboxes |= {keys.server_outbox(server_key) for server_key, _, _ in once}
+        if outboxes:
+            pipe.sadd(keys.outbox_pending, *sorted(outboxes))
+        for server_key, when in due:
+            pipe.zadd(keys.due, {f"s|{server_key}": when})
+            pipe.hset(keys.server(server_key), "due_at", repr(when))
+        results = await pipe.execute()
+        return [int(r) for r in results[: len(commits)]]
+
+    async def read_outboxes(self, outboxes: Sequence[str]) -> list[OutboxRecord]:
+        pipe = self.client.pipeline(transaction=False)
+        for outbox in outboxes:
+            pipe.lrange(outbox, 0, -1)
+        records: list[OutboxRecord] = []
+        for outbox, raws in zip(outboxes, await pipe.execute(), strict=True):
+            records.extend(parse_outbox(outbox, raw) for raw in raws)
+        return records
+
+    async def confirm_delivered(self, delivered: Sequence[OutboxRecord], notifications_topic: str) -> None:
+        """Drop delivered records from their outboxes and keep notifications in the tenants' recent list."""
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        counts: dict[str, int] = {}
+        for record in delivered:
+            counts[record.outbox] = counts.get(record.outbox, 0) + 1
+            if record.topic == notifications_topic:
+                tenant = record.key.decode()
+                pipe.lpush(keys.tenant_notifications(tenant), record.value)
+                pipe.ltrim(keys.tenant_notifications(tenant), 0, NOTIFICATIONS_KEPT - 1)
+        for outbox, count in counts.items():
+            pipe.lpop(outbox, count)
+        await pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        for outbox in counts:
+            pipe.llen(outbox)
+        empty = [outbox for outbox, size in zip(counts, await pipe.execute(), strict=True) if size == 0]
+        if empty:
+            await self.client.srem(keys.outbox_pending, *empty)
+
+    async def pending_outboxes(self) -> list[str]:
+        return sorted(m.decode() for m in await self.client.smembers(self.keys.outbox_pending))
+
+    # ---------------------------------------------------------------------------------- timer reads
+
+    async def due_members(self, until: float, limit: int = 1000) -> list[str]:
+        members = await self.client.zrangebyscore(self.keys.due, "-inf", until, start=0, num=limit)
+        return [m.decode() for m in members]
+
+    async def server_states(self, server_keys: Sequence[str]) -> list[tuple[dict[str, str], list[str]]]:
+        pipe = self.client.pipeline(transaction=False)
+        for server_key in server_keys:
+            pipe.hgetall(self.keys.server(server_key))
+            pipe.smembers(self.keys.server_ips(server_key))
+        results = await pipe.execute()
+        return [
+            ({k.decode(): v.decode("utf-8", "replace") for k, v in results[i].items()},
+             sorted(ip.decode() for ip in results[i + 1]))
+            for i in range(0, len(results), 2)
+        ]
+
+    async def pause_states(self, tenants: Sequence[str]) -> dict[str, PauseState]:
+        pipe = self.client.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.hgetall(self.keys.tenant_pause(tenant))
+        return {t: pause_state_from_hash(raw) for t, raw in zip(tenants, await pipe.execute(), strict=True)}
+
+    async def tenant_servers(self, tenant_id: str) -> list[str]:
+        return sorted(m.decode() for m in await self.client.smembers(self.keys.tenant_servers(tenant_id)))
+
+
+def pause_state_from_hash(raw: Any) -> PauseState:
+    fields = raw if isinstance(raw, dict) else {}
+    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+               for k, v in fields.items()}
+    used = tuple(sorted((int(k[5:]), int(v)) for k, v in decoded.items() if k.startswith("used:")))
+    until = decoded.get("until")
+    started = decoded.get("started_at")
+    charged = decoded.get("charged_year")
+    return PauseState(
+        until=datetime.fromisoformat(until) if until else None,
+        started_at=datetime.fromisoformat(started) if started else None,
+        charged_year=int(charged) if charged else None,
+        used=used,
+    )
+
+
+def pause_state_to_hash(state: PauseState) -> dict[str, str]:
+    fields = {f"used:{year}": str(days) for year, days in state.used}
+    if state.until is not None:
+        fields["until"] = state.until.isoformat()
+    if state.started_at is not None:
+        fields["started_at"] = state.started_at.isoformat()
+    if state.charged_year is not None:
+        fields["charged_year"] = str(state.charged_year)
+    return fields
