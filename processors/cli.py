@@ -16,8 +16,9 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     # Imported lazily so `patchgate classify` does not pay for Kafka/Faust imports.
     from processors.classify import cli as classify_cli
+    from processors.worker import cli as worker_cli
 
-    return [classify_cli.register]
+    return [classify_cli.register, worker_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

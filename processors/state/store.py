@@ -49,6 +49,7 @@ class Commit:
     verdict_prefix: bytes
     verdict_suffix: bytes
     stage: int
+    issued_at: float
     kafka_key: str
     history: bytes
     notifications: list[bytes]  # outbox records
@@ -140,7 +141,7 @@ class StateStore:
             pipe.evalsha(
                 self._sha["commit_verdict"], 3, keys.server(c.server_key), keys.server_outbox(c.server_key),
                 keys.server_history(c.server_key), c.fingerprint, c.verdict_prefix, c.verdict_suffix, c.stage,
-                verdicts_topic, c.kafka_key, c.history, HISTORY_LENGTH, *c.notifications,
+                verdicts_topic, c.kafka_key, c.history, HISTORY_LENGTH, repr(c.issued_at), *c.notifications,
             )
         for server_key, notification_id, record in once:
             pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),

@@ -8,7 +8,8 @@
 --
 -- ARGV[1] fingerprint   ARGV[2] verdict JSON up to the sequence value   ARGV[3] the rest of it
 -- ARGV[4] stage   ARGV[5] verdicts topic   ARGV[6] Kafka key   ARGV[7] history entry (JSON)
--- ARGV[8] history length cap   ARGV[9..] notification records "<topic>\n<key>\n<json>"
+-- ARGV[8] history length cap   ARGV[9] issued_at (epoch seconds, event time)
+-- ARGV[10..] notification records "<topic>\n<key>\n<json>"
 -- Returns the new sequence, or 0 when the fingerprint was already committed.
 
 local state = KEYS[1]
@@ -17,9 +18,9 @@ if redis.call('HGET', state, 'fingerprint') == ARGV[1] then
 end
 local sequence = redis.call('HINCRBY', state, 'sequence', 1)
 local verdict = ARGV[2] .. sequence .. ARGV[3]
-redis.call('HSET', state, 'verdict', verdict, 'fingerprint', ARGV[1], 'stage', ARGV[4])
+redis.call('HSET', state, 'verdict', verdict, 'fingerprint', ARGV[1], 'stage', ARGV[4], 'issued_at', ARGV[9])
 redis.call('RPUSH', KEYS[2], ARGV[5] .. '\n' .. ARGV[6] .. '\n' .. verdict)
-for index = 9, #ARGV do
+for index = 10, #ARGV do
   redis.call('RPUSH', KEYS[2], ARGV[index])
 end
 redis.call('LPUSH', KEYS[3], ARGV[7])

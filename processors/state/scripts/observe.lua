@@ -10,14 +10,14 @@
 -- ARGV[5] evidence: JSON array, in event-time order, of the build-bearing classifications:
 --         {"at": epoch, "vulnerable": 1|0|-1, "fields": {status, rule, product, build, ...}}
 --         vulnerable 1 = behind/unsupported (detects), 0 = current (remediates), -1 = neither
--- ARGV[6] latest classification of any kind: {"at": epoch, "status": ..., "rule": ...}
+-- ARGV[6] latest message of any kind: {"at", "status", "rule", "connector_type", "helo"}
 -- ARGV[7] cap of the ips/helos sets   ARGV[8] HLL expiry seconds
 -- ARGV[9] JSON array of client IPs    ARGV[10] JSON array of HELO names
 -- ARGV[11..] for each HLL key: the number n of event ids, then the n ids
 --
 -- Hash fields: tenant_id, server, first_seen, last_seen (epoch seconds); evidence_at plus the
 -- evidence fields (status, rule, product, build, build_long, release_name, recommended, hop,
--- reason); last_status, last_rule, last_status_at; detected_at (set by vulnerable evidence newer
+-- reason); last_status, last_rule, last_status_at, connector_type, last_helo; detected_at (set by vulnerable evidence newer
 -- than current_at, cleared by current evidence newer than it); current_at (latest current build).
 -- Returns the whole hash (HGETALL) and the IP set.
 
@@ -68,7 +68,8 @@ local latest = cjson.decode(ARGV[6])
 local status_at = tonumber(redis.call('HGET', state, 'last_status_at'))
 if not status_at or tonumber(latest.at) >= status_at then
   redis.call('HSET', state, 'last_status', latest.status, 'last_rule', latest.rule,
-             'last_status_at', tostring(latest.at))
+             'last_status_at', tostring(latest.at), 'connector_type', latest.connector_type,
+             'last_helo', latest.helo)
 end
 
 local cap = tonumber(ARGV[7])

@@ -1,0 +1,1 @@
+"""The stream processor: ``patchgate worker`` (a Faust app) around :class:`~.processing.BatchProcessor`."""

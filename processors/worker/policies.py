@@ -1,0 +1,75 @@
+"""The catalog and policy in force, reloaded without a restart when their files change.
+
+Reload is by watched file: every worker checks the modification time and size of
+``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
+in the new version only if it validates; a bad file is logged and the old version stays. The
+leader's timer then re-evaluates every server against the new version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from processors.classify import Catalog, ClassificationPolicy, load_catalog, load_policy
+from processors.enforcement.policy import EnforcementPolicy, load_enforcement_policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySnapshot:
+    catalog: Catalog
+    classification: ClassificationPolicy
+    enforcement: EnforcementPolicy
+    version: str  # changes whenever any of the three changes
+
+
+def _stamp(path: Path | None) -> tuple[float, int] | None:
+    if path is None:
+        return None
+    stat = os.stat(path)
+    return (stat.st_mtime, stat.st_size)
+
+
+class PolicySource:
+    def __init__(self, policy_file: Path | None = None, catalog_file: Path | None = None,
+                 check_interval: float = 2.0) -> None:
+        self.policy_file = policy_file
+        self.catalog_file = catalog_file
+        self.check_interval = check_interval
+        self._stamps = (_stamp(policy_file), _stamp(catalog_file))
+        self._checked = time.monotonic()
+        self.current = self._load()
+
+    def _load(self) -> PolicySnapshot:
+        catalog = load_catalog(self.catalog_file)
+        classification = load_policy(self.policy_file)
+        enforcement = load_enforcement_policy(self.policy_file)
+        return PolicySnapshot(catalog, classification, enforcement,
+                              version=f"{catalog.sha256[:12]}:{self._stamps}")
+
+    def maybe_reload(self) -> bool:
+        """Reload if a watched file changed; True when a new version is now in force."""
+        now = time.monotonic()
+        if now - self._checked < self.check_interval:
+            return False
+        self._checked = now
+        try:
+            stamps = (_stamp(self.policy_file), _stamp(self.catalog_file))
+        except OSError as error:
+            log.error("cannot stat the policy/catalog file, keeping the loaded version: %s", error)
+            return False
+        if stamps == self._stamps:
+            return False
+        self._stamps = stamps
+        try:
+            self.current = self._load()
+        except Exception as error:  # a bad new file must not stop enforcement
+            log.error("new policy/catalog rejected, keeping version %s: %s", self.current.version, error)
+            return False
+        log.info("policy/catalog reloaded: version %s", self.current.version)
+        return True

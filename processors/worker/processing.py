@@ -1,0 +1,331 @@
+"""Batch processing of metadata events, end to end, with no per-record awaits.
+
+One call of :meth:`BatchProcessor.process` takes a batch of Kafka messages (single records or batch
+envelopes) and:
+
+1. decodes and validates every record; a bad one is dead-lettered with its reason and position;
+2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing);
+3. folds each server's records into Redis with one ``observe.lua`` call per server, all in one
+   pipelined round trip that also reads the batch's tenant pauses;
+4. evaluates each server's verdict at its latest event time and commits the changed ones
+   (``commit_verdict.lua``: compare-and-set, sequence, outbox) in a second round trip, only when
+   something changed;
+5. publishes the outbox records and the dead letters, waits for the broker's acknowledgements,
+   then clears the outboxes.
+
+Crash safety: a verdict is committed to Redis together with its outbox records before it is
+published; a crash before publication leaves them in the outbox, and :meth:`flush_outboxes`
+(run at start-up and by the timer) publishes them. Replaying input after a crash re-runs steps
+1-4 idempotently (HyperLogLog counts, event-time comparisons, fingerprint compare-and-set), so it
+neither changes state nor commits a second verdict for the same transition.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from processors.classify import Classification, Connection, build_bearing_hop, classify
+from processors.contracts import (
+    DEADLETTER_SCHEMA,
+    METADATA_BATCH_SCHEMA,
+    METADATA_SCHEMA,
+    ContractError,
+    contracts,
+)
+from processors.enforcement.pauses import PauseState
+from processors.enforcement.policy import VULNERABLE_STATUSES
+from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
+from processors.settings import Settings
+from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
+from processors.worker.output import KafkaOutput
+from processors.worker.policies import PolicySource
+
+log = logging.getLogger(__name__)
+
+BUILD_BEARING = frozenset({"current", "behind", "unsupported", "unknown_build"})
+DEADLETTER_ORIGINAL_CAP = 256 * 1024  # bytes of the original kept in a dead letter
+HOP_CAP = 1000
+CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class BatchStats:
+    messages: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    servers: int = 0
+    verdicts: int = 0
+    notifications: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Record:
+    event: dict[str, Any]
+    at: datetime
+    classification: Classification
+
+
+@dataclass(slots=True)
+class _Group:
+    server_key: str
+    tenant_id: str
+    server: str
+    records: list[_Record] = field(default_factory=list)
+
+
+def evidence_item(c: Classification, at: float) -> dict[str, Any]:
+    """One build-bearing classification as ``observe.lua`` takes it."""
+    return {
+        "at": at,
+        "vulnerable": 1 if c.status in VULNERABLE_STATUSES else (0 if c.status == "current" else -1),
+        "fields": {
+            "status": c.status, "rule": c.rule, "product": c.product, "build": c.build,
+            "build_long": c.build_long, "release_name": c.release_name, "reason": c.reason,
+            "recommended": orjson.dumps([r.to_json_dict() for r in c.recommended_builds]).decode(),
+            "hop": (c.hop or "")[:HOP_CAP],
+        },
+    }
+
+
+class BatchProcessor:
+    def __init__(self, settings: Settings, store: StateStore, output: KafkaOutput, policies: PolicySource) -> None:
+        self.settings = settings
+        self.store = store
+        self.output = output
+        self.policies = policies
+        self._cache: dict[tuple[str, int], Classification] = {}
+        self._cache_version = policies.current.version
+
+    # ------------------------------------------------------------------------------------ decoding
+
+    def _dead_letter(self, stats: BatchStats, message: RawMessage, error: str, path: str | None,
+                     record_index: int | None, now: datetime) -> None:
+        original = message.value or b""
+        reason_kind = error.split(":", 1)[0] if path is None else "contract"
+        stats.dead_letters += 1
+        stats.dead_letter_reasons[reason_kind] = stats.dead_letter_reasons.get(reason_kind, 0) + 1
+        record = {
+            "schema": DEADLETTER_SCHEMA,
+            "source": {
+                "topic": message.topic, "partition": message.partition, "offset": message.offset,
+                "key": base64.b64encode(message.key).decode() if message.key is not None else None,
+                "record_index": record_index,
+            },
+            "reason": error[:2000],
+            "path": path,
+            "original": base64.b64encode(original[:DEADLETTER_ORIGINAL_CAP]).decode(),
+            "original_size": len(original),
+            "original_truncated_at": DEADLETTER_ORIGINAL_CAP if len(original) > DEADLETTER_ORIGINAL_CAP else None,
+            "dead_lettered_at": rfc3339(now),
+        }
+        self.output.produce(self.settings.topic_deadletter, message.key, orjson.dumps(record))
+
+    def _decode(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        check_record = contracts.metadata_record
+        for message in messages:
+            stats.messages += 1
+            if message.value is None:
+                self._dead_letter(stats, message, "empty: the message has no value", None, None, now)
+                continue
+            try:
+                document = orjson.loads(message.value)
+            except orjson.JSONDecodeError as error:
+                self._dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
+                continue
+            schema = document.get("schema") if isinstance(document, dict) else None
+            if schema == METADATA_SCHEMA:
+                items: list[Any] = [document]
+                batch = False
+            elif schema == METADATA_BATCH_SCHEMA:
+                items = document.get("records")  # type: ignore[union-attr]
+                if not isinstance(items, list) or not items or len(items) > 1000:
+                    self._dead_letter(stats, message, "$.records: a batch needs 1..1000 records", "$.records",
+                                      None, now)
+                    continue
+                batch = True
+            else:
+                self._dead_letter(stats, message, f"unknown schema: expected {METADATA_SCHEMA!r} or "
+                                  f"{METADATA_BATCH_SCHEMA!r}, got {str(schema)[:80]!r}", "$.schema", None, now)
+                continue
+            for index, item in enumerate(items):
+                try:
+                    check_record(item)
+                except ContractError as error:
+                    prefix = f"$.records[{index}]" if batch else "$"
+                    path = prefix + error.path[1:]
+                    self._dead_letter(stats, message, f"{path}: {error.reason}", path,
+                                      index if batch else None, now)
+                    continue
+                records.append(item)
+        stats.records += len(records)
+        return records
+
+    # ------------------------------------------------------------------------------ classification
+
+    def _classify(self, event: dict[str, Any], at: datetime) -> Classification:
+        headers = event["headers"]
+        client = event["client"]
+        connection = Connection(ip=client["ip"], helo=client.get("helo"))
+        hop = build_bearing_hop(headers)
+        snapshot = self.policies.current
+        if hop is None:
+            return classify(headers, connection, at, catalog=snapshot.catalog, policy=snapshot.classification)
+        key = (hop, at.toordinal())
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        result = classify(headers, connection, at, catalog=snapshot.catalog, policy=snapshot.classification)
+        if result.server_source == "by":  # independent of the connection: safe to share
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = result
+        return result
+
+    def _group(self, events: list[dict[str, Any]]) -> dict[str, _Group]:
+        if self._cache_version != self.policies.current.version:
+            self._cache.clear()
+            self._cache_version = self.policies.current.version
+        groups: dict[str, _Group] = {}
+        for event in events:
+            at = datetime.fromisoformat(event["observed_at"])
+            classification = self._classify(event, at)
+            tenant = event["tenant_id"]
+            server_key = f"{tenant}/{classification.server.lower()}"
+            group = groups.get(server_key)
+            if group is None:
+                group = groups[server_key] = _Group(server_key, tenant, classification.server.lower())
+            group.records.append(_Record(event, at, classification))
+        return groups
+
+    @staticmethod
+    def _observation(group: _Group) -> Observation:
+        records = sorted(group.records, key=lambda r: (r.at, r.event["event_id"]))
+        evidence: list[dict[str, Any]] = []
+        previous: tuple[Any, ...] | None = None
+        for record in records:
+            c = record.classification
+            if c.status not in BUILD_BEARING:
+                continue
+            identity = (c.status, c.build, c.rule)
+            if identity == previous:
+                continue  # a run of identical evidence: its first record decides
+            previous = identity
+            evidence.append(evidence_item(c, record.at.timestamp()))
+        last = records[-1]
+        latest = {
+            "at": last.at.timestamp(), "status": last.classification.status, "rule": last.classification.rule,
+            "connector_type": last.event["connector"]["type"], "helo": last.event["client"].get("helo") or "",
+        }
+        by_day: dict[str, list[str]] = {}
+        ips: dict[str, None] = {}
+        helos: dict[str, None] = {}
+        for record in records:
+            by_day.setdefault(record.event["observed_at"][:10], []).append(record.event["event_id"])
+            client = record.event["client"]
+            ips[client["ip"]] = None
+            if client.get("helo"):
+                helos[client["helo"]] = None
+        return Observation(
+            server_key=group.server_key, tenant_id=group.tenant_id, server=group.server,
+            first_at=records[0].at.timestamp(), last_at=last.at.timestamp(), evidence=evidence, latest=latest,
+            ips=list(ips)[:64], helos=list(helos)[:64], event_ids_by_day=by_day,
+        )
+
+    # ------------------------------------------------------------------------------------ the batch
+
+    async def process(self, messages: Sequence[RawMessage], now: datetime | None = None) -> BatchStats:
+        """Process one batch completely; raise (to be retried whole) if Redis or Kafka fails."""
+        now = now or datetime.now(UTC)
+        stats = BatchStats()
+        events = self._decode(messages, stats, now)
+        groups = self._group(events)
+        observations = [self._observation(group) for group in groups.values()]
+        stats.servers = len(observations)
+        if observations:
+            states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
+            evaluations = [
+                (fields, evaluate(ServerState.from_hash(obs.server_key, fields, ips), self.policies.current.enforcement,
+                                  pauses.get(obs.tenant_id, PauseState()), datetime.fromtimestamp(obs.last_at, UTC)))
+                for obs, (fields, ips) in zip(observations, states, strict=True)
+            ]
+            await self.commit(evaluations, stats)
+        else:
+            await self.output.flush()
+        return stats
+
+    async def commit(self, evaluations: Sequence[tuple[dict[str, str], Evaluation]], stats: BatchStats,
+                     force_due: bool = False) -> None:
+        """Commit what changed, publish it, confirm delivery. Shared by the timer and commands."""
+        topic_notifications = self.settings.topic_notifications
+        commits: list[Commit] = []
+        once: list[tuple[str, str, bytes]] = []
+        due: list[tuple[str, float]] = []
+        for fields, evaluation in evaluations:
+            server_key = f"{fields.get('tenant_id')}/{fields.get('server')}"
+            if evaluation.fingerprint is not None and evaluation.fingerprint != fields.get("fingerprint"):
+                assert evaluation.verdict_prefix is not None and evaluation.verdict_suffix is not None
+                tenant = fields["tenant_id"]
+                commits.append(Commit(
+                    server_key=server_key, fingerprint=evaluation.fingerprint,
+                    verdict_prefix=evaluation.verdict_prefix,
+                    verdict_suffix=evaluation.verdict_suffix,
+                    issued_at=evaluation.at.timestamp(),
+                    stage=evaluation.stage, kafka_key=server_key,
+                    history=orjson.dumps(evaluation.history),
+                    notifications=[outbox_record(topic_notifications, tenant, orjson.dumps(n))
+                                   for n in evaluation.notifications],
+                ))
+            for notification in evaluation.once_notifications:
+                if f"sent:{notification['notification_id']}" not in fields:
+                    once.append((server_key, notification["notification_id"],
+                                 outbox_record(topic_notifications, fields["tenant_id"], orjson.dumps(notification))))
+            if evaluation.next_due is not None:
+                when = evaluation.next_due.timestamp()
+                if force_due or fields.get("due_at") != repr(when):
+                    due.append((server_key, when))
+        if commits or once or due:
+            sequences = await self.store.commit(commits, once, due, self.settings.topic_verdicts)
+            committed = [c for c, seq in zip(commits, sequences, strict=True) if seq]
+            outboxes = sorted({self.store.keys.server_outbox(c.server_key) for c in committed}
+                              | {self.store.keys.server_outbox(k) for k, _, _ in once})
+            if outboxes:
+                stats.verdicts += len(committed)
+                await self.publish(await self.store.read_outboxes(outboxes), stats)
+                return
+        await self.output.flush()
+
+    async def publish(self, records: Sequence[OutboxRecord], stats: BatchStats) -> None:
+        for record in records:
+            if record.topic == self.settings.topic_notifications:
+                stats.notifications += 1
+            self.output.produce(record.topic, record.key, record.value)
+        await self.output.flush()
+        if records:
+            await self.store.confirm_delivered(records, self.settings.topic_notifications)
+
+    async def flush_outboxes(self) -> int:
+        """Publish whatever a crashed process committed but did not publish. Returns records sent."""
+        outboxes = await self.store.pending_outboxes()
+        if not outboxes:
+            return 0
+        records = await self.store.read_outboxes(outboxes)
+        await self.publish(records, BatchStats())
+        return len(records)

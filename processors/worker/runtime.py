@@ -1,0 +1,259 @@
+"""Everything a worker process runs besides the Faust plumbing: batches with retry, operator
+commands (pauses), and the leader's time-driven work.
+
+Failure behaviour: when Redis or the broker fails, the batch is retried whole with exponential
+backoff (0.1 s doubling to 10 s) and the agent consumes nothing meanwhile; offsets are committed
+only for batches that finished, so nothing is lost. Retrying is safe because processing is
+idempotent (see :mod:`processors.worker.processing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from redis.exceptions import NoScriptError, RedisError, WatchError
+
+from processors.classify import Connection, classify
+from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
+from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
+from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
+from processors.settings import Settings
+from processors.state.store import Observation, StateStore, outbox_record, pause_state_from_hash, pause_state_to_hash
+from processors.worker.clock import Clock
+from processors.worker.output import DeliveryFailed, KafkaOutput
+from processors.worker.policies import PolicySource
+from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchStats, RawMessage, evidence_item
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE = (RedisError, DeliveryFailed, OSError)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, store: StateStore, output: KafkaOutput, policies: PolicySource,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.output = output
+        self.policies = policies
+        self.clock = clock
+        self.processor = BatchProcessor(settings, store, output, policies)
+        self.ready = asyncio.Event()
+        self.totals = BatchStats()
+        self._suspect_outboxes: set[str] = set()
+
+    async def start(self) -> None:
+        await self.retry(self.store.load_scripts, "loading Redis scripts")
+        sent = await self.retry(self.processor.flush_outboxes, "publishing outboxes left by a crash")
+        if sent:
+            log.info("published %d records left in outboxes by an earlier run", sent)
+        self.ready.set()
+
+    async def retry(self, action: Callable[[], Awaitable[T]], what: str) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await action()
+            except NoScriptError:
+                log.warning("Redis lost the scripts (restart?): loading them again")
+                await self._reload_scripts()
+            except RETRYABLE as error:
+                log.error("%s failed, retrying in %.1fs: %s", what, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _reload_scripts(self) -> None:
+        try:
+            await self.store.load_scripts()
+        except RedisError as error:
+            log.error("cannot load Redis scripts: %s", error)
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------------------ metadata batches
+
+    async def process_batch(self, messages: Sequence[RawMessage]) -> BatchStats:
+        await self.ready.wait()
+        self.policies.maybe_reload()
+        stats = await self.retry(lambda: self.processor.process(messages), "processing a metadata batch")
+        for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
+        return stats
+
+    # ------------------------------------------------------------------------------ operator commands
+
+    async def process_command(self, message: RawMessage) -> PauseOutcome | None:
+        await self.ready.wait()
+        try:
+            command = orjson.loads(message.value or b"")
+            contracts.command(command)
+            if command["action"] != "pause_end" and "days" not in command:
+                raise ContractError("missing required property 'days' for this action")
+        except (orjson.JSONDecodeError, ContractError) as error:
+            self.processor._dead_letter(BatchStats(), message, f"command rejected: {error}",
+                                        getattr(error, "path", None), None, datetime.now(UTC))
+            await self.retry(self.output.flush, "publishing a dead letter")
+            return None
+        return await self.retry(lambda: self._apply_command(command), "applying a command")
+
+    async def _apply_command(self, command: dict[str, Any]) -> PauseOutcome | None:
+        tenant = command["tenant_id"]
+        keys = self.store.keys
+        at = datetime.fromisoformat(command["issued_at"])
+        policy = self.policies.current.enforcement.pauses
+        outcome: PauseOutcome | None = None
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(keys.tenant_pause(tenant), keys.tenant_commands(tenant))
+                    if await pipe.sismember(keys.tenant_commands(tenant), command["command_id"]):
+                        await pipe.reset()
+                        return None  # redelivered command: already applied
+                    state = pause_state_from_hash(await pipe.hgetall(keys.tenant_pause(tenant)))
+                    outcome = apply_pause_command(state, command["action"], command.get("days"), at, policy)
+                    notification = self._pause_notification(tenant, outcome, command["command_id"], at)
+                    pipe.multi()
+                    pipe.sadd(keys.tenant_commands(tenant), command["command_id"])
+                    if outcome.kind != "pause_refused":
+                        pipe.delete(keys.tenant_pause(tenant))
+                        pipe.hset(keys.tenant_pause(tenant), mapping=pause_state_to_hash(outcome.state))
+                        if outcome.state.until is not None and outcome.state.until > at:
+                            pipe.zadd(keys.due, {f"t|{tenant}": outcome.state.until.timestamp()})
+                    pipe.rpush(keys.tenant_outbox(tenant), notification)
+                    pipe.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        assert outcome is not None
+        if outcome.kind != "pause_refused":
+            await self.reevaluate_tenant(tenant, at, outcome.state)
+        await self.processor.publish(await self.store.read_outboxes([keys.tenant_outbox(tenant)]), BatchStats())
+        return outcome
+
+    def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
+        notification = {
+            "schema": NOTIFICATION_SCHEMA,
+            "notification_id": f"{tenant}|{outcome.kind}|{identity}",
+            "tenant_id": tenant, "server": None, "server_key": None, "kind": outcome.kind,
+            "at": rfc3339(at), "stage": None,
+            "next_stage_at": rfc3339(outcome.state.until) if outcome.kind != "pause_refused" else None,
+            "build": None, "recommended_builds": [], "text": outcome.text,
+        }
+        return outbox_record(self.settings.topic_notifications, tenant, orjson.dumps(notification))
+
+    async def reevaluate_tenant(self, tenant: str, at: datetime, pause: PauseState | None = None) -> None:
+        server_keys = await self.store.tenant_servers(tenant)
+        if pause is None:
+            pause = (await self.store.pause_states([tenant]))[tenant]
+        await self._reevaluate(server_keys, at, {tenant: pause}, force_due=False)
+
+    async def _reevaluate(self, server_keys: Sequence[str], at: datetime, pauses: dict[str, PauseState],
+                          force_due: bool) -> BatchStats:
+        stats = BatchStats()
+        policy = self.policies.current.enforcement
+        evaluations = []
+        for server_key, (fields, ips) in zip(server_keys, await self.store.server_states(server_keys), strict=True):
+            if not fields:
+                continue
+            state = ServerState.from_hash(server_key, fields, ips)
+            pause = pauses.get(state.tenant_id, PauseState())
+            evaluations.append((fields, evaluate(state, policy, pause, at)))
+        await self.processor.commit(evaluations, stats, force_due=force_due)
+        return stats
+
+    # ------------------------------------------------------------------------------- the leader's timer
+
+    async def tick(self) -> int:
+        """Run all time-driven work due by the clock. Returns the number of due items handled."""
+        await self.ready.wait()
+        handled = 0
+        if self.policies.maybe_reload():
+            now = await self.clock.now()
+            if now is not None:
+                await self.retry(lambda: self.reclassify_all(now), "re-evaluating servers after a reload")
+        now = await self.clock.now()
+        if now is None:
+            return 0
+        handled = await self.retry(lambda: self._run_due(now), "running due work")
+        await self.retry(self._flush_stale_outboxes, "publishing stale outboxes")
+        return handled
+
+    async def _run_due(self, now: datetime) -> int:
+        handled = 0
+        while True:
+            due = await self.store.client.zrangebyscore(
+                self.store.keys.due, "-inf", now.timestamp(), start=0, num=500, withscores=True)
+            if not due:
+                return handled
+            for raw_member, score in due:
+                member = raw_member.decode()
+                at = datetime.fromtimestamp(score, UTC)
+                kind, _, name = member.partition("|")
+                if kind == "t":
+                    await self._pause_expired(name, at)
+                    await self.store.client.zrem(self.store.keys.due, member)
+                else:
+                    tenant = name.partition("/")[0]
+                    pauses = await self.store.pause_states([tenant])
+                    await self._reevaluate([name], at, pauses, force_due=True)
+                    # a new due time (if any) replaced the score; remove only if it was not renewed
+                    current = await self.store.client.zscore(self.store.keys.due, member)
+                    if current is not None and current <= score:
+                        await self.store.client.zrem(self.store.keys.due, member)
+                handled += 1
+
+    async def _pause_expired(self, tenant: str, at: datetime) -> None:
+        keys = self.store.keys
+        pause = (await self.store.pause_states([tenant]))[tenant]
+        if pause.until is not None and pause.until <= at:
+            outcome = PauseOutcome("pause_ended", pause, f"The enforcement pause ended on {at:%Y-%m-%d %H:%M} UTC; "
+                                   "throttling and blocking apply again.", 0)
+            record = self._pause_notification(tenant, outcome, f"expired|{rfc3339(pause.until)}", at)
+            await self.store.client.evalsha(self.store._sha["emit_once"], 2, keys.tenant_pause(tenant),
+                                            keys.tenant_outbox(tenant), f"expired|{rfc3339(pause.until)}", record)
+            await self.store.client.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
+            await self.reevaluate_tenant(tenant, at, pause)
+
+    async def _flush_stale_outboxes(self) -> None:
+        """Publish outboxes that stayed pending for a whole timer interval: their writer died."""
+        pending = set(await self.store.pending_outboxes())
+        stale = sorted(pending & self._suspect_outboxes)
+        self._suspect_outboxes = pending - set(stale)
+        if stale:
+            records = await self.store.read_outboxes(stale)
+            await self.processor.publish(records, BatchStats())
+
+    async def reclassify_all(self, now: datetime) -> None:
+        """After a catalog or policy change: classify every server's last hop again, then re-evaluate."""
+        snapshot = self.policies.current
+        tenants = sorted(m.decode() for m in await self.store.client.smembers(self.store.keys.tenants))
+        for tenant in tenants:
+            server_keys = await self.store.tenant_servers(tenant)
+            observations = []
+            for server_key, (fields, ips) in zip(server_keys, await self.store.server_states(server_keys),
+                                                 strict=True):
+                hop = fields.get("hop")
+                if not hop:
+                    continue
+                c = classify([("Received", hop)], Connection(ip=ips[0] if ips else "0.0.0.0",
+                                                            helo=fields.get("last_helo")),
+                             now, catalog=snapshot.catalog, policy=snapshot.classification)
+                if c.status not in BUILD_BEARING:
+                    continue
+                at = now.timestamp()
+                observations.append(Observation(
+                    server_key=server_key, tenant_id=tenant, server=fields.get("server", ""),
+                    first_at=float(fields.get("first_seen", at)), last_at=float(fields.get("last_seen", at)),
+                    evidence=[evidence_item(c, at)],
+                    latest={"at": at, "status": c.status, "rule": c.rule,
+                            "connector_type": fields.get("connector_type", ""), "helo": fields.get("last_helo", "")},
+                    ips=[], helos=[], event_ids_by_day={},
+                ))
+            if observations:
+                await self.store.observe(observations, [tenant])
+            await self.reevaluate_tenant(tenant, now)

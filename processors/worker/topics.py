@@ -1,0 +1,48 @@
+"""Create patchgate's topics with explicit configurations (idempotent).
+
+Explicit configs matter: Tansu keeps only the configs given at creation, and the verdicts topic
+must be compacted (latest verdict per server key) on Apache Kafka.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from processors.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    n = settings.metadata_partitions
+
+    def spec(name: str, partitions: int, **config: str) -> NewTopic:
+        return NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
+
+    return [
+        spec(settings.topic_metadata, n, **{"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}),
+        spec(settings.topic_commands, n, **{"cleanup.policy": "delete", "retention.ms": str(400 * DAY_MS)}),
+        spec(settings.topic_verdicts, n, **{"cleanup.policy": "compact", "retention.ms": "-1",
+                                            "min.compaction.lag.ms": "60000"}),
+        spec(settings.topic_notifications, n, **{"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}),
+        spec(settings.topic_deadletter, n, **{"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}),
+    ]
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the missing topics; return the names created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [spec for spec in topic_specs(settings) if spec.topic not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another worker won the race
+                raise
+    return created
