@@ -1,0 +1,328 @@
+"""``classify()``: from a message's header block to a verdict about the server that sent it.
+
+Decision order for the topmost Received hop (see :mod:`processors.classify.received` for why only
+that hop counts):
+
+* no Received header at all -> ``no_build`` / ``no_received``;
+* ``by`` host is Exchange Online (``*.outlook.com`` ...) -> ``cloud`` / ``cloud_hop``;
+* an Exchange stamp (``with Microsoft SMTP Server`` / ``with mapi``):
+
+  - without a readable build id -> ``no_build`` / ``version_hidden``;
+  - a 15.20+ build (Exchange Online only) -> ``cloud`` / ``cloud_build``;
+  - a Pickup-folder submission (``from mail pickup service by EX01 ...``) -> ``no_build`` /
+    ``pickup_stamp``. Exchange 2016 stamped an *old* build on such messages although the server was
+    patched (a real false positive, fixed by Microsoft in Nov 2024), so this stamp is never taken
+    as evidence of a server's build: report-only, the stamped build is named in ``reason`` but
+    ``build`` is ``None``. The server's next normally relayed message decides;
+  - otherwise the build is judged by :class:`processors.classify.decide.Evaluator`;
+
+* a recognisable non-Exchange MTA (Postfix, Sendmail, Exim, Microsoft SMTPSVC, qmail, any other
+  ``with <protocol>`` stamp) -> ``not_exchange`` / ``not_exchange_mta``: a relay in front of an
+  Exchange server hides it, and non-Exchange senders are never enforced on;
+* anything else (a Received with neither protocol nor build: stripped by a "header firewall" or
+  written by something unidentifiable) -> ``no_build`` / ``version_hidden``.
+
+Garbage never raises: an unexpected internal error becomes ``no_build`` / ``unparseable``.
+
+The server is the topmost hop's ``by`` host (lower-case, no trailing dot) when that hop carries an
+Exchange build (or is a cloud/pickup stamp naming its host); otherwise the client's HELO name, then
+its IP address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
+
+from processors.classify.catalog import Catalog, format_long, format_short, load_catalog
+from processors.classify.decide import (
+    CLOUD,
+    NO_BUILD,
+    NOT_EXCHANGE,
+    VULNERABLE_STATUSES,
+    Evaluator,
+    RecommendedBuild,
+)
+from processors.classify.policy import ClassificationPolicy, load_policy
+from processors.classify.received import (
+    MAX_HEADER_FIELDS,
+    collect_received,
+    is_cloud_host,
+    non_exchange_signature,
+    normalise_host,
+    parse_hop,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The SMTP client as the edge saw it."""
+
+    ip: str
+    helo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextHop:
+    """A Received hop below the topmost one: context only, never decisive (it may be forged)."""
+
+    by: str | None
+    build: str | None
+    kind: str  # exchange | pickup | cloud | not_exchange | no_build
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "build": self.build, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The verdict about the server that connected to the edge."""
+
+    server: str
+    server_source: str  # "by" | "helo" | "ip"
+    build: str | None
+    build_long: str | None
+    product: str | None
+    release_name: str | None
+    status: str
+    rule: str
+    reason: str
+    recommended_builds: tuple[RecommendedBuild, ...]
+    hop: str | None
+    #: the raw Received values below ``hop`` (at most ``MAX_CONTEXT_HOPS``); see ``context_hops``
+    context_raw: tuple[str, ...] = ()
+    cloud_host_suffixes: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def context_hops(self) -> tuple[ContextHop, ...]:
+        """The hops below the topmost one, parsed on demand (context only, never decisive).
+
+        Parsed lazily: the enforcement path never needs them, and parsing them eagerly would cost
+        five times the classification itself.
+        """
+        return tuple(_context_hop(v, self.cloud_host_suffixes) for v in self.context_raw)
+
+    @property
+    def vulnerable(self) -> bool:
+        """True for ``behind`` and ``unsupported``."""
+        return self.status in VULNERABLE_STATUSES
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "server_source": self.server_source,
+            "build": self.build,
+            "build_long": self.build_long,
+            "product": self.product,
+            "release_name": self.release_name,
+            "status": self.status,
+            "rule": self.rule,
+            "vulnerable": self.vulnerable,
+            "reason": self.reason,
+            "recommended_builds": [r.to_json_dict() for r in self.recommended_builds],
+            "hop": self.hop,
+            "context_hops": [h.to_json_dict() for h in self.context_hops],
+        }
+
+
+# ------------------------------------------------------------------------------------------ defaults
+
+
+@lru_cache(maxsize=1)
+def default_catalog() -> Catalog:
+    """The packaged catalog, loaded once."""
+    return load_catalog()
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> ClassificationPolicy:
+    """The packaged policy's ``[classification]`` table, loaded once."""
+    return load_policy()
+
+
+_EVALUATORS: dict[tuple[int, int], tuple[Catalog, ClassificationPolicy, Evaluator]] = {}
+_MAX_EVALUATORS = 8
+
+
+def evaluator_for(catalog: Catalog, policy: ClassificationPolicy) -> Evaluator:
+    """A cached :class:`Evaluator` per (catalog, policy) object pair (keeps them alive, bounded)."""
+    key = (id(catalog), id(policy))
+    hit = _EVALUATORS.get(key)
+    if hit is not None and hit[0] is catalog and hit[1] is policy:
+        return hit[2]
+    ev = Evaluator(catalog, policy)
+    if len(_EVALUATORS) >= _MAX_EVALUATORS:
+        _EVALUATORS.pop(next(iter(_EVALUATORS)))
+    _EVALUATORS[key] = (catalog, policy, ev)
+    return ev
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _utc_day(at: datetime | date) -> date:
+    if isinstance(at, datetime):
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC)
+        return at.date()
+    return at
+
+
+def _fallback_server(connection: Connection) -> tuple[str, str]:
+    helo = normalise_host(connection.helo) if isinstance(connection.helo, str) else None
+    if helo:
+        return helo, "helo"
+    ip = connection.ip.strip().lower() if isinstance(connection.ip, str) else ""
+    return (ip[:64] or "unknown"), "ip"
+
+
+def _context_hop(value: str, suffixes: tuple[str, ...]) -> ContextHop:
+    hop = parse_hop(value)
+    by = normalise_host(hop.by_host)
+    build = hop.build
+    short = format_short(build) if build is not None else None
+    if is_cloud_host(by, suffixes) or (build is not None and build[0] == 15 and build[1] >= 20):
+        kind = "cloud"
+    elif hop.is_exchange_stamp:
+        kind = "pickup" if hop.is_pickup else ("exchange" if build is not None else "no_build")
+    elif non_exchange_signature(hop) is not None:
+        kind = "not_exchange"
+    else:
+        kind = "no_build"
+    return ContextHop(by, short, kind)
+
+
+def build_bearing_hop(headers: Sequence[tuple[str, str]]) -> str | None:
+    """The raw topmost Received value (capped at ``MAX_VALUE_CHARS``), or ``None`` if there is none.
+
+    This is the only hop that decides, so ``(hop, day)`` is a sound cache key for the verdict
+    as long as the HELO/IP fallback for the server name is not needed (hops without a build).
+    """
+    return collect_received(headers).top
+
+
+def server_key(tenant_id: str, classification: Classification, connection: Connection | None = None) -> str:
+    """``"<tenant_id>/<server fqdn lower-case>"``: the identity enforcement state is kept under."""
+    server = classification.server
+    if not server and connection is not None:
+        server = _fallback_server(connection)[0]
+    return f"{tenant_id}/{server.lower()}"
+
+
+# -------------------------------------------------------------------------------------------- classify
+
+
+def classify(
+    headers: Sequence[tuple[str, str]],
+    connection: Connection,
+    at: datetime | date,
+    *,
+    catalog: Catalog | None = None,
+    policy: ClassificationPolicy | None = None,
+) -> Classification:
+    """Classify the server that connected to the edge from the message's header block.
+
+    ``headers``: (name, value) pairs, topmost first, as received (before the edge's own Received).
+    ``at``: observation time (tz-aware UTC; a naive datetime is taken as UTC).
+    ``catalog``/``policy`` default to the packaged ones (loaded once).
+    """
+    cat = catalog if catalog is not None else default_catalog()
+    pol = policy if policy is not None else default_policy()
+    ev = evaluator_for(cat, pol)
+    day = _utc_day(at)
+    try:
+        return _classify(headers, connection, day, ev, pol)
+    except Exception as exc:  # defensive: garbage must never raise
+        server, source = ("unknown", "ip")
+        if isinstance(connection, Connection):
+            server, source = _fallback_server(connection)
+        return Classification(
+            server, source, None, None, None, None, NO_BUILD, "unparseable",
+            f"The Received headers could not be interpreted ({type(exc).__name__}).", (), None, (),
+        )  # fmt: skip
+
+
+def _classify(
+    headers: Sequence[tuple[str, str]],
+    connection: Connection,
+    day: date,
+    ev: Evaluator,
+    pol: ClassificationPolicy,
+) -> Classification:
+    suffixes = pol.cloud_host_suffixes
+    block = collect_received(headers)
+    context = block.lower
+    if block.top is None:
+        server, source = _fallback_server(connection)
+        capped = block.fields_scanned > MAX_HEADER_FIELDS
+        limit = f" in the first {MAX_HEADER_FIELDS} header fields" if capped else ""
+        return Classification(
+            server, source, None, None, None, None, NO_BUILD, "no_received",
+            f"The message carries no Received header{limit}, so no server build is visible.",
+            (), None, context, suffixes,
+        )  # fmt: skip
+    hop = parse_hop(block.top)
+    text = hop.raw
+    by = normalise_host(hop.by_host)
+
+    if is_cloud_host(by, suffixes):
+        build = hop.build
+        server, source = (by, "by") if by else _fallback_server(connection)
+        return Classification(
+            server, source,
+            format_short(build) if build else None, format_long(build) if build else None,
+            None, None, CLOUD, "cloud_hop",
+            f"The connecting hop {by} is an Exchange Online server, not an on-premises one.",
+            (), text, context, suffixes,
+        )  # fmt: skip
+
+    if hop.is_exchange_stamp:
+        build = hop.build
+        if build is None:
+            server, source = _fallback_server(connection)
+            return Classification(
+                server, source, None, None, None, None, NO_BUILD, "version_hidden",
+                "The topmost Received header is an Exchange stamp without a readable build id.",
+                (), text, context, suffixes,
+            )  # fmt: skip
+        if build[0] == 15 and build[1] >= 20:
+            short, long_ = format_short(build), format_long(build)
+            server, source = (by, "by") if by else _fallback_server(connection)
+            return Classification(
+                server, source, short, long_, None, None, CLOUD, "cloud_build",
+                f"Build {short} is an Exchange Online build that never shipped on-premises.",
+                (), text, context, suffixes,
+            )  # fmt: skip
+        if hop.is_pickup:
+            server, source = (by, "by") if by else _fallback_server(connection)
+            return Classification(
+                server, source, None, None, None, None, NO_BUILD, "pickup_stamp",
+                "The topmost Received header is a Pickup-folder submission stamp "
+                f"(build {format_short(build)}), "
+                "which is not reliable evidence of the server's build.",
+                (), text, context, suffixes,
+            )  # fmt: skip
+        verdict = ev.evaluate(build, day)
+        server, source = (by, "by") if by else _fallback_server(connection)
+        return Classification(
+            server, source, verdict.build, verdict.build_long, verdict.product, verdict.release_name,
+            verdict.status,
+            verdict.rule, verdict.reason, verdict.recommended_builds, text, context, suffixes,
+        )  # fmt: skip
+
+    server, source = _fallback_server(connection)
+    signature = non_exchange_signature(hop)
+    if signature is not None:
+        return Classification(
+            server, source, None, None, None, None, NOT_EXCHANGE, "not_exchange_mta",
+            f"The connecting server is not Exchange ({signature}); any Exchange behind it is hidden.",
+            (), text, context, suffixes,
+        )  # fmt: skip
+    return Classification(
+        server, source, None, None, None, None, NO_BUILD, "version_hidden",
+        "The topmost Received header names no protocol and no build (stripped or never written).",
+        (), text, context, suffixes,
+    )  # fmt: skip

@@ -1,0 +1,374 @@
+"""Status decisions for an on-premises Exchange build on a given day.
+
+:class:`Evaluator` turns ``(build, day)`` into a :class:`Verdict` using the catalog and the policy.
+Rules are tried in this order; the first that applies decides (its name is the verdict's ``rule``):
+
+1. ``end_of_support`` (unsupported): the product is past its extended end on ``day`` (with
+   ``esu = true``: past the end of the ``esu_end`` month, or on a CU not serviced at the extended
+   end). Lifecycle is a product fact, so it applies to unknown builds of the product too.
+2. ``unknown_build`` / ``unknown_product``: the build is not in the catalog and its CU cannot be told
+   from its build number; never vulnerable (a newer CU the catalog does not know yet must not be
+   blocked).
+3. ``current_cu`` (unsupported): Modern-lifecycle products (Exchange SE) support only the current
+   CU; an older CU is unsupported once a newer CU has been public for more than ``grace_days``.
+4. ``cu_unserviced`` (unsupported): the CU no longer gets security updates (see
+   :meth:`Evaluator.serviced_groups`).
+5. ``baseline`` (behind): below the policy's explicit floor for the CU.
+6. ``grace_period`` (behind): a newer security update for the CU has been public > ``grace_days``.
+7. Otherwise ``current``: rule ``within_grace`` (a newer update exists but is still within the grace
+   period), ``latest_su`` (nothing newer for the CU), ``sp_level`` (2007/2010 build matched only on
+   its SP level), or ``unknown_build`` (unknown revision of a known CU that no rule above flags; status
+   ``unknown_build``).
+
+Exchange 2007/2010 Received ids often carry revisions or even build numbers that no rollup has
+(14.3.487.0); such builds are matched to their SP level (major.minor) only and no RU-level rule is
+applied to them. Verdicts are memoised per ``(build, day)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+from processors.classify.catalog import (
+    SP_LEVEL_PRODUCTS,
+    BuildRow,
+    BuildTuple,
+    Catalog,
+    format_long,
+    format_short,
+    product_for_build,
+)
+from processors.classify.policy import ClassificationPolicy
+
+CURRENT = "current"
+BEHIND = "behind"
+UNSUPPORTED = "unsupported"
+UNKNOWN_BUILD = "unknown_build"
+NOT_EXCHANGE = "not_exchange"
+NO_BUILD = "no_build"
+CLOUD = "cloud"
+STATUSES: tuple[str, ...] = (CURRENT, BEHIND, UNSUPPORTED, UNKNOWN_BUILD, NOT_EXCHANGE, NO_BUILD, CLOUD)
+VULNERABLE_STATUSES: frozenset[str] = frozenset({BEHIND, UNSUPPORTED})
+
+#: Updates released within this many days before a product's newest (grace-aged) update belong to
+#: the same wave (v2 re-releases, staggered CU releases).
+WAVE_WINDOW_DAYS = 31
+#: Fallback when a product has no security-update wave: this many newest CUs count as serviced.
+FALLBACK_SERVICED_CUS = 2
+#: Size of the per-(build, day) verdict cache.
+VERDICT_CACHE_SIZE = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendedBuild:
+    """An acceptable build, in both formats, with its release name."""
+
+    short: str
+    long: str
+    name: str
+
+    def to_json_dict(self) -> dict[str, str]:
+        return {"short": self.short, "long": self.long, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one build on one day (independent of the server name)."""
+
+    status: str
+    rule: str
+    reason: str
+    product: str | None
+    release_name: str | None
+    recommended_builds: tuple[RecommendedBuild, ...]
+    build: str = ""
+    build_long: str = ""
+
+
+def _rec(row: BuildRow) -> RecommendedBuild:
+    return RecommendedBuild(row.short, row.long, row.release_name)
+
+
+class Evaluator:
+    """Decides build statuses for one (catalog, policy) pair. Thread-compatible (pure + LRU)."""
+
+    def __init__(self, catalog: Catalog, policy: ClassificationPolicy) -> None:
+        self.catalog = catalog
+        self.policy = policy
+        self.evaluate = lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._evaluate_with_build)
+        self._serviced = lru_cache(maxsize=1024)(self._serviced_groups)
+        self._acceptable = lru_cache(maxsize=1024)(self._acceptable_rows)
+        self._target = lru_cache(maxsize=256)(self._upgrade_recommendation)
+
+    # ------------------------------------------------------------------------------ building blocks
+
+    def _aged(self, row: BuildRow, day: date) -> bool:
+        """True if ``row`` has been public for more than the grace period on ``day``."""
+        return (day - row.release_date).days > self.policy.grace_days
+
+    def _security_rows(self, product: str) -> list[BuildRow]:
+        kinds = self.policy.security_kinds
+        return [r for r in self.catalog.product_rows(product) if r.kind in kinds]
+
+    def _group_first_release(self, product: str) -> dict[str, date]:
+        first: dict[str, date] = {}
+        for r in self.catalog.product_rows(product):
+            if r.group not in first or r.release_date < first[r.group]:
+                first[r.group] = r.release_date
+        return first
+
+    def serviced_groups(self, product: str, day: date) -> frozenset[str]:
+        """CUs (SP levels for 2007/2010) of ``product`` still serviced on ``day``.
+
+        Explicit ``serviced_cus`` in the policy win. Otherwise: take the product's security updates
+        that are older than the grace period on ``day``; the newest of them dates the latest wave W;
+        every CU that got an update in ``[W - WAVE_WINDOW_DAYS, W]`` is serviced, and so is every CU
+        first released after W. Without any such update: the ``FALLBACK_SERVICED_CUS`` newest CUs
+        released by ``day``. Modern-lifecycle products (SE) instead keep only the current CU: older
+        CUs drop out once a newer CU has been public for more than the grace period.
+        """
+        return self._serviced(product, day)
+
+    def _serviced_groups(self, product: str, day: date) -> frozenset[str]:
+        explicit = self.policy.serviced_cus.get(product)
+        if explicit is not None:
+            return explicit
+        first = self._group_first_release(product)
+        released = {g: d for g, d in first.items() if d <= day}
+        lc = self.catalog.lifecycle.get(product)
+        if lc is not None and lc.policy == "Modern":
+            aged = [g for g, d in released.items() if (day - d).days > self.policy.grace_days]
+            if not aged:
+                return frozenset(released)
+            current = max(aged, key=lambda g: released[g])
+            cut = released[current]
+            return frozenset(g for g, d in released.items() if d >= cut)
+        updates = [r for r in self._security_rows(product) if self._aged(r, day)]
+        if updates:
+            wave = max(r.release_date for r in updates)
+            groups = {r.group for r in updates if (wave - r.release_date).days <= WAVE_WINDOW_DAYS}
+            groups.update(g for g, d in released.items() if d > wave)
+            return frozenset(groups)
+        newest = sorted(released, key=lambda g: released[g], reverse=True)
+        return frozenset(newest[:FALLBACK_SERVICED_CUS])
+
+    def _required(self, product: str, group: str, day: date) -> tuple[BuildRow | None, BuildTuple | None]:
+        """The newest grace-aged security update of a CU, and the baseline floor, on ``day``."""
+        kinds = self.policy.security_kinds
+        required: BuildRow | None = None
+        for r in self.catalog.group_rows(product, group):
+            if r.kind in kinds and self._aged(r, day) and (required is None or r.build > required.build):
+                required = r
+        base = self.policy.baseline_for(product, group, day)
+        return required, (base.min_build if base is not None else None)
+
+    def _acceptable_rows(self, product: str, group: str, day: date) -> tuple[RecommendedBuild, ...]:
+        """Catalog builds of a CU that are acceptable (current) on ``day``, oldest first."""
+        required, floor = self._required(product, group, day)
+        lo = required.build if required is not None else None
+        if floor is not None and (lo is None or floor > lo):
+            lo = floor
+        rows = [
+            r
+            for r in self.catalog.group_rows(product, group)
+            if r.release_date <= day and (lo is None or r.build >= lo)
+        ]
+        if not rows and lo is None:
+            return ()
+        return tuple(_rec(r) for r in rows)
+
+    def _product_supported(self, product: str, day: date) -> bool:
+        lc = self.catalog.lifecycle.get(product)
+        if lc is None or lc.start_date > day:
+            return False
+        end = lc.extended_end
+        if end is not None and day > end:
+            return bool(self.policy.esu and lc.esu_end is not None and day <= lc.esu_end)
+        return True
+
+    def _newest_serviced_recommendation(self, product: str, day: date) -> tuple[RecommendedBuild, ...]:
+        serviced = self.serviced_groups(product, day)
+        order = [g for g in reversed(self.catalog.groups(product)) if g in serviced]
+        for group in order:
+            recs = self._acceptable(product, group, day)
+            if recs:
+                return recs
+        return ()
+
+    def _upgrade_recommendation(self, day: date) -> tuple[RecommendedBuild, ...]:
+        for product in self.policy.upgrade_targets:
+            if self._product_supported(product, day):
+                recs = self._newest_serviced_recommendation(product, day)
+                if recs:
+                    return recs
+        return ()
+
+    # ------------------------------------------------------------------------------------ decision
+
+    def _evaluate_with_build(self, build: BuildTuple, day: date) -> Verdict:
+        v = self._evaluate(build, day)
+        return Verdict(
+            v.status, v.rule, v.reason, v.product, v.release_name, v.recommended_builds,
+            format_short(build), format_long(build),
+        )  # fmt: skip
+
+    def _evaluate(self, build: BuildTuple, day: date) -> Verdict:
+        catalog, policy = self.catalog, self.policy
+        short = format_short(build)
+        product = product_for_build(build)
+        if product is None:
+            return Verdict(
+                UNKNOWN_BUILD,
+                "unknown_product",
+                f"Build {short} ({format_long(build)}) matches no Exchange Server product.",
+                None,
+                None,
+                (),
+            )
+        row = catalog.lookup(build)
+        inexact_sp = False
+        group: str | None
+        if row is not None:
+            group = row.group
+            name: str | None = row.release_name
+            if row.release_date > day:
+                # seen before its catalog date (clock skew, time zones, replayed history): judge it
+                # as of its release day, when it was the newest build of its CU
+                day = row.release_date
+        elif product in SP_LEVEL_PRODUCTS:
+            # match on major.minor (SP level): the newest row of that SP level at or below the build,
+            # else the SP level's first row
+            same_sp = [r for r in catalog.product_rows(product) if r.build[:2] == build[:2]]
+            below = [r for r in same_sp if r.build <= build]
+            anchor = below[-1] if below else (same_sp[0] if same_sp else None)
+            group = anchor.group if anchor is not None else None
+            name = f"{product} {group}" if group else None
+            inexact_sp = True
+        else:
+            group = catalog.group_of_build_number(build)
+            name = f"{product} {group}" if group else None
+
+        lc = catalog.lifecycle.get(product)
+        end = lc.extended_end if lc is not None else None
+        if lc is not None and end is not None and day > end:
+            esu_end = lc.esu_end
+            if policy.esu and esu_end is not None and day <= esu_end:
+                esu_groups = self.serviced_groups(product, end)
+                if group is None or group not in esu_groups:
+                    return Verdict(
+                        UNSUPPORTED,
+                        "end_of_support",
+                        f"{name or product} is past end of support ({end.isoformat()}) and its CU is "
+                        f"not covered by Extended Security Updates ({', '.join(sorted(esu_groups))}).",
+                        product,
+                        name,
+                        self._target(day),
+                    )
+            else:
+                until = f"ESU ended {esu_end.isoformat()}" if policy.esu and esu_end is not None else "no ESU"
+                return Verdict(
+                    UNSUPPORTED,
+                    "end_of_support",
+                    f"{product} reached end of support on {end.isoformat()} ({until}).",
+                    product,
+                    name,
+                    self._target(day),
+                )
+
+        if group is None:
+            return Verdict(
+                UNKNOWN_BUILD,
+                "unknown_build",
+                f"Build {short} looks like {product} but is not in the build catalog.",
+                product,
+                None,
+                self._newest_serviced_recommendation(product, day),
+            )
+
+        serviced = self.serviced_groups(product, day)
+        if group not in serviced:
+            modern = lc is not None and lc.policy == "Modern"
+            current = ", ".join(g for g in catalog.groups(product) if g in serviced) or "none"
+            if modern:
+                reason = f"Only the current CU of {product} is supported and {name} is not on it (current: {current})."
+            else:
+                reason = f"{product} {group} no longer receives security updates (serviced: {current})."
+            return Verdict(
+                UNSUPPORTED,
+                "current_cu" if modern else "cu_unserviced",
+                reason,
+                product,
+                name,
+                self._newest_serviced_recommendation(product, day),
+            )
+
+        if inexact_sp:
+            return Verdict(
+                CURRENT,
+                "sp_level",
+                f"Build {short} matched on its service pack level only: {name}, which is still serviced.",
+                product,
+                name,
+                self._acceptable(product, group, day),
+            )
+
+        recs = self._acceptable(product, group, day)
+        required, floor = self._required(product, group, day)
+        label = name or short
+        if floor is not None and build < floor:
+            return Verdict(
+                BEHIND,
+                "baseline",
+                f"{label} ({short}) is below the policy baseline {format_short(floor)} for {product} {group}.",
+                product,
+                name,
+                recs,
+            )
+        if required is not None and build < required.build:
+            age = (day - required.release_date).days
+            return Verdict(
+                BEHIND,
+                "grace_period",
+                f"{label} ({short}) is behind: {required.release_name} ({required.short}) has been "
+                f"public for {age} days, more than the {policy.grace_days}-day grace period.",
+                product,
+                name,
+                recs,
+            )
+        if row is None:
+            return Verdict(
+                UNKNOWN_BUILD,
+                "unknown_build",
+                f"Build {short} is an unknown revision of {product} {group} (not in the build catalog).",
+                product,
+                name,
+                recs,
+            )
+        kinds = policy.security_kinds
+        pending = [
+            r
+            for r in catalog.group_rows(product, group)
+            if r.kind in kinds and r.build > build and r.release_date <= day
+        ]
+        if pending:
+            newest = pending[-1]
+            age = (day - newest.release_date).days
+            return Verdict(
+                CURRENT,
+                "within_grace",
+                f"{label} ({short}): the newer {newest.release_name} ({newest.short}) is {age} days old, "
+                f"within the {policy.grace_days}-day grace period.",
+                product,
+                name,
+                recs,
+            )
+        return Verdict(
+            CURRENT,
+            "latest_su",
+            f"{label} ({short}) has the newest security update for {product} {group}.",
+            product,
+            name,
+            recs,
+        )

@@ -1,0 +1,330 @@
+"""Received-header parsing: which server connected, and which build it wrote.
+
+The header list is the message's header block as the edge received it, topmost first, *before* the
+edge added its own ``Received``. So the topmost ``Received`` was written by the server that connected
+to the edge; its ``by`` host is that server and its ``with Microsoft SMTP Server ... id <build>`` (or
+``with mapi id <long build>``) is that server's build. Only this hop decides. Every hop below it can
+be forged by anyone upstream, so lower hops are parsed for context only (``context_hops``) and can
+never make a server look older or newer.
+
+Parsing is a linear tokeniser (``str`` methods plus one regex that matches single characters), never
+a backtracking pattern, and it reads a bounded amount of input:
+
+* ``MAX_HEADER_FIELDS``: header fields scanned looking for ``Received`` (they sit at the top);
+* ``MAX_CONTEXT_HOPS``: lower ``Received`` headers parsed for context;
+* ``MAX_VALUE_CHARS``: characters of one header value read (real Received values are < 1 kB);
+* ``MAX_TOKENS``: words of one value's clause part tokenised.
+
+Nothing here raises on malformed input; the worst outcome is a hop with no fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import NamedTuple
+
+from processors.classify.catalog import BuildTuple, parse_build
+
+MAX_HEADER_FIELDS = 1000
+MAX_CONTEXT_HOPS = 8
+MAX_VALUE_CHARS = 4096
+MAX_TOKENS = 64
+MAX_COMMENTS = 16
+MAX_HOST_CHARS = 255
+
+_KEYWORDS = frozenset({"from", "by", "via", "with", "id", "for"})
+_SPECIALS = re.compile(r"[()\\]")
+_FOLD = re.compile(r"[\r\n\t]")
+_SENDMAIL_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+/[0-9]+\.[0-9]+\.[0-9]+")
+
+# Fast path for the usual single-line Exchange stamp, tried with re.match (anchored) on ASCII values
+# without CR/LF/TAB. No nested quantifiers; every repeated class is disjoint from what follows it,
+# so it runs in linear time. Anything it does not match exactly goes to the general tokeniser, and
+# the tests check that both agree wherever the fast path matches.
+_FAST_EXCHANGE = re.compile(
+    r"(?:from (?P<frm>[^ ();\\]+) (?:\([^()\\]*\) )?)?"
+    r"by (?P<by>[^ ();\\]{1,255})(?: \([^()\\]*\))? "
+    r"with (?P<with>Microsoft SMTP Server|mapi)(?: \([^()\\]*\))? "
+    r"id (?P<id>(?P<b1>[0-9]{1,6})\.(?P<b2>[0-9]{1,6})\.(?P<b3>[0-9]{1,6})\.(?P<b4>[0-9]{1,6}))"
+    r"(?: via (?P<via>[A-Za-z]+ Transport))?;",
+    re.IGNORECASE,
+)
+
+
+class Hop(NamedTuple):
+    """The clauses of one Received value. Text fields are as written (comments removed).
+
+    ``build`` is the Exchange build of the ``id`` clause when the hop is an Exchange stamp
+    (``with Microsoft SMTP Server`` / ``with mapi``), else ``None``.
+    """
+
+    raw: str
+    from_text: str | None
+    by_host: str | None
+    with_text: str | None
+    id_token: str | None
+    via: str | None
+    comments: tuple[str, ...]
+    is_exchange_stamp: bool
+    build: BuildTuple | None
+
+    @property
+    def with_lower(self) -> str:
+        return (self.with_text or "").lower()
+
+    @property
+    def is_pickup(self) -> bool:
+        """A Pickup-folder (or replay) submission stamp: ``from mail pickup service by ...``."""
+        return (self.from_text or "").lower().startswith("mail pickup service")
+
+
+def unfold(value: str) -> str:
+    """Undo header folding and normalise whitespace runs to one space (bounded input assumed)."""
+    return " ".join(_FOLD.sub(" ", value).split())
+
+
+def _split_comments(text: str) -> tuple[str, tuple[str, ...]]:
+    """Remove ``( ... )`` comments (nested, with ``\\`` quoted pairs). Returns text and top-level comments.
+
+    Linear: one pass over the special characters. An unclosed comment swallows the rest.
+    """
+    depth = 0
+    skip = -1
+    last = 0
+    start = 0
+    parts: list[str] = []
+    comments: list[str] = []
+    for m in _SPECIALS.finditer(text):
+        pos = m.start()
+        if pos <= skip:
+            continue
+        ch = text[pos]
+        if ch == "\\":
+            if depth > 0:
+                skip = pos + 1
+            continue
+        if ch == "(":
+            if depth == 0:
+                parts.append(text[last:pos])
+                start = pos + 1
+            depth += 1
+        elif depth > 0:  # ')'
+            depth -= 1
+            if depth == 0:
+                if len(comments) < MAX_COMMENTS:
+                    comments.append(text[start:pos].strip())
+                last = pos + 1
+                parts.append(" ")
+        # a stray ')' outside comments is ordinary text
+    if depth == 0:
+        parts.append(text[last:])
+    elif len(comments) < MAX_COMMENTS:
+        comments.append(text[start:].strip())
+    return "".join(parts), tuple(comments)
+
+
+_BUILD_CACHE: dict[str, BuildTuple] = {}
+_BUILD_CACHE_MAX = 4096
+
+
+def _build_of(m: re.Match[str]) -> BuildTuple:
+    """The build tuple of a fast-path match, via a small bounded cache (few distinct builds exist)."""
+    key = m["id"]
+    hit = _BUILD_CACHE.get(key)
+    if hit is None:
+        hit = (int(m["b1"]), int(m["b2"]), int(m["b3"]), int(m["b4"]))
+        if len(_BUILD_CACHE) < _BUILD_CACHE_MAX:
+            _BUILD_CACHE[key] = hit
+    return hit
+
+
+def _is_exchange_with(with_text: str | None) -> bool:
+    w = (with_text or "").lower()
+    return w.startswith("microsoft smtp server") or w == "mapi"
+
+
+def parse_hop(value: str) -> Hop:
+    """Parse one Received value (possibly folded). Never raises; reads at most ``MAX_VALUE_CHARS``."""
+    raw = value[:MAX_VALUE_CHARS]
+    if raw.isascii() and "\n" not in raw and "\r" not in raw and "\t" not in raw:
+        m = _FAST_EXCHANGE.match(raw)
+        if m is not None:
+            frm, by = m["frm"], m["by"]
+            if (frm is None or frm.lower() not in _KEYWORDS) and by.lower() not in _KEYWORDS:
+                return Hop(
+                    raw,
+                    frm,
+                    by,
+                    m["with"],
+                    m["id"],
+                    m["via"],
+                    (),
+                    True,
+                    _build_of(m),
+                )
+    return parse_hop_general(raw)
+
+
+def parse_hop_general(value: str) -> Hop:
+    """The general tokeniser behind :func:`parse_hop` (no fast path). Never raises."""
+    raw = value[:MAX_VALUE_CHARS]
+    if "(" in raw or ")" in raw:
+        text, comments = _split_comments(raw)
+    else:
+        text, comments = raw, ()
+    # the date follows the first ';' outside comments
+    semi = text.find(";")
+    if semi >= 0:
+        text = text[:semi]
+    toks = text.split(None, MAX_TOKENS)
+    if len(toks) > MAX_TOKENS:
+        toks.pop()
+    clauses: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for tok in toks:
+        low = tok.lower()
+        if low in _KEYWORDS:
+            if low in clauses:
+                current = None  # a repeated clause keyword: ignore what follows it
+            else:
+                current = clauses[low] = []
+        elif current is not None:
+            current.append(tok)
+    by = clauses.get("by")
+    by_host = by[0] if by else None
+    if by_host is not None and len(by_host) > MAX_HOST_CHARS:
+        by_host = None
+    ident = clauses.get("id")
+    frm = clauses.get("from")
+    with_ = clauses.get("with")
+    via = clauses.get("via")
+    with_text = " ".join(with_) if with_ else None
+    id_token = ident[0] if ident else None
+    exchange = _is_exchange_with(with_text)
+    return Hop(
+        raw,
+        " ".join(frm) if frm else None,
+        by_host,
+        with_text,
+        id_token,
+        " ".join(via) if via else None,
+        comments,
+        exchange,
+        parse_build(id_token) if exchange and id_token is not None else None,
+    )
+
+
+def normalise_host(host: str | None) -> str | None:
+    """Lower-case, strip a trailing dot; ``None`` for empty or absurd names."""
+    if not host:
+        return None
+    h = host.strip().rstrip(".").lower()
+    if not h or len(h) > MAX_HOST_CHARS:
+        return None
+    return h
+
+
+def is_cloud_host(host: str | None, suffixes: tuple[str, ...]) -> bool:
+    """True for an Exchange Online host name (``*.outlook.com`` and the sovereign clouds).
+
+    ``host`` must already be normalised (:func:`normalise_host`); suffixes start with a dot.
+    """
+    if not host:
+        return False
+    return host.endswith(suffixes) or ("." + host) in suffixes
+
+
+def non_exchange_signature(hop: Hop) -> str | None:
+    """Name the non-Exchange MTA that wrote ``hop``, or ``None`` if nothing identifies one.
+
+    Recognises Postfix ``(Postfix)``, Sendmail ``(8.15.2/8.15.2)``, Exim ``with esmtps (Exim 4.96)``,
+    the Windows SMTP service ``Microsoft SMTPSVC(10.0...)``, qmail, and, generically, any hop with a
+    ``with`` protocol and an ``id`` that is not an Exchange build.
+    """
+    w = hop.with_lower
+    if w.startswith("microsoft smtpsvc"):
+        return "Microsoft SMTPSVC (Windows SMTP service)"
+    for c in hop.comments:
+        cl = c.lower()
+        if cl.startswith("postfix"):
+            return "Postfix"
+        if cl.startswith("exim"):
+            return "Exim"
+        if cl.startswith("qmail"):
+            return "qmail"
+        if _SENDMAIL_VERSION.match(c):
+            return "Sendmail"
+    if "exim" in w:
+        return "Exim"
+    if "smtpsvc" in hop.raw.lower():
+        return "Microsoft SMTPSVC (Windows SMTP service)"
+    if hop.with_text and not hop.is_exchange_stamp:
+        return f"MTA with {hop.with_text[:40]}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedBlock:
+    """The Received headers found in a header list: the topmost one and a few below it."""
+
+    top: str | None
+    lower: tuple[str, ...]
+    #: header fields read (only counted when no Received was found)
+    fields_scanned: int
+
+
+def collect_received(headers: Sequence[tuple[str, str]]) -> ReceivedBlock:
+    """Find the topmost Received value and up to ``MAX_CONTEXT_HOPS`` below it. Never raises.
+
+    Reads at most ``MAX_HEADER_FIELDS`` fields. Header names match case-insensitively; malformed
+    items (not a (str, str) pair) are skipped.
+    """
+    top: str | None = None
+    lower: list[str] = []
+    try:
+        for name, value in islice(headers, MAX_HEADER_FIELDS):
+            if (name == "Received" or (len(name) == 8 and name.lower() == "received")) and isinstance(value, str):
+                if top is None:
+                    top = value[:MAX_VALUE_CHARS]
+                else:
+                    lower.append(value[:MAX_VALUE_CHARS])
+                    if len(lower) >= MAX_CONTEXT_HOPS:
+                        break
+    except Exception:  # a malformed item or a hostile Sequence: redo it the careful way
+        return _collect_careful(headers)
+    if top is None:
+        try:
+            scanned = min(len(headers), MAX_HEADER_FIELDS + 1)
+        except Exception:
+            scanned = 0
+        return ReceivedBlock(None, (), scanned)
+    return ReceivedBlock(top, tuple(lower), 0)
+
+
+def _collect_careful(headers: Sequence[tuple[str, str]]) -> ReceivedBlock:
+    top: str | None = None
+    lower: list[str] = []
+    n = 0
+    try:
+        for item in headers:
+            n += 1
+            if n > MAX_HEADER_FIELDS:
+                break
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                continue
+            name, value = item
+            if not isinstance(name, str) or not isinstance(value, str):
+                continue
+            if len(name) == 8 and name.lower() == "received":
+                if top is None:
+                    top = value[:MAX_VALUE_CHARS]
+                else:
+                    lower.append(value[:MAX_VALUE_CHARS])
+                    if len(lower) >= MAX_CONTEXT_HOPS:
+                        break
+    except Exception:  # a hostile Sequence implementation; keep what was read
+        pass
+    return ReceivedBlock(top, tuple(lower), n)
