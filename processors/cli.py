@@ -15,10 +15,11 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _registrars() -> list[Registrar]:
     # Imported lazily so `patchgate classify` does not pay for Kafka/Faust imports.
+    from edge import cli as edge_cli
     from processors.classify import cli as classify_cli
     from processors.worker import cli as worker_cli
 
-    return [classify_cli.register, worker_cli.register]
+    return [classify_cli.register, worker_cli.register, edge_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

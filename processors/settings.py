@@ -22,6 +22,8 @@ PATCHGATE_BATCH_MAX_WAIT_MS        50                         longest wait to fi
 PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout
 PATCHGATE_TIMER_INTERVAL_S         5                          how often the leader looks for due work
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
+PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
+                                                              counts as abandoned (its claimer died)
 PATCHGATE_WEB_PORT                 6066                       the worker's HTTP port (metrics)
 =================================  =========================  ============================================
 """
@@ -58,6 +60,7 @@ class Settings:
     session_timeout_ms: int = 10000
     timer_interval_s: float = 5.0
     key_prefix: str = "pg"
+    outbox_recovery_s: float = 30.0
     web_port: int = 6066
 
     def __post_init__(self) -> None:
@@ -76,6 +79,7 @@ class Settings:
         _require(0.01 <= self.timer_interval_s <= 3600, "TIMER_INTERVAL_S", "must be 0.01..3600")
         _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
                  "KEY_PREFIX", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
+        _require(0.5 <= self.outbox_recovery_s <= 86400, "OUTBOX_RECOVERY_S", "must be 0.5..86400")
         _require(0 <= self.web_port <= 65535, "WEB_PORT", "must be 0..65535")
         for name in ("policy_file", "catalog_file"):
             path = getattr(self, name)

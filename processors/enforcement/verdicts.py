@@ -173,9 +173,10 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
     # The sequence is assigned inside Redis, between these two halves of the JSON object.
     prefix = orjson.dumps(body_before)[:-1] + b',"sequence":'
     suffix = b"," + orjson.dumps(body_after)[1:]
+    # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
+    # alone (a newer SU ageing past the grace period) does not; the report shows them live.
     fingerprint = "|".join(str(part) for part in (
         stage, rfc3339(paused_until), state.status, state.build, state.rule, detected_on,
-        ",".join(r["short"] for r in recommended),
     ))
     history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
                "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}

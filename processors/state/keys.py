@@ -14,8 +14,10 @@ Key                                         Type    Content
 <p>:srv:{<server_key>}:hll:<YYYY-MM-DD>     HLL     event_ids seen that day: message counts that stay
                                                     right under redelivery; expire after 40 days
 <p>:srv:{<server_key>}:history              list    transitions (JSON), newest first, capped at 200
-<p>:srv:{<server_key>}:outbox               list    verdict/notification records committed but not yet
-                                                    confirmed delivered by Kafka
+<p>:srv:{<server_key>}:outbox               list    verdict/notification records committed, not yet
+                                                    claimed for publishing (claim_outbox.lua)
+<outbox>:inflight                           list    records claimed by a publisher, awaiting Kafka acks
+<outbox>:claimed_at                         string  when that claim was made (epoch, wall clock)
 <p>:ten:{t:<tenant_id>}:servers             set     the tenant's server keys
 <p>:ten:{t:<tenant_id>}:pause               hash    pause state: until, started_at, used:<year>
 <p>:ten:{t:<tenant_id>}:commands            set     processed command ids (idempotent commands)
@@ -25,7 +27,11 @@ Key                                         Type    Content
 <p>:due                                     zset    timer work: member ``s|<server_key>`` or
                                                     ``t|<tenant_id>``, score = due epoch seconds
 <p>:outbox:pending                          set     outbox list keys that may hold undelivered records
+                                                    (queued or in flight)
 <p>:clock                                   string  scenario clock (epoch seconds) for PATCHGATE_CLOCK=redis
+<p>:progress                                hash    ``<topic>:<partition>`` → last offset fully processed
+                                                    (verdicts published), and ``timer`` → the clock
+                                                    reading the leader's timer last finished
 ==========================================  ======  =====================================================
 """
 
@@ -86,6 +92,10 @@ class KeySchema:
     @property
     def outbox_pending(self) -> str:
         return f"{self.prefix}:outbox:pending"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.prefix}:progress"
 
     @property
     def clock(self) -> str:

@@ -87,7 +87,7 @@ class StateStore:
         return cls(aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5), keys)
 
     async def load_scripts(self) -> None:
-        for name in ("observe", "commit_verdict", "emit_once"):
+        for name in ("observe", "commit_verdict", "emit_once", "claim_outbox"):
             self._sha[name] = await self.client.script_load(_script(name))
 
     async def close(self) -> None:
@@ -96,14 +96,16 @@ class StateStore:
     # ----------------------------------------------------------------------------- batch round trips
 
     async def observe(self, observations: Sequence[Observation], tenants: Iterable[str]
-                      ) -> tuple[list[tuple[dict[str, str], list[str]]], dict[str, PauseState]]:
-        """Fold every observation in, and read the pause state of the batch's tenants: one round trip."""
+                      ) -> tuple[list[tuple[dict[str, str], list[str], int]], dict[str, PauseState]]:
+        """Fold every observation in, and read the pause state of the batch's tenants: one round trip.
+
+        Returns per observation (state hash, client IPs, outbox length) and the pauses by tenant."""
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
         for obs in observations:
             days = sorted(obs.event_ids_by_day)
             script_keys = [keys.server(obs.server_key), keys.server_ips(obs.server_key),
-                           keys.server_helos(obs.server_key)]
+                           keys.server_helos(obs.server_key), keys.server_outbox(obs.server_key)]
             script_keys += [keys.server_day_hll(obs.server_key, day) for day in days]
             args: list[Any] = [
                 obs.tenant_id, obs.server, repr(obs.first_at), repr(obs.last_at),
@@ -122,7 +124,7 @@ class StateStore:
         for tenant in tenant_list:
             pipe.hgetall(keys.tenant_pause(tenant))
         results = await pipe.execute()
-        states = [(_decode_hash(result[0]), [ip.decode() for ip in result[1]])
+        states = [(_decode_hash(result[0]), [ip.decode() for ip in result[1]], int(result[2]))
                   for result in results[0:2 * len(observations):2]]
         pauses_raw = results[2 * len(observations) + (1 if tenant_list else 0):]
         pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, pauses_raw, strict=True)}
@@ -156,35 +158,49 @@ class StateStore:
         results = await pipe.execute()
         return [int(r) for r in results[: len(commits)]]
 
-    async def read_outboxes(self, outboxes: Sequence[str]) -> list[OutboxRecord]:
+    async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
+        """Claim the given outboxes for publishing (exclusive); returns their records."""
         pipe = self.client.pipeline(transaction=False)
         for outbox in outboxes:
-            pipe.lrange(outbox, 0, -1)
+            pipe.evalsha(self._sha["claim_outbox"], 3, outbox, f"{outbox}:inflight", f"{outbox}:claimed_at", repr(now))
         records: list[OutboxRecord] = []
         for outbox, raws in zip(outboxes, await pipe.execute(), strict=True):
             records.extend(parse_outbox(outbox, raw) for raw in raws)
         return records
 
-    async def confirm_delivered(self, delivered: Sequence[OutboxRecord], notifications_topic: str) -> None:
-        """Drop delivered records from their outboxes and keep notifications in the tenants' recent list."""
+    async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str) -> None:
+        """After Kafka acknowledged the claimed records: end the claims, keep recent notifications."""
         keys = self.keys
+        outboxes = sorted({record.outbox for record in delivered})
         pipe = self.client.pipeline(transaction=False)
-        counts: dict[str, int] = {}
         for record in delivered:
-            counts[record.outbox] = counts.get(record.outbox, 0) + 1
             if record.topic == notifications_topic:
                 tenant = record.key.decode()
                 pipe.lpush(keys.tenant_notifications(tenant), record.value)
                 pipe.ltrim(keys.tenant_notifications(tenant), 0, NOTIFICATIONS_KEPT - 1)
-        for outbox, count in counts.items():
-            pipe.lpop(outbox, count)
-        await pipe.execute()
+        for outbox in outboxes:
+            pipe.delete(f"{outbox}:inflight", f"{outbox}:claimed_at")
+        for outbox in outboxes:
+            pipe.exists(outbox)
+        results = await pipe.execute()
+        drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
+        if drained:
+            await self.client.srem(keys.outbox_pending, *drained)
+
+    async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
+        """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""
+        pending = sorted(m.decode() for m in await self.client.smembers(self.keys.outbox_pending))
         pipe = self.client.pipeline(transaction=False)
-        for outbox in counts:
-            pipe.llen(outbox)
-        empty = [outbox for outbox, size in zip(counts, await pipe.execute(), strict=True) if size == 0]
-        if empty:
-            await self.client.srem(keys.outbox_pending, *empty)
+        for outbox in pending:
+            pipe.get(f"{outbox}:claimed_at")
+            pipe.lrange(f"{outbox}:inflight", 0, -1)
+        results = await pipe.execute()
+        abandoned = []
+        for index, outbox in enumerate(pending):
+            claimed_at, raws = results[2 * index], results[2 * index + 1]
+            if raws and claimed_at is not None and float(claimed_at) < older_than:
+                abandoned.append((float(claimed_at), [parse_outbox(outbox, raw) for raw in raws]))
+        return abandoned
 
     async def pending_outboxes(self) -> list[str]:
         return sorted(m.decode() for m in await self.client.smembers(self.keys.outbox_pending))

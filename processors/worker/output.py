@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 
 class DeliveryFailed(RuntimeError):
@@ -58,3 +59,44 @@ class KafkaOutput:
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait for every produced record's acknowledgement without blocking the event loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.flush_sync, timeout)
+
+
+def published_since(bootstrap: str, topics: Sequence[str], since: float,
+                    timeout: float = 30.0) -> set[tuple[str, bytes, bytes]]:
+    """Every (topic, key, value) written to ``topics`` at or after ``since`` (epoch seconds).
+
+    Used only to recover from a crash between publishing and recording the publication, so a
+    record already in Kafka is not published twice. Reads by timestamp, bounded by the end offsets.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "patchgate-recovery",
+                         "enable.auto.commit": False, "log_level": 3})
+    found: set[tuple[str, bytes, bytes]] = set()
+    try:
+        wanted = []
+        for topic in topics:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            wanted += [TopicPartition(topic, p, int(since * 1000)) for p in partitions]
+        starts = consumer.offsets_for_times(wanted, timeout=10)
+        ends: dict[tuple[str, int], int] = {}
+        assign = []
+        for tp in starts:
+            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+            if tp.offset >= 0 and tp.offset < high:
+                ends[(tp.topic, tp.partition)] = high
+                assign.append(tp)
+        if not assign:
+            return found
+        consumer.assign(assign)
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            found.add((message.topic(), message.key() or b"", message.value() or b""))
+            if message.offset() + 1 >= ends.get((message.topic(), message.partition()), 0):
+                ends.pop((message.topic(), message.partition()), None)
+        if ends:
+            raise DeliveryFailed(f"could not read {sorted(ends)} to the end while recovering")
+        return found
+    finally:
+        consumer.close()

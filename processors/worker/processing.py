@@ -14,8 +14,11 @@ envelopes) and:
    then clears the outboxes.
 
 Crash safety: a verdict is committed to Redis together with its outbox records before it is
-published; a crash before publication leaves them in the outbox, and :meth:`flush_outboxes`
-(run at start-up and by the timer) publishes them. Replaying input after a crash re-runs steps
+published. Publishing claims an outbox exclusively (``claim_outbox.lua``), so two processes never
+publish the same records; a crash before the claim leaves the records queued, and the next batch
+of that server, start-up or the leader's timer publishes them; a crash after the claim leaves an
+in-flight list that the leader recovers, publishing only what Kafka does not already hold
+(:meth:`processors.worker.runtime.WorkerRuntime.recover_abandoned_claims`). Replaying input after a crash re-runs steps
 1-4 idempotently (HyperLogLog counts, event-time comparisons, fingerprint compare-and-set), so it
 neither changes state nor commits a second verdict for the same transition.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +47,7 @@ from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
+from processors.state.store import Commit, Observation, StateStore, outbox_record
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
@@ -115,7 +119,7 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------------------------ decoding
 
-    def _dead_letter(self, stats: BatchStats, message: RawMessage, error: str, path: str | None,
+    def dead_letter(self, stats: BatchStats, message: RawMessage, error: str, path: str | None,
                      record_index: int | None, now: datetime) -> None:
         original = message.value or b""
         reason_kind = error.split(":", 1)[0] if path is None else "contract"
@@ -143,12 +147,12 @@ class BatchProcessor:
         for message in messages:
             stats.messages += 1
             if message.value is None:
-                self._dead_letter(stats, message, "empty: the message has no value", None, None, now)
+                self.dead_letter(stats, message, "empty: the message has no value", None, None, now)
                 continue
             try:
                 document = orjson.loads(message.value)
             except orjson.JSONDecodeError as error:
-                self._dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
+                self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
                 continue
             schema = document.get("schema") if isinstance(document, dict) else None
             if schema == METADATA_SCHEMA:
@@ -157,12 +161,12 @@ class BatchProcessor:
             elif schema == METADATA_BATCH_SCHEMA:
                 items = document.get("records")  # type: ignore[union-attr]
                 if not isinstance(items, list) or not items or len(items) > 1000:
-                    self._dead_letter(stats, message, "$.records: a batch needs 1..1000 records", "$.records",
+                    self.dead_letter(stats, message, "$.records: a batch needs 1..1000 records", "$.records",
                                       None, now)
                     continue
                 batch = True
             else:
-                self._dead_letter(stats, message, f"unknown schema: expected {METADATA_SCHEMA!r} or "
+                self.dead_letter(stats, message, f"unknown schema: expected {METADATA_SCHEMA!r} or "
                                   f"{METADATA_BATCH_SCHEMA!r}, got {str(schema)[:80]!r}", "$.schema", None, now)
                 continue
             for index, item in enumerate(items):
@@ -171,7 +175,7 @@ class BatchProcessor:
                 except ContractError as error:
                     prefix = f"$.records[{index}]" if batch else "$"
                     path = prefix + error.path[1:]
-                    self._dead_letter(stats, message, f"{path}: {error.reason}", path,
+                    self.dead_letter(stats, message, f"{path}: {error.reason}", path,
                                       index if batch else None, now)
                     continue
                 records.append(item)
@@ -259,20 +263,24 @@ class BatchProcessor:
         groups = self._group(events)
         observations = [self._observation(group) for group in groups.values()]
         stats.servers = len(observations)
-        if observations:
-            states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
-            evaluations = [
-                (fields, evaluate(ServerState.from_hash(obs.server_key, fields, ips), self.policies.current.enforcement,
-                                  pauses.get(obs.tenant_id, PauseState()), datetime.fromtimestamp(obs.last_at, UTC)))
-                for obs, (fields, ips) in zip(observations, states, strict=True)
-            ]
-            await self.commit(evaluations, stats)
-        else:
+        if not observations:
             await self.output.flush()
+            return stats
+        states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
+        policy = self.policies.current.enforcement
+        evaluations = []
+        leftovers = []  # outboxes a crashed run committed but did not publish
+        for obs, (fields, ips, outbox_length) in zip(observations, states, strict=True):
+            state = ServerState.from_hash(obs.server_key, fields, ips)
+            pause = pauses.get(obs.tenant_id, PauseState())
+            evaluations.append((fields, evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))))
+            if outbox_length:
+                leftovers.append(self.store.keys.server_outbox(obs.server_key))
+        await self.commit(evaluations, stats, extra_outboxes=leftovers)
         return stats
 
     async def commit(self, evaluations: Sequence[tuple[dict[str, str], Evaluation]], stats: BatchStats,
-                     force_due: bool = False) -> None:
+                     force_due: bool = False, extra_outboxes: Sequence[str] = ()) -> None:
         """Commit what changed, publish it, confirm delivery. Shared by the timer and commands."""
         topic_notifications = self.settings.topic_notifications
         commits: list[Commit] = []
@@ -301,31 +309,26 @@ class BatchProcessor:
                 when = evaluation.next_due.timestamp()
                 if force_due or fields.get("due_at") != repr(when):
                     due.append((server_key, when))
+        outboxes = set(extra_outboxes)
         if commits or once or due:
             sequences = await self.store.commit(commits, once, due, self.settings.topic_verdicts)
             committed = [c for c, seq in zip(commits, sequences, strict=True) if seq]
-            outboxes = sorted({self.store.keys.server_outbox(c.server_key) for c in committed}
-                              | {self.store.keys.server_outbox(k) for k, _, _ in once})
-            if outboxes:
-                stats.verdicts += len(committed)
-                await self.publish(await self.store.read_outboxes(outboxes), stats)
-                return
-        await self.output.flush()
+            stats.verdicts += len(committed)
+            outboxes |= {self.store.keys.server_outbox(c.server_key) for c in committed}
+            outboxes |= {self.store.keys.server_outbox(k) for k, _, _ in once}
+        await self.publish(sorted(outboxes), stats)
 
-    async def publish(self, records: Sequence[OutboxRecord], stats: BatchStats) -> None:
+    async def publish(self, outboxes: Sequence[str], stats: BatchStats) -> None:
+        """Claim the outboxes, publish their records (and anything produced before), then release."""
+        records = await self.store.claim(outboxes, time.time()) if outboxes else []
         for record in records:
             if record.topic == self.settings.topic_notifications:
                 stats.notifications += 1
             self.output.produce(record.topic, record.key, record.value)
         await self.output.flush()
         if records:
-            await self.store.confirm_delivered(records, self.settings.topic_notifications)
+            await self.store.release(records, self.settings.topic_notifications)
 
-    async def flush_outboxes(self) -> int:
-        """Publish whatever a crashed process committed but did not publish. Returns records sent."""
-        outboxes = await self.store.pending_outboxes()
-        if not outboxes:
-            return 0
-        records = await self.store.read_outboxes(outboxes)
-        await self.publish(records, BatchStats())
-        return len(records)
+    async def flush_outboxes(self) -> None:
+        """Publish every outbox that is queued and not claimed (records a crashed run committed)."""
+        await self.publish(await self.store.pending_outboxes(), BatchStats())

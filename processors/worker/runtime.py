@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
 from processors.settings import Settings
 from processors.state.store import Observation, StateStore, outbox_record, pause_state_from_hash, pause_state_to_hash
 from processors.worker.clock import Clock
-from processors.worker.output import DeliveryFailed, KafkaOutput
+from processors.worker.output import DeliveryFailed, KafkaOutput, published_since
 from processors.worker.policies import PolicySource
 from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchStats, RawMessage, evidence_item
 
@@ -45,13 +46,10 @@ class WorkerRuntime:
         self.processor = BatchProcessor(settings, store, output, policies)
         self.ready = asyncio.Event()
         self.totals = BatchStats()
-        self._suspect_outboxes: set[str] = set()
 
     async def start(self) -> None:
         await self.retry(self.store.load_scripts, "loading Redis scripts")
-        sent = await self.retry(self.processor.flush_outboxes, "publishing outboxes left by a crash")
-        if sent:
-            log.info("published %d records left in outboxes by an earlier run", sent)
+        await self.retry(self.processor.flush_outboxes, "publishing outboxes left by a crash")
         self.ready.set()
 
     async def retry(self, action: Callable[[], Awaitable[T]], what: str) -> T:
@@ -80,9 +78,19 @@ class WorkerRuntime:
         await self.ready.wait()
         self.policies.maybe_reload()
         stats = await self.retry(lambda: self.processor.process(messages), "processing a metadata batch")
+        await self.retry(lambda: self._mark_progress(messages), "recording progress")
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats
+
+    async def _mark_progress(self, messages: Sequence[RawMessage]) -> None:
+        """Record the last offset fully processed per partition: for operators and replay drivers."""
+        marks: dict[str, int] = {}
+        for message in messages:
+            field = f"{message.topic}:{message.partition}"
+            marks[field] = max(marks.get(field, -1), message.offset)
+        if marks:
+            await self.store.client.hset(self.store.keys.progress, mapping=marks)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------ operator commands
 
@@ -94,11 +102,14 @@ class WorkerRuntime:
             if command["action"] != "pause_end" and "days" not in command:
                 raise ContractError("missing required property 'days' for this action")
         except (orjson.JSONDecodeError, ContractError) as error:
-            self.processor._dead_letter(BatchStats(), message, f"command rejected: {error}",
+            self.processor.dead_letter(BatchStats(), message, f"command rejected: {error}",
                                         getattr(error, "path", None), None, datetime.now(UTC))
             await self.retry(self.output.flush, "publishing a dead letter")
+            await self.retry(lambda: self._mark_progress([message]), "recording progress")
             return None
-        return await self.retry(lambda: self._apply_command(command), "applying a command")
+        outcome = await self.retry(lambda: self._apply_command(command), "applying a command")
+        await self.retry(lambda: self._mark_progress([message]), "recording progress")
+        return outcome
 
     async def _apply_command(self, command: dict[str, Any]) -> PauseOutcome | None:
         tenant = command["tenant_id"]
@@ -132,7 +143,7 @@ class WorkerRuntime:
         assert outcome is not None
         if outcome.kind != "pause_refused":
             await self.reevaluate_tenant(tenant, at, outcome.state)
-        await self.processor.publish(await self.store.read_outboxes([keys.tenant_outbox(tenant)]), BatchStats())
+        await self.processor.publish([keys.tenant_outbox(tenant)], BatchStats())
         return outcome
 
     def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
@@ -180,7 +191,10 @@ class WorkerRuntime:
         if now is None:
             return 0
         handled = await self.retry(lambda: self._run_due(now), "running due work")
-        await self.retry(self._flush_stale_outboxes, "publishing stale outboxes")
+        await self.retry(self.processor.flush_outboxes, "publishing queued outboxes")
+        await self.retry(self.recover_abandoned_claims, "recovering abandoned outbox claims")
+        await self.retry(lambda: self.store.client.hset(self.store.keys.progress, "timer", repr(now.timestamp())),
+                         "recording progress")
         return handled
 
     async def _run_due(self, now: datetime) -> int:
@@ -218,15 +232,26 @@ class WorkerRuntime:
                                             keys.tenant_outbox(tenant), f"expired|{rfc3339(pause.until)}", record)
             await self.store.client.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
             await self.reevaluate_tenant(tenant, at, pause)
+            await self.processor.publish([keys.tenant_outbox(tenant)], BatchStats())
 
-    async def _flush_stale_outboxes(self) -> None:
-        """Publish outboxes that stayed pending for a whole timer interval: their writer died."""
-        pending = set(await self.store.pending_outboxes())
-        stale = sorted(pending & self._suspect_outboxes)
-        self._suspect_outboxes = pending - set(stale)
-        if stale:
-            records = await self.store.read_outboxes(stale)
-            await self.processor.publish(records, BatchStats())
+    async def recover_abandoned_claims(self) -> int:
+        """Publish what a crashed publisher claimed but may not have sent: only the records Kafka lacks."""
+        abandoned = await self.store.abandoned_claims(time.time() - self.settings.outbox_recovery_s)
+        if not abandoned:
+            return 0
+        since = min(claimed_at for claimed_at, _ in abandoned) - 1.0
+        records = [record for _, claimed in abandoned for record in claimed]
+        topics = sorted({record.topic for record in records})
+        present = await asyncio.get_running_loop().run_in_executor(
+            None, published_since, self.settings.kafka_bootstrap, topics, since)
+        missing = [r for r in records if (r.topic, r.key, r.value) not in present]
+        for record in missing:
+            self.output.produce(record.topic, record.key, record.value)
+        await self.output.flush()
+        await self.store.release(records, self.settings.topic_notifications)
+        log.warning("recovered %d abandoned outbox records: %d republished, %d were already in Kafka",
+                    len(records), len(missing), len(records) - len(missing))
+        return len(missing)
 
     async def reclassify_all(self, now: datetime) -> None:
         """After a catalog or policy change: classify every server's last hop again, then re-evaluate."""

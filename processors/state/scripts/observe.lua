@@ -4,7 +4,8 @@
 -- KEYS[1]  <p>:srv:{<server_key>}          hash, the server state (fields below)
 -- KEYS[2]  <p>:srv:{<server_key>}:ips      set of client IPs (at most ARGV[7] members)
 -- KEYS[3]  <p>:srv:{<server_key>}:helos    set of HELO names (same cap)
--- KEYS[4..] <p>:srv:{<server_key>}:hll:<day>, one per day present in the batch, in ARGV order
+-- KEYS[4]  <p>:srv:{<server_key>}:outbox   list, only read: its length is returned
+-- KEYS[5..] <p>:srv:{<server_key>}:hll:<day>, one per day present in the batch, in ARGV order
 --
 -- ARGV[1] tenant_id   ARGV[2] server FQDN   ARGV[3] earliest observed_at   ARGV[4] latest observed_at
 -- ARGV[5] evidence: JSON array, in event-time order, of the build-bearing classifications:
@@ -19,7 +20,8 @@
 -- evidence fields (status, rule, product, build, build_long, release_name, recommended, hop,
 -- reason); last_status, last_rule, last_status_at, connector_type, last_helo; detected_at (set by vulnerable evidence newer
 -- than current_at, cleared by current evidence newer than it); current_at (latest current build).
--- Returns the whole hash (HGETALL) and the IP set.
+-- Returns the whole hash (HGETALL), the IP set and the outbox length (a crashed run may have left
+-- records there, which the caller then publishes).
 
 local state = KEYS[1]
 redis.call('HSET', state, 'tenant_id', ARGV[1], 'server', ARGV[2])
@@ -84,7 +86,7 @@ add_capped(KEYS[3], cjson.decode(ARGV[10]))
 
 local ttl = tonumber(ARGV[8])
 local index = 11
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   local count = tonumber(ARGV[index])
   index = index + 1
   if count > 0 then
@@ -94,4 +96,4 @@ for k = 4, #KEYS do
   redis.call('EXPIRE', KEYS[k], ttl)
 end
 
-return {redis.call('HGETALL', state), redis.call('SMEMBERS', KEYS[2])}
+return {redis.call('HGETALL', state), redis.call('SMEMBERS', KEYS[2]), redis.call('LLEN', KEYS[4])}

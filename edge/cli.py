@@ -1,0 +1,279 @@
+"""``patchgate edge milter|policy|cache-dump``: run the edge components.
+
+Settings come from the command line or, when an option is not given, from these environment
+variables:
+
+- ``PATCHGATE_EDGE_CONFIG``: edge config file (TOML, see :mod:`edge.config`); required for
+  ``milter`` and ``policy``.
+- ``PATCHGATE_EDGE_KAFKA_BOOTSTRAP``: Kafka bootstrap servers (``127.0.0.1:9092``).
+- ``PATCHGATE_EDGE_VERDICTS_TOPIC``: the compacted verdicts topic (``patchgate.verdicts``).
+- ``PATCHGATE_EDGE_METADATA_TOPIC``: where the milter publishes metadata (``patchgate.metadata``).
+- ``PATCHGATE_EDGE_MILTER_LISTEN``: comma-separated ``unix:/path`` / ``inet:host:port``
+  (``unix:/run/patchgate/milter.sock``).
+- ``PATCHGATE_EDGE_POLICY_LISTEN``: the same for the policy service (``policy`` command default
+  ``unix:/run/patchgate/policy.sock``); when set for ``milter``, that process also serves the policy
+  protocol, sharing the verdict cache and the IP -> server hints the milter learns.
+- ``PATCHGATE_EDGE_POLICY_MODE``: ``postfix`` (keep connections open, default) or ``exim`` (close
+  after each reply, for ``${readsocket}``).
+- ``PATCHGATE_EDGE_CATCHUP_TIMEOUT``: seconds to wait for the verdict cache to catch up before
+  listening anyway, failing open until it has (``30``).
+- ``PATCHGATE_EDGE_PUBLISH``: ``0`` disables metadata publishing (``1``).
+- ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
+
+Once listening, the process prints one line ``patchgate edge <command> ready: ...`` to stdout (for
+supervisors and tests), logs counters every ``--metrics-interval`` seconds and stops cleanly on
+SIGTERM/SIGINT (listeners closed, metadata flushed for up to 5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("edge.cli")
+
+ENV = "PATCHGATE_EDGE_"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV + name, default)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``edge`` with its subcommands to a parent parser's subparsers."""
+    edge = subparsers.add_parser("edge", help="run the edge milter / policy service / inspect the verdict cache")
+    sub = edge.add_subparsers(dest="edge_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap", default=None, help=f"Kafka bootstrap ({ENV}KAFKA_BOOTSTRAP)")
+        p.add_argument("--verdicts-topic", default=None, help=f"({ENV}VERDICTS_TOPIC)")
+        p.add_argument("--catchup-timeout", type=float, default=None, help=f"({ENV}CATCHUP_TIMEOUT)")
+        p.add_argument("--log-level", default=None, help=f"({ENV}LOG_LEVEL)")
+
+    m = sub.add_parser("milter", help="run the milter (Postfix smtpd_milters)")
+    common(m)
+    m.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
+    m.add_argument("--listen", default=None, help=f"unix:/path or inet:host:port, comma-separated ({ENV}MILTER_LISTEN)")
+    m.add_argument("--policy-listen", default=None, help=f"also serve the policy protocol here ({ENV}POLICY_LISTEN)")
+    m.add_argument("--policy-mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
+    m.add_argument("--metadata-topic", default=None, help=f"({ENV}METADATA_TOPIC)")
+    m.add_argument("--no-publish", action="store_true", help=f"do not publish metadata ({ENV}PUBLISH=0)")
+    m.add_argument("--metrics-interval", type=float, default=60.0)
+    m.set_defaults(handler=run_milter)
+
+    p = sub.add_parser("policy", help="run the policy service (Postfix check_policy_service, Exim readsocket)")
+    common(p)
+    p.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
+    p.add_argument("--listen", default=None, help=f"unix:/path or inet:host:port ({ENV}POLICY_LISTEN)")
+    p.add_argument("--mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
+    p.add_argument("--metrics-interval", type=float, default=60.0)
+    p.set_defaults(handler=run_policy)
+
+    d = sub.add_parser("cache-dump", help="read the verdicts topic and print the verdicts an edge would hold")
+    common(d)
+    d.add_argument("--decide-at", type=float, default=None,
+                   help="also print the decision per key at this epoch time (default: now)")
+    d.set_defaults(handler=run_cache_dump)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _setup_logging(level: str | None) -> None:
+    lvl = (level or _env("LOG_LEVEL", "INFO") or "INFO").upper()
+    logging.basicConfig(level=getattr(logging, lvl, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def parse_listen(spec: str) -> list[tuple[str, str, int]]:
+    """``unix:/p``, ``/p``, ``inet:host:port`` or ``host:port`` (comma-separated) -> (kind, host/path, port)."""
+    out: list[tuple[str, str, int]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item.startswith("unix:"):
+            out.append(("unix", item[5:], 0))
+        elif item.startswith("/"):
+            out.append(("unix", item, 0))
+        else:
+            if item.startswith("inet:"):
+                item = item[5:]
+            host, sep, port = item.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError(f"listen address {raw.strip()!r}: expected unix:/path or inet:host:port")
+            out.append(("inet", host.strip("[]") or "127.0.0.1", int(port)))
+    if not out:
+        raise ValueError("no listen address given")
+    return out
+
+
+async def _listen(server: Any, spec: str) -> list[str]:
+    bound = []
+    for kind, where, port in parse_listen(spec):
+        if kind == "unix":
+            await server.listen_unix(where)
+            bound.append(f"unix:{where}")
+        else:
+            actual = await server.listen_tcp(where, port)
+            bound.append(f"inet:{where}:{actual}")
+    return bound
+
+
+def _start_cache(args: argparse.Namespace) -> Any:
+    from edge.verdict_cache import DEFAULT_TOPIC, VerdictCache
+
+    bootstrap = args.bootstrap or _env("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    topic = args.verdicts_topic or _env("VERDICTS_TOPIC", DEFAULT_TOPIC)
+    timeout = args.catchup_timeout if args.catchup_timeout is not None else float(_env("CATCHUP_TIMEOUT", "30") or 30)
+    cache = VerdictCache(str(bootstrap), topic=str(topic))
+    cache.start()
+    if cache.wait_caught_up(timeout):
+        log.info("verdict cache caught up: %d verdicts from %s", len(cache), topic)
+    else:
+        log.warning("verdict cache not caught up after %.0fs; serving anyway and failing open until it is",
+                    timeout)
+    return cache
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from edge.config import ConfigError, load_config
+
+    path = args.config or _env("CONFIG")
+    if not path:
+        raise SystemExit(f"edge: no config file: pass --config or set {ENV}CONFIG")
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise SystemExit(f"edge: {exc}") from None
+
+
+async def _serve(ready: str, metrics: Callable[[], dict[str, Any]], interval: float) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    print(ready, flush=True)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        log.info("metrics %s", orjson.dumps(metrics()).decode())
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+def run_milter(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    config = _load_config(args)
+    from edge.milter.app import PatchgateMilter
+    from edge.milter.server import MilterServer
+    from edge.policy.server import PolicyServer, PolicyService
+    from edge.publisher import DEFAULT_TOPIC as METADATA_TOPIC
+    from edge.publisher import MetadataPublisher
+
+    cache = _start_cache(args)
+    publisher = None
+    if not args.no_publish and _env("PUBLISH", "1") != "0":
+        publisher = MetadataPublisher(
+            str(args.bootstrap or _env("KAFKA_BOOTSTRAP", "127.0.0.1:9092")),
+            topic=str(args.metadata_topic or _env("METADATA_TOPIC", METADATA_TOPIC)),
+        )
+        publisher.start()
+    app = PatchgateMilter(config, cache, publisher)
+    milter = MilterServer(app)
+    policy_spec = args.policy_listen or _env("POLICY_LISTEN")
+    mode = args.policy_mode or _env("POLICY_MODE", "postfix")
+    policy = PolicyServer(PolicyService(config, cache), close_after_reply=mode == "exim") if policy_spec else None
+
+    async def main() -> None:
+        bound = await _listen(milter, args.listen or _env("MILTER_LISTEN", "unix:/run/patchgate/milter.sock") or "")
+        if policy is not None and policy_spec:
+            bound += [f"policy={b}" for b in await _listen(policy, policy_spec)]
+
+        def metrics() -> dict[str, Any]:
+            out: dict[str, Any] = {"milter": app.metrics.as_dict(), "server": milter.metrics.as_dict(),
+                                   "cache": cache.metrics.as_dict(), "verdicts": len(cache)}
+            if publisher is not None:
+                out["publisher"] = publisher.metrics.as_dict()
+            if policy is not None:
+                out["policy"] = policy.service.metrics.as_dict()
+            return out
+        try:
+            await _serve(f"patchgate edge milter ready: {' '.join(bound)} caught_up={cache.caught_up}",
+                         metrics, args.metrics_interval)
+        finally:
+            await milter.close()
+            if policy is not None:
+                await policy.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if publisher is not None:
+            publisher.stop(5.0)
+        cache.stop()
+    return 0
+
+
+def run_policy(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    config = _load_config(args)
+    from edge.policy.server import PolicyServer, PolicyService
+
+    cache = _start_cache(args)
+    mode = args.mode or _env("POLICY_MODE", "postfix")
+    server = PolicyServer(PolicyService(config, cache), close_after_reply=mode == "exim")
+
+    async def main() -> None:
+        bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "")
+        try:
+            await _serve(f"patchgate edge policy ready: {' '.join(bound)} mode={mode} caught_up={cache.caught_up}",
+                         lambda: {"policy": server.service.metrics.as_dict(), "cache": cache.metrics.as_dict()},
+                         args.metrics_interval)
+        finally:
+            await server.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.stop()
+    return 0
+
+
+def run_cache_dump(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level or "WARNING")
+    cache = _start_cache(args)
+    try:
+        now = args.decide_at if args.decide_at is not None else time.time()
+        for record in cache.snapshot():
+            d = cache.decide(record["server_key"], now)
+            line = {"server_key": record["server_key"], "sequence": record.get("sequence"),
+                    "stage": record.get("stage"), "decision": d.action, "reason": d.reason, "verdict": record}
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        sys.stderr.write(orjson.dumps({"caught_up": cache.caught_up, "verdicts": len(cache),
+                                       "metrics": cache.metrics.as_dict()}).decode() + "\n")
+        return 0 if cache.caught_up else 1
+    finally:
+        cache.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: ``python -m edge.cli edge milter ...`` (same as ``patchgate edge ...``)."""
+    parser = argparse.ArgumentParser(prog="patchgate")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

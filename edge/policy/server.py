@@ -1,0 +1,204 @@
+"""Policy service: Postfix ``check_policy_service`` and Exim ``${readsocket}`` answers from the cache.
+
+Per request: the connector is found by ``client_address`` (and ``ccert_subject``). Out of scope or
+unknown: ``DUNNO``. Otherwise the server key is, in this order, the client IP's hint from the verdict
+cache (verdict ``client_ips`` or learned by a milter in the same process) of the connector's tenant,
+then ``<tenant>/<helo_name lower-case>``; the first key with a verdict decides. Throttle/block answer
+``action=450 4.7.230 ...`` / ``action=550 5.7.230 ...`` (Postfix then replies
+``450 4.7.230 <name>: <Class> rejected: ...``: the policy protocol cannot send the text verbatim; the
+milter can). The policy service never sees headers, so it cannot exempt a message whose own header
+shows a patched build; use the milter where that matters.
+
+Postfix mode keeps the connection open for further requests. ``close_after_reply`` mode (Exim)
+answers one request, then closes; a request ended by EOF instead of an empty line is accepted.
+Protocol errors: log, send nothing, disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge.config import EdgeConfig
+from edge.policy.codec import PolicyDecoder, PolicyProtocolError, encode_action
+from edge.verdicts import ACCEPT_UNKNOWN, VerdictIndex
+
+log = logging.getLogger(__name__)
+
+DUNNO = "DUNNO"
+
+
+@dataclass(slots=True)
+class PolicyMetrics:
+    requests: int = 0
+    dunno_unmatched: int = 0
+    dunno_out_of_scope: int = 0
+    accepted: int = 0
+    throttled: int = 0
+    blocked: int = 0
+    protocol_errors: int = 0
+    errors: int = 0
+    connections: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class PolicyService:
+    """Turns one request (attribute dict) into one action string."""
+
+    def __init__(self, config: EdgeConfig, cache: VerdictIndex, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.cache = cache
+        self.clock = clock
+        self.metrics = PolicyMetrics()
+
+    def respond(self, request: dict[str, str]) -> str:
+        m = self.metrics
+        m.requests += 1
+        ip = request.get("client_address") or None
+        connector = self.config.match(ip, request.get("ccert_subject") or None)
+        if connector is None:
+            m.dunno_unmatched += 1
+            return DUNNO
+        if not self.config.in_scope(connector):
+            m.dunno_out_of_scope += 1
+            return DUNNO
+        now = self.clock()
+        prefix = connector.tenant_id + "/"
+        decision = ACCEPT_UNKNOWN
+        if ip is not None:
+            hint = self.cache.server_key_for_ip(ip)
+            if hint is not None and hint.startswith(prefix):
+                decision = self.cache.decide(hint, now)
+        if decision is ACCEPT_UNKNOWN:
+            helo = request.get("helo_name", "").strip().rstrip(".").lower()
+            if helo and not helo.startswith("["):
+                decision = self.cache.decide(prefix + helo, now)
+        if decision.enforced and decision.reply:
+            if decision.action == "block":
+                m.blocked += 1
+            else:
+                m.throttled += 1
+            return decision.reply
+        m.accepted += 1
+        return DUNNO
+
+
+class PolicyProtocol(asyncio.Protocol):
+    def __init__(self, server: PolicyServer) -> None:
+        self.server = server
+        self.decoder = PolicyDecoder(server.max_request)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "unix"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer)
+        self.server.service.metrics.connections += 1
+        self.server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        self.transport = None
+
+    def _answer(self, request: dict[str, str]) -> bytes:
+        try:
+            return encode_action(self.server.service.respond(request))
+        except Exception:
+            self.server.service.metrics.errors += 1
+            log.exception("policy request failed; answering DUNNO (fail open)")
+            return encode_action(DUNNO)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            requests = self.decoder.feed(data)
+        except PolicyProtocolError as exc:
+            self.server.service.metrics.protocol_errors += 1
+            log.warning("policy connection %s closed: protocol error: %s", self.peer, exc)
+            transport.abort()
+            return
+        if not requests:
+            return
+        if self.server.close_after_reply:
+            transport.write(self._answer(requests[0]))
+            transport.close()
+            return
+        transport.write(b"".join(self._answer(r) for r in requests))
+
+    def eof_received(self) -> bool | None:
+        transport = self.transport
+        if transport is not None and self.server.close_after_reply:
+            try:
+                request = self.decoder.finish()
+            except PolicyProtocolError as exc:
+                self.server.service.metrics.protocol_errors += 1
+                log.warning("policy connection %s closed: protocol error: %s", self.peer, exc)
+                return None
+            if request is not None:
+                transport.write(self._answer(request))
+        return None  # close our side too
+
+
+class PolicyServer:
+    """Serves a :class:`PolicyService` on Unix sockets and/or TCP ports."""
+
+    def __init__(self, service: PolicyService, *, close_after_reply: bool = False,
+                 max_request: int = 32 * 1024) -> None:
+        self.service = service
+        self.close_after_reply = close_after_reply
+        self.max_request = max_request
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[PolicyProtocol] = set()
+        self._unix_paths: list[Path] = []
+
+    async def listen_unix(self, path: str | Path, mode: int = 0o666) -> None:
+        p = Path(path)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(p.lstat().st_mode):
+                p.unlink()
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_unix_server(lambda: PolicyProtocol(self), str(p))
+        os.chmod(p, mode)
+        self._servers.append(srv)
+        self._unix_paths.append(p)
+
+    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: PolicyProtocol(self), host, port, reuse_address=True)
+        self._servers.append(srv)
+        return int(srv.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()
+        self._servers.clear()
+        for p in self._unix_paths:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        self._unix_paths.clear()

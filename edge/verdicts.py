@@ -1,0 +1,365 @@
+"""Verdict records, compiled once, and the O(1) decision an edge takes per message.
+
+A ``patchgate.verdict/1`` record (JSON, key = server key) is parsed and validated once, when it
+arrives, into a :class:`CompiledVerdict` whose fields are exactly what :meth:`VerdictIndex.decide`
+needs: epoch-second floats for the time bounds, the window as minute offsets, and the two possible
+:class:`Decision` objects (with their reply lines) preallocated. ``decide`` then does one dict lookup,
+a few float comparisons and one modulo, allocates nothing and never raises.
+
+Window semantics (domain.md §3, our default): during ``n`` minutes of each hour the server gets the
+reply instead of acceptance; one contiguous window per hour starting at ``window_offset``, block
+minutes first, then throttle minutes::
+
+    m = (utc_minute(now) - window_offset) % 60
+    block if m < block_minutes; throttle if m < block_minutes + throttle_minutes; else accept
+
+``paused_until`` in the future, a verdict that is not yet effective (the previous verdict for the key,
+if any, stays in force until then) and a verdict past ``valid_until`` all mean accept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+VERDICT_SCHEMA: Final = "patchgate.verdict/1"
+
+ACCEPT: Final = "accept"
+THROTTLE: Final = "throttle"
+BLOCK: Final = "block"
+
+# One SMTP reply line: 3-digit code, RFC 3463 enhanced code whose class digit equals the code's first
+# digit (Postfix milter8_valid_smtp_reply and Exim both insist on that), text without CR/LF/NUL.
+_REPLY_RE: Final = re.compile(r"\A([45])\d\d \1\.\d{1,3}\.\d{1,3} [\x20-\x7e]{1,900}\Z")
+
+_MAX_IPS: Final = 64
+
+
+class Decision:
+    """What the edge does with one message from one server. Immutable by convention, shared."""
+
+    __slots__ = ("action", "reason", "reply", "sequence", "server_key")
+
+    def __init__(self, action: str, reply: str | None, reason: str, server_key: str | None = None,
+                 sequence: int | None = None) -> None:
+        self.action = action
+        self.reply = reply
+        self.reason = reason
+        self.server_key = server_key
+        self.sequence = sequence
+
+    @property
+    def enforced(self) -> bool:
+        return self.action != ACCEPT
+
+    def __repr__(self) -> str:
+        return (f"Decision(action={self.action!r}, reason={self.reason!r}, reply={self.reply!r}, "
+                f"server_key={self.server_key!r}, sequence={self.sequence!r})")
+
+
+# Shared accept decisions, one per reason, so decide() allocates nothing.
+ACCEPT_UNKNOWN: Final = Decision(ACCEPT, None, "no-verdict")
+ACCEPT_FAIL_OPEN: Final = Decision(ACCEPT, None, "fail-open-not-caught-up")
+ACCEPT_PAUSED: Final = Decision(ACCEPT, None, "paused")
+ACCEPT_OUTSIDE_WINDOW: Final = Decision(ACCEPT, None, "outside-window")
+ACCEPT_NOT_EFFECTIVE: Final = Decision(ACCEPT, None, "not-yet-effective")
+ACCEPT_EXPIRED: Final = Decision(ACCEPT, None, "expired")
+
+
+class BadVerdict(ValueError):
+    """A verdict record that cannot be applied; the message says which field and why."""
+
+
+class CompiledVerdict:
+    """A verdict reduced to what a decision needs; built once per record by :func:`compile_verdict`."""
+
+    __slots__ = (
+        "block_decision", "block_end", "client_ips", "effective_at", "paused_until", "previous",
+        "raw", "sequence", "server_key", "stage", "throttle_decision", "throttle_end", "valid_until",
+        "window_offset",
+    )
+
+    def __init__(self, *, server_key: str, sequence: int, stage: int, effective_at: float,
+                 valid_until: float, paused_until: float, window_offset: int, block_minutes: int,
+                 throttle_minutes: int, block_reply: str | None, throttle_reply: str | None,
+                 client_ips: tuple[str, ...], raw: dict[str, Any]) -> None:
+        self.server_key = server_key
+        self.sequence = sequence
+        self.stage = stage
+        self.effective_at = effective_at
+        self.valid_until = valid_until
+        self.paused_until = paused_until
+        self.window_offset = window_offset
+        self.block_end = block_minutes
+        self.throttle_end = min(60, block_minutes + throttle_minutes)
+        self.block_decision = Decision(BLOCK, block_reply, "block-window", server_key, sequence)
+        self.throttle_decision = Decision(THROTTLE, throttle_reply, "throttle-window", server_key, sequence)
+        self.client_ips = client_ips
+        self.raw = raw
+        # The verdict this one replaces, kept only while this one is not yet effective.
+        self.previous: CompiledVerdict | None = None
+
+    def decide(self, now: float) -> Decision:
+        """Decision for ``now`` (epoch seconds), ignoring the caught-up state of any cache."""
+        v: CompiledVerdict | None = self
+        if now < self.effective_at:
+            v = self.previous
+            if v is None or now < v.effective_at:
+                return ACCEPT_NOT_EFFECTIVE
+        assert v is not None
+        if now >= v.valid_until:
+            return ACCEPT_EXPIRED
+        if now < v.paused_until:
+            return ACCEPT_PAUSED
+        # Epoch seconds are aligned to UTC hours, so this is the UTC minute of the hour.
+        m = (int(now // 60.0) - v.window_offset) % 60
+        if m < v.block_end:
+            return v.block_decision
+        if m < v.throttle_end:
+            return v.throttle_decision
+        return ACCEPT_OUTSIDE_WINDOW
+
+    def __repr__(self) -> str:
+        return (f"CompiledVerdict({self.server_key!r}, seq={self.sequence}, stage={self.stage}, "
+                f"block={self.block_end}, throttle={self.throttle_end - self.block_end}, "
+                f"offset={self.window_offset})")
+
+
+def _time(record: dict[str, Any], field: str, *, required: bool) -> float | None:
+    value = record.get(field)
+    if value is None:
+        if required:
+            raise BadVerdict(f"{field}: missing")
+        return None
+    if not isinstance(value, str):
+        raise BadVerdict(f"{field}: expected an RFC 3339 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadVerdict(f"{field}: not an RFC 3339 timestamp: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise BadVerdict(f"{field}: timestamp without a UTC offset: {value[:40]!r}")
+    return parsed.timestamp()
+
+
+def _int(record: dict[str, Any], field: str, lo: int, hi: int, *, default: int | None = None) -> int:
+    value = record.get(field, default)
+    if value is None:
+        raise BadVerdict(f"{field}: missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadVerdict(f"{field}: expected an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise BadVerdict(f"{field}: {value} outside {lo}..{hi}")
+    return value
+
+
+def _reply(replies: dict[str, Any], name: str, first_digit: str, needed: bool) -> str | None:
+    value = replies.get(name)
+    if value is None or value == "":
+        if needed:
+            raise BadVerdict(f"replies.{name}: missing although {name}_minutes > 0")
+        return None
+    if not isinstance(value, str) or not _REPLY_RE.match(value) or value[0] != first_digit:
+        raise BadVerdict(f"replies.{name}: not a valid {first_digit}xx SMTP reply line: {str(value)[:80]!r}")
+    return value
+
+
+def compile_verdict(record: Any, *, key: str | None = None) -> CompiledVerdict:
+    """Validate a decoded verdict record and precompute it. Raises :class:`BadVerdict`."""
+    if not isinstance(record, dict):
+        raise BadVerdict(f"verdict: expected a JSON object, got {type(record).__name__}")
+    if record.get("schema") != VERDICT_SCHEMA:
+        raise BadVerdict(f"schema: expected {VERDICT_SCHEMA!r}, got {str(record.get('schema'))[:40]!r}")
+    server_key = record.get("server_key")
+    if not isinstance(server_key, str) or "/" not in server_key or len(server_key) > 600:
+        raise BadVerdict(f"server_key: expected '<tenant>/<fqdn>', got {str(server_key)[:80]!r}")
+    if key is not None and key != server_key:
+        raise BadVerdict(f"server_key {server_key[:80]!r} differs from the record key {key[:80]!r}")
+    sequence = _int(record, "sequence", 0, 2**63 - 1)
+    stage = _int(record, "stage", 0, 32)
+    block_minutes = _int(record, "block_minutes", 0, 60, default=0)
+    throttle_minutes = _int(record, "throttle_minutes", 0, 60, default=0)
+    window_offset = _int(record, "window_offset", 0, 59, default=0)
+    effective_at = _time(record, "effective_at", required=True)
+    assert effective_at is not None
+    valid_until = _time(record, "valid_until", required=False)
+    paused_until = _time(record, "paused_until", required=False)
+    replies = record.get("replies") or {}
+    if not isinstance(replies, dict):
+        raise BadVerdict("replies: expected an object")
+    block_reply = _reply(replies, "block", "5", block_minutes > 0)
+    throttle_reply = _reply(replies, "throttle", "4", throttle_minutes > 0 and block_minutes < 60)
+    ips_raw = record.get("client_ips") or ()
+    if not isinstance(ips_raw, list | tuple):
+        raise BadVerdict("client_ips: expected a list of IP addresses")
+    ips: list[str] = []
+    for ip in ips_raw[:_MAX_IPS]:
+        try:
+            ips.append(str(ipaddress.ip_address(ip)))
+        except (ValueError, TypeError):
+            raise BadVerdict(f"client_ips: not an IP address: {str(ip)[:60]!r}") from None
+    return CompiledVerdict(
+        server_key=server_key, sequence=sequence, stage=stage, effective_at=effective_at,
+        valid_until=float("inf") if valid_until is None else valid_until,
+        paused_until=0.0 if paused_until is None else paused_until,
+        window_offset=window_offset, block_minutes=block_minutes, throttle_minutes=throttle_minutes,
+        block_reply=block_reply, throttle_reply=throttle_reply, client_ips=tuple(ips), raw=record,
+    )
+
+
+@dataclass(slots=True)
+class CacheMetrics:
+    """Plain counters; read them with :meth:`as_dict`. Each is written by one thread only."""
+
+    decisions_accept: int = 0
+    decisions_throttle: int = 0
+    decisions_block: int = 0
+    decisions_fail_open: int = 0
+    decisions_no_verdict: int = 0
+    verdicts_applied: int = 0
+    verdicts_stale_ignored: int = 0
+    tombstones_applied: int = 0
+    bad_records: int = 0
+    consumer_errors: int = 0
+    ips_learned: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class VerdictIndex:
+    """The newest compiled verdict per server key, plus client IP → server key hints.
+
+    Writers (the Kafka thread) call :meth:`apply`/:meth:`apply_raw`; readers (the asyncio loop) call
+    :meth:`decide`. Single dict reads and writes are atomic in CPython, so no lock is needed; the
+    counters are each written by one side only.
+    """
+
+    def __init__(self, *, max_learned_ips: int = 100_000) -> None:
+        self._verdicts: dict[str, CompiledVerdict] = {}
+        self._ip_from_verdicts: dict[str, str] = {}
+        self._ip_learned: dict[str, str] = {}
+        self._max_learned_ips = max_learned_ips
+        self.metrics = CacheMetrics()
+        # Until True, decide() fails open. VerdictCache sets it once the topic was read to its end.
+        self.caught_up = False
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def decide(self, server_key: str, now: float) -> Decision:
+        """Accept, throttle or block for ``server_key`` at ``now`` (epoch seconds). O(1), no I/O."""
+        m = self.metrics
+        if not self.caught_up:
+            m.decisions_fail_open += 1
+            m.decisions_accept += 1
+            return ACCEPT_FAIL_OPEN
+        v = self._verdicts.get(server_key)
+        if v is None:
+            m.decisions_no_verdict += 1
+            m.decisions_accept += 1
+            return ACCEPT_UNKNOWN
+        d = v.decide(now)
+        if d.action == ACCEPT:
+            m.decisions_accept += 1
+        elif d.action == BLOCK:
+            m.decisions_block += 1
+        else:
+            m.decisions_throttle += 1
+        return d
+
+    def get(self, server_key: str) -> CompiledVerdict | None:
+        return self._verdicts.get(server_key)
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def server_key_for_ip(self, ip: str) -> str | None:
+        """The server key last seen for a client IP: from verdicts first, else learned locally."""
+        key = self._ip_from_verdicts.get(ip)
+        if key is None:
+            key = self._ip_learned.get(ip)
+        return key
+
+    def learn_ip(self, ip: str, server_key: str) -> None:
+        """Remember that ``ip`` sent mail classified as ``server_key`` (bounded; oldest dropped)."""
+        learned = self._ip_learned
+        if learned.get(ip) == server_key:
+            return
+        learned.pop(ip, None)
+        learned[ip] = server_key
+        self.metrics.ips_learned += 1
+        if len(learned) > self._max_learned_ips:
+            learned.pop(next(iter(learned)), None)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The raw records currently held, sorted by key (for ``cache-dump``)."""
+        return [self._verdicts[k].raw for k in sorted(self._verdicts)]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def apply(self, verdict: CompiledVerdict) -> bool:
+        """Store ``verdict`` unless an equal or newer sequence is held. True if stored."""
+        old = self._verdicts.get(verdict.server_key)
+        if old is not None:
+            if verdict.sequence <= old.sequence:
+                self.metrics.verdicts_stale_ignored += 1
+                return False
+            # Keep the old verdict in force until the new one takes effect; only one step back.
+            old.previous = None
+            verdict.previous = old
+            for ip in old.client_ips:
+                if self._ip_from_verdicts.get(ip) == old.server_key:
+                    del self._ip_from_verdicts[ip]
+        for ip in verdict.client_ips:
+            self._ip_from_verdicts[ip] = verdict.server_key
+        self._verdicts[verdict.server_key] = verdict
+        self.metrics.verdicts_applied += 1
+        return True
+
+    def remove(self, server_key: str) -> None:
+        old = self._verdicts.pop(server_key, None)
+        self.metrics.tombstones_applied += 1
+        if old is not None:
+            for ip in old.client_ips:
+                if self._ip_from_verdicts.get(ip) == server_key:
+                    del self._ip_from_verdicts[ip]
+
+    def apply_raw(self, key: bytes | None, value: bytes | None) -> bool:
+        """Apply one Kafka record (tombstone when ``value`` is None). Bad input is counted, never raised."""
+        try:
+            key_text = key.decode("utf-8") if key is not None else None
+        except UnicodeDecodeError:
+            self._bad("record key is not UTF-8", key)
+            return False
+        if value is None:
+            if key_text is None:
+                self._bad("tombstone without a key", key)
+                return False
+            self.remove(key_text)
+            return True
+        try:
+            record = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            self._bad(f"not JSON: {exc}", key)
+            return False
+        try:
+            verdict = compile_verdict(record, key=key_text)
+        except BadVerdict as exc:
+            self._bad(str(exc), key)
+            return False
+        return self.apply(verdict)
+
+    def _bad(self, why: str, key: bytes | None) -> None:
+        self.metrics.bad_records += 1
+        n = self.metrics.bad_records
+        # Log the first ten, then every 1000th, so a poisoned topic cannot flood the log.
+        if n <= 10 or n % 1000 == 0:
+            log.warning("verdict record ignored (bad record #%d, key=%r): %s", n, (key or b"")[:120], why)

@@ -1,0 +1,1 @@
+"""HTTP API, report page and OpenAPI document (``patchgate api``)."""

@@ -1,0 +1,378 @@
+"""The HTTP API and the report page (aiohttp).
+
+Routes (documented in ``openapi.json``, served at ``/openapi.json``):
+
+- ``GET  /v1/tenants`` (operator token): every tenant with its server count per stage and pause.
+- ``GET  /v1/tenants/{tenant}/servers[?format=csv]``: the report rows (domain.md §7) plus chart data.
+- ``GET  /v1/tenants/{tenant}/pauses``: pause state and the days left this year.
+- ``POST /v1/tenants/{tenant}/pauses`` ``{"days": N}``: create or extend a pause. Checked against the
+  quota in Redis (409 with the days left when it would be exceeded), then sent as a command event to
+  the commands topic; the workers apply it (202 with the command id). The workers check the quota
+  again when they apply the command, so two racing requests cannot exceed it.
+- ``DELETE /v1/tenants/{tenant}/pauses``: end the running pause early (command event, 202).
+- ``GET  /v1/tenants/{tenant}/notifications[?limit=N]``: recent notifications, newest first.
+- ``GET  /`` and ``GET /tenants/{tenant}``: the report page (static HTML + JS; data via the API).
+- ``GET  /openapi.json``, ``GET /healthz``, ``GET /metrics``, ``GET /static/{name}``.
+
+Every error is JSON ``{"error": "..."}``. No token or an unknown one: 401. A tenant token used on
+another tenant: 404, the same answer as for a tenant that does not exist, so tokens cannot probe for
+tenant ids. Tenant tokens on operator routes: 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from processors import metrics
+from processors.api.auth import TENANT, Principal, TokenStore
+from processors.contracts import ContractError
+from processors.enforcement.policy import EnforcementPolicy
+from processors.enforcement.verdicts import rfc3339
+from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
+from processors.report.reader import ReportReader
+from processors.report.render import to_csv
+from processors.state.keys import NOTIFICATIONS_KEPT, KeySchema
+
+log = logging.getLogger(__name__)
+
+STATIC_FILES = {
+    "report.js": "application/javascript; charset=utf-8",
+    "report.css": "text/css; charset=utf-8",
+}
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+MAX_BODY = 16 * 1024
+
+
+class CommandSink(Protocol):
+    async def send(self, tenant: str, command: dict[str, Any]) -> None: ...
+
+
+class CommandSendFailed(RuntimeError):
+    pass
+
+
+class KafkaCommandSink:
+    """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
+        from processors.worker.output import KafkaOutput
+
+        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000)})
+        self.topic = topic
+        self.timeout = timeout
+        self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
+
+    async def send(self, tenant: str, command: dict[str, Any]) -> None:
+        from processors.worker.output import DeliveryFailed
+
+        async with self._lock:
+            self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+            try:
+                await self.output.flush(self.timeout + 2)
+            except DeliveryFailed as error:
+                raise CommandSendFailed(str(error)) from None
+        metrics.EVENTS_OUT.labels(self.topic).inc()
+
+    def close(self) -> None:
+        self.output.producer.flush(5)
+
+
+@dataclass
+class ApiContext:
+    redis: aioredis.Redis
+    keys: KeySchema
+    policy: EnforcementPolicy
+    tokens: TokenStore
+    commands: CommandSink
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @property
+    def reader(self) -> ReportReader:
+        return ReportReader(self.redis, self.keys, self.policy)
+
+
+CONTEXT = web.AppKey("patchgate_context", ApiContext)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="patchgate"'} if status == 401 else None
+    return _json({"error": message, **extra}, status, headers)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        response = json_error(error.status, error.message, **error.extra)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        text = {404: "not found", 405: f"method {request.method} not allowed here",
+                413: f"request body too large (at most {MAX_BODY} bytes)"}.get(error.status, error.reason)
+        response = json_error(error.status, text)
+        if error.status == 405 and "Allow" in error.headers:
+            response.headers["Allow"] = error.headers["Allow"]
+    except RedisError as error:
+        log.error("Redis failed while serving %s %s: %s", request.method, request.path, error)
+        response = json_error(503, "the state store (Redis) is unavailable; try again shortly")
+    except CommandSendFailed as error:
+        log.error("command not delivered to the broker: %s", error)
+        response = json_error(503, "the command could not be queued (broker unavailable); nothing was changed")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        response = json_error(500, "internal error")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    metrics.API_REQUESTS.labels(route, request.method, str(response.status)).inc()
+    return response
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _ctx(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]
+
+
+def _principal(request: web.Request) -> Principal:
+    principal = _ctx(request).tokens.authenticate(request.headers.get("Authorization"))
+    if principal is None:
+        raise ApiError(401, "missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+    return principal
+
+
+def _tenant(request: web.Request) -> tuple[str, Principal]:
+    """Authenticate, validate the tenant id and check the token may see it (else 404)."""
+    principal = _principal(request)
+    tenant = request.match_info["tenant"]
+    if not TENANT.match(tenant):
+        raise ApiError(400, "invalid tenant id: 1-64 characters A-Z a-z 0-9 . _ -, starting with a letter or digit")
+    if not principal.may_access(tenant):
+        raise ApiError(404, "tenant not found")
+    return tenant, principal
+
+
+def _operator(request: web.Request) -> Principal:
+    principal = _principal(request)
+    if not principal.operator:
+        raise ApiError(403, "this operation needs an operator token")
+    return principal
+
+
+def _policy_json(policy: EnforcementPolicy) -> dict[str, Any]:
+    return {
+        "stages": [{"stage": s.number, "start_day": s.start_day, "throttle_minutes": s.throttle_minutes,
+                    "block_minutes": s.block_minutes} for s in policy.stages],
+        "pause_days_per_year": policy.pauses.days_per_year,
+        "pause_max_days_per_request": policy.pauses.max_days_per_request,
+    }
+
+
+# ------------------------------------------------------------------------------------ handlers
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    _operator(request)
+    ctx = _ctx(request)
+    now = ctx.now()
+    summaries = await ctx.reader.summaries(now)
+    return _json({"generated_at": rfc3339(now), "tenants": [s.to_json() for s in summaries],
+                  "policy": _policy_json(ctx.policy)})
+
+
+async def servers(request: web.Request) -> web.Response:
+    tenant, _ = _tenant(request)
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise ApiError(400, f"unknown format {fmt!r}: use json or csv")
+    ctx = _ctx(request)
+    now = ctx.now()
+    reader = ctx.reader
+    rows = await reader.rows(tenant, now)
+    if fmt == "csv":
+        return web.Response(text=to_csv(rows), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="patchgate-{tenant}.csv"'})
+    pause = await reader.pause(tenant, now)
+    return _json({
+        "tenant_id": tenant,
+        "generated_at": rfc3339(now),
+        "servers": [row.to_json() for row in rows],
+        "stages": stage_counts(rows),
+        "daily": daily_totals(rows, ctx.policy, pause),
+        "estimate_note": ESTIMATE_NOTE,
+        "pause": pause.to_json(),
+        "policy": _policy_json(ctx.policy),
+    })
+
+
+async def get_pauses(request: web.Request) -> web.Response:
+    tenant, _ = _tenant(request)
+    ctx = _ctx(request)
+    return _json((await ctx.reader.pause(tenant, ctx.now())).to_json())
+
+
+async def _read_days(request: web.Request, maximum: int) -> int:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise ApiError(400, 'the body must be JSON like {"days": 10}') from None
+    if not isinstance(body, dict) or "days" not in body:
+        raise ApiError(400, 'the body must be a JSON object with "days", like {"days": 10}')
+    unknown = sorted(set(body) - {"days"})
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0]!r}: only \"days\" is accepted")
+    days = body["days"]
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= maximum:
+        raise ApiError(400, f"days must be a whole number from 1 to {maximum}, got {days!r}")
+    return days
+
+
+async def post_pause(request: web.Request) -> web.Response:
+    from processors.worker.cli import pause_command
+
+    tenant, principal = _tenant(request)
+    ctx = _ctx(request)
+    days = await _read_days(request, ctx.policy.pauses.max_days_per_request)
+    now = ctx.now()
+    pause = await ctx.reader.pause(tenant, now)
+    if days > pause.days_left_this_year:
+        raise ApiError(
+            409,
+            f"Pausing for {days} days would exceed the quota of {pause.days_per_year} days in {pause.year}: "
+            f"{pause.days_left_this_year} days are left this year.",
+            days_left_this_year=pause.days_left_this_year,
+        )
+    try:
+        command = pause_command(tenant, days, False, principal.actor, at=now)
+    except ContractError as error:
+        raise ApiError(400, f"invalid pause request: {error}") from None
+    await ctx.commands.send(tenant, command)
+    log.info("pause command %s for %s (%d days) by %s", command["command_id"], tenant, days, principal.actor)
+    return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],
+                  "days": days, "status": "queued", "extends": pause.active,
+                  "days_left_after": pause.days_left_this_year - days}, 202)
+
+
+async def delete_pause(request: web.Request) -> web.Response:
+    from processors.worker.cli import pause_command
+
+    tenant, principal = _tenant(request)
+    ctx = _ctx(request)
+    now = ctx.now()
+    pause = await ctx.reader.pause(tenant, now)
+    if not pause.active:
+        raise ApiError(409, "There is no running pause to end.", days_left_this_year=pause.days_left_this_year)
+    command = pause_command(tenant, None, True, principal.actor, at=now)
+    await ctx.commands.send(tenant, command)
+    log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor)
+    return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],
+                  "status": "queued"}, 202)
+
+
+async def notifications(request: web.Request) -> web.Response:
+    tenant, _ = _tenant(request)
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= NOTIFICATIONS_KEPT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {NOTIFICATIONS_KEPT}")
+    items = await _ctx(request).reader.notifications(tenant, int(raw_limit))
+    return _json({"tenant_id": tenant, "notifications": items})
+
+
+async def health(request: web.Request) -> web.Response:
+    await _ctx(request).redis.ping()
+    return _json({"status": "ok"})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def _resource(name: str) -> bytes:
+    return resources.files("processors.api").joinpath(name).read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_resource("openapi.json"), content_type="application/json")
+
+
+async def page(request: web.Request) -> web.Response:
+    tenant = request.match_info.get("tenant")
+    if tenant is not None and not TENANT.match(tenant):
+        raise ApiError(400, "invalid tenant id")
+    return web.Response(body=_resource("static/report.html"), content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP})
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise ApiError(404, "not found")
+    return web.Response(body=_resource(f"static/{name}"), headers={"Content-Type": STATIC_FILES[name],
+                                                                   "Cache-Control": "no-cache"})
+
+
+def create_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[CONTEXT] = ctx
+    r = app.router
+    r.add_get("/v1/tenants", list_tenants, allow_head=False)
+    r.add_get("/v1/tenants/{tenant}/servers", servers, allow_head=False)
+    r.add_get("/v1/tenants/{tenant}/pauses", get_pauses, allow_head=False)
+    r.add_post("/v1/tenants/{tenant}/pauses", post_pause)
+    r.add_delete("/v1/tenants/{tenant}/pauses", delete_pause)
+    r.add_get("/v1/tenants/{tenant}/notifications", notifications, allow_head=False)
+    r.add_get("/openapi.json", openapi, allow_head=False)
+    r.add_get("/healthz", health, allow_head=False)
+    r.add_get("/metrics", metrics_endpoint, allow_head=False)
+    r.add_get("/", page, allow_head=False)
+    r.add_get("/tenants/{tenant}", page, allow_head=False)
+    r.add_get("/static/{name}", static, allow_head=False)
+    return app
+
+
+def routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, path template) of every route, for the OpenAPI check."""
+    out = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("formatter") or info.get("path")
+        if path:
+            out.append((route.method, str(path)))
+    return sorted(out)

@@ -1,0 +1,94 @@
+"""``patchgate api``: serve the HTTP API and the report page.
+
+Environment (besides the ``PATCHGATE_*`` settings of :mod:`processors.settings`):
+
+==========================  ===========  =====================================================
+Variable                    Default      Meaning
+==========================  ===========  =====================================================
+PATCHGATE_API_PORT          8080         TCP port
+PATCHGATE_API_BIND          127.0.0.1    address to bind (put a TLS proxy in front when public)
+PATCHGATE_API_TOKENS_FILE   (none)       TOML/JSON file of token = tenant id or "*" (operator)
+PATCHGATE_API_TOKENS        (none)       the same inline: ``token=tenant,token2=*``
+==========================  ===========  =====================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from contextlib import suppress
+
+from aiohttp import web
+
+from processors.api.app import ApiContext, KafkaCommandSink, create_app
+from processors.api.auth import TokenStore
+from processors.enforcement.policy import EnforcementPolicy
+from processors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = subparsers.add_parser("api", help="serve the HTTP API and the report page")
+    api.add_argument("--port", type=int, default=None, help="TCP port (default: PATCHGATE_API_PORT or 8080)")
+    api.add_argument("--bind", default=None, help="address (default: PATCHGATE_API_BIND or 127.0.0.1)")
+    api.set_defaults(handler=_api)
+
+
+def _api(args: argparse.Namespace) -> int:
+    from processors.api.auth import TokenConfigError
+    from processors.enforcement.policy import PolicyError, load_enforcement_policy
+    from processors.settings import SettingsError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        tokens = TokenStore.from_env()
+        policy = load_enforcement_policy(settings.policy_file)
+        port = args.port if args.port is not None else int(os.environ.get("PATCHGATE_API_PORT") or 8080)
+        bind = args.bind or os.environ.get("PATCHGATE_API_BIND") or "127.0.0.1"
+    except (SettingsError, TokenConfigError, PolicyError) as error:
+        print(f"patchgate api: {error}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print("patchgate api: PATCHGATE_API_PORT must be a number", file=sys.stderr)
+        return 2
+    if not 0 <= port <= 65535:
+        print("patchgate api: the port must be 0..65535", file=sys.stderr)
+        return 2
+    if not len(tokens):
+        print("patchgate api: no API tokens configured (set PATCHGATE_API_TOKENS_FILE or PATCHGATE_API_TOKENS)",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(settings, tokens, policy, bind, port))
+
+
+async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, bind: str, port: int) -> int:
+    import redis.asyncio as aioredis
+
+    from processors.state.keys import KeySchema
+
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    sink = KafkaCommandSink(settings.kafka_bootstrap, settings.topic_commands)
+    ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink)
+    runner = web.AppRunner(create_app(ctx), access_log=logging.getLogger("patchgate.api.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, bind, port)
+    await site.start()
+    log.info("patchgate api listening on http://%s:%d/", bind, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await client.aclose()
+        sink.close()
+    return 0

@@ -1,0 +1,1 @@
+"""Webhook delivery of notifications (``patchgate notify``)."""

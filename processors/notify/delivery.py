@@ -1,0 +1,188 @@
+"""Delivering one notification to its tenant's webhook: retries, backoff, signature, idempotence.
+
+Idempotence: delivered ``notification_id`` values are remembered per tenant in the Redis sorted set
+``<p>:ten:{t:<tenant>}:webhook-delivered`` (member = id, score = delivery time); entries older than
+``dedupe_ttl_s`` are trimmed on every write and the key expires ``dedupe_ttl_s`` after the last
+delivery, so it is a set of ids whose members expire one by one. A notification whose id is in it is
+not posted again (Kafka redelivery after a crash, the worker publishing an outbox twice). A crash
+between the POST and the write can still post twice: receivers should drop duplicates by
+``X-Patchgate-Notification-Id`` (the body's ``notification_id``), which is stable.
+
+Retries: network errors, timeouts, 408, 425, 429 and 5xx are retried up to ``max_attempts`` with
+exponential backoff; other 4xx answers are permanent (the receiver refuses this request) and dead-letter
+at once. Dead letters go to the dead-letter topic as ``patchgate.deadletter/1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+
+from processors import metrics
+from processors.contracts import DEADLETTER_SCHEMA, ContractError, contracts
+from processors.enforcement.verdicts import rfc3339
+from processors.notify.config import DeliveryPolicy, NotifyConfig, Webhook
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+USER_AGENT = "patchgate-notify/1"
+DEADLETTER_ORIGINAL_CAP = 256 * 1024
+
+
+def delivered_key(prefix: str, tenant: str) -> str:
+    return f"{prefix}:ten:{{t:{tenant}}}:webhook-delivered"
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class DeliveredIds:
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    async def contains(self, tenant: str, notification_id: str) -> bool:
+        score = await self.client.zscore(delivered_key(self.prefix, tenant), notification_id)
+        return score is not None and float(score) > time.time() - self.ttl_s
+
+    async def add(self, tenant: str, notification_id: str) -> None:
+        key = delivered_key(self.prefix, tenant)
+        now = time.time()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {notification_id: now})
+        pipe.zremrangebyscore(key, "-inf", now - self.ttl_s)
+        pipe.expire(key, self.ttl_s)
+        await pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str  # delivered | duplicate | no_webhook | dead_letter
+    attempts: int = 0
+    detail: str = ""
+    dead_letter: bytes | None = None  # the dead-letter record to publish
+
+
+def dead_letter_record(source: SourceRecord, reason: str, path: str | None = None,
+                       now: datetime | None = None) -> bytes:
+    original = source.value or b""
+    kept = original[:DEADLETTER_ORIGINAL_CAP]
+    record: dict[str, Any] = {
+        "schema": DEADLETTER_SCHEMA,
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
+                   "key": base64.b64encode(source.key).decode() if source.key is not None else None},
+        "reason": reason[:2000],
+        "path": path,
+        "original": base64.b64encode(kept).decode(),
+        "original_size": len(original),
+        "original_truncated_at": len(kept) if len(kept) < len(original) else None,
+        "dead_lettered_at": rfc3339(now or datetime.now(UTC)),
+    }
+    contracts.deadletter(record)
+    return orjson.dumps(record)
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class WebhookDeliverer:
+    def __init__(self, config: NotifyConfig, session: aiohttp.ClientSession, delivered: DeliveredIds,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        self.config = config
+        self.session = session
+        self.delivered = delivered
+        self.sleep = sleep
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        return self.config.delivery
+
+    async def handle(self, source: SourceRecord) -> Outcome:
+        """Deliver one consumed notification record; never raises for bad input or a bad receiver."""
+        try:
+            document = orjson.loads(source.value or b"")
+            contracts.notification(document)
+        except orjson.JSONDecodeError as error:
+            return self._dead(source, f"invalid notification: not JSON: {error}", 0)
+        except ContractError as error:
+            return self._dead(source, f"invalid notification: {error}", 0, getattr(error, "path", None))
+        tenant = document["tenant_id"]
+        notification_id = document["notification_id"]
+        hook = self.config.webhook_for(tenant)
+        if hook is None:
+            metrics.WEBHOOK_DELIVERIES.labels("no_webhook").inc()
+            return Outcome("no_webhook")
+        if await self.delivered.contains(tenant, notification_id):
+            metrics.WEBHOOK_DELIVERIES.labels("duplicate").inc()
+            return Outcome("duplicate")
+        body = source.value or b""
+        last_error = ""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            status, last_error = await self._post(hook, body, notification_id, attempt)
+            if status is not None and 200 <= status < 300:
+                await self.delivered.add(tenant, notification_id)
+                metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+                log.info("notification %s delivered to %s's webhook (attempt %d)", notification_id, tenant, attempt)
+                return Outcome("delivered", attempt)
+            if status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS:
+                metrics.WEBHOOK_DELIVERIES.labels("permanent").inc()
+                return self._dead(source, f"webhook refused the notification permanently: {last_error}", attempt)
+            if attempt < self.policy.max_attempts:
+                metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
+                delay = self.policy.backoff(attempt)
+                log.warning("webhook of %s failed (attempt %d: %s); retrying in %.1fs",
+                            tenant, attempt, last_error, delay)
+                await self.sleep(delay)
+        return self._dead(source, f"webhook delivery failed after {self.policy.max_attempts} attempts; "
+                                  f"last error: {last_error}", self.policy.max_attempts)
+
+    async def _post(self, hook: Webhook, body: bytes, notification_id: str, attempt: int) -> tuple[int | None, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Patchgate-Notification-Id": notification_id,
+            "X-Patchgate-Delivery-Attempt": str(attempt),
+        }
+        if hook.secret:
+            headers["X-Patchgate-Signature"] = signature(hook.secret, body)
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+            async with self.session.post(hook.url, data=body, headers=headers, timeout=timeout,
+                                         allow_redirects=False) as response:
+                await response.read()
+                return response.status, f"HTTP {response.status}"
+        except TimeoutError:
+            return None, f"timeout after {self.policy.timeout_s:.1f}s"
+        except aiohttp.ClientError as error:
+            return None, f"{type(error).__name__}: {error}"
+
+    def _dead(self, source: SourceRecord, reason: str, attempts: int, path: str | None = None) -> Outcome:
+        metrics.WEBHOOK_DELIVERIES.labels("dead_letter").inc()
+        metrics.DEAD_LETTERS.labels(metrics.reason_label(reason)).inc()
+        log.error("notification at %s[%d]@%d dead-lettered: %s", source.topic, source.partition, source.offset,
+                  reason)
+        return Outcome("dead_letter", attempts, reason, dead_letter_record(source, reason, path))

@@ -1,0 +1,156 @@
+"""The webhook notifier: consume ``patchgate.notifications``, POST each to its tenant's webhook.
+
+A confluent-kafka consumer in group ``patchgate-notify`` (``session.timeout.ms`` 6000: Tansu delays a
+group join by half the session timeout) takes up to 100 records at a time. Records of different
+tenants are delivered concurrently, those of one tenant in order. Offsets are committed after every
+record of the batch is delivered, found to be a duplicate, skipped (tenant without webhook) or
+dead-lettered (dead letters acknowledged by the broker first), so nothing is lost on a crash; Redis
+or broker failures retry the whole batch with backoff (delivered ids make the retry idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from redis.exceptions import RedisError
+
+from processors import metrics
+from processors.notify.config import NotifyConfig
+from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
+from processors.worker.output import DeliveryFailed, KafkaOutput
+
+log = logging.getLogger(__name__)
+
+GROUP = "patchgate-notify"
+
+
+@dataclass
+class NotifyStats:
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.kind] = self.outcomes.get(outcome.kind, 0) + 1
+
+
+class NotifyService:
+    def __init__(self, *, bootstrap: str, notifications_topic: str, deadletter_topic: str, redis_url: str,
+                 key_prefix: str, config: NotifyConfig, group: str = GROUP, session_timeout_ms: int = 6000,
+                 batch_size: int = 100) -> None:
+        self.bootstrap = bootstrap
+        self.topic = notifications_topic
+        self.deadletter_topic = deadletter_topic
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self.config = config
+        self.group = group
+        self.session_timeout_ms = session_timeout_ms
+        self.batch_size = batch_size
+        self.stats = NotifyStats()
+        self.assigned = asyncio.Event()
+
+    def _consumer(self) -> Consumer:
+        policy = self.config.delivery
+        # the longest a batch can take: every attempt times out and waits the longest backoff
+        worst_ms = int(policy.max_attempts * (policy.timeout_s + policy.max_backoff_s) * 1000) + 60_000
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
+            "max.poll.interval.ms": max(300_000, worst_ms),
+            "log_level": 3,
+        })
+        consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
+        return consumer
+
+    async def run(self, stop: asyncio.Event) -> NotifyStats:
+        loop = asyncio.get_running_loop()
+        consumer = self._consumer()
+        output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000})
+        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        delivered = DeliveredIds(client, self.key_prefix, self.config.delivery.dedupe_ttl_s)
+        try:
+            async with aiohttp.ClientSession(headers={"User-Agent": "patchgate-notify/1"}) as session:
+                deliverer = WebhookDeliverer(self.config, session, delivered)
+                while not stop.is_set():
+                    messages = await loop.run_in_executor(None, consumer.consume, self.batch_size, 0.5)
+                    records = self._records(messages)
+                    if not records:
+                        continue
+                    metrics.EVENTS_IN.labels(self.topic).inc(len(records))
+                    await self._process_with_retry(records, deliverer, output, stop)
+                    offsets = self._offsets(records)
+                    await loop.run_in_executor(None, functools.partial(consumer.commit, offsets=offsets,
+                                                                       asynchronous=False))
+        finally:
+            await loop.run_in_executor(None, consumer.close)
+            await client.aclose()
+            output.producer.flush(5)
+        return self.stats
+
+    def _records(self, messages: Sequence[Message]) -> list[SourceRecord]:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
+                continue
+            records.append(SourceRecord(message.topic() or "", message.partition() or 0, message.offset() or 0,
+                                        message.key(), message.value()))
+        return records
+
+    @staticmethod
+    def _offsets(records: Sequence[SourceRecord]) -> list[TopicPartition]:
+        last: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            last[key] = max(last.get(key, -1), record.offset)
+        return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in sorted(last.items())]
+
+    async def _process_with_retry(self, records: list[SourceRecord], deliverer: WebhookDeliverer,
+                                  output: KafkaOutput, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.process(records, deliverer, output)
+                return
+            except (RedisError, DeliveryFailed, KafkaException, OSError) as error:
+                if stop.is_set():
+                    raise
+                log.error("notification batch failed, retrying in %.1fs: %s", delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def process(self, records: Sequence[SourceRecord], deliverer: WebhookDeliverer,
+                      output: KafkaOutput) -> list[Outcome]:
+        """Deliver a batch: tenants concurrently, each tenant's records in order; publish dead letters."""
+        by_tenant: dict[bytes, list[int]] = {}
+        for index, record in enumerate(records):
+            by_tenant.setdefault(record.key or b"", []).append(index)
+        outcomes: list[Outcome | None] = [None] * len(records)
+
+        async def run_tenant(indexes: list[int]) -> None:
+            for index in indexes:
+                outcomes[index] = await deliverer.handle(records[index])
+
+        await asyncio.gather(*(run_tenant(indexes) for indexes in by_tenant.values()))
+        done = [outcome for outcome in outcomes if outcome is not None]
+        dead = [(records[i], o) for i, o in enumerate(outcomes) if o is not None and o.dead_letter is not None]
+        for record, outcome in dead:
+            output.produce(self.deadletter_topic, record.key, outcome.dead_letter)
+        if dead:
+            await output.flush(20)
+            metrics.EVENTS_OUT.labels(self.deadletter_topic).inc(len(dead))
+        for outcome in done:
+            self.stats.count(outcome)
+        return done

@@ -1,0 +1,107 @@
+"""Feed replay steps to a running worker and wait, step by step, until the worker has done them.
+
+Waiting uses the worker's progress marks in Redis (``<p>:progress``, see
+:mod:`processors.state.keys`): a Kafka message counts as done once the worker recorded an offset at
+or past it on its partition, a clock step once the leader's timer finished a tick at or past it.
+No sleeps: the driver polls those marks until a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Producer
+
+from processors.contracts import METADATA_BATCH_SCHEMA
+from processors.replay.sample import Step
+from processors.settings import Settings
+from processors.state.keys import KeySchema
+from processors.worker.cli import pause_command
+
+
+class ReplayTimeout(RuntimeError):
+    """The worker did not finish a step in time."""
+
+
+class ReplayDriver:
+    def __init__(self, settings: Settings, *, envelopes: bool = True, step_timeout: float = 60.0,
+                 on_step: Callable[[int, int, Step], None] | None = None) -> None:
+        self.settings = settings
+        self.envelopes = envelopes
+        self.step_timeout = step_timeout
+        self.on_step = on_step
+        self.keys = KeySchema(settings.key_prefix)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
+                                  "linger.ms": 2})
+
+    def close(self) -> None:
+        self.producer.flush(10)
+        self.redis.close()
+
+    def run(self, steps: Sequence[Step], start: int = 0, stop: int | None = None) -> None:
+        selected = list(steps)[start:stop]
+        for index, step in enumerate(selected, start=start):
+            if step.kind == "clock":
+                self.set_clock(step.at.timestamp())
+            elif step.kind == "pause":
+                assert step.tenant is not None
+                command = pause_command(step.tenant, step.days, False, "replay", at=step.at)
+                self.send([(self.settings.topic_commands, step.tenant.encode(), orjson.dumps(command))])
+            else:
+                self.send(self.mail_messages(step))
+            if self.on_step:
+                self.on_step(index, len(steps), step)
+
+    def mail_messages(self, step: Step) -> list[tuple[str, bytes, bytes]]:
+        topic = self.settings.topic_metadata
+        if not self.envelopes:
+            return [(topic, key.encode(), orjson.dumps(record)) for key, record in step.records]
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for key, record in step.records:
+            by_key.setdefault(key, []).append(record)
+        return [(topic, key.encode(), orjson.dumps({"schema": METADATA_BATCH_SCHEMA, "server_key": key,
+                                                     "records": records}))
+                for key, records in by_key.items()]
+
+    def send(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Produce, then wait until the worker has processed every message."""
+        placed: list[tuple[str, int, int]] = []
+        errors: list[str] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                errors.append(str(error))
+            else:
+                placed.append((message.topic(), message.partition(), message.offset()))
+
+        for topic, key, value in messages:
+            self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
+        self.producer.flush(30)
+        if errors or len(placed) != len(messages):
+            raise ReplayTimeout(f"could not produce the step: {errors or 'unacknowledged records'}")
+        need: dict[str, int] = {}
+        for topic, partition, offset in placed:
+            field = f"{topic}:{partition}"
+            need[field] = max(need.get(field, -1), offset)
+        self._wait(lambda marks: all(int(marks.get(f, -1)) >= o for f, o in need.items()), f"messages {need}")
+
+    def set_clock(self, epoch: float) -> None:
+        self.redis.set(self.keys.clock, repr(epoch))
+        self._wait(lambda marks: float(marks.get("timer", "-1")) >= epoch, f"the timer at {epoch}")
+
+    def _wait(self, done: Callable[[dict[str, str]], bool], what: str) -> None:
+        deadline = time.monotonic() + self.step_timeout
+        delay = 0.005
+        while True:
+            marks = {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.progress).items()}
+            if done(marks):
+                return
+            if time.monotonic() > deadline:
+                raise ReplayTimeout(f"the worker did not finish {what} within {self.step_timeout:.0f}s")
+            time.sleep(delay)  # polling interval of a condition, not a synchronisation sleep
+            delay = min(delay * 2, 0.05)

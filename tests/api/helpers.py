@@ -1,0 +1,88 @@
+"""Start the real API app on a free port against the session's Redis and broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from processors.api.app import ApiContext, KafkaCommandSink, create_app
+from processors.api.auth import TokenStore
+from processors.enforcement.policy import load_enforcement_policy
+from processors.state.keys import KeySchema
+
+TENANT_A_TOKEN = "tok-contoso-" + "a" * 24
+TENANT_B_TOKEN = "tok-fabrikam-" + "b" * 24
+OPERATOR_TOKEN = "tok-operator-" + "c" * 24
+TOKENS = {TENANT_A_TOKEN: "contoso", TENANT_B_TOKEN: "fabrikam", OPERATOR_TOKEN: "*"}
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                            config={"cleanup.policy": "delete", "retention.ms": "3600000"})])
+    futures[name].result(20)
+
+
+def read_topic(bootstrap: str, topic: str, until: Callable[[list[tuple[bytes | None, bytes | None]]], bool],
+               timeout: float = 30.0) -> list[tuple[bytes | None, bytes | None]]:
+    """Read a topic from the beginning until ``until(records)`` holds or the timeout passes."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    metadata = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(metadata.topics[topic].partitions)])
+    out: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(out) and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=0.5):
+                if message.error() is None:
+                    out.append((message.key(), message.value()))
+                elif message.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(message.error()))
+    finally:
+        consumer.close()
+    return out
+
+
+@dataclass
+class RunningApi:
+    base: str
+    ctx: ApiContext
+    app: web.Application
+    redis: aioredis.Redis
+    keys: KeySchema
+    commands_topic: str
+
+
+@asynccontextmanager
+async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, commands_topic: str,
+                      now: Callable[[], datetime] | None = None, redis_client: aioredis.Redis | None = None,
+                      tokens: dict[str, str] | None = None) -> AsyncIterator[RunningApi]:
+    client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    keys = KeySchema(prefix)
+    sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
+    extra: dict[str, Any] = {"now": now} if now else {}
+    ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
+                     tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink, **extra)
+    app = create_app(ctx)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield RunningApi(f"http://127.0.0.1:{port}", ctx, app, client, keys, commands_topic)
+    finally:
+        await runner.cleanup()
+        await client.aclose()
+        sink.close()

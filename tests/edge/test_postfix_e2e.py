@@ -1,0 +1,248 @@
+"""End to end: real Postfix -> our milter process (``edge milter`` CLI) <- verdicts on a real broker.
+
+Verdicts are published to the session's Kafka-protocol broker before the milter starts; the milter
+process reads them, Postfix calls it for every message, and the SMTP client must see exactly the
+verdict's reply line (450 4.7.230 / 550 5.7.230) or 250. Metadata must arrive on the metadata topic.
+Finally the milter is killed and mail must still flow (milter_default_action = accept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.edge.helpers import BLOCK, THROTTLE, exchange_received, verdict_bytes
+from tests.edge.kafka_helpers import create_topic, produce, read_all
+from tests.edge.postfix_instance import PostfixInstance
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[2]
+
+CONFIG = """
+[edge]
+name = "edge-e2e"
+
+[[connector]]
+id = "contoso-onprem"
+tenant_id = "contoso"
+type = "OnPremises"
+client_ips = ["127.0.0.1/32"]
+
+[[connector]]
+id = "contoso-partner"
+tenant_id = "contoso"
+type = "Partner"
+client_ips = ["127.0.0.3/32"]
+"""
+
+
+def message(by: str, build: str, subject: str) -> bytes:
+    msg = EmailMessage()
+    msg["Received"] = exchange_received(by=by, build=build)
+    msg["From"] = "Alice <alice@contoso.com>"
+    msg["To"] = "bob@example.net"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@contoso.com>"
+    msg["X-MS-Exchange-Organization-AuthSource"] = by
+    msg.set_content("Hello from an on-premises Exchange server.\n")
+    return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+def send(port: int, data: bytes, *, source: str = "127.0.0.1", helo: str = "ex01.contoso.com") -> tuple[int, bytes]:
+    """One SMTP transaction; returns the reply to the end of DATA exactly as the client saw it."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as smtp:
+        smtp.ehlo(helo)
+        code, _ = smtp.mail("alice@contoso.com")
+        assert code == 250
+        code, _ = smtp.rcpt("bob@example.net")
+        assert code == 250
+        return smtp.data(data)
+
+
+class MilterProcess:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "edge", "milter", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True,
+        )
+
+    def wait_ready(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until the ready line or the process exits
+        if "ready" not in line:
+            self.proc.wait(5)
+            raise AssertionError(f"milter did not start (rc={self.proc.returncode}):\n{self.log.read_text()}")
+        return line
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> dict[str, str]:
+    names = {"verdicts": unique_name("verdicts"), "metadata": unique_name("metadata")}
+    create_topic(kafka_bootstrap, names["verdicts"], partitions=2, compact=True)
+    create_topic(kafka_bootstrap, names["metadata"], partitions=2)
+    return names
+
+
+@contextlib.contextmanager
+def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool = False) -> Iterator[dict[str, Any]]:
+    since = time.time() - 3600  # effective an hour ago, by the real clock Postfix runs on
+    produce(kafka_bootstrap, topics["verdicts"], [
+        ("contoso/ex01.contoso.com", verdict_bytes(server_key="contoso/ex01.contoso.com", stage=4, throttle=60,
+                                                   effective_at=since)),
+        ("contoso/ex02.contoso.com", verdict_bytes(server_key="contoso/ex02.contoso.com", stage=8, throttle=0,
+                                                   block=60, effective_at=since)),
+    ])
+    postfix: PostfixInstance | None = None
+    milter: MilterProcess | None = None
+    try:
+        postfix = PostfixInstance("placeholder")
+        sock = postfix.dir / "milter.sock"
+        policy_sock = postfix.dir / "policy.sock"
+        postfix.milters = f"{{ unix:{sock}, default_action=accept }}"
+        if policy:
+            postfix.extra["smtpd_recipient_restrictions"] = (
+                f"check_policy_service {{ unix:{policy_sock}, timeout=2s, default_action=DUNNO }}, "
+                "permit_mynetworks, reject_unauth_destination")
+        config = postfix.dir / "edge.toml"
+        config.write_text(CONFIG)
+        args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
+                "--verdicts-topic", topics["verdicts"], "--metadata-topic", topics["metadata"],
+                "--catchup-timeout", "20", "--metrics-interval", "3600"]
+        if policy:
+            args += ["--policy-listen", f"unix:{policy_sock}"]
+        milter = MilterProcess(args, postfix.dir / "milter.log")
+        ready = milter.wait_ready()
+        assert "caught_up=True" in ready, ready
+        postfix.start()
+        yield {"postfix": postfix, "milter": milter, "topics": topics}
+    finally:
+        if milter is not None:
+            milter.stop()
+        if postfix is not None:
+            print(postfix.log_tail())
+            milter_log = postfix.dir / "milter.log"
+            if milter_log.exists():
+                print(milter_log.read_text(errors="replace")[-5000:])
+            postfix.cleanup()
+
+
+@pytest.fixture
+def stack(kafka_bootstrap: str, topics: dict[str, str]) -> Iterator[dict[str, Any]]:
+    with running_stack(kafka_bootstrap, topics) as s:
+        yield s
+
+
+def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafka_bootstrap: str) -> None:
+    port = stack["postfix"].port
+    old = "15.1.2507.6"  # Exchange 2016 CU23, out of support
+
+    # ex01: throttled all hour -> the exact 450 line, verbatim (no Postfix prefix).
+    code, text = send(port, message("EX01.contoso.com", old, "throttle me"))
+    assert (code, text.decode()) == (450, THROTTLE.format(n=60)[4:])
+
+    # ex02: stage 8 -> 550.
+    code, text = send(port, message("EX02.contoso.com", old, "block me"), helo="ex02.contoso.com")
+    assert (code, text.decode()) == (550, BLOCK.format(n=60)[4:])
+
+    # ex03: no verdict -> accepted.
+    code, text = send(port, message("EX03.contoso.com", old, "no verdict"), helo="ex03.contoso.com")
+    assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
+
+    # ex01 after patching: the message's own header shows a current build -> accepted at once.
+    code, _ = send(port, message("EX01.contoso.com", "15.2.2562.53", "patched"))
+    assert code == 250
+
+    # The same blocked server over a Partner connector (other client IP) -> never enforced.
+    code, _ = send(port, message("EX02.contoso.com", old, "via partner"), source="127.0.0.3",
+                   helo="ex02.contoso.com")
+    assert code == 250
+
+    # Unmatched client IP (no connector) -> accepted, not published.
+    code, _ = send(port, message("EX02.contoso.com", old, "unknown client"), source="127.0.0.2")
+    assert code == 250
+
+    # Metadata: one record per classified message (5: all but the unmatched client), keyed by server.
+    def count(got: list[tuple[Any, Any]]) -> bool:
+        return sum(len(orjson.loads(v)["records"]) for _, v in got) >= 5
+
+    envelopes = read_all(kafka_bootstrap, stack["topics"]["metadata"], until=count, timeout=30)
+    records: list[tuple[str, dict[str, Any]]] = []
+    for key, value in envelopes:
+        assert value is not None
+        env = orjson.loads(value)
+        assert env["schema"] == "patchgate.metadata-batch/1" and key == env["server_key"].encode()
+        records.extend((env["server_key"], r) for r in env["records"])
+    by_subject = {next(v for n, v in r["headers"] if n == "Subject"): (k, r) for k, r in records}
+    assert set(by_subject) == {"throttle me", "block me", "no verdict", "patched", "via partner"}
+    server_key, rec = by_subject["throttle me"]
+    assert server_key == "contoso/ex01.contoso.com"
+    assert rec["edge"] == "edge-e2e" and rec["tenant_id"] == "contoso"
+    assert rec["connector"] == {"id": "contoso-onprem", "type": "OnPremises"}
+    assert rec["client"]["ip"] == "127.0.0.1" and rec["client"]["helo"] == "ex01.contoso.com"
+    assert rec["message"]["id"] == "<throttle-me@contoso.com>" and rec["message"]["recipients"] == 1
+    assert rec["event_id"].startswith("edge-e2e:")
+    # Postfix passes its own Received header to milters; the edge strips it before classifying.
+    assert rec["headers"][0][0] == "Received" and "id 15.1.2507.6" in rec["headers"][0][1]
+    assert "(Postfix)" not in rec["headers"][0][1]
+    assert by_subject["via partner"][1]["connector"]["type"] == "Partner"
+
+
+def test_mail_flows_when_the_milter_is_killed(stack: dict[str, Any]) -> None:
+    port = stack["postfix"].port
+    code, _ = send(port, message("EX02.contoso.com", "15.1.2507.6", "blocked"), helo="ex02.contoso.com")
+    assert code == 550
+    stack["milter"].kill()
+    code, text = send(port, message("EX02.contoso.com", "15.1.2507.6", "milter down"), helo="ex02.contoso.com")
+    assert code == 250, text
+    assert "Milter service" in stack["postfix"].log_tail()  # Postfix logs the failed milter connection
+
+
+def test_policy_service_through_postfix(kafka_bootstrap: str, topics: dict[str, str]) -> None:
+    """check_policy_service keyed by <tenant>/<HELO>: Postfix prefixes the text, keeps the codes."""
+    with running_stack(kafka_bootstrap, topics, policy=True) as s:
+        port = s["postfix"].port
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.ehlo("ex01.contoso.com")
+            assert smtp.mail("alice@contoso.com")[0] == 250
+            code, text = smtp.rcpt("bob@example.net")
+        assert code == 450
+        assert text.decode() == ("4.7.230 <bob@example.net>: Recipient address rejected: "
+                                 + THROTTLE.format(n=60)[12:])
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.ehlo("ex02.contoso.com")
+            smtp.mail("alice@contoso.com")
+            code, text = smtp.rcpt("bob@example.net")
+        assert code == 550 and text.startswith(b"5.7.230 <bob@example.net>: Recipient address rejected: ")
+        # Unknown HELO and the Partner connector: DUNNO, mail accepted.
+        code, _ = send(port, message("EX03.contoso.com", "15.1.2507.6", "policy dunno"), helo="ex03.contoso.com")
+        assert code == 250
+        code, _ = send(port, message("EX03.contoso.com", "15.2.2562.53", "partner"), source="127.0.0.3",
+                       helo="ex02.contoso.com")
+        assert code == 250

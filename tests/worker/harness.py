@@ -1,0 +1,66 @@
+"""Test harness for the real worker: isolated settings per test, topic readers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from processors.settings import Settings
+from processors.worker.topics import ensure_topics
+
+
+def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str],
+                      **overrides: Any) -> Settings:
+    """Settings whose topics, consumer group and Redis prefix belong to one test only."""
+    suffix = unique_name("t")
+    settings = Settings.from_env({}, **{
+        "kafka_bootstrap": kafka_bootstrap, "redis_url": redis_url,
+        "topic_metadata": f"metadata.{suffix}", "topic_verdicts": f"verdicts.{suffix}",
+        "topic_notifications": f"notifications.{suffix}", "topic_deadletter": f"deadletter.{suffix}",
+        "topic_commands": f"commands.{suffix}", "consumer_group": f"worker-{suffix}", "key_prefix": f"pg-{suffix}",
+        "metadata_partitions": 8, "timer_interval_s": 0.1, "batch_max_wait_ms": 20, "session_timeout_ms": 4000,
+        "web_port": 0, "outbox_recovery_s": 2.0, **overrides,
+    })
+    ensure_topics(settings)
+    return settings
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, Any]]:
+    """Every record of a topic, from the beginning to the current end, values JSON-decoded."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                         "log_level": 3})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = sorted(metadata.partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records: list[tuple[int, int, bytes | None, Any]] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            value = message.value()
+            records.append((message.partition(), message.offset(), message.key(),
+                            orjson.loads(value) if value is not None else None))
+            if message.offset() + 1 >= ends[message.partition()]:
+                remaining.discard(message.partition())
+        assert not remaining, f"could not read {topic} to its end (partitions {sorted(remaining)})"
+        return [(key, value) for _, _, key, value in sorted(records, key=lambda r: (r[0], r[1]))]
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "log_level": 3})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in sorted(metadata.partitions)}
+    finally:
+        consumer.close()

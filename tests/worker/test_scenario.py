@@ -1,0 +1,124 @@
+"""The 120-day sample replayed through the real worker process (Faust, real broker, real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from processors.contracts import contracts
+from processors.devservices.worker_process import WorkerProcess
+from processors.replay.driver import ReplayDriver
+from processors.replay.sample import SERVERS, steps
+from processors.settings import Settings
+from processors.state.keys import KeySchema
+from tests.worker.harness import end_offsets, isolated_settings, read_topic
+from tests.worker.scenario_expectations import NOTIFICATIONS, VERDICTS
+
+pytestmark = pytest.mark.integration
+
+
+def verdict_table(settings: Settings) -> dict[str, list[tuple[str, int, str | None]]]:
+    table: dict[str, list[tuple[int, tuple[str, int, str | None]]]] = {}
+    for key, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts):
+        contracts.verdict(value)
+        assert key is not None and key.decode() == value["server_key"]
+        table.setdefault(value["server_key"], []).append(
+            (value["sequence"], (value["issued_at"], value["stage"], value["paused_until"])))
+    result = {}
+    for server_key, rows in table.items():
+        sequences = [sequence for sequence, _ in rows]
+        assert sequences == list(range(1, len(rows) + 1)), f"{server_key}: sequences {sequences}"
+        result[server_key] = [row for _, row in rows]
+    return result
+
+
+def notification_table(settings: Settings) -> dict[str, list[tuple[str, str, int | None]]]:
+    table: dict[str, list[tuple[str, str, int | None]]] = {}
+    seen: set[str] = set()
+    for key, value in read_topic(settings.kafka_bootstrap, settings.topic_notifications):
+        contracts.notification(value)
+        assert key is not None and key.decode() == value["tenant_id"]
+        assert value["notification_id"] not in seen, f"duplicate {value['notification_id']}"
+        seen.add(value["notification_id"])
+        owner = value["server_key"] or value["tenant_id"]
+        table.setdefault(owner, []).append((value["at"], value["kind"], value["stage"]))
+    return table
+
+
+@pytest.fixture
+def scenario_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Settings:
+    return isolated_settings(kafka_bootstrap, redis_url, unique_name)
+
+
+@pytest.fixture
+def worker(scenario_settings: Settings) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(scenario_settings)
+    process.start()
+    yield process
+    process.stop()
+
+
+def server_hashes(settings: Settings) -> dict[str, dict[bytes, bytes]]:
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = KeySchema(settings.key_prefix)
+    return {s.server_key: client.hgetall(keys.server(s.server_key)) for s in SERVERS}
+
+
+def test_sample_gives_exactly_the_expected_verdicts_and_notifications(
+        scenario_settings: Settings, worker: WorkerProcess) -> None:
+    driver = ReplayDriver(scenario_settings, step_timeout=90)
+    driver.run(steps())
+    assert verdict_table(scenario_settings) == VERDICTS
+    assert notification_table(scenario_settings) == NOTIFICATIONS
+    refused = [v for _, v in read_topic(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)
+               if v["kind"] == "pause_refused"]
+    assert "40 days are left this year" in refused[0]["text"]
+
+    # reported, never enforced: the state says why
+    state = server_hashes(scenario_settings)
+    assert state["fabrikam/hidden.fabrikam.com"][b"last_status"] == b"no_build"
+    assert state["fabrikam/relay.fabrikam.com"][b"last_status"] == b"not_exchange"
+    assert state["tailspin/partner.tailspin.com"][b"status"] == b"unsupported"
+    assert state["contoso/se.contoso.com"][b"status"] == b"current"
+    client = redis.Redis.from_url(scenario_settings.redis_url)
+    keys = KeySchema(scenario_settings.key_prefix)
+    assert client.pfcount(keys.server_day_hll("contoso/ex2019.contoso.com", "2026-10-05")) == 1
+    assert client.smembers(keys.tenant_servers("fabrikam")) == {
+        b"fabrikam/ex2016.fabrikam.com", b"fabrikam/ex2013.fabrikam.com", b"fabrikam/hidden.fabrikam.com",
+        b"fabrikam/relay.fabrikam.com"}
+
+    # redelivery: the whole metadata input again changes no state and publishes nothing
+    before_state = server_hashes(scenario_settings)
+    before_out = (end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
+                  end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications))
+    replay = [step for step in steps() if step.kind == "mail"]
+    driver.run(replay)
+    ReplayDriver(scenario_settings, envelopes=False).run(replay)  # and as single records
+    assert server_hashes(scenario_settings) == before_state
+    assert (end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
+            end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)) == before_out
+    driver.close()
+
+
+def test_kill_9_mid_scenario_gives_the_same_result(scenario_settings: Settings, worker: WorkerProcess) -> None:
+    all_steps = steps()
+    driver = ReplayDriver(scenario_settings, step_timeout=90)
+    kill_points = {40, 41, 77, 104}
+    for index in range(len(all_steps)):
+        if index in kill_points:
+            # produce the step's input, then crash the worker without waiting for it
+            step = all_steps[index]
+            if step.kind == "mail":
+                for topic, key, value in driver.mail_messages(step):
+                    driver.producer.produce(topic, key=key, value=value)
+                driver.producer.flush(10)
+            worker.kill()
+            worker.start()
+        driver.run(all_steps, start=index, stop=index + 1)
+    assert verdict_table(scenario_settings) == VERDICTS
+    assert notification_table(scenario_settings) == NOTIFICATIONS
+    driver.close()
+
+
