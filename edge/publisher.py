@@ -160,6 +160,9 @@ class MetadataPublisher:
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "client.id": "patchgate-edge-metadata",
+            # murmur2 like the Java clients: CRC32 (librdkafka's default) of keys that differ in a
+            # few characters can leave partitions empty, and every patchgate producer must agree
+            "partitioner": "murmur2_random",
             "linger.ms": 5,
             "message.timeout.ms": 120_000,
             "queue.buffering.max.kbytes": 65_536,

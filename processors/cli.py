@@ -16,10 +16,14 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     # Imported lazily so `patchgate classify` does not pay for Kafka/Faust imports.
     from edge import cli as edge_cli
+    from processors.api import cli as api_cli
     from processors.classify import cli as classify_cli
+    from processors.notify import cli as notify_cli
+    from processors.report import cli as report_cli
     from processors.worker import cli as worker_cli
 
-    return [classify_cli.register, worker_cli.register, edge_cli.register]
+    return [classify_cli.register, worker_cli.register, report_cli.register, api_cli.register,
+            notify_cli.register, edge_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

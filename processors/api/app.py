@@ -32,6 +32,9 @@ from typing import Any, Protocol
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 from redis.exceptions import RedisError
 
 from processors import metrics
@@ -87,6 +90,7 @@ class KafkaCommandSink:
 
     def close(self) -> None:
         self.output.producer.flush(5)
+        self.output.producer.close()
 
 
 @dataclass
@@ -365,6 +369,14 @@ def create_app(ctx: ApiContext) -> web.Application:
     r.add_get("/tenants/{tenant}", page, allow_head=False)
     r.add_get("/static/{name}", static, allow_head=False)
     return app
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log without query strings: the report page may be opened with ``?token=...`` once."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method, request.path, response.status,
+                         time * 1000)
 
 
 def routes(app: web.Application) -> list[tuple[str, str]]:

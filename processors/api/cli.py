@@ -21,13 +21,12 @@ import os
 import signal
 import sys
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from processors.api.app import ApiContext, KafkaCommandSink, create_app
-from processors.api.auth import TokenStore
-from processors.enforcement.policy import EnforcementPolicy
-from processors.settings import Settings
+if TYPE_CHECKING:  # imported lazily: `patchgate classify` must not pay for aiohttp, Redis and Kafka
+    from processors.api.auth import TokenStore
+    from processors.enforcement.policy import EnforcementPolicy
+    from processors.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _api(args: argparse.Namespace) -> int:
-    from processors.api.auth import TokenConfigError
+    from processors.api.auth import TokenConfigError, TokenStore
     from processors.enforcement.policy import PolicyError, load_enforcement_policy
-    from processors.settings import SettingsError
+    from processors.settings import Settings, SettingsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -69,13 +68,16 @@ def _api(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, bind: str, port: int) -> int:
     import redis.asyncio as aioredis
+    from aiohttp import web
 
+    from processors.api.app import AccessLogger, ApiContext, KafkaCommandSink, create_app
     from processors.state.keys import KeySchema
 
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     sink = KafkaCommandSink(settings.kafka_bootstrap, settings.topic_commands)
     ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink)
-    runner = web.AppRunner(create_app(ctx), access_log=logging.getLogger("patchgate.api.access"))
+    runner = web.AppRunner(create_app(ctx), access_log=logging.getLogger("patchgate.api.access"),
+                           access_log_class=AccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, bind, port)
     await site.start()

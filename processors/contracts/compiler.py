@@ -83,10 +83,10 @@ class SchemaSet:
         if key not in self._compiled:
             # A forward reference resolves lazily so recursive $defs work.
             self._compiled[key] = lambda value: self._compiled[key](value)
-            self._compiled[key] = self._compile_node(self._resolve(document, pointer), document)
+            self._compiled[key] = self._compile_node(self.resolve(document, pointer), document)
         return self._compiled[key]
 
-    def _resolve(self, document: str, pointer: str) -> Any:
+    def resolve(self, document: str, pointer: str) -> Any:
         node: Any = self.documents[document]
         for part in filter(None, pointer.split("/")):
             node = node[part.replace("~1", "/").replace("~0", "~")]

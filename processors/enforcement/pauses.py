@@ -32,7 +32,11 @@ class PauseState:
         return dict(self.used).get(year, 0)
 
     def active_at(self, at: datetime) -> bool:
-        return self.until is not None and at < self.until
+        """True while a pause runs at ``at``. A pause does not reach back before its start, so a
+        late or redelivered event from before the pause is judged as it was at its own time."""
+        if self.until is None or at >= self.until:
+            return False
+        return self.started_at is None or self.started_at <= at
 
     def with_used(self, year: int, days: int) -> PauseState:
         table = dict(self.used)

@@ -95,6 +95,7 @@ class NotifyService:
             await loop.run_in_executor(None, consumer.close)
             await client.aclose()
             output.producer.flush(5)
+            output.producer.close()
         return self.stats
 
     def _records(self, messages: Sequence[Message]) -> list[SourceRecord]:

@@ -37,7 +37,7 @@ class ReplayDriver:
         self.keys = KeySchema(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                                  "linger.ms": 2})
+                                  "linger.ms": 2, "partitioner": "murmur2_random"})
 
     def close(self) -> None:
         self.producer.flush(10)
@@ -98,7 +98,8 @@ class ReplayDriver:
         deadline = time.monotonic() + self.step_timeout
         delay = 0.005
         while True:
-            marks = {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.progress).items()}
+            raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.progress)  # type: ignore[assignment]
+            marks = {k.decode(): v.decode() for k, v in raw.items()}
             if done(marks):
                 return
             if time.monotonic() > deadline:

@@ -1,7 +1,9 @@
-"""The per-tenant server report (domain.md §7), shared by the HTTP API, the report page and the CLI."""
+"""The per-tenant server report (domain.md §7), shared by the HTTP API, the report page and the CLI.
 
-from processors.report.model import PauseSummary, ReplyNow, ServerRow, build_row, pause_summary, reply_now
-from processors.report.reader import ReportReader, TenantSummary
+- :mod:`processors.report.model`: pure row building (report fields, reply now, daily estimates);
+- :mod:`processors.report.reader`: pipelined Redis reads (one round trip per chunk of servers);
+- :mod:`processors.report.render`: text table, CSV and JSON;
+- :mod:`processors.report.cli`: ``patchgate report``.
 
-__all__ = ["PauseSummary", "ReplyNow", "ReportReader", "ServerRow", "TenantSummary", "build_row", "pause_summary",
-           "reply_now"]
+Nothing is imported here, so ``patchgate`` start-up does not load Redis for other subcommands.
+"""

@@ -23,6 +23,8 @@ Key                                         Type    Content
 <p>:ten:{t:<tenant_id>}:commands            set     processed command ids (idempotent commands)
 <p>:ten:{t:<tenant_id>}:notifications       list    recent notifications (JSON), newest first, capped
 <p>:ten:{t:<tenant_id>}:outbox              list    tenant-wide notifications not yet delivered
+<p>:ten:{t:<tenant_id>}:webhook-delivered   zset    notification ids delivered to the tenant's webhook
+                                                    (score = delivery time; trimmed, expires)
 <p>:tenants                                 set     every tenant id seen
 <p>:due                                     zset    timer work: member ``s|<server_key>`` or
                                                     ``t|<tenant_id>``, score = due epoch seconds
@@ -30,8 +32,9 @@ Key                                         Type    Content
                                                     (queued or in flight)
 <p>:clock                                   string  scenario clock (epoch seconds) for PATCHGATE_CLOCK=redis
 <p>:progress                                hash    ``<topic>:<partition>`` → last offset fully processed
-                                                    (verdicts published), and ``timer`` → the clock
-                                                    reading the leader's timer last finished
+                                                    (verdicts published), ``owner:<topic>:<partition>``
+                                                    → the worker (host:pid) that processed it, and
+                                                    ``timer`` → the clock the leader's timer last finished
 ==========================================  ======  =====================================================
 """
 

@@ -72,6 +72,11 @@ def parse_outbox(outbox: str, raw: bytes) -> OutboxRecord:
     return OutboxRecord(outbox, topic.decode(), key, value)
 
 
+def text(value: Any) -> str:
+    """A Redis reply item as text (the client returns bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _decode_hash(flat: Sequence[bytes]) -> dict[str, str]:
     return {flat[i].decode(): flat[i + 1].decode("utf-8", "replace") for i in range(0, len(flat), 2)}
 
@@ -189,7 +194,7 @@ class StateStore:
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""
-        pending = sorted(m.decode() for m in await self.client.smembers(self.keys.outbox_pending))
+        pending = await self.pending_outboxes()
         pipe = self.client.pipeline(transaction=False)
         for outbox in pending:
             pipe.get(f"{outbox}:claimed_at")
@@ -203,13 +208,13 @@ class StateStore:
         return abandoned
 
     async def pending_outboxes(self) -> list[str]:
-        return sorted(m.decode() for m in await self.client.smembers(self.keys.outbox_pending))
+        return sorted(text(m) for m in await self.client.smembers(self.keys.outbox_pending))
 
     # ---------------------------------------------------------------------------------- timer reads
 
     async def due_members(self, until: float, limit: int = 1000) -> list[str]:
         members = await self.client.zrangebyscore(self.keys.due, "-inf", until, start=0, num=limit)
-        return [m.decode() for m in members]
+        return [text(m) for m in members]
 
     async def server_states(self, server_keys: Sequence[str]) -> list[tuple[dict[str, str], list[str]]]:
         pipe = self.client.pipeline(transaction=False)
@@ -230,7 +235,7 @@ class StateStore:
         return {t: pause_state_from_hash(raw) for t, raw in zip(tenants, await pipe.execute(), strict=True)}
 
     async def tenant_servers(self, tenant_id: str) -> list[str]:
-        return sorted(m.decode() for m in await self.client.smembers(self.keys.tenant_servers(tenant_id)))
+        return sorted(text(m) for m in await self.client.smembers(self.keys.tenant_servers(tenant_id)))
 
 
 def pause_state_from_hash(raw: Any) -> PauseState:

@@ -82,11 +82,18 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
 
     @app.agent(metadata_topic, name="metadata")
     async def metadata(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_ms / 1000):
+        batches = stream.take_events(  # type: ignore[attr-defined]  # not on StreamT, on Stream
+            settings.batch_max_messages, within=settings.batch_max_wait_ms / 1000)
+        async for events in batches:
             while "runtime" not in holder:
                 await app.sleep(0.05)
-            stats = await runtime().process_batch([_raw(event) for event in events])
-            log.debug("batch: %s", stats)
+            batch = [_raw(event) for event in events]
+            try:
+                stats = await runtime().process_batch(batch)
+                log.debug("batch: %s", stats)
+            except Exception as error:  # a bug, not an outage (outages are retried inside)
+                log.exception("batch failed; dead-lettering its %d messages", len(batch))
+                await runtime().dead_letter_batch(batch, error)
 
     @app.agent(commands_topic, name="commands")
     async def commands(stream: faust.StreamT[Any]) -> None:
@@ -100,7 +107,10 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
     @app.timer(settings.timer_interval_s, on_leader=True)
     async def leader_timer() -> None:
         if "runtime" in holder:
-            await runtime().tick()
+            try:
+                await runtime().tick()
+            except Exception:  # never let the timer take the worker down; the next tick retries
+                log.exception("timer tick failed")
 
     return app, holder
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -24,7 +26,14 @@ from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import Observation, StateStore, outbox_record, pause_state_from_hash, pause_state_to_hash
+from processors.state.store import (
+    Observation,
+    StateStore,
+    outbox_record,
+    pause_state_from_hash,
+    pause_state_to_hash,
+    text,
+)
 from processors.worker.clock import Clock
 from processors.worker.output import DeliveryFailed, KafkaOutput, published_since
 from processors.worker.policies import PolicySource
@@ -46,6 +55,8 @@ class WorkerRuntime:
         self.processor = BatchProcessor(settings, store, output, policies)
         self.ready = asyncio.Event()
         self.totals = BatchStats()
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._reclassify_pending = False
 
     async def start(self) -> None:
         await self.retry(self.store.load_scripts, "loading Redis scripts")
@@ -85,10 +96,11 @@ class WorkerRuntime:
 
     async def _mark_progress(self, messages: Sequence[RawMessage]) -> None:
         """Record the last offset fully processed per partition: for operators and replay drivers."""
-        marks: dict[str, int] = {}
+        marks: dict[str, int | str] = {}
         for message in messages:
             field = f"{message.topic}:{message.partition}"
-            marks[field] = max(marks.get(field, -1), message.offset)
+            marks[field] = max(int(marks.get(field, -1)), message.offset)
+            marks[f"owner:{field}"] = self.identity
         if marks:
             await self.store.client.hset(self.store.keys.progress, mapping=marks)  # type: ignore[arg-type]
 
@@ -131,7 +143,7 @@ class WorkerRuntime:
                     pipe.sadd(keys.tenant_commands(tenant), command["command_id"])
                     if outcome.kind != "pause_refused":
                         pipe.delete(keys.tenant_pause(tenant))
-                        pipe.hset(keys.tenant_pause(tenant), mapping=pause_state_to_hash(outcome.state))
+                        pipe.hset(keys.tenant_pause(tenant), mapping=pause_state_to_hash(outcome.state))  # type: ignore[arg-type]
                         if outcome.state.until is not None and outcome.state.until > at:
                             pipe.zadd(keys.due, {f"t|{tenant}": outcome.state.until.timestamp()})
                     pipe.rpush(keys.tenant_outbox(tenant), notification)
@@ -147,7 +159,7 @@ class WorkerRuntime:
         return outcome
 
     def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
-        notification = {
+        notification: dict[str, Any] = {
             "schema": NOTIFICATION_SCHEMA,
             "notification_id": f"{tenant}|{outcome.kind}|{identity}",
             "tenant_id": tenant, "server": None, "server_key": None, "kind": outcome.kind,
@@ -182,31 +194,43 @@ class WorkerRuntime:
     async def tick(self) -> int:
         """Run all time-driven work due by the clock. Returns the number of due items handled."""
         await self.ready.wait()
-        handled = 0
         if self.policies.maybe_reload():
-            now = await self.clock.now()
-            if now is not None:
-                await self.retry(lambda: self.reclassify_all(now), "re-evaluating servers after a reload")
+            self._reclassify_pending = True
+        return await self.retry(self._tick, "running the timer")
+
+    async def _tick(self) -> int:
         now = await self.clock.now()
         if now is None:
             return 0
-        handled = await self.retry(lambda: self._run_due(now), "running due work")
-        await self.retry(self.processor.flush_outboxes, "publishing queued outboxes")
-        await self.retry(self.recover_abandoned_claims, "recovering abandoned outbox claims")
-        await self.retry(lambda: self.store.client.hset(self.store.keys.progress, "timer", repr(now.timestamp())),
-                         "recording progress")
+        if self._reclassify_pending:
+            await self.reclassify_all(now)
+            self._reclassify_pending = False
+        handled = await self._run_due(now)
+        await self.processor.flush_outboxes()
+        await self.recover_abandoned_claims()
+        await self.store.client.hset(self.store.keys.progress, "timer", repr(now.timestamp()))
         return handled
+
+    async def dead_letter_batch(self, messages: Sequence[RawMessage], error: BaseException) -> None:
+        """Last resort for a batch that fails for a reason retrying cannot fix: keep it, with the reason."""
+        stats = BatchStats()
+        now = datetime.now(UTC)
+        for message in messages:
+            self.processor.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}",
+                                       None, None, now)
+        await self.retry(self.output.flush, "publishing dead letters")
+        await self.retry(lambda: self._mark_progress(messages), "recording progress")
 
     async def _run_due(self, now: datetime) -> int:
         handled = 0
         while True:
-            due = await self.store.client.zrangebyscore(
-                self.store.keys.due, "-inf", now.timestamp(), start=0, num=500, withscores=True)
+            due: list[tuple[bytes, float]] = await self.store.client.zrangebyscore(
+                self.store.keys.due, "-inf", now.timestamp(), start=0, num=500, withscores=True)  # type: ignore[assignment]
             if not due:
                 return handled
             for raw_member, score in due:
-                member = raw_member.decode()
-                at = datetime.fromtimestamp(score, UTC)
+                member = text(raw_member)
+                at = datetime.fromtimestamp(float(score), UTC)
                 kind, _, name = member.partition("|")
                 if kind == "t":
                     await self._pause_expired(name, at)
@@ -217,7 +241,7 @@ class WorkerRuntime:
                     await self._reevaluate([name], at, pauses, force_due=True)
                     # a new due time (if any) replaced the score; remove only if it was not renewed
                     current = await self.store.client.zscore(self.store.keys.due, member)
-                    if current is not None and current <= score:
+                    if current is not None and float(current) <= float(score):
                         await self.store.client.zrem(self.store.keys.due, member)
                 handled += 1
 
@@ -256,7 +280,7 @@ class WorkerRuntime:
     async def reclassify_all(self, now: datetime) -> None:
         """After a catalog or policy change: classify every server's last hop again, then re-evaluate."""
         snapshot = self.policies.current
-        tenants = sorted(m.decode() for m in await self.store.client.smembers(self.store.keys.tenants))
+        tenants = sorted(text(m) for m in await self.store.client.smembers(self.store.keys.tenants))
         for tenant in tenants:
             server_keys = await self.store.tenant_servers(tenant)
             observations = []

@@ -21,7 +21,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         return NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
 
     return [
-        spec(settings.topic_metadata, n, **{"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}),
+        # 8 MiB: an oversized event must reach the worker to be dead-lettered with a reason, rather
+        # than bounce at the producer of an edge that did not cap its headers
+        spec(settings.topic_metadata, n, **{"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS),
+                                            "max.message.bytes": str(8 * 1024 * 1024)}),
         spec(settings.topic_commands, n, **{"cleanup.policy": "delete", "retention.ms": str(400 * DAY_MS)}),
         spec(settings.topic_verdicts, n, **{"cleanup.policy": "compact", "retention.ms": "-1",
                                             "min.compaction.lag.ms": "60000"}),

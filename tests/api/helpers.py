@@ -45,10 +45,11 @@ def read_topic(bootstrap: str, topic: str, until: Callable[[list[tuple[bytes | N
     try:
         while not until(out) and time.monotonic() < deadline:
             for message in consumer.consume(100, timeout=0.5):
-                if message.error() is None:
+                error = message.error()
+                if error is None:
                     out.append((message.key(), message.value()))
-                elif message.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(message.error()))
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(error))
     finally:
         consumer.close()
     return out

@@ -52,3 +52,10 @@ def test_invalid_requests_are_refused_not_raised() -> None:
     assert apply_pause_command(PauseState(), "pause_create", 0, T0, POLICY).kind == "pause_refused"
     assert apply_pause_command(PauseState(), "pause_create", 91, T0, POLICY).kind == "pause_refused"
     assert apply_pause_command(PauseState(), "pause_end", None, T0, POLICY).kind == "pause_refused"
+
+
+def test_a_pause_does_not_reach_back_before_its_start() -> None:
+    started = apply_pause_command(PauseState(), "pause_create", 20, T0, POLICY).state
+    assert not started.active_at(T0 - timedelta(hours=1))
+    assert started.active_at(T0) and started.active_at(T0 + timedelta(days=19))
+    assert not started.active_at(T0 + timedelta(days=20))

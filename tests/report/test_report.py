@@ -28,7 +28,8 @@ POLICY = load_enforcement_policy()
 NOW = datetime(2026, 11, 28, 10, 17, 0, tzinfo=UTC)
 THROTTLE_5 = ("450 4.7.230 Connecting Exchange server version is out-of-date; connection to patchgate "
               "throttled for 30 mins/hr.")
-BLOCK_5 = "550 5.7.230 Connecting Exchange server version is out-of-date; connection to patchgate blocked for 5 mins/hr."
+BLOCK_5 = ("550 5.7.230 Connecting Exchange server version is out-of-date; connection to patchgate "
+           "blocked for 5 mins/hr.")
 
 
 def run(coro: Any) -> Any:

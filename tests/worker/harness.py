@@ -29,8 +29,12 @@ def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callabl
     return settings
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, Any]]:
-    """Every record of a topic, from the beginning to the current end, values JSON-decoded."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, quiet: float = 0.5) -> list[tuple[bytes | None, Any]]:
+    """Every record of a topic, from the beginning, values JSON-decoded, ordered by partition and offset.
+
+    Reads until every partition reached its end offset and then nothing new came for ``quiet``
+    seconds: Tansu reports end offsets per producer batch, lower than the records it holds.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
                          "log_level": 3})
     try:
@@ -38,29 +42,26 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[
         partitions = sorted(metadata.partitions)
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        records: list[tuple[int, int, bytes | None, Any]] = []
+        records: dict[tuple[int, int], tuple[bytes | None, Any]] = {}
         remaining = {p for p, end in ends.items() if end > 0}
         deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
-            value = message.value()
-            records.append((message.partition(), message.offset(), message.key(),
-                            orjson.loads(value) if value is not None else None))
-            if message.offset() + 1 >= ends[message.partition()]:
-                remaining.discard(message.partition())
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                value = message.value()
+                records[(message.partition(), message.offset())] = (
+                    message.key(), orjson.loads(value) if value is not None else None)
+                last_new = time.monotonic()
+                if message.offset() + 1 >= ends[message.partition()]:
+                    remaining.discard(message.partition())
+            elif not remaining and time.monotonic() - last_new >= quiet:
+                break
         assert not remaining, f"could not read {topic} to its end (partitions {sorted(remaining)})"
-        return [(key, value) for _, _, key, value in sorted(records, key=lambda r: (r[0], r[1]))]
+        return [records[position] for position in sorted(records)]
     finally:
         consumer.close()
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "log_level": 3})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in sorted(metadata.partitions)}
-    finally:
-        consumer.close()
+def topic_size(bootstrap: str, topic: str) -> int:
+    return len(read_topic(bootstrap, topic))

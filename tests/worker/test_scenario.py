@@ -13,7 +13,7 @@ from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, steps
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from tests.worker.harness import end_offsets, isolated_settings, read_topic
+from tests.worker.harness import isolated_settings, read_topic, topic_size
 from tests.worker.scenario_expectations import NOTIFICATIONS, VERDICTS
 
 pytestmark = pytest.mark.integration
@@ -91,14 +91,14 @@ def test_sample_gives_exactly_the_expected_verdicts_and_notifications(
 
     # redelivery: the whole metadata input again changes no state and publishes nothing
     before_state = server_hashes(scenario_settings)
-    before_out = (end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
-                  end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications))
+    before_out = (topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
+                  topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications))
     replay = [step for step in steps() if step.kind == "mail"]
     driver.run(replay)
     ReplayDriver(scenario_settings, envelopes=False).run(replay)  # and as single records
     assert server_hashes(scenario_settings) == before_state
-    assert (end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
-            end_offsets(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)) == before_out
+    assert (topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
+            topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)) == before_out
     driver.close()
 
 

@@ -88,12 +88,13 @@
     while (target.firstChild) target.removeChild(target.firstChild);
     const box = target.viewBox.baseVal;
     const W = box.width, H = box.height, left = 36, right = 8, top = 14, bottom = opts.legend ? 44 : 28;
-    const max = Math.max(1, ...bars.map((b) => b.segments.reduce((a, s) => a + s.value, 0)));
+    const top0 = Math.max(1, ...bars.map((b) => b.segments.reduce((a, s) => a + s.value, 0)));
+    const step = Math.max(1, Math.ceil(top0 / 4));  // whole-number ticks
+    const ticks = Math.ceil(top0 / step), max = step * ticks;
     const plotH = H - top - bottom, plotW = W - left - right;
     const slot = plotW / Math.max(1, bars.length), barW = Math.max(2, Math.min(48, slot * 0.7));
-    const ticks = 4;
     for (let i = 0; i <= ticks; i++) {
-      const v = Math.round((max * i) / ticks), y = top + plotH - (plotH * v) / max;
+      const v = step * i, y = top + plotH - (plotH * v) / max;
       target.appendChild(svg("line", { x1: left, x2: W - right, y1: y, y2: y, stroke: "#e3e6eb" }));
       target.appendChild(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end" }, v));
     }
@@ -207,8 +208,12 @@
       tr.appendChild(el("td", day(s.FirstDetectedDate)));
       tr.appendChild(el("td", day(s.ThrottleEnabledDate)));
       tr.appendChild(el("td", day(s.BlockingEnabledDate)));
-      tr.appendChild(el("td", s.NextStage ? "stage " + s.NextStage + " on " + day(s.NextStageStartDate) + " (throttle " +
-        s.NextStageThrottleRate + ", block " + s.NextStageBlockRate + " min/h)" : "", "wrap"));
+      const next = el("td", null, "next");
+      if (s.NextStage) {
+        next.appendChild(el("div", s.NextStage + " on " + day(s.NextStageStartDate)));
+        next.appendChild(el("div", "throttle " + s.NextStageThrottleRate + ", block " + s.NextStageBlockRate + " min/h", "sub"));
+      }
+      tr.appendChild(next);
       const cd = el("td", "", "countdown");
       if (s.NextStageStartDate) cd.dataset.until = s.NextStageStartDate;
       tr.appendChild(cd);

@@ -1,0 +1,270 @@
+"""Benchmark: metadata records per second through one worker, side by side with its baselines.
+
+Run: ``.venv/bin/python benchmarks/bench_worker.py [--envelopes 2000] [--singles 20000]``.
+Starts its own Tansu broker and Redis, fills topics, then measures in one run:
+
+1. a plain confluent-kafka consumer that only parses the messages (the ceiling of Python here);
+2. an empty Faust agent (Faust's own per-message cost);
+3. ``patchgate worker`` on unbatched records (one Kafka message per record);
+4. ``patchgate worker`` on batch envelopes of 100 records (Kafka in → validate → classify → Redis
+   → verdicts out);
+5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one;
+6. latency from producing an envelope to its verdict on the verdicts topic, at half the rate of (4).
+
+Rates are measured from the first processed message to the last (start-up excluded), by polling
+the workers' progress marks in Redis. The machine is noisy: compare numbers within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+import redis  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+
+from processors.devservices.base import ManagedProcess  # noqa: E402
+from processors.devservices.redis_server import RedisServer  # noqa: E402
+from processors.devservices.tansu import TansuBroker  # noqa: E402
+from processors.devservices.worker_process import WorkerProcess  # noqa: E402
+from processors.replay.sample import SampleServer, metadata_record  # noqa: E402
+from processors.settings import Settings  # noqa: E402
+from processors.state.keys import KeySchema  # noqa: E402
+from processors.worker.topics import ensure_topics  # noqa: E402
+
+BUILDS = ["15.2.2562.53", "15.2.2562.29", "15.2.1748.53", "15.1.2507.39", "15.0.1497.48", "14.3.513.0"]
+T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+
+
+def settings_for(name: str, bootstrap: str, redis_url: str) -> Settings:
+    settings = Settings.from_env({}, kafka_bootstrap=bootstrap, redis_url=redis_url,
+                                 topic_metadata=f"{name}.metadata", topic_verdicts=f"{name}.verdicts",
+                                 topic_notifications=f"{name}.notifications", topic_deadletter=f"{name}.deadletter",
+                                 topic_commands=f"{name}.commands", consumer_group=f"{name}-group",
+                                 key_prefix=f"bench-{name}", metadata_partitions=8, session_timeout_ms=4000,
+                                 web_port=0, batch_max_messages=500, batch_max_wait_ms=20, timer_interval_s=1.0)
+    ensure_topics(settings)
+    return settings
+
+
+def server(index: int) -> SampleServer:
+    return SampleServer(f"tenant{index % 20}", f"ex{index}.tenant{index % 20}.example", f"198.51.{index % 250}.7",
+                        BUILDS[index % len(BUILDS)])
+
+
+def fill(settings: Settings, envelopes: int, per_envelope: int, first_server: int = 0) -> int:
+    """Produce ``envelopes`` Kafka messages of ``per_envelope`` records (1 = unbatched). Returns messages."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
+                         "partitioner": "murmur2_random", "compression.type": "lz4"})
+    serial = 0
+    for index in range(envelopes):
+        srv = server(first_server + index % 2000)
+        records = []
+        for _ in range(per_envelope):
+            serial += 1
+            records.append(metadata_record(srv, srv.build, T0 + timedelta(seconds=serial % 3600), serial))
+        value = orjson.dumps(records[0] if per_envelope == 1 else
+                             {"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
+                              "records": records})
+        while True:
+            try:
+                producer.produce(settings.topic_metadata, key=srv.server_key.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+    return envelopes
+
+
+def final_offsets(settings: Settings) -> dict[str, int]:
+    """Last offset per partition, found by reading (Tansu under-reports end offsets per batch)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench-reader",
+                         "enable.auto.commit": False, "log_level": 3})
+    topic = settings.topic_metadata
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.metadata_partitions)])
+    last: dict[str, int] = {}
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 2.0:
+        for message in consumer.consume(1000, 0.2):
+            if message.error() is None:
+                last[f"{topic}:{message.partition()}"] = message.offset()
+                quiet_since = time.monotonic()
+    consumer.close()
+    return last
+
+
+def time_until_done(client: redis.Redis, key: str, final: dict[str, int], timeout: float = 600) -> float:
+    """Seconds from the first progress mark to all partitions reaching ``final``."""
+    started = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        marks = {k.decode(): int(v) for k, v in client.hgetall(key).items()
+                 if not k.startswith(b"owner:") and k != b"timer"}
+        if marks and started is None:
+            started = time.monotonic()
+        if started is not None and all(marks.get(f, -1) >= o for f, o in final.items()):
+            return time.monotonic() - started
+        time.sleep(0.002)
+    raise RuntimeError(f"not done within {timeout}s: {marks} vs {final}")
+
+
+def bench_plain(settings: Settings, records_per_message: int) -> float:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench-plain",
+                         "enable.auto.commit": False, "log_level": 3, "fetch.max.bytes": 50_000_000})
+    topic = settings.topic_metadata
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.metadata_partitions)])
+    count, started, quiet_since = 0, None, time.monotonic()
+    last = started
+    while time.monotonic() - quiet_since < 1.0:
+        for message in consumer.consume(1000, 0.1):
+            if message.error() is None:
+                started = started or time.monotonic()
+                orjson.loads(message.value())
+                count += 1
+                last = quiet_since = time.monotonic()
+    consumer.close()
+    assert started is not None and last is not None
+    return count * records_per_message / (last - started)
+
+
+def bench_faust_empty(settings: Settings, client: redis.Redis, final: dict[str, int], per: int) -> float:
+    key = f"bench-faust-{time.time_ns()}"
+    env = {**os.environ, "BENCH_BOOTSTRAP": settings.kafka_bootstrap, "BENCH_TOPIC": settings.topic_metadata,
+           "BENCH_PROGRESS_KEY": key, "BENCH_GROUP": f"faust-empty-{time.time_ns()}",
+           "BENCH_REDIS_URL": settings.redis_url}
+    process = ManagedProcess("faust-empty", [sys.executable, str(ROOT / "benchmarks/faust_empty.py"), "worker",
+                                             "-l", "info"], env=env)
+    process.start()
+    try:
+        partition_final = {f.rsplit(":", 1)[1]: o for f, o in final.items()}
+        seconds = time_until_done(client, key, partition_final)
+    finally:
+        process.stop()
+    messages = sum(o + 1 for o in final.values())
+    return messages * per / seconds
+
+
+def bench_workers(settings: Settings, client: redis.Redis, final: dict[str, int], per: int, count: int) -> float:
+    workers = [WorkerProcess(settings, clock="wall", name=f"worker{i}") for i in range(count)]
+    for worker in workers:
+        worker.start()
+    try:
+        seconds = time_until_done(client, KeySchema(settings.key_prefix).progress, final)
+    finally:
+        for worker in workers:
+            worker.stop()
+    messages = sum(o + 1 for o in final.values())
+    return messages * per / seconds
+
+
+def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) -> tuple[float, float, int]:
+    """Envelopes of 100 records, each a newly detected vulnerable server, at ``rate`` records/s."""
+    settings = settings_for("latency", bootstrap, redis_url)
+    worker = WorkerProcess(settings, clock="wall")
+    worker.start()
+    client = redis.Redis.from_url(redis_url)
+    progress = KeySchema(settings.key_prefix).progress
+    deadline = time.monotonic() + 60
+    while not client.hexists(progress, "timer"):  # the worker is up and has the leader's timer
+        assert time.monotonic() < deadline, "worker did not start"
+        time.sleep(0.05)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "log_level": 3})
+    consumer.assign([TopicPartition(settings.topic_verdicts, p, OFFSET_BEGINNING) for p in range(8)])
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            for message in consumer.consume(100, 0.05):
+                if message.error() is None and message.key() is not None:
+                    key = message.key().decode()
+                    if key in sent:
+                        latencies.append(time.monotonic() - sent[key])
+
+    reader = threading.Thread(target=collect)
+    reader.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random"})
+    envelopes = int(rate * duration / 100)
+    interval = 100 / rate
+    begin = time.monotonic()
+    for index in range(envelopes):
+        srv = SampleServer("latency", f"ex{index}.latency.example", "198.51.100.9", "15.1.2507.39")
+        records = [metadata_record(srv, srv.build, T0 + timedelta(seconds=i), index * 100 + i) for i in range(100)]
+        value = orjson.dumps({"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
+                              "records": records})
+        target = begin + index * interval
+        while time.monotonic() < target:
+            time.sleep(min(0.001, target - time.monotonic()))
+        sent[srv.server_key] = time.monotonic()
+        producer.produce(settings.topic_metadata, key=srv.server_key.encode(), value=value)
+        producer.poll(0)
+    producer.flush(30)
+    wait_until = time.monotonic() + 30
+    while len(latencies) < envelopes and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    stop.set()
+    reader.join()
+    consumer.close()
+    worker.stop()
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
+    return p50, p99, len(latencies)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--envelopes", type=int, default=2000, help="envelopes of 100 records")
+    parser.add_argument("--singles", type=int, default=20000, help="unbatched records")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    broker, store = TansuBroker(), RedisServer()
+    broker.start()
+    store.start()
+    client = redis.Redis.from_url(store.url)
+    results: dict[str, Any] = {}
+    try:
+        singles = settings_for("singles", broker.bootstrap, store.url)
+        envelopes = settings_for("envelopes", broker.bootstrap, store.url)
+        envelopes2 = settings_for("envelopes2", broker.bootstrap, store.url)
+        print(f"filling: {args.singles} single records, {args.envelopes} x 100 records (twice) ...", flush=True)
+        fill(singles, args.singles, 1)
+        fill(envelopes, args.envelopes, 100)
+        fill(envelopes2, args.envelopes, 100)
+        final_singles, final_env, final_env2 = (final_offsets(s) for s in (singles, envelopes, envelopes2))
+
+        results["plain consumer, parse only (envelopes)"] = bench_plain(envelopes, 100)
+        results["empty faust agent (unbatched)"] = bench_faust_empty(singles, client, final_singles, 1)
+        results["empty faust agent (envelopes of 100)"] = bench_faust_empty(envelopes, client, final_env, 100)
+        results["worker, unbatched records"] = bench_workers(singles, client, final_singles, 1, 1)
+        one = results["worker, envelopes of 100"] = bench_workers(envelopes, client, final_env, 100, 1)
+        two = results["two workers, envelopes of 100"] = bench_workers(envelopes2, client, final_env2, 100, 2)
+        p50, p99, seen = bench_latency(broker.bootstrap, store.url, one / 2, args.latency_seconds)
+    finally:
+        store.stop()
+        broker.stop()
+    print("\nrecords per second (one run, same machine, start-up excluded)")
+    for name, rate in results.items():
+        print(f"  {name:<42} {rate:>10,.0f}")
+    print(f"\n  two workers / one worker: {two / one:.2f}x (target >= 1.6x)")
+    print(f"  worker with envelopes vs target 50,000/s: {one / 50000:.2f}x")
+    print(f"  latency event -> verdict at {one / 2:,.0f} records/s (half of one worker's rate): "
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms over {seen} verdicts (target p99 < 250 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

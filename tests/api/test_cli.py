@@ -1,0 +1,135 @@
+"""The CLI pieces: ``patchgate report``, ``patchgate api`` and ``patchgate notify`` through argparse."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from processors.api import cli as api_cli
+from processors.devservices import free_port
+from processors.enforcement.policy import load_enforcement_policy
+from processors.notify import cli as notify_cli
+from processors.report import cli as report_cli
+from processors.state.keys import KeySchema
+from tests.report.seed import SeedServer, seed_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="patchgate")
+    sub = p.add_subparsers(dest="command", required=True)
+    for register in (report_cli.register, api_cli.register, notify_cli.register):
+        register(sub)
+    return p
+
+
+@pytest.mark.integration
+def test_report_command_prints_table_csv_and_json(redis_url: str, unique_name: Callable[[str], str],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = unique_name("pg")
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await seed_server(client, KeySchema(prefix), load_enforcement_policy(),
+                              SeedServer("contoso", "ex01.contoso.com", now - timedelta(days=45)), now)
+        finally:
+            await client.aclose()
+
+    asyncio.run(seed())
+    monkeypatch.setenv("PATCHGATE_REDIS_URL", redis_url)
+    monkeypatch.setenv("PATCHGATE_KEY_PREFIX", prefix)
+    for argv, expected in [(["--tenant", "contoso"], "ex01.contoso.com  Exchange Server 2016"),
+                           (["--tenant", "contoso", "--csv"], "ServerFQDN,Build,ExchangeServer,"),
+                           (["--tenant", "contoso", "--json"], '"ServerFQDN": "ex01.contoso.com"')]:
+        args = parser().parse_args(["report", *argv])
+        assert args.handler(args) == 0
+        out = capsys.readouterr().out
+        assert expected in out, (argv, out)
+        assert "\033[" not in out  # not a terminal: no colours
+    args = parser().parse_args(["report", "--tenant", "bad tenant"])
+    assert args.handler(args) == 2
+    assert "invalid tenant id" in capsys.readouterr().err
+
+
+def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PATCHGATE_API_TOKENS", raising=False)
+    monkeypatch.delenv("PATCHGATE_API_TOKENS_FILE", raising=False)
+    monkeypatch.delenv("PATCHGATE_NOTIFY_CONFIG", raising=False)
+    args = parser().parse_args(["api"])
+    assert args.handler(args) == 2
+    assert "no API tokens configured" in capsys.readouterr().err
+    monkeypatch.setenv("PATCHGATE_API_TOKENS", "short=contoso")
+    assert args.handler(args) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
+    args = parser().parse_args(["notify"])
+    assert args.handler(args) == 2
+    assert "no webhook configuration" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_api_command_serves_until_terminated(redis_url: str, kafka_bootstrap: str,
+                                             unique_name: Callable[[str], str]) -> None:
+    port = free_port()
+    env = {**os.environ, "PATCHGATE_REDIS_URL": redis_url, "PATCHGATE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "PATCHGATE_KEY_PREFIX": unique_name("pg"), "PATCHGATE_API_PORT": str(port),
+           "PATCHGATE_API_TOKENS": "cli-test-token-0123456789=contoso"}
+    code = ("import sys, argparse; from processors.api.cli import register; p = argparse.ArgumentParser(); "
+            "s = p.add_subparsers(); register(s); a = p.parse_args(['api']); sys.exit(a.handler(a))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tenants/contoso/pauses",
+                                                 headers={"Authorization": "Bearer cli-test-token-0123456789"})
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    status = response.status
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)  # not listening yet: poll again
+        assert status == 200, "the api command did not answer"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/tenants/contoso?token=cli-test-token-0123456789",
+                                    timeout=5) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert f"listening on http://127.0.0.1:{port}/" in output
+    assert "GET /tenants/contoso 200" in output
+    assert "cli-test-token" not in output  # the access log drops query strings and never logs headers
+
+
+def test_access_log_never_contains_query_strings(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from aiohttp.test_utils import make_mocked_request
+    from aiohttp.web import Response
+
+    from processors.api.app import AccessLogger
+
+    logger = logging.getLogger("patchgate.api.access.test")
+    request = make_mocked_request("GET", "/tenants/contoso?token=secret-token-0123456789")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        AccessLogger(logger, "").log(request, Response(status=200), 0.0012)
+    assert "/tenants/contoso" in caplog.text and "secret-token" not in caplog.text

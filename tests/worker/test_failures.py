@@ -1,0 +1,177 @@
+"""The real worker under poison input, a Redis outage, and with two workers in one group."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from processors.devservices.redis_server import RedisServer
+from processors.devservices.worker_process import WorkerProcess
+from processors.replay.driver import ReplayDriver
+from processors.settings import Settings
+from processors.state.keys import KeySchema
+from tests.worker.factories import batch_envelope, metadata_event
+from tests.worker.harness import isolated_settings, read_topic
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8_000_000,
+                         "partitioner": "murmur2_random"})
+    placed: list[tuple[int, int]] = []
+    for key, value in messages:
+        producer.produce(settings.topic_metadata, key=key, value=value,
+                         on_delivery=lambda e, m: placed.append((m.partition(), m.offset())) if e is None else None)
+    assert producer.flush(30) == 0
+    assert len(placed) == len(messages)
+    return placed
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # polling a condition
+
+
+def processed(settings: Settings, placed: list[tuple[int, int]]) -> Callable[[], bool]:
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = KeySchema(settings.key_prefix)
+
+    def check() -> bool:
+        try:
+            marks = client.hgetall(keys.progress)
+        except redis.RedisError:
+            return False
+        return all(int(marks.get(f"{settings.topic_metadata}:{p}".encode(), -1)) >= o for p, o in placed)
+    return check
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Settings:
+    return isolated_settings(kafka_bootstrap, redis_url, unique_name)
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings)
+    process.start()
+    yield process
+    process.stop()
+
+
+def test_poison_input_is_dead_lettered_and_the_worker_carries_on(settings: Settings, worker: WorkerProcess) -> None:
+    good = metadata_event("good-1", T0, server="ex01.contoso.com", build="15.1.2507.39")
+    wrong_types = dict(good, event_id="bad-types", message={"id": None, "size": "big", "recipients": 1})
+    huge = dict(good, event_id="huge", headers=[["Received", "x" * 5_000_000]])
+    many_hops = dict(good, event_id="many",
+                     headers=[["Received", f"from a{i} by b{i} with SMTP"] for i in range(10_000)])
+    mixed_batch = batch_envelope("contoso/ex01.contoso.com", [dict(good, event_id="in-batch-ok"),
+                                                                dict(good, event_id="in-batch-bad", tenant_id="")])
+    poison = [b"{not json", orjson.dumps(wrong_types), orjson.dumps(huge), orjson.dumps(many_hops),
+              orjson.dumps({"schema": "patchgate.metadata/9"}), orjson.dumps(mixed_batch)]
+    placed = produce(settings, [(b"contoso/ex01.contoso.com", value) for value in poison])
+    placed += produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(good))])
+    wait_for(processed(settings, placed), "the poison and the good event to be processed")
+
+    letters = [value for _, value in read_topic(settings.kafka_bootstrap, settings.topic_deadletter)]
+    reasons = {letter["source"]["offset"]: letter for letter in letters}
+    assert len(letters) == 6
+    by_reason = sorted(letter["reason"].split(":")[0] + ":" + (letter["path"] or "") for letter in letters)
+    assert by_reason == sorted([
+        "invalid JSON:", "$.message.size:$.message.size", "$.headers[0][1]:$.headers[0][1]", "$.headers:$.headers",
+        "unknown schema:$.schema", "$.records[1].tenant_id:$.records[1].tenant_id",
+    ])
+    huge_letter = next(letter for letter in letters if letter["path"] == "$.headers[0][1]")
+    assert huge_letter["original_size"] > 5_000_000 and huge_letter["original_truncated_at"] == 256 * 1024
+    batch_letter = next(letter for letter in letters if letter["path"] == "$.records[1].tenant_id")
+    assert batch_letter["source"]["record_index"] == 1
+    assert base64.b64decode(reasons[placed[0][1]]["original"]) == b"{not json"
+
+    # the good records (alone and inside the mixed batch) were processed: a verdict exists
+    verdicts = [value for _, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts)]
+    assert [v["server_key"] for v in verdicts] == ["contoso/ex01.contoso.com"]
+    client = redis.Redis.from_url(settings.redis_url)
+    day = KeySchema(settings.key_prefix).server_day_hll("contoso/ex01.contoso.com", T0.date().isoformat())
+    assert client.pfcount(day) == 2  # good-1 and in-batch-ok
+
+
+def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, unique_name: Callable[[str], str]
+                                                         ) -> None:
+    own_redis = RedisServer()
+    own_redis.start()
+    settings = isolated_settings(kafka_bootstrap, own_redis.url, unique_name)
+    worker = WorkerProcess(settings)
+    worker.start()
+    try:
+        first = produce(settings, [(b"k", orjson.dumps(metadata_event("before", T0)))])
+        wait_for(processed(settings, first), "the first event")
+        own_redis.stop()
+        during = produce(settings, [(f"k{i}".encode(), orjson.dumps(metadata_event(
+            f"during-{i}", T0 + timedelta(minutes=i), server=f"ex{i}.contoso.com"))) for i in range(20)])
+        own_redis.start()  # same port, empty (no persistence): the worker must redo its batch
+        wait_for(processed(settings, during), "the events sent during the outage", timeout=90)
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = KeySchema(settings.key_prefix)
+        counts = [client.pfcount(keys.server_day_hll(f"contoso/ex{i}.contoso.com", T0.date().isoformat()))
+                  for i in range(20)]
+        assert counts == [1] * 20
+    finally:
+        worker.stop()
+        own_redis.stop()
+
+
+def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> None:
+    first, second = WorkerProcess(settings, name="worker-a"), WorkerProcess(settings, name="worker-b")
+    first.start()
+    second.start()
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = KeySchema(settings.key_prefix)
+    try:
+        def owners() -> set[str]:
+            marks = client.hgetall(keys.progress)
+            return {v.decode() for k, v in marks.items() if k.startswith(b"owner:")}
+
+        def send(round_: int) -> list[tuple[int, int]]:
+            return produce(settings, [(f"contoso/ex{i}.contoso.com".encode(), orjson.dumps(metadata_event(
+                f"r{round_}-{i}", T0 + timedelta(minutes=round_), server=f"ex{i}.contoso.com"))) for i in range(64)])
+
+        first_round = send(0)
+        assert {p for p, _ in first_round} == set(range(8))
+        wait_for(processed(settings, first_round), "the first round", 120)
+        assert len(owners()) == 2  # the group split the 8 partitions between both workers
+        wait_for(processed(settings, send(1)), "the second round", 60)
+        first.kill()
+        client.delete(keys.progress)
+        placed = send(2)
+        wait_for(processed(settings, placed), "the survivor to take over every partition", timeout=120)
+        survivor = {o for o in owners()}
+        assert len(survivor) == 1 and str(second.pid) in next(iter(survivor))
+        counts = [client.pfcount(keys.server_day_hll(f"contoso/ex{i}.contoso.com", T0.date().isoformat()))
+                  for i in range(64)]
+        assert all(count >= 2 for count in counts)  # rounds 1 and 2 (and maybe 0) all counted
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_pause_command_cli_path_and_quota(settings: Settings, worker: WorkerProcess) -> None:
+    driver = ReplayDriver(settings)
+    from processors.worker.cli import pause_command
+
+    for days in (60, 40):
+        command = pause_command("contoso", days, False, "test", at=T0)
+        driver.send([(settings.topic_commands, b"contoso", orjson.dumps(command))])
+    notices = [v for _, v in read_topic(settings.kafka_bootstrap, settings.topic_notifications)]
+    assert [n["kind"] for n in notices] == ["pause_started", "pause_refused"]
+    assert "30 days are left this year" in notices[1]["text"]
+    driver.close()
