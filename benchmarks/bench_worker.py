@@ -149,7 +149,11 @@ def bench_faust_empty(settings: Settings, client: redis.Redis, final: dict[str, 
     process.start()
     try:
         partition_final = {f.rsplit(":", 1)[1]: o for f, o in final.items()}
-        seconds = time_until_done(client, key, partition_final)
+        try:
+            seconds = time_until_done(client, key, partition_final, timeout=120)
+        except RuntimeError:
+            print(open(process.log_path).read()[-12000:-3000], file=sys.stderr)
+            raise
     finally:
         process.stop()
     messages = sum(o + 1 for o in final.values())

@@ -16,6 +16,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     # Imported lazily so `patchgate classify` does not pay for Kafka/Faust imports.
     from edge import cli as edge_cli
+    from processors import demo
     from processors.api import cli as api_cli
     from processors.classify import cli as classify_cli
     from processors.notify import cli as notify_cli
@@ -23,7 +24,7 @@ def _registrars() -> list[Registrar]:
     from processors.worker import cli as worker_cli
 
     return [classify_cli.register, worker_cli.register, report_cli.register, api_cli.register,
-            notify_cli.register, edge_cli.register]
+            notify_cli.register, edge_cli.register, demo.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-_PY_TYPES = {"object": "dict", "array": "list", "string": "str", "integer": "int", "number": "(int, float)",
-             "boolean": "bool", "null": "type(None)"}
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
+    "boolean": (bool,), "null": (type(None),),
+}
 
 
 class SourceGenerator:
@@ -64,8 +66,8 @@ class SourceGenerator:
             target_doc, _, pointer = schema["$ref"].partition("#")
             out.append(f"{pad}if not {self.function_for(target_doc or document, pointer)}({var}): return False")
         if "oneOf" in schema:
-            names = [self._inline_function(sub, document) for sub in schema["oneOf"]]
-            calls = " + ".join(f"{name}({var})" for name in names)
+            alternatives = [self._inline_function(sub, document) for sub in schema["oneOf"]]
+            calls = " + ".join(f"{name}({var})" for name in alternatives)
             out.append(f"{pad}if ({calls}) != 1: return False")
         if "const" in schema:
             const = self._const(schema["const"])
@@ -76,7 +78,7 @@ class SourceGenerator:
         names = schema.get("type")
         kinds = [names] if isinstance(names, str) else list(names or [])
         if kinds:
-            allowed_types = self._const(frozenset(t for k in kinds for t in eval(f"({_PY_TYPES[k]},)")))
+            allowed_types = self._const(frozenset(t for k in kinds for t in _PY_TYPES[k]))
             out.append(f"{pad}if type({var}) not in {allowed_types}: return False")
         self._string(schema, var, out, pad)
         self._number(schema, var, out, pad)

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
-def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+def produce(settings: Settings, messages: list[tuple[bytes, bytes]], compression: str = "none"
+            ) -> list[tuple[int, int]]:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8_000_000,
-                         "partitioner": "murmur2_random"})
+                         "partitioner": "murmur2_random", "compression.type": compression})
     placed: list[tuple[int, int]] = []
     for key, value in messages:
         producer.produce(settings.topic_metadata, key=key, value=value,
@@ -103,6 +104,17 @@ def test_poison_input_is_dead_lettered_and_the_worker_carries_on(settings: Setti
     client = redis.Redis.from_url(settings.redis_url)
     day = KeySchema(settings.key_prefix).server_day_hll("contoso/ex01.contoso.com", T0.date().isoformat())
     assert client.pfcount(day) == 2  # good-1 and in-batch-ok
+
+
+def test_compressed_input_is_processed(settings: Settings, worker: WorkerProcess) -> None:
+    # every codec an edge's librdkafka may use: a missing one would crash the Faust fetcher
+    client = redis.Redis.from_url(settings.redis_url)
+    day = KeySchema(settings.key_prefix).server_day_hll("contoso/ex01.contoso.com", T0.date().isoformat())
+    for round_, codec in enumerate(["lz4", "zstd", "snappy", "gzip"], start=1):
+        placed = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event(f"{codec}-{i}", T0)))
+                                    for i in range(5)], compression=codec)
+        wait_for(processed(settings, placed), f"{codec}-compressed events")
+        assert client.pfcount(day) == 5 * round_
 
 
 def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, unique_name: Callable[[str], str]
