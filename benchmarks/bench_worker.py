@@ -53,7 +53,8 @@ def settings_for(name: str, bootstrap: str, redis_url: str) -> Settings:
                                  topic_notifications=f"{name}.notifications", topic_deadletter=f"{name}.deadletter",
                                  topic_commands=f"{name}.commands", consumer_group=f"{name}-group",
                                  key_prefix=f"bench-{name}", metadata_partitions=8, session_timeout_ms=4000,
-                                 web_port=0, batch_max_messages=500, batch_max_wait_ms=20, timer_interval_s=1.0)
+                                 web_port=0, metrics_port=0, batch_max_messages=500, batch_max_wait_ms=20,
+                                 timer_interval_s=1.0)
     ensure_topics(settings)
     return settings
 
@@ -152,7 +153,7 @@ def bench_faust_empty(settings: Settings, client: redis.Redis, final: dict[str, 
         try:
             seconds = time_until_done(client, key, partition_final, timeout=120)
         except RuntimeError:
-            print(open(process.log_path).read()[-12000:-3000], file=sys.stderr)
+            print(process.log_tail(60), file=sys.stderr)
             raise
     finally:
         process.stop()
@@ -178,6 +179,14 @@ def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) 
     settings = settings_for("latency", bootstrap, redis_url)
     worker = WorkerProcess(settings, clock="wall")
     worker.start()
+    try:
+        return _measure_latency(settings, worker, bootstrap, redis_url, rate, duration)
+    finally:
+        worker.stop()
+
+
+def _measure_latency(settings: Settings, worker: WorkerProcess, bootstrap: str, redis_url: str, rate: float,
+                     duration: float) -> tuple[float, float, int]:
     client = redis.Redis.from_url(redis_url)
     progress = KeySchema(settings.key_prefix).progress
     deadline = time.monotonic() + 60
@@ -198,7 +207,7 @@ def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) 
                     if key in sent:
                         latencies.append(time.monotonic() - sent[key])
 
-    reader = threading.Thread(target=collect)
+    reader = threading.Thread(target=collect, daemon=True)
     reader.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random"})
     envelopes = int(rate * duration / 100)
@@ -211,7 +220,7 @@ def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) 
                               "records": records})
         target = begin + index * interval
         while time.monotonic() < target:
-            time.sleep(min(0.001, target - time.monotonic()))
+            time.sleep(max(0.0, min(0.001, target - time.monotonic())))
         sent[srv.server_key] = time.monotonic()
         producer.produce(settings.topic_metadata, key=srv.server_key.encode(), value=value)
         producer.poll(0)
@@ -222,7 +231,8 @@ def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) 
     stop.set()
     reader.join()
     consumer.close()
-    worker.stop()
+    if not latencies:
+        raise RuntimeError(f"no verdicts seen; worker log:\n{worker.log_tail(30)}")
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000

@@ -24,7 +24,9 @@ PATCHGATE_TIMER_INTERVAL_S         5                          how often the lead
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
                                                               counts as abandoned (its claimer died)
-PATCHGATE_WEB_PORT                 6066                       the worker's HTTP port (metrics)
+PATCHGATE_WEB_PORT                 6066                       Faust's web server port (0 = off)
+PATCHGATE_METRICS_PORT             9464                       Prometheus /metrics of the worker (0 = off)
+PATCHGATE_METRICS_BIND             127.0.0.1                  address of the metrics server
 =================================  =========================  ============================================
 """
 
@@ -62,6 +64,8 @@ class Settings:
     key_prefix: str = "pg"
     outbox_recovery_s: float = 30.0
     web_port: int = 6066
+    metrics_port: int = 9464
+    metrics_bind: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
@@ -81,6 +85,7 @@ class Settings:
                  "KEY_PREFIX", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
         _require(0.5 <= self.outbox_recovery_s <= 86400, "OUTBOX_RECOVERY_S", "must be 0.5..86400")
         _require(0 <= self.web_port <= 65535, "WEB_PORT", "must be 0..65535")
+        _require(0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be 0..65535")
         for name in ("policy_file", "catalog_file"):
             path = getattr(self, name)
             _require(path is None or Path(path).is_file(), name.upper(), f"is not a readable file: {path}")

@@ -77,6 +77,12 @@ class SourceGenerator:
             out.append(f"{pad}if type({var}) in (dict, list) or (type({var}), {var}) not in {allowed}: return False")
         names = schema.get("type")
         kinds = [names] if isinstance(names, str) else list(names or [])
+        if kinds == ["string"]:
+            # the common leaf: one line, no second type test
+            checks = self._string_checks(schema, var)
+            out.append(f"{pad}if type({var}) is not str{''.join(' or ' + c for c in checks)}: return False")
+            self._date_time(schema, var, out, pad, typed=True)
+            return
         if kinds:
             allowed_types = self._const(frozenset(t for k in kinds for t in _PY_TYPES[k]))
             out.append(f"{pad}if type({var}) not in {allowed_types}: return False")
@@ -94,7 +100,7 @@ class SourceGenerator:
         self._source.append("\n".join(lines))
         return name
 
-    def _string(self, schema: Mapping[str, Any], var: str, out: list[str], pad: str) -> None:
+    def _string_checks(self, schema: Mapping[str, Any], var: str) -> list[str]:
         checks = []
         if "minLength" in schema:
             checks.append(f"len({var}) < {int(schema['minLength'])}")
@@ -102,12 +108,24 @@ class SourceGenerator:
             checks.append(f"len({var}) > {int(schema['maxLength'])}")
         if "pattern" in schema:
             checks.append(f"{self._const(re.compile(schema['pattern']).search)}({var}) is None")
+        return checks
+
+    def _string(self, schema: Mapping[str, Any], var: str, out: list[str], pad: str) -> None:
+        checks = self._string_checks(schema, var)
         if checks:
             out.append(f"{pad}if type({var}) is str and ({' or '.join(checks)}): return False")
-        if schema.get("format") == "date-time":
-            out.append(f"{pad}if type({var}) is str:")
-            out.append(f"{pad}    try: _fromisoformat({var})")
-            out.append(f"{pad}    except ValueError: return False")
+        self._date_time(schema, var, out, pad, typed=False)
+
+    def _date_time(self, schema: Mapping[str, Any], var: str, out: list[str], pad: str, typed: bool) -> None:
+        if schema.get("format") != "date-time":
+            return
+        if typed:
+            out.append(f"{pad}try: _fromisoformat({var})")
+            out.append(f"{pad}except ValueError: return False")
+            return
+        out.append(f"{pad}if type({var}) is str:")
+        out.append(f"{pad}    try: _fromisoformat({var})")
+        out.append(f"{pad}    except ValueError: return False")
 
     def _number(self, schema: Mapping[str, Any], var: str, out: list[str], pad: str) -> None:
         checks = []
@@ -156,7 +174,14 @@ class SourceGenerator:
             out.append(f"{inner}if len({var}) > {int(high)}: return False")
         if items is False:
             out.append(f"{inner}if len({var}) > {len(prefix)}: return False")
-        for index, sub in enumerate(prefix):
+        exact = items is False and low == len(prefix)
+        if exact and prefix:
+            # a fixed-size tuple such as a [name, value] header: length already checked, unpack once
+            children = [self._var() for _ in prefix]
+            out.append(f"{inner}{', '.join(children)}{',' if len(children) == 1 else ''} = {var}")
+            for child, sub in zip(children, prefix, strict=True):
+                self._node(sub, document, child, out, depth + 1)
+        for index, sub in enumerate(prefix if not exact else []):
             child = self._var()
             out.append(f"{inner}if len({var}) > {index}:")
             out.append(f"{inner}    {child} = {var}[{index}]")

@@ -20,6 +20,7 @@ SETTINGS_ENV = {
     "timer_interval_s": "PATCHGATE_TIMER_INTERVAL_S", "key_prefix": "PATCHGATE_KEY_PREFIX",
     "web_port": "PATCHGATE_WEB_PORT", "policy_file": "PATCHGATE_POLICY_FILE",
     "catalog_file": "PATCHGATE_CATALOG_FILE", "outbox_recovery_s": "PATCHGATE_OUTBOX_RECOVERY_S",
+    "metrics_port": "PATCHGATE_METRICS_PORT", "metrics_bind": "PATCHGATE_METRICS_BIND",
 }
 
 

@@ -106,6 +106,7 @@ class Evaluation:
     next_due: datetime | None
     at: datetime
     history: dict[str, Any] = field(default_factory=dict)
+    action: str = "none"  # report / throttle / block / paused / remediated
 
 
 def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, at: datetime) -> Evaluation:
@@ -180,7 +181,13 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
     ))
     history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
                "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}
-    return Evaluation(stage, fingerprint, prefix, suffix, notifications, once, next_due, at, history)
+    if stage == 0:
+        action = "remediated"
+    elif paused_until is not None:
+        action = "paused"
+    else:
+        action = "block" if block else ("throttle" if throttle else "report")
+    return Evaluation(stage, fingerprint, prefix, suffix, notifications, once, next_due, at, history, action)
 
 
 def _recommended(entry: Mapping[str, Any]) -> dict[str, Any]:

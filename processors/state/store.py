@@ -52,6 +52,7 @@ class Commit:
     issued_at: float
     kafka_key: str
     history: bytes
+    action: str  # for metrics: report / throttle / block / paused / remediated
     notifications: list[bytes]  # outbox records
 
 

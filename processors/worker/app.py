@@ -119,6 +119,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.worker.topics import ensure_topics
 
     ensure_topics(settings)
+    if settings.metrics_port:
+        from processors.metrics import start_metrics_server
+
+        start_metrics_server(settings.metrics_port, addr=settings.metrics_bind)
     app, _ = create_app(settings)
     # faust's `-l warn` turns the root logger to DEBUG (perf-notes): keep it at info or above.
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from processors.metrics import EVENTS_OUT
+
 
 class DeliveryFailed(RuntimeError):
     """At least one record of a flush was not acknowledged by the broker."""
@@ -36,6 +38,7 @@ class KafkaOutput:
             self._errors.append(f"{message.topic()}: {error}")
         else:
             self.delivered += 1
+            EVENTS_OUT.labels(message.topic()).inc()
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:

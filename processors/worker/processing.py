@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from processors.classify import Classification, Connection, build_bearing_hop, classify
+from processors.classify import Classification, Connection, classify
 from processors.contracts import (
     DEADLETTER_SCHEMA,
     METADATA_BATCH_SCHEMA,
@@ -77,6 +77,9 @@ class BatchStats:
     verdicts: int = 0
     notifications: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    verdict_actions: dict[str, int] = field(default_factory=dict)
+    redis_seconds: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -114,7 +117,7 @@ class BatchProcessor:
         self.store = store
         self.output = output
         self.policies = policies
-        self._cache: dict[tuple[str, int], Classification] = {}
+        self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
         self._cache_version = policies.current.version
 
     # ------------------------------------------------------------------------------------ decoding
@@ -185,25 +188,33 @@ class BatchProcessor:
     # ------------------------------------------------------------------------------ classification
 
     def _classify(self, event: dict[str, Any], at: datetime) -> Classification:
+        """Classify one record; the result is shared by every record with the same topmost hop that day.
+
+        The classifier decides from the topmost Received header alone (lower hops are context), so
+        its raw text and the day are a sound cache key whenever the server was named by that hop.
+        """
         headers = event["headers"]
+        top = None
+        for name, value in headers:
+            if len(name) == 8 and name.lower() == "received":
+                top = value
+                break
+        key = (top, at.toordinal()) if top is not None else None
+        if key is not None:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
         client = event["client"]
-        connection = Connection(ip=client["ip"], helo=client.get("helo"))
-        hop = build_bearing_hop(headers)
         snapshot = self.policies.current
-        if hop is None:
-            return classify(headers, connection, at, catalog=snapshot.catalog, policy=snapshot.classification)
-        key = (hop, at.toordinal())
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        result = classify(headers, connection, at, catalog=snapshot.catalog, policy=snapshot.classification)
-        if result.server_source == "by":  # independent of the connection: safe to share
+        result = classify(headers, Connection(ip=client["ip"], helo=client.get("helo")), at,
+                          catalog=snapshot.catalog, policy=snapshot.classification)
+        if key is not None and result.server_source == "by":  # independent of the connection
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = result
         return result
 
-    def _group(self, events: list[dict[str, Any]]) -> dict[str, _Group]:
+    def _group(self, events: list[dict[str, Any]], stats: BatchStats) -> dict[str, _Group]:
         if self._cache_version != self.policies.current.version:
             self._cache.clear()
             self._cache_version = self.policies.current.version
@@ -211,6 +222,7 @@ class BatchProcessor:
         for event in events:
             at = datetime.fromisoformat(event["observed_at"])
             classification = self._classify(event, at)
+            stats.statuses[classification.status] = stats.statuses.get(classification.status, 0) + 1
             tenant = event["tenant_id"]
             server_key = f"{tenant}/{classification.server.lower()}"
             group = groups.get(server_key)
@@ -260,13 +272,15 @@ class BatchProcessor:
         now = now or datetime.now(UTC)
         stats = BatchStats()
         events = self._decode(messages, stats, now)
-        groups = self._group(events)
+        groups = self._group(events, stats)
         observations = [self._observation(group) for group in groups.values()]
         stats.servers = len(observations)
         if not observations:
             await self.output.flush()
             return stats
+        started = time.perf_counter()
         states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
+        stats.redis_seconds.append(("observe", time.perf_counter() - started))
         policy = self.policies.current.enforcement
         evaluations = []
         leftovers = []  # outboxes a crashed run committed but did not publish
@@ -296,7 +310,7 @@ class BatchProcessor:
                     verdict_prefix=evaluation.verdict_prefix,
                     verdict_suffix=evaluation.verdict_suffix,
                     issued_at=evaluation.at.timestamp(),
-                    stage=evaluation.stage, kafka_key=server_key,
+                    stage=evaluation.stage, kafka_key=server_key, action=evaluation.action,
                     history=orjson.dumps(evaluation.history),
                     notifications=[outbox_record(topic_notifications, tenant, orjson.dumps(n))
                                    for n in evaluation.notifications],
@@ -311,9 +325,13 @@ class BatchProcessor:
                     due.append((server_key, when))
         outboxes = set(extra_outboxes)
         if commits or once or due:
+            started = time.perf_counter()
             sequences = await self.store.commit(commits, once, due, self.settings.topic_verdicts)
+            stats.redis_seconds.append(("commit", time.perf_counter() - started))
             committed = [c for c, seq in zip(commits, sequences, strict=True) if seq]
             stats.verdicts += len(committed)
+            for commit in committed:
+                stats.verdict_actions[commit.action] = stats.verdict_actions.get(commit.action, 0) + 1
             outboxes |= {self.store.keys.server_outbox(c.server_key) for c in committed}
             outboxes |= {self.store.keys.server_outbox(k) for k, _, _ in once}
         await self.publish(sorted(outboxes), stats)

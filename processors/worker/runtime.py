@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import orjson
 from redis.exceptions import NoScriptError, RedisError, WatchError
 
+from processors import metrics
 from processors.classify import Connection, classify
 from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
@@ -42,6 +43,22 @@ from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchSta
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = (RedisError, DeliveryFailed, OSError)
+
+
+def record_batch_metrics(messages: Sequence[RawMessage], stats: BatchStats) -> None:
+    if messages:
+        metrics.EVENTS_IN.labels(messages[0].topic).inc(len(messages))
+    metrics.BATCH_SIZE.labels("messages").observe(stats.messages)
+    metrics.BATCH_SIZE.labels("records").observe(stats.records)
+    metrics.BATCH_SIZE.labels("servers").observe(stats.servers)
+    for reason, count in stats.dead_letter_reasons.items():
+        metrics.DEAD_LETTERS.labels(metrics.reason_label(reason)).inc(count)
+    for status, count in stats.statuses.items():
+        metrics.CLASSIFICATIONS.labels(status).inc(count)
+    for action, count in stats.verdict_actions.items():
+        metrics.VERDICTS.labels(action).inc(count)
+    for operation, seconds in stats.redis_seconds:
+        metrics.REDIS_SECONDS.labels(operation).observe(seconds)
 
 
 class WorkerRuntime:
@@ -90,6 +107,7 @@ class WorkerRuntime:
         self.policies.maybe_reload()
         stats = await self.retry(lambda: self.processor.process(messages), "processing a metadata batch")
         await self.retry(lambda: self._mark_progress(messages), "recording progress")
+        record_batch_metrics(messages, stats)
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats

@@ -187,3 +187,28 @@ def test_pause_command_cli_path_and_quota(settings: Settings, worker: WorkerProc
     assert [n["kind"] for n in notices] == ["pause_started", "pause_refused"]
     assert "30 days are left this year" in notices[1]["text"]
     driver.close()
+
+
+def test_worker_exposes_prometheus_metrics(kafka_bootstrap: str, redis_url: str,
+                                           unique_name: Callable[[str], str]) -> None:
+    import urllib.request
+
+    from processors.devservices.base import free_port
+
+    port = free_port()
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metrics_port=port)
+    worker = WorkerProcess(settings)
+    worker.start()
+    try:
+        placed = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event("m-1", T0))),
+                                    (b"contoso/ex01.contoso.com", b"{broken")])
+        wait_for(processed(settings, placed), "the events")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert f'patchgate_events_in_total{{topic="{settings.topic_metadata}"}} 2.0' in text
+        assert 'patchgate_dead_letters_total{reason="invalid_json"} 1.0' in text
+        assert 'patchgate_classifications_total{status="unsupported"} 1.0' in text
+        assert 'patchgate_verdicts_total{action="report"} 1.0' in text
+        assert "patchgate_redis_seconds_count" in text
+    finally:
+        worker.stop()
