@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import stat
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Protocol
 
+from edge.listeners import Listeners
 from edge.milter.codec import (
     ACCEPT_PACKET,
     CONTINUE_PACKET,
@@ -286,51 +284,14 @@ class MilterProtocol(asyncio.Protocol):
         return reply
 
 
-class MilterServer:
+class MilterServer(Listeners):
     """Listens on Unix sockets and/or TCP ports; ``await server.close()`` stops listening."""
 
     def __init__(self, app: MilterApplication, *, max_packet: int = DEFAULT_MAX_PACKET) -> None:
+        super().__init__()
         self.app = app
         self.max_packet = max_packet
         self.metrics = ServerMetrics()
-        self._servers: list[asyncio.AbstractServer] = []
-        self._connections: set[MilterProtocol] = set()
-        self._unix_paths: list[Path] = []
 
-    async def listen_unix(self, path: str | Path, mode: int = 0o666) -> None:
-        """Listen on a Unix socket (a stale socket file at ``path`` is replaced)."""
-        p = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(p.lstat().st_mode):
-                p.unlink()
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_unix_server(lambda: MilterProtocol(self), str(p))
-        os.chmod(p, mode)
-        self._servers.append(srv)
-        self._unix_paths.append(p)
-
-    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on TCP (TCP_NODELAY on every connection); returns the bound port."""
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: MilterProtocol(self), host, port, reuse_address=True)
-        self._servers.append(srv)
-        return int(srv.sockets[0].getsockname()[1])
-
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
-    async def close(self) -> None:
-        for srv in self._servers:
-            srv.close()
-        for conn in list(self._connections):
-            if conn.transport is not None:
-                conn.transport.close()
-        for srv in self._servers:
-            with contextlib.suppress(Exception):
-                await srv.wait_closed()
-        self._servers.clear()
-        for p in self._unix_paths:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        self._unix_paths.clear()
+    def protocol(self) -> MilterProtocol:
+        return MilterProtocol(self)

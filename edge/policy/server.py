@@ -19,15 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from edge.config import EdgeConfig
+from edge.listeners import Listeners
 from edge.policy.codec import PolicyDecoder, PolicyProtocolError, encode_action
 from edge.verdicts import ACCEPT_UNKNOWN, VerdictIndex
 
@@ -159,46 +157,15 @@ class PolicyProtocol(asyncio.Protocol):
         return None  # close our side too
 
 
-class PolicyServer:
+class PolicyServer(Listeners):
     """Serves a :class:`PolicyService` on Unix sockets and/or TCP ports."""
 
     def __init__(self, service: PolicyService, *, close_after_reply: bool = False,
                  max_request: int = 32 * 1024) -> None:
+        super().__init__()
         self.service = service
         self.close_after_reply = close_after_reply
         self.max_request = max_request
-        self._servers: list[asyncio.AbstractServer] = []
-        self._connections: set[PolicyProtocol] = set()
-        self._unix_paths: list[Path] = []
 
-    async def listen_unix(self, path: str | Path, mode: int = 0o666) -> None:
-        p = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(p.lstat().st_mode):
-                p.unlink()
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_unix_server(lambda: PolicyProtocol(self), str(p))
-        os.chmod(p, mode)
-        self._servers.append(srv)
-        self._unix_paths.append(p)
-
-    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: PolicyProtocol(self), host, port, reuse_address=True)
-        self._servers.append(srv)
-        return int(srv.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        for srv in self._servers:
-            srv.close()
-        for conn in list(self._connections):
-            if conn.transport is not None:
-                conn.transport.close()
-        for srv in self._servers:
-            with contextlib.suppress(Exception):
-                await srv.wait_closed()
-        self._servers.clear()
-        for p in self._unix_paths:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        self._unix_paths.clear()
+    def protocol(self) -> PolicyProtocol:
+        return PolicyProtocol(self)

@@ -82,7 +82,7 @@ class ServerState:
             client_ips=tuple(sorted(ips))[:64],
             stage=int(fields.get("stage", 0) or 0),
             issued_at=from_epoch(fields.get("issued_at")),
-            has_verdict="verdict" in fields,
+            has_verdict="sequence" in fields,
         )
 
     def enforced_by(self, policy: EnforcementPolicy) -> bool:

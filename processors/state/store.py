@@ -7,7 +7,7 @@ a Redis that lost its scripts (restart) answers NOSCRIPT, and the caller retries
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -20,6 +20,11 @@ from processors.enforcement.pauses import PauseState
 from processors.state.keys import HISTORY_LENGTH, HLL_RETENTION_SECONDS, NOTIFICATIONS_KEPT, KeySchema
 
 SET_CAP = 64  # client IPs / HELO names remembered per server
+# The server-hash fields a batch needs back from observe.lua (enforcement.verdicts.ServerState and
+# the change checks of the batch processor); the rest of the hash (verdict JSON, hop, ...) stays put.
+STATE_FIELDS = ("tenant_id", "server", "status", "rule", "product", "build", "release_name", "recommended",
+                "detected_at", "connector_type", "stage", "issued_at", "fingerprint", "due_at", "sequence")
+_STATE_FIELDS_JSON = orjson.dumps(STATE_FIELDS)
 
 
 def _script(name: str) -> str:
@@ -78,10 +83,6 @@ def text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _decode_hash(flat: Sequence[bytes]) -> dict[str, str]:
-    return {flat[i].decode(): flat[i + 1].decode("utf-8", "replace") for i in range(0, len(flat), 2)}
-
-
 class StateStore:
     def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
         self.client = client
@@ -116,7 +117,7 @@ class StateStore:
             args: list[Any] = [
                 obs.tenant_id, obs.server, repr(obs.first_at), repr(obs.last_at),
                 orjson.dumps(obs.evidence), orjson.dumps(obs.latest), SET_CAP, HLL_RETENTION_SECONDS,
-                orjson.dumps(obs.ips), orjson.dumps(obs.helos),
+                orjson.dumps(obs.ips), orjson.dumps(obs.helos), _STATE_FIELDS_JSON,
             ]
             for day in days:
                 ids = obs.event_ids_by_day[day]
@@ -130,18 +131,22 @@ class StateStore:
         for tenant in tenant_list:
             pipe.hgetall(keys.tenant_pause(tenant))
         results = await pipe.execute()
-        states = [(_decode_hash(result[0]), [ip.decode() for ip in result[1]], int(result[2]))
+        states = [({name: text(value) for name, value in zip(STATE_FIELDS, result[0], strict=True)
+                    if value is not None}, [ip.decode() for ip in result[1]], int(result[2]))
                   for result in results[0:2 * len(observations):2]]
         pauses_raw = results[2 * len(observations) + (1 if tenant_list else 0):]
         pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, pauses_raw, strict=True)}
         return states, pauses
 
     async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
-                     due: Sequence[tuple[str, float]], verdicts_topic: str) -> list[int]:
-        """Commit changed verdicts, queue once-only notifications, schedule due times: one round trip.
+                     due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str] = (),
+                     now: float = 0.0) -> tuple[list[int], list[OutboxRecord]]:
+        """Commit changed verdicts, queue once-only notifications, schedule due times, and claim the
+        outboxes in ``claim`` for publishing: one round trip.
 
         ``once``: (server_key, notification_id, outbox record); ``due``: (server_key, epoch).
-        Returns the sequence assigned to each commit (0 = it was committed before).
+        Returns the sequence assigned to each commit (0 = it was committed before) and the claimed
+        records (see ``claim_outbox.lua``).
         """
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
@@ -154,15 +159,18 @@ class StateStore:
         for server_key, notification_id, record in once:
             pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),
                          notification_id, record)
-        outboxes = {keys.server_outbox(c.server_key) for c in commits}
-        outboxes |= {keys.server_outbox(server_key) for server_key, _, _ in once}
-        if outboxes:
-            pipe.sadd(keys.outbox_pending, *sorted(outboxes))
+        if claim:
+            pipe.sadd(keys.outbox_pending, *claim)
         for server_key, when in due:
             pipe.zadd(keys.due, {f"s|{server_key}": when})
             pipe.hset(keys.server(server_key), "due_at", repr(when))
+        for outbox in claim:  # after the commits above, in the same round trip
+            pipe.evalsha(self._sha["claim_outbox"], 3, outbox, f"{outbox}:inflight", f"{outbox}:claimed_at", repr(now))
         results = await pipe.execute()
-        return [int(r) for r in results[: len(commits)]]
+        claimed: list[OutboxRecord] = []
+        for outbox, raws in zip(claim, results[len(results) - len(claim):], strict=True):
+            claimed.extend(parse_outbox(outbox, raw) for raw in raws)
+        return [int(r) for r in results[: len(commits)]], claimed
 
     async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
         """Claim the given outboxes for publishing (exclusive); returns their records."""
@@ -174,10 +182,14 @@ class StateStore:
             records.extend(parse_outbox(outbox, raw) for raw in raws)
         return records
 
-    async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str) -> None:
-        """After Kafka acknowledged the claimed records: end the claims, keep recent notifications."""
+    async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str,
+                      progress: Mapping[str, int | str] | None = None) -> None:
+        """After Kafka acknowledged the claimed records: end the claims, keep recent notifications,
+        and record ``progress`` marks (``<p>:progress``) in the same round trip."""
         keys = self.keys
         outboxes = sorted({record.outbox for record in delivered})
+        if not outboxes and not progress:
+            return
         pipe = self.client.pipeline(transaction=False)
         for record in delivered:
             if record.topic == notifications_topic:
@@ -186,12 +198,15 @@ class StateStore:
                 pipe.ltrim(keys.tenant_notifications(tenant), 0, NOTIFICATIONS_KEPT - 1)
         for outbox in outboxes:
             pipe.delete(f"{outbox}:inflight", f"{outbox}:claimed_at")
+        if progress:
+            pipe.hset(keys.progress, mapping=dict(progress))  # type: ignore[arg-type]
         for outbox in outboxes:
             pipe.exists(outbox)
         results = await pipe.execute()
-        drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
-        if drained:
-            await self.client.srem(keys.outbox_pending, *drained)
+        if outboxes:
+            drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
+            if drained:
+                await self.client.srem(keys.outbox_pending, *drained)
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +47,7 @@ from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import Commit, Observation, StateStore, outbox_record
+from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
@@ -267,8 +267,12 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------------------------ the batch
 
-    async def process(self, messages: Sequence[RawMessage], now: datetime | None = None) -> BatchStats:
-        """Process one batch completely; raise (to be retried whole) if Redis or Kafka fails."""
+    async def process(self, messages: Sequence[RawMessage], now: datetime | None = None,
+                      progress: Mapping[str, int | str] | None = None) -> BatchStats:
+        """Process one batch completely; raise (to be retried whole) if Redis or Kafka fails.
+
+        ``progress`` marks are recorded in Redis, in the last round trip, once everything is published.
+        """
         now = now or datetime.now(UTC)
         stats = BatchStats()
         events = self._decode(messages, stats, now)
@@ -277,6 +281,7 @@ class BatchProcessor:
         stats.servers = len(observations)
         if not observations:
             await self.output.flush()
+            await self.store.release([], self.settings.topic_notifications, progress)
             return stats
         started = time.perf_counter()
         states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
@@ -290,11 +295,12 @@ class BatchProcessor:
             evaluations.append((fields, evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))))
             if outbox_length:
                 leftovers.append(self.store.keys.server_outbox(obs.server_key))
-        await self.commit(evaluations, stats, extra_outboxes=leftovers)
+        await self.commit(evaluations, stats, extra_outboxes=leftovers, progress=progress)
         return stats
 
     async def commit(self, evaluations: Sequence[tuple[dict[str, str], Evaluation]], stats: BatchStats,
-                     force_due: bool = False, extra_outboxes: Sequence[str] = ()) -> None:
+                     force_due: bool = False, extra_outboxes: Sequence[str] = (),
+                     progress: Mapping[str, int | str] | None = None) -> None:
         """Commit what changed, publish it, confirm delivery. Shared by the timer and commands."""
         topic_notifications = self.settings.topic_notifications
         commits: list[Commit] = []
@@ -315,37 +321,41 @@ class BatchProcessor:
                     notifications=[outbox_record(topic_notifications, tenant, orjson.dumps(n))
                                    for n in evaluation.notifications],
                 ))
-            for notification in evaluation.once_notifications:
-                if f"sent:{notification['notification_id']}" not in fields:
-                    once.append((server_key, notification["notification_id"],
-                                 outbox_record(topic_notifications, fields["tenant_id"], orjson.dumps(notification))))
+            for notification in evaluation.once_notifications:  # emit_once.lua drops repeats
+                once.append((server_key, notification["notification_id"],
+                             outbox_record(topic_notifications, fields["tenant_id"], orjson.dumps(notification))))
             if evaluation.next_due is not None:
                 when = evaluation.next_due.timestamp()
                 if force_due or fields.get("due_at") != repr(when):
                     due.append((server_key, when))
         outboxes = set(extra_outboxes)
-        if commits or once or due:
+        outboxes |= {self.store.keys.server_outbox(c.server_key) for c in commits}
+        outboxes |= {self.store.keys.server_outbox(k) for k, _, _ in once}
+        claimed: list[OutboxRecord] = []
+        if commits or once or due or outboxes:
             started = time.perf_counter()
-            sequences = await self.store.commit(commits, once, due, self.settings.topic_verdicts)
+            sequences, claimed = await self.store.commit(commits, once, due, self.settings.topic_verdicts,
+                                                         claim=sorted(outboxes), now=time.time())
             stats.redis_seconds.append(("commit", time.perf_counter() - started))
             committed = [c for c, seq in zip(commits, sequences, strict=True) if seq]
             stats.verdicts += len(committed)
             for commit in committed:
                 stats.verdict_actions[commit.action] = stats.verdict_actions.get(commit.action, 0) + 1
-            outboxes |= {self.store.keys.server_outbox(c.server_key) for c in committed}
-            outboxes |= {self.store.keys.server_outbox(k) for k, _, _ in once}
-        await self.publish(sorted(outboxes), stats)
+        await self.send(claimed, stats, progress)
 
-    async def publish(self, outboxes: Sequence[str], stats: BatchStats) -> None:
-        """Claim the outboxes, publish their records (and anything produced before), then release."""
-        records = await self.store.claim(outboxes, time.time()) if outboxes else []
-        for record in records:
+    async def send(self, claimed: Sequence[OutboxRecord], stats: BatchStats,
+                   progress: Mapping[str, int | str] | None = None) -> None:
+        """Publish claimed records (and anything produced before, e.g. dead letters), then release."""
+        for record in claimed:
             if record.topic == self.settings.topic_notifications:
                 stats.notifications += 1
             self.output.produce(record.topic, record.key, record.value)
         await self.output.flush()
-        if records:
-            await self.store.release(records, self.settings.topic_notifications)
+        await self.store.release(claimed, self.settings.topic_notifications, progress)
+
+    async def publish(self, outboxes: Sequence[str], stats: BatchStats) -> None:
+        """Claim the outboxes (exclusive), publish their records, then release them."""
+        await self.send(await self.store.claim(outboxes, time.time()) if outboxes else [], stats)
 
     async def flush_outboxes(self) -> None:
         """Publish every outbox that is queued and not claimed (records a crashed run committed)."""

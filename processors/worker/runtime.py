@@ -105,20 +105,25 @@ class WorkerRuntime:
     async def process_batch(self, messages: Sequence[RawMessage]) -> BatchStats:
         await self.ready.wait()
         self.policies.maybe_reload()
-        stats = await self.retry(lambda: self.processor.process(messages), "processing a metadata batch")
-        await self.retry(lambda: self._mark_progress(messages), "recording progress")
+        marks = self._progress_marks(messages)
+        stats = await self.retry(lambda: self.processor.process(messages, progress=marks),
+                                 "processing a metadata batch")
         record_batch_metrics(messages, stats)
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats
 
-    async def _mark_progress(self, messages: Sequence[RawMessage]) -> None:
-        """Record the last offset fully processed per partition: for operators and replay drivers."""
+    def _progress_marks(self, messages: Sequence[RawMessage]) -> dict[str, int | str]:
+        """The last offset fully processed per partition, and by whom: for operators and replay drivers."""
         marks: dict[str, int | str] = {}
         for message in messages:
             field = f"{message.topic}:{message.partition}"
             marks[field] = max(int(marks.get(field, -1)), message.offset)
             marks[f"owner:{field}"] = self.identity
+        return marks
+
+    async def _mark_progress(self, messages: Sequence[RawMessage]) -> None:
+        marks = self._progress_marks(messages)
         if marks:
             await self.store.client.hset(self.store.keys.progress, mapping=marks)  # type: ignore[arg-type]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -55,19 +55,6 @@ def processed(settings: Settings, placed: list[tuple[int, int]]) -> Callable[[],
             return False
         return all(int(marks.get(f"{settings.topic_metadata}:{p}".encode(), -1)) >= o for p, o in placed)
     return check
-
-
-@pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Settings:
-    return isolated_settings(kafka_bootstrap, redis_url, unique_name)
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(settings)
-    process.start()
-    yield process
-    process.stop()
 
 
 def test_poison_input_is_dead_lettered_and_the_worker_carries_on(settings: Settings, worker: WorkerProcess) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
 import redis
 
@@ -13,7 +11,7 @@ from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, steps
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from tests.worker.harness import isolated_settings, read_topic, topic_size
+from tests.worker.harness import read_topic, topic_size
 from tests.worker.scenario_expectations import NOTIFICATIONS, VERDICTS
 
 pytestmark = pytest.mark.integration
@@ -47,19 +45,6 @@ def notification_table(settings: Settings) -> dict[str, list[tuple[str, str, int
     return table
 
 
-@pytest.fixture
-def scenario_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Settings:
-    return isolated_settings(kafka_bootstrap, redis_url, unique_name)
-
-
-@pytest.fixture
-def worker(scenario_settings: Settings) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(scenario_settings)
-    process.start()
-    yield process
-    process.stop()
-
-
 def server_hashes(settings: Settings) -> dict[str, dict[bytes, bytes]]:
     client = redis.Redis.from_url(settings.redis_url)
     keys = KeySchema(settings.key_prefix)
@@ -67,44 +52,44 @@ def server_hashes(settings: Settings) -> dict[str, dict[bytes, bytes]]:
 
 
 def test_sample_gives_exactly_the_expected_verdicts_and_notifications(
-        scenario_settings: Settings, worker: WorkerProcess) -> None:
-    driver = ReplayDriver(scenario_settings, step_timeout=90)
+        settings: Settings, worker: WorkerProcess) -> None:
+    driver = ReplayDriver(settings, step_timeout=90)
     driver.run(steps())
-    assert verdict_table(scenario_settings) == VERDICTS
-    assert notification_table(scenario_settings) == NOTIFICATIONS
-    refused = [v for _, v in read_topic(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)
+    assert verdict_table(settings) == VERDICTS
+    assert notification_table(settings) == NOTIFICATIONS
+    refused = [v for _, v in read_topic(settings.kafka_bootstrap, settings.topic_notifications)
                if v["kind"] == "pause_refused"]
     assert "40 days are left this year" in refused[0]["text"]
 
     # reported, never enforced: the state says why
-    state = server_hashes(scenario_settings)
+    state = server_hashes(settings)
     assert state["fabrikam/hidden.fabrikam.com"][b"last_status"] == b"no_build"
     assert state["fabrikam/relay.fabrikam.com"][b"last_status"] == b"not_exchange"
     assert state["tailspin/partner.tailspin.com"][b"status"] == b"unsupported"
     assert state["contoso/se.contoso.com"][b"status"] == b"current"
-    client = redis.Redis.from_url(scenario_settings.redis_url)
-    keys = KeySchema(scenario_settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = KeySchema(settings.key_prefix)
     assert client.pfcount(keys.server_day_hll("contoso/ex2019.contoso.com", "2026-10-05")) == 1
     assert client.smembers(keys.tenant_servers("fabrikam")) == {
         b"fabrikam/ex2016.fabrikam.com", b"fabrikam/ex2013.fabrikam.com", b"fabrikam/hidden.fabrikam.com",
         b"fabrikam/relay.fabrikam.com"}
 
     # redelivery: the whole metadata input again changes no state and publishes nothing
-    before_state = server_hashes(scenario_settings)
-    before_out = (topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
-                  topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications))
+    before_state = server_hashes(settings)
+    before_out = (topic_size(settings.kafka_bootstrap, settings.topic_verdicts),
+                  topic_size(settings.kafka_bootstrap, settings.topic_notifications))
     replay = [step for step in steps() if step.kind == "mail"]
     driver.run(replay)
-    ReplayDriver(scenario_settings, envelopes=False).run(replay)  # and as single records
-    assert server_hashes(scenario_settings) == before_state
-    assert (topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_verdicts),
-            topic_size(scenario_settings.kafka_bootstrap, scenario_settings.topic_notifications)) == before_out
+    ReplayDriver(settings, envelopes=False).run(replay)  # and as single records
+    assert server_hashes(settings) == before_state
+    assert (topic_size(settings.kafka_bootstrap, settings.topic_verdicts),
+            topic_size(settings.kafka_bootstrap, settings.topic_notifications)) == before_out
     driver.close()
 
 
-def test_kill_9_mid_scenario_gives_the_same_result(scenario_settings: Settings, worker: WorkerProcess) -> None:
+def test_kill_9_mid_scenario_gives_the_same_result(settings: Settings, worker: WorkerProcess) -> None:
     all_steps = steps()
-    driver = ReplayDriver(scenario_settings, step_timeout=90)
+    driver = ReplayDriver(settings, step_timeout=90)
     kill_points = {40, 41, 77, 104}
     for index in range(len(all_steps)):
         if index in kill_points:
@@ -117,8 +102,8 @@ def test_kill_9_mid_scenario_gives_the_same_result(scenario_settings: Settings, 
             worker.kill()
             worker.start()
         driver.run(all_steps, start=index, stop=index + 1)
-    assert verdict_table(scenario_settings) == VERDICTS
-    assert notification_table(scenario_settings) == NOTIFICATIONS
+    assert verdict_table(settings) == VERDICTS
+    assert notification_table(settings) == NOTIFICATIONS
     driver.close()
 
 

@@ -14,14 +14,15 @@
 -- ARGV[6] latest message of any kind: {"at", "status", "rule", "connector_type", "helo"}
 -- ARGV[7] cap of the ips/helos sets   ARGV[8] HLL expiry seconds
 -- ARGV[9] JSON array of client IPs    ARGV[10] JSON array of HELO names
--- ARGV[11..] for each HLL key: the number n of event ids, then the n ids
+-- ARGV[11] JSON array of the hash fields to return (the caller's needs; the whole hash is large)
+-- ARGV[12..] for each HLL key: the number n of event ids, then the n ids
 --
 -- Hash fields: tenant_id, server, first_seen, last_seen (epoch seconds); evidence_at plus the
 -- evidence fields (status, rule, product, build, build_long, release_name, recommended, hop,
 -- reason); last_status, last_rule, last_status_at, connector_type, last_helo; detected_at (set by vulnerable evidence newer
 -- than current_at, cleared by current evidence newer than it); current_at (latest current build).
--- Returns the whole hash (HGETALL), the IP set and the outbox length (a crashed run may have left
--- records there, which the caller then publishes).
+-- Returns the requested hash fields (HMGET, in ARGV[11]'s order), the IP set and the outbox length
+-- (a crashed run may have left records there, which the caller then publishes).
 
 local state = KEYS[1]
 redis.call('HSET', state, 'tenant_id', ARGV[1], 'server', ARGV[2])
@@ -85,7 +86,7 @@ add_capped(KEYS[2], cjson.decode(ARGV[9]))
 add_capped(KEYS[3], cjson.decode(ARGV[10]))
 
 local ttl = tonumber(ARGV[8])
-local index = 11
+local index = 12
 for k = 5, #KEYS do
   local count = tonumber(ARGV[index])
   index = index + 1
@@ -96,4 +97,5 @@ for k = 5, #KEYS do
   redis.call('EXPIRE', KEYS[k], ttl)
 end
 
-return {redis.call('HGETALL', state), redis.call('SMEMBERS', KEYS[2]), redis.call('LLEN', KEYS[4])}
+return {redis.call('HMGET', state, unpack(cjson.decode(ARGV[11]))), redis.call('SMEMBERS', KEYS[2]),
+        redis.call('LLEN', KEYS[4])}
