@@ -53,7 +53,7 @@ def settings_for(name: str, bootstrap: str, redis_url: str) -> Settings:
                                  topic_metadata=f"{name}.metadata", topic_verdicts=f"{name}.verdicts",
                                  topic_notifications=f"{name}.notifications", topic_deadletter=f"{name}.deadletter",
                                  topic_commands=f"{name}.commands", consumer_group=f"{name}-group",
-                                 key_prefix=f"bench-{name}", metadata_partitions=8, session_timeout_ms=4000,
+                                 key_prefix=f"bench-{name}", metadata_partitions=8, session_timeout_ms=6000,
                                  web_port=0, metrics_port=0, batch_max_messages=500, batch_max_wait_ms=20,
                                  timer_interval_s=1.0)
     ensure_topics(settings)
@@ -257,8 +257,16 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=20000, help="unbatched records")
     parser.add_argument("--servers", type=int, default=500, help="distinct servers in the traffic")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--broker", choices=["tansu", "apache"], default="tansu",
+                        help="Tansu (in memory) or Apache Kafka 4 (jars fetched through Maven)")
     args = parser.parse_args()
-    broker, store = TansuBroker(), RedisServer()
+    if args.broker == "apache":
+        from processors.devservices.apache_kafka import ApacheKafkaBroker
+
+        broker: Any = ApacheKafkaBroker()
+    else:
+        broker = TansuBroker()
+    store = RedisServer()
     broker.start()
     store.start()
     client = redis.Redis.from_url(store.url)
@@ -284,7 +292,7 @@ def main() -> int:
     finally:
         store.stop()
         broker.stop()
-    print("\nrecords per second (one run, same machine, start-up excluded)")
+    print(f"\nrecords per second on {args.broker} (one run, same machine, start-up excluded)")
     for name, rate in results.items():
         print(f"  {name:<42} {rate:>10,.0f}")
     print(f"\n  two workers / one worker: {two / one:.2f}x (target >= 1.6x)")

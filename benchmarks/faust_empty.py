@@ -16,7 +16,7 @@ TOPIC = os.environ["BENCH_TOPIC"]
 PROGRESS = os.environ["BENCH_PROGRESS_KEY"]
 
 app = faust.App(os.environ["BENCH_GROUP"], broker=f"kafka://{BOOTSTRAP}", value_serializer="raw",
-                broker_session_timeout=4.0, broker_heartbeat_interval=0.8, consumer_auto_offset_reset="earliest",
+                broker_session_timeout=6.0, broker_heartbeat_interval=1.2, consumer_auto_offset_reset="earliest",
                 web_enabled=False, topic_disable_leader=True)
 topic = app.topic(TOPIC, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
 client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])

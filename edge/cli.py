@@ -19,6 +19,9 @@ variables:
   listening anyway, failing open until it has (``30``).
 - ``PATCHGATE_EDGE_PUBLISH``: ``0`` disables metadata publishing (``1``).
 - ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
+- ``PATCHGATE_EDGE_CLOCK_OFFSET_S``: seconds added to the edge's clock (``0``). For replays and tests
+  that run the processor on a scenario clock: the edge then decides, and stamps ``observed_at``, in
+  the same scenario time. Never set it in production.
 
 Once listening, the process prints one line ``patchgate edge <command> ready: ...`` to stdout (for
 supervisors and tests), logs counters every ``--metrics-interval`` seconds and stops cleanly on
@@ -47,6 +50,15 @@ ENV = "PATCHGATE_EDGE_"
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV + name, default)
+
+
+def _clock() -> Callable[[], float]:
+    """The edge's clock: wall time, shifted by PATCHGATE_EDGE_CLOCK_OFFSET_S (replays and tests only)."""
+    offset = float(_env("CLOCK_OFFSET_S", "0") or 0)
+    if not offset:
+        return time.time
+    log.warning("edge clock shifted by %.0f seconds (PATCHGATE_EDGE_CLOCK_OFFSET_S)", offset)
+    return lambda: time.time() + offset
 
 
 def register(subparsers: Any) -> None:
@@ -189,11 +201,12 @@ def run_milter(args: argparse.Namespace) -> int:
             topic=str(args.metadata_topic or _env("METADATA_TOPIC", METADATA_TOPIC)),
         )
         publisher.start()
-    app = PatchgateMilter(config, cache, publisher)
+    app = PatchgateMilter(config, cache, publisher, clock=_clock())
     milter = MilterServer(app)
     policy_spec = args.policy_listen or _env("POLICY_LISTEN")
     mode = args.policy_mode or _env("POLICY_MODE", "postfix")
-    policy = PolicyServer(PolicyService(config, cache), close_after_reply=mode == "exim") if policy_spec else None
+    policy = (PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim")
+              if policy_spec else None)
 
     async def main() -> None:
         bound = await _listen(milter, args.listen or _env("MILTER_LISTEN", "unix:/run/patchgate/milter.sock") or "")
@@ -232,7 +245,7 @@ def run_policy(args: argparse.Namespace) -> int:
 
     cache = _start_cache(args)
     mode = args.mode or _env("POLICY_MODE", "postfix")
-    server = PolicyServer(PolicyService(config, cache), close_after_reply=mode == "exim")
+    server = PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim")
 
     async def main() -> None:
         bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "")

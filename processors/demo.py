@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
         store.start()
         started.append(store)
         settings = Settings.from_env({}, kafka_bootstrap=broker.bootstrap, redis_url=store.url,
-                                     session_timeout_ms=4000, timer_interval_s=0.1, batch_max_wait_ms=20,
+                                     session_timeout_ms=6000, timer_interval_s=0.1, batch_max_wait_ms=20,
                                      web_port=0, metrics_port=0)
         ensure_topics(settings)
         print(f"  broker {broker.bootstrap}, redis {store.url}")

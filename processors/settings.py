@@ -19,7 +19,9 @@ PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-re
 PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
 PATCHGATE_BATCH_MAX_MESSAGES       500                        Kafka messages per processing batch
 PATCHGATE_BATCH_MAX_WAIT_MS        50                         longest wait to fill a batch
-PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout
+PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout (Kafka brokers
+                                                              refuse values below group.min.session.timeout.ms,
+                                                              6000 by default)
 PATCHGATE_TIMER_INTERVAL_S         5                          how often the leader looks for due work
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication

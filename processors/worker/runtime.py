@@ -73,7 +73,7 @@ class WorkerRuntime:
         self.ready = asyncio.Event()
         self.totals = BatchStats()
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
-        self._reclassify_pending = False
+        self._evaluated_version = policies.current.version  # servers were judged under this version
 
     async def start(self) -> None:
         await self.retry(self.store.load_scripts, "loading Redis scripts")
@@ -217,17 +217,17 @@ class WorkerRuntime:
     async def tick(self) -> int:
         """Run all time-driven work due by the clock. Returns the number of due items handled."""
         await self.ready.wait()
-        if self.policies.maybe_reload():
-            self._reclassify_pending = True
+        self.policies.maybe_reload()  # the batches check too; whoever notices first, the timer re-evaluates
         return await self.retry(self._tick, "running the timer")
 
     async def _tick(self) -> int:
         now = await self.clock.now()
         if now is None:
             return 0
-        if self._reclassify_pending:
+        version = self.policies.current.version
+        if version != self._evaluated_version:
             await self.reclassify_all(now)
-            self._reclassify_pending = False
+            self._evaluated_version = version
         handled = await self._run_due(now)
         await self.processor.flush_outboxes()
         await self.recover_abandoned_claims()

@@ -22,7 +22,7 @@ def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callabl
         "topic_metadata": f"metadata.{suffix}", "topic_verdicts": f"verdicts.{suffix}",
         "topic_notifications": f"notifications.{suffix}", "topic_deadletter": f"deadletter.{suffix}",
         "topic_commands": f"commands.{suffix}", "consumer_group": f"worker-{suffix}", "key_prefix": f"pg-{suffix}",
-        "metadata_partitions": 8, "timer_interval_s": 0.1, "batch_max_wait_ms": 20, "session_timeout_ms": 4000,
+        "metadata_partitions": 8, "timer_interval_s": 0.1, "batch_max_wait_ms": 20, "session_timeout_ms": 6000,
         "web_port": 0, "metrics_port": 0, "outbox_recovery_s": 2.0, **overrides,
     })
     ensure_topics(settings)
