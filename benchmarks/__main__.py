@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_classify.py", "bench_edge.py", "bench_worker.py"]
+BENCHMARKS = ["bench_classify.py", "bench_edge.py", "bench_postfix.py", "bench_worker.py"]
 
 
 def main() -> int:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from processors.devservices.postfix import PostfixInstance
 from processors.devservices.worker_process import WorkerProcess
 from processors.replay.driver import ReplayDriver
-from tests.edge.postfix_instance import PostfixInstance
 from tests.edge.test_postfix_e2e import CONFIG, MilterProcess, message, send
 from tests.worker.harness import isolated_settings, read_topic
 

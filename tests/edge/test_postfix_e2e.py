@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import pytest
 
+from processors.devservices.postfix import PostfixInstance
 from tests.edge.helpers import BLOCK, THROTTLE, exchange_received, verdict_bytes
 from tests.edge.kafka_helpers import create_topic, produce, read_all
-from tests.edge.postfix_instance import PostfixInstance
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""A throwaway Postfix instance for end-to-end tests: own config, queue and log in a temp directory.
+"""A throwaway Postfix instance for end-to-end tests and benchmarks: own config, queue and log in a temp directory.
 
 It listens on 127.0.0.1:<free port>, relays mail for ``example.net`` to ``discard:`` and calls the
 milters given. Started with ``postfix -c DIR start`` (root needed: Postfix drops to ``mail_owner``
