@@ -105,8 +105,8 @@ def run_demo(args: argparse.Namespace) -> int:
                                    "PATCHGATE_EDGE_METADATA_TOPIC": settings.topic_metadata})
         edge.start()
         started.append(edge)
-        print(f"  edge milter on unix:{milter_socket} (smtpd_milters = {{ unix:{milter_socket}, "
-              "default_action=accept }})")
+        print(f"  edge milter on unix:{milter_socket} "
+              f"(Postfix: smtpd_milters = {{ unix:{milter_socket}, default_action=accept }})")
 
         token = secrets.token_urlsafe(24)
         api_port = args.api_port or free_port()
