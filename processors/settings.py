@@ -22,7 +22,7 @@ PATCHGATE_BATCH_MAX_WAIT_MS        50                         longest wait to fi
 PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout (Kafka brokers
                                                               refuse values below group.min.session.timeout.ms,
                                                               6000 by default)
-PATCHGATE_TIMER_INTERVAL_S         5                          how often the leader looks for due work
+PATCHGATE_TIMER_INTERVAL_S         5                          how often the timer looks for due work
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
                                                               counts as abandoned (its claimer died)

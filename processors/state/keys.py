@@ -31,6 +31,7 @@ Key                                         Type    Content
 <p>:outbox:pending                          set     outbox list keys that may hold undelivered records
                                                     (queued or in flight)
 <p>:clock                                   string  scenario clock (epoch seconds) for PATCHGATE_CLOCK=redis
+<p>:timer:lease                             string  the worker (host:pid) running the timer; expires
 <p>:progress                                hash    ``<topic>:<partition>`` → last offset fully processed
                                                     (verdicts published), ``owner:<topic>:<partition>``
                                                     → the worker (host:pid) that processed it, and
@@ -99,6 +100,10 @@ class KeySchema:
     @property
     def progress(self) -> str:
         return f"{self.prefix}:progress"
+
+    @property
+    def timer_lease(self) -> str:
+        return f"{self.prefix}:timer:lease"
 
     @property
     def clock(self) -> str:

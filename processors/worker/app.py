@@ -8,7 +8,10 @@ Agents:
   :class:`~processors.worker.runtime.WorkerRuntime` as one batch: Faust's per-message cost is paid
   once per Kafka message, not once per record.
 - ``commands``: operator commands (pauses), one at a time, in order per tenant.
-- a timer on the leader only: stage transitions without new mail, notices, pause expiry, reloads.
+- a timer on every worker; the one holding a short Redis lease does the time-driven work (stage
+  transitions without new mail, notices, pause expiry, reloads, outbox recovery). A lease instead of
+  Faust's leader election: it does not depend on one topic partition's assignment, and a dead
+  holder is replaced once its lease expires.
 
 Faust's own per-event machinery is the bottleneck for unbatched input (~90 µs per Kafka message on
 a 2-core machine), which is why producers should send batch envelopes.
@@ -104,8 +107,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
             if outcome is not None:
                 log.info("command applied for tenant: %s", outcome.text)
 
-    @app.timer(settings.timer_interval_s, on_leader=True)
-    async def leader_timer() -> None:
+    @app.timer(settings.timer_interval_s)
+    async def timer() -> None:
         if "runtime" in holder:
             try:
                 await runtime().tick()

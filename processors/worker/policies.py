@@ -3,7 +3,7 @@
 Reload is by watched file: every worker checks the modification time and size of
 ``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
 in the new version only if it validates; a bad file is logged and the old version stays. The
-leader's timer then re-evaluates every server against the new version.
+timer (the worker holding the lease) then re-evaluates every server against the new version.
 """
 
 from __future__ import annotations

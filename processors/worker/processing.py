@@ -16,8 +16,8 @@ envelopes) and:
 Crash safety: a verdict is committed to Redis together with its outbox records before it is
 published. Publishing claims an outbox exclusively (``claim_outbox.lua``), so two processes never
 publish the same records; a crash before the claim leaves the records queued, and the next batch
-of that server, start-up or the leader's timer publishes them; a crash after the claim leaves an
-in-flight list that the leader recovers, publishing only what Kafka does not already hold
+of that server, start-up or the timer publishes them; a crash after the claim leaves an
+in-flight list that the timer recovers, publishing only what Kafka does not already hold
 (:meth:`processors.worker.runtime.WorkerRuntime.recover_abandoned_claims`). Replaying input after a crash re-runs steps
 1-4 idempotently (HyperLogLog counts, event-time comparisons, fingerprint compare-and-set), so it
 neither changes state nor commits a second verdict for the same transition.

@@ -1,5 +1,5 @@
 """Everything a worker process runs besides the Faust plumbing: batches with retry, operator
-commands (pauses), and the leader's time-driven work.
+commands (pauses), and the time-driven work (one worker at a time, by Redis lease).
 
 Failure behaviour: when Redis or the broker fails, the batch is retried whole with exponential
 backoff (0.1 s doubling to 10 s) and the agent consumes nothing meanwhile; offsets are committed
@@ -212,13 +212,30 @@ class WorkerRuntime:
         await self.processor.commit(evaluations, stats, force_due=force_due)
         return stats
 
-    # ------------------------------------------------------------------------------- the leader's timer
+    # ------------------------------------------------------------------------------------------- the timer
 
     async def tick(self) -> int:
-        """Run all time-driven work due by the clock. Returns the number of due items handled."""
+        """Run all time-driven work due by the clock, if this worker holds the timer lease.
+
+        Returns the number of due items handled."""
         await self.ready.wait()
         self.policies.maybe_reload()  # the batches check too; whoever notices first, the timer re-evaluates
+        if not await self.retry(self._hold_timer_lease, "taking the timer lease"):
+            return 0
         return await self.retry(self._tick, "running the timer")
+
+    async def _hold_timer_lease(self) -> bool:
+        """Take or renew the lease that makes this worker the one running the timer."""
+        ttl_ms = max(2000, int(self.settings.timer_interval_s * 3000))
+        key = self.store.keys.timer_lease
+        client = self.store.client
+        if await client.set(key, self.identity, nx=True, px=ttl_ms):
+            log.info("this worker (%s) now runs the timer", self.identity)
+            return True
+        if text(await client.get(key) or b"") == self.identity:
+            await client.pexpire(key, ttl_ms)
+            return True
+        return False
 
     async def _tick(self) -> int:
         now = await self.clock.now()

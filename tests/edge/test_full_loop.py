@@ -105,6 +105,7 @@ def test_unpatched_server_is_throttled_once_its_stage_enforces(
     finally:
         milter.stop()
         print(postfix.log_tail())
+        print(worker.log_tail(40))
         postfix.cleanup()
         driver.close()
         worker.stop()
