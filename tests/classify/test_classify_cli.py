@@ -150,11 +150,11 @@ def test_catalog_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert rc == 2 and "UTF-8" in err
 
 
-PATCHGATE = ROOT / ".venv" / "bin" / "patchgate"
+PATCHGATE = Path(sys.executable).parent / "patchgate"
 
 
-@pytest.mark.skipif(not PATCHGATE.exists(), reason="patchgate console script not installed")
 def test_subprocess_console_script(tmp_path: Path) -> None:
+    assert PATCHGATE.exists(), "the patchgate console script is not installed: `make install` (pip install -e .)"
     f = tmp_path / "h.txt"
     f.write_text(HEADERS)
     p = subprocess.run([str(PATCHGATE), "classify", "--at", "2026-11-28", str(f)], capture_output=True, timeout=60)
