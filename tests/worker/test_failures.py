@@ -96,12 +96,13 @@ def test_poison_input_is_dead_lettered_and_the_worker_carries_on(settings: Setti
 def test_compressed_input_is_processed(settings: Settings, worker: WorkerProcess) -> None:
     # every codec an edge's librdkafka may use: a missing one would crash the Faust fetcher
     client = redis.Redis.from_url(settings.redis_url)
-    day = KeySchema(settings.key_prefix).server_day_hll("contoso/ex01.contoso.com", T0.date().isoformat())
-    for round_, codec in enumerate(["lz4", "zstd", "snappy", "gzip"], start=1):
-        placed = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event(f"{codec}-{i}", T0)))
+    keys = KeySchema(settings.key_prefix)
+    for round_, codec in enumerate(["lz4", "zstd", "snappy", "gzip"]):
+        at = T0 + timedelta(days=round_)  # a day per codec: each day's count stands on its own
+        placed = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event(f"{codec}-{i}", at)))
                                     for i in range(5)], compression=codec)
         wait_for(processed(settings, placed), f"{codec}-compressed events")
-        assert client.pfcount(day) == 5 * round_
+        assert client.pfcount(keys.server_day_hll("contoso/ex01.contoso.com", at.date().isoformat())) == 5
 
 
 def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, unique_name: Callable[[str], str]
@@ -161,9 +162,15 @@ def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> 
         wait_for(processed(settings, placed), "the survivor to take over every partition", timeout=120)
         survivor = {o for o in owners()}
         assert len(survivor) == 1 and str(second.pid) in next(iter(survivor))
+        # the survivor processed the last round for every server (exact) ...
+        last = (T0 + timedelta(minutes=round_ + 1)).timestamp()
+        assert [float(client.hget(keys.server(f"contoso/ex{i}.contoso.com"), "last_seen") or 0) for i in range(64)] \
+            == [last] * 64
+        # ... and nothing was counted twice (HyperLogLog: redelivered ids do not add; with many rounds
+        # two ids of one server can share a register, so the estimate may be one lower, never higher)
         counts = [client.pfcount(keys.server_day_hll(f"contoso/ex{i}.contoso.com", T0.date().isoformat()))
                   for i in range(64)]
-        assert counts == [round_ + 2] * 64  # every round counted exactly once, before and after the kill
+        assert all(round_ + 1 <= count <= round_ + 2 for count in counts), counts
     finally:
         first.stop()
         second.stop()
