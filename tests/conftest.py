@@ -56,12 +56,6 @@ def kafka_bootstrap(kafka_broker: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_kind(kafka_broker: Any) -> str:
-    """'tansu', 'apache' or 'external': tests needing compaction or transactions check for 'apache'."""
-    return "external" if kafka_broker is None else str(kafka_broker.kind)
-
-
-@pytest.fixture(scope="session")
 def redis_server() -> Iterator[Any]:
     if os.environ.get("REDIS_URL"):
         yield None

@@ -228,10 +228,6 @@ class StateStore:
 
     # ---------------------------------------------------------------------------------- timer reads
 
-    async def due_members(self, until: float, limit: int = 1000) -> list[str]:
-        members = await self.client.zrangebyscore(self.keys.due, "-inf", until, start=0, num=limit)
-        return [text(m) for m in members]
-
     async def server_states(self, server_keys: Sequence[str]) -> list[tuple[dict[str, str], list[str]]]:
         pipe = self.client.pipeline(transaction=False)
         for server_key in server_keys:

@@ -33,6 +33,3 @@ class RedisClock:
     async def now(self) -> datetime | None:
         raw = await self.client.get(self.key)
         return datetime.fromtimestamp(float(raw), UTC) if raw else None
-
-    async def set(self, at: datetime) -> None:
-        await self.client.set(self.key, repr(at.timestamp()))
