@@ -56,6 +56,22 @@ def kafka_bootstrap(kafka_broker: Any) -> str:
 
 
 @pytest.fixture(scope="session")
+def own_apache_broker() -> Iterator[Any]:
+    """An Apache Kafka broker of its own, whatever PATCHGATE_TEST_KAFKA says: for tests that restart
+    the broker (Tansu keeps nothing across a restart) or need compaction."""
+    from processors.devservices.apache_kafka import ApacheKafkaBroker, fetch_jars
+
+    try:
+        fetch_jars()
+        broker = ApacheKafkaBroker(partitions=8)
+        broker.start()
+    except ServiceUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session")
 def redis_server() -> Iterator[Any]:
     if os.environ.get("REDIS_URL"):
         yield None

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.devservices.apache_kafka import ApacheKafkaBroker, ServiceUnavailable, fetch_jars
+from processors.devservices.apache_kafka import ApacheKafkaBroker
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[ApacheKafkaBroker]:
-    try:
-        fetch_jars()
-    except ServiceUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    kafka = ApacheKafkaBroker(partitions=8)
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.close()
+@pytest.fixture
+def broker(own_apache_broker: ApacheKafkaBroker) -> ApacheKafkaBroker:
+    return own_apache_broker
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, str] | None = None) -> None:

@@ -6,15 +6,14 @@ a restart, so only a broker with a log can show a resume from committed offsets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import orjson
 import pytest
 import redis
 
-from processors.devservices import ServiceUnavailable
-from processors.devservices.apache_kafka import ApacheKafkaBroker, fetch_jars
+from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.worker_process import WorkerProcess
 from processors.state.keys import KeySchema
 from tests.worker.factories import metadata_event
@@ -24,21 +23,9 @@ from tests.worker.test_failures import T0, processed, produce, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def apache() -> Iterator[ApacheKafkaBroker]:
-    try:
-        fetch_jars()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    broker = ApacheKafkaBroker(partitions=8)
-    broker.start()
-    yield broker
-    broker.close()
-
-
-def test_worker_resumes_after_a_broker_restart(apache: ApacheKafkaBroker, redis_url: str,
+def test_worker_resumes_after_a_broker_restart(own_apache_broker: ApacheKafkaBroker, redis_url: str,
                                                unique_name: Callable[[str], str]) -> None:
-    settings = isolated_settings(apache.bootstrap, redis_url, unique_name)
+    settings = isolated_settings(own_apache_broker.bootstrap, redis_url, unique_name)
     worker = WorkerProcess(settings)
     worker.start()
     try:
@@ -47,7 +34,7 @@ def test_worker_resumes_after_a_broker_restart(apache: ApacheKafkaBroker, redis_
                 f"r{round_}-{i}", T0 + timedelta(minutes=round_), server=f"ex{i}.contoso.com"))) for i in range(20)])
 
         wait_for(processed(settings, send(1)), "the first round", 120)
-        apache.restart()
+        own_apache_broker.restart()
         wait_for(processed(settings, send(2)), "the round after the restart", 120)
 
         client = redis.Redis.from_url(redis_url)
@@ -55,7 +42,7 @@ def test_worker_resumes_after_a_broker_restart(apache: ApacheKafkaBroker, redis_
         counts = [client.pfcount(keys.server_day_hll(f"contoso/ex{i}.contoso.com", T0.date().isoformat()))
                   for i in range(20)]
         assert counts == [2] * 20
-        verdicts = [v for _, v in read_topic(apache.bootstrap, settings.topic_verdicts)]
+        verdicts = [v for _, v in read_topic(own_apache_broker.bootstrap, settings.topic_verdicts)]
         assert sorted(v["server_key"] for v in verdicts) == sorted(f"contoso/ex{i}.contoso.com" for i in range(20))
         assert {v["sequence"] for v in verdicts} == {1}  # one detection each, none published twice
     finally:
