@@ -28,13 +28,15 @@ def produce(settings: Settings, messages: list[tuple[bytes, bytes]], compression
             ) -> list[tuple[int, int]]:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8_000_000,
                          "partitioner": "murmur2_random", "compression.type": compression})
-    placed: list[tuple[int, int]] = []
-    for key, value in messages:
+    # placements by message index: delivery reports need not arrive in produce order
+    placed: dict[int, tuple[int, int]] = {}
+    for index, (key, value) in enumerate(messages):
         producer.produce(settings.topic_metadata, key=key, value=value,
-                         on_delivery=lambda e, m: placed.append((m.partition(), m.offset())) if e is None else None)
+                         on_delivery=lambda e, m, i=index: placed.__setitem__(i, (m.partition(), m.offset()))
+                         if e is None else None)
     assert producer.flush(30) == 0
-    assert len(placed) == len(messages)
-    return placed
+    assert sorted(placed) == list(range(len(messages)))
+    return [placed[i] for i in range(len(messages))]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -74,6 +76,7 @@ def test_poison_input_is_dead_lettered_and_the_worker_carries_on(settings: Setti
     letters = [value for _, value in read_topic(settings.kafka_bootstrap, settings.topic_deadletter)]
     reasons = {letter["source"]["offset"]: letter for letter in letters}
     assert len(letters) == 6
+    assert sorted(reasons) == sorted(offset for _, offset in placed[:6])  # each letter names its own offset
     by_reason = sorted(letter["reason"].split(":")[0] + ":" + (letter["path"] or "") for letter in letters)
     assert by_reason == sorted([
         "invalid JSON:", "$.message.size:$.message.size", "$.headers[0][1]:$.headers[0][1]", "$.headers:$.headers",
