@@ -217,6 +217,19 @@ def parse_hop_general(value: str) -> Hop:
     )
 
 
+def stamp_cache_key(value: str) -> str:
+    """A key shared by Received values that differ only in their trailing date.
+
+    Every message's stamp carries its own date after the last ``;``; what the classifier reads
+    (from, by, with, id, via: the text before the first ``;`` outside comments) comes before it.
+    A tail with comment characters could change that reading, so then the whole value is the key.
+    """
+    head, semi, tail = value.rpartition(";")
+    if semi and _SPECIALS.search(tail) is None:
+        return head
+    return value
+
+
 def normalise_host(host: str | None) -> str | None:
     """Lower-case, strip a trailing dot; ``None`` for empty or absurd names."""
     if not host:

@@ -26,9 +26,11 @@ neither changes state nor commits a second verdict for the same transition.
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 import orjson
 
 from processors.classify import Classification, Connection, classify
+from processors.classify.received import stamp_cache_key
 from processors.contracts import (
     DEADLETTER_SCHEMA,
     METADATA_BATCH_SCHEMA,
@@ -109,6 +112,24 @@ def evidence_item(c: Classification, at: float) -> dict[str, Any]:
             "hop": (c.hop or "")[:HOP_CAP],
         },
     }
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a synchronous, allocation-heavy stretch.
+
+    Decoding a batch allocates hundreds of thousands of dicts and lists that live until the batch
+    ends; the collector's young-generation passes keep re-scanning them and cost as much as the JSON
+    parsing itself (measured: ~15 µs per record with, ~7 µs without). Parsed JSON holds no reference
+    cycles, so reference counting frees it all when the batch is dropped.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class BatchProcessor:
@@ -191,7 +212,9 @@ class BatchProcessor:
         """Classify one record; the result is shared by every record with the same topmost hop that day.
 
         The classifier decides from the topmost Received header alone (lower hops are context), so
-        its raw text and the day are a sound cache key whenever the server was named by that hop.
+        its text without the date's digits (:func:`stamp_cache_key`) and the day are a sound cache
+        key whenever the server was named by that hop (an Exchange or cloud stamp, whose meaning
+        ends at the ``;``). The cached result keeps the first record's hop text as its evidence.
         """
         headers = event["headers"]
         top = None
@@ -199,7 +222,7 @@ class BatchProcessor:
             if len(name) == 8 and name.lower() == "received":
                 top = value
                 break
-        key = (top, at.toordinal()) if top is not None else None
+        key = (stamp_cache_key(top), at.toordinal()) if top is not None else None
         if key is not None:
             cached = self._cache.get(key)
             if cached is not None:
@@ -265,6 +288,14 @@ class BatchProcessor:
             ips=list(ips)[:64], helos=list(helos)[:64], event_ids_by_day=by_day,
         )
 
+    def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[Observation]:
+        """Decode, classify and group the batch into one observation per server.
+
+        The decoded records die when this returns, before the cyclic collector runs again.
+        """
+        groups = self._group(self._decode(messages, stats, now), stats)
+        return [self._observation(group) for group in groups.values()]
+
     # ------------------------------------------------------------------------------------ the batch
 
     async def process(self, messages: Sequence[RawMessage], now: datetime | None = None,
@@ -275,9 +306,8 @@ class BatchProcessor:
         """
         now = now or datetime.now(UTC)
         stats = BatchStats()
-        events = self._decode(messages, stats, now)
-        groups = self._group(events, stats)
-        observations = [self._observation(group) for group in groups.values()]
+        with cyclic_gc_paused():
+            observations = self._fold(messages, stats, now)
         stats.servers = len(observations)
         if not observations:
             await self.output.flush()

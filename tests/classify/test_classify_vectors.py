@@ -10,6 +10,7 @@ import pytest
 
 from processors.classify import Connection, classify
 from processors.classify.cli import parse_header_block
+from processors.classify.received import stamp_cache_key
 
 VECTORS = Path(__file__).with_name("vectors.tsv")
 
@@ -90,3 +91,35 @@ def test_json_dict_round_trip() -> None:
     assert d["server"] == r.server and d["status"] == r.status and d["build"] == r.build
     assert d["recommended_builds"] == [{"short": b.short, "long": b.long, "name": b.name} for b in r.recommended_builds]
     assert [h["by"] for h in d["context_hops"]] == ["ex02.contoso.local", "ex01.contoso.local"]
+
+
+@pytest.mark.parametrize("v", [v for v in ALL if v.server_source == "by"],
+                         ids=[v.label for v in ALL if v.server_source == "by"])
+def test_stamp_cache_key_ignores_only_the_date(v: Vector) -> None:
+    # the worker caches "by"-named classifications per stamp_cache_key(topmost hop) and day:
+    # another message's stamp with a different date must share the key and the classification
+    at = datetime.fromisoformat(v.at + "T12:00:00+00:00")
+    headers = parse_header_block(v.headers)
+    top = next(i for i, (name, _) in enumerate(headers) if name.lower() == "received")
+    value = headers[top][1]
+    if ";" not in value:
+        return
+    redated = value.rpartition(";")[0] + "; Tue, 17 Nov 2026 23:59:58 +0000"
+    other = [*headers[:top], (headers[top][0], redated), *headers[top + 1:]]
+    first, second = (classify(h, Connection(v.ip, v.helo), at) for h in (headers, other))
+    assert stamp_cache_key(value.rpartition(";")[0] + "; Mon, 2 Nov 2026 08:00:01 +0000") == stamp_cache_key(
+        value.rpartition(";")[0] + "; Mon, 30 Nov 2026 18:10:41 +0000")
+    assert (second.server, second.build, second.status, second.rule) == (first.server, first.build, first.status,
+                                                                           first.rule)
+
+
+def test_stamp_cache_key_keeps_what_names_the_server_and_build() -> None:
+    base = "from a.local (10.0.0.5) by mail.contoso.com (10.0.0.6) with Microsoft SMTP Server id {}; {}"
+    key = stamp_cache_key(base.format("15.2.2562.53", "Mon, 2 Nov 2026 08:00:01 +0000"))
+    assert key == stamp_cache_key(base.format("15.2.2562.53", "Mon, 2 Nov 2026 09:41:17 +0000"))
+    assert key != stamp_cache_key(base.format("15.2.2562.29", "Mon, 2 Nov 2026 08:00:01 +0000"))
+    assert key != stamp_cache_key(base.replace("mail.contoso", "mx.fabrikam").format("15.2.2562.53",
+                                                                                    "Mon, 2 Nov 2026 08:00:01 +0000"))
+    assert stamp_cache_key("by x with SMTP id 1") == "by x with SMTP id 1"  # no date: the value itself
+    with_comment = base.format("15.2.2562.53", "Mon, 2 Nov 2026 08:00:01 +0000 (UTC)")
+    assert stamp_cache_key(with_comment) == with_comment  # a comment in the tail: no sharing
