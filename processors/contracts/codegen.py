@@ -146,7 +146,8 @@ class SourceGenerator:
         out.append(f"{pad}if type({var}) is dict:")
         inner = pad + "    "
         for name in required:
-            out.append(f"{inner}if {name!r} not in {var}: return False")
+            if name not in props:
+                out.append(f"{inner}if {name!r} not in {var}: return False")
         if extra is False:
             out.append(f"{inner}if not {self._const(frozenset(props))}.issuperset({var}): return False")
         elif extra is not True:
@@ -154,6 +155,10 @@ class SourceGenerator:
         for name, sub in props.items():
             child = self._var()
             out.append(f"{inner}{child} = {var}.get({name!r}, _MISSING)")
+            if name in required:  # one lookup answers both "present?" and "valid?"
+                out.append(f"{inner}if {child} is _MISSING: return False")
+                self._node(sub, document, child, out, depth + 1)
+                continue
             out.append(f"{inner}if {child} is not _MISSING:")
             body: list[str] = []
             self._node(sub, document, child, body, depth + 2)

@@ -62,6 +62,10 @@ class KafkaOutput:
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait for every produced record's acknowledgement without blocking the event loop."""
+        self.producer.poll(0)  # serve the delivery reports that are already in
+        if len(self.producer) == 0:  # nothing queued, in flight or unreported: no thread hop
+            self.flush_sync(0)
+            return
         await asyncio.get_running_loop().run_in_executor(None, self.flush_sync, timeout)
 
 
