@@ -10,7 +10,8 @@ Starts its own Tansu broker and Redis, fills topics, then measures in one run:
    → verdicts out);
 5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one;
 6. latency from producing an envelope to its verdict on the verdicts topic, at half the rate of (4):
-   steady traffic from 200 known servers, every 10th envelope from a newly detected server.
+   steady traffic from 200 known servers, every 10th envelope from a newly detected server (the
+   envelopes are built before the clock starts: the load generator must not take the worker's CPU).
 
 Rates are measured from the first processed message to the last (start-up excluded), by polling
 the workers' progress marks in Redis. The machine is noisy: compare numbers within one run.
@@ -54,7 +55,7 @@ def settings_for(name: str, bootstrap: str, redis_url: str) -> Settings:
                                  topic_notifications=f"{name}.notifications", topic_deadletter=f"{name}.deadletter",
                                  topic_commands=f"{name}.commands", consumer_group=f"{name}-group",
                                  key_prefix=f"bench-{name}", metadata_partitions=8, session_timeout_ms=6000,
-                                 web_port=0, metrics_port=0, batch_max_messages=500, batch_max_wait_ms=20,
+                                 web_port=0, metrics_port=0, batch_max_messages=500,
                                  timer_interval_s=1.0)
     ensure_topics(settings)
     return settings
@@ -198,7 +199,8 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, bootstrap: str, 
         time.sleep(0.05)
     sent: dict[str, float] = {}
     latencies: list[float] = []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "log_level": 3})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "log_level": 3,
+                         "fetch.wait.max.ms": 10})  # the reader must not add its own wait
     consumer.assign([TopicPartition(settings.topic_verdicts, p, OFFSET_BEGINNING) for p in range(8)])
     stop = threading.Event()
 
@@ -215,26 +217,34 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, bootstrap: str, 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random"})
     envelopes = int(rate * duration / 100)
     interval = 100 / rate
-    begin = time.monotonic()
-    new_servers = 0
+
+    def envelope(srv: SampleServer, index: int) -> bytes:
+        records = [metadata_record(srv, srv.build, T0 + timedelta(seconds=i), index * 100 + i) for i in range(100)]
+        return orjson.dumps({"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
+                             "records": records})
+
+    # built before the clock starts, so the load generator does not take the worker's CPU:
+    # steady traffic from 200 known servers (each server's envelope sent again and again) and,
+    # every 10th envelope, one from a newly seen vulnerable server whose first detection must
+    # reach the verdicts topic
+    steady = [envelope(server(index), index) for index in range(200)]
+    plan: list[tuple[str | None, bytes, bytes]] = []
     for index in range(envelopes):
-        # steady traffic from 200 known servers; every 10th envelope comes from a newly seen
-        # vulnerable server, whose first detection must reach the verdicts topic
-        fresh = index % 10 == 0
-        if fresh:
+        if index % 10 == 0:
             srv = SampleServer("latency", f"new{index}.latency.example", "198.51.100.9", "15.1.2507.39")
-            new_servers += 1
+            plan.append((srv.server_key, srv.server_key.encode(), envelope(srv, index)))
         else:
             srv = server(index % 200)
-        records = [metadata_record(srv, srv.build, T0 + timedelta(seconds=i), index * 100 + i) for i in range(100)]
-        value = orjson.dumps({"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
-                              "records": records})
+            plan.append((None, srv.server_key.encode(), steady[index % 200]))
+    new_servers = sum(1 for fresh, _, _ in plan if fresh is not None)
+    begin = time.monotonic()
+    for index, (fresh, key, value) in enumerate(plan):
         target = begin + index * interval
         while time.monotonic() < target:
             time.sleep(max(0.0, min(0.001, target - time.monotonic())))
-        if fresh:
-            sent[srv.server_key] = time.monotonic()
-        producer.produce(settings.topic_metadata, key=srv.server_key.encode(), value=value)
+        if fresh is not None:
+            sent[fresh] = time.monotonic()
+        producer.produce(settings.topic_metadata, key=key, value=value)
         producer.poll(0)
     producer.flush(30)
     wait_until = time.monotonic() + 30

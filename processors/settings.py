@@ -18,7 +18,12 @@ PATCHGATE_CONSUMER_GROUP           patchgate-worker           consumer group of 
 PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-read when it changes
 PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
 PATCHGATE_BATCH_MAX_MESSAGES       500                        Kafka messages per processing batch
-PATCHGATE_BATCH_MAX_WAIT_MS        50                         longest wait to fill a batch
+PATCHGATE_BATCH_MAX_WAIT_MS        5                          longest wait to fill a batch (Faust's take
+                                                              waits this long every cycle unless the batch
+                                                              fills: a fixed latency cost per batch)
+PATCHGATE_FETCH_MAX_WAIT_MS        100                        longest time the broker may hold a fetch of
+                                                              the metadata topic (Faust fixes 1500 ms; brokers
+                                                              that answer at the deadline add it to latency)
 PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group session timeout (Kafka brokers
                                                               refuse values below group.min.session.timeout.ms,
                                                               6000 by default)
@@ -60,7 +65,8 @@ class Settings:
     policy_file: Path | None = None
     catalog_file: Path | None = None
     batch_max_messages: int = 500
-    batch_max_wait_ms: int = 50
+    batch_max_wait_ms: int = 5
+    fetch_max_wait_ms: int = 100
     session_timeout_ms: int = 10000
     timer_interval_s: float = 5.0
     key_prefix: str = "pg"
@@ -81,6 +87,7 @@ class Settings:
         _require(1 <= self.metadata_partitions <= 10000, "METADATA_PARTITIONS", "must be 1..10000")
         _require(1 <= self.batch_max_messages <= 100000, "BATCH_MAX_MESSAGES", "must be 1..100000")
         _require(1 <= self.batch_max_wait_ms <= 60000, "BATCH_MAX_WAIT_MS", "must be 1..60000")
+        _require(1 <= self.fetch_max_wait_ms <= 10000, "FETCH_MAX_WAIT_MS", "must be 1..10000")
         _require(1000 <= self.session_timeout_ms <= 300000, "SESSION_TIMEOUT_MS", "must be 1000..300000")
         _require(0.01 <= self.timer_interval_s <= 3600, "TIMER_INTERVAL_S", "must be 0.01..3600")
         _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
