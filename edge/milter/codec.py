@@ -13,7 +13,7 @@ References: the libmilter ``mfdef.h`` constants (sendmail 8.14+), Postfix ``src/
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -84,6 +84,15 @@ SMFIF_QUARANTINE: Final = 0x20
 SMFIF_CHGFROM: Final = 0x40
 SMFIF_ADDRCPT_PAR: Final = 0x80
 SMFIF_SETSYMLIST: Final = 0x100
+
+# --- macro stages (SMFIM_*): where a milter may ask for its own macro list (protocol 6) ----------
+SMFIM_CONNECT: Final = 0
+SMFIM_HELO: Final = 1
+SMFIM_ENVFROM: Final = 2
+SMFIM_ENVRCPT: Final = 3
+SMFIM_DATA: Final = 4
+SMFIM_EOM: Final = 5
+SMFIM_EOH: Final = 6
 
 # Which "no reply" flag covers which command (when negotiated, the MTA does not wait for a reply).
 NO_REPLY_FLAG: Final[dict[bytes, int]] = {
@@ -163,8 +172,16 @@ def encode_packet(command: bytes, payload: bytes = b"") -> bytes:
     return _LEN.pack(len(payload) + 1) + command + payload
 
 
-def encode_optneg(version: int, actions: int, protocol: int) -> bytes:
-    return encode_packet(SMFIC_OPTNEG, _OPTNEG.pack(version, actions, protocol))
+def encode_optneg(version: int, actions: int, protocol: int,
+                  macro_lists: Mapping[int, str] | None = None) -> bytes:
+    """OPTNEG; ``macro_lists`` (stage -> space-separated macro names) replaces the MTA's lists.
+
+    The MTA then sends exactly these macros, and none at stages not listed (Postfix: milter8.c
+    "override lists of macro names"); it needs ``SMFIF_SETSYMLIST`` in ``actions``.
+    """
+    tail = b"".join(_LEN.pack(stage) + names.encode("ascii") + b"\0"
+                    for stage, names in (macro_lists or {}).items())
+    return encode_packet(SMFIC_OPTNEG, _OPTNEG.pack(version, actions, protocol) + tail)
 
 
 def escape_reply(text: str) -> str:
@@ -212,6 +229,7 @@ class OptNeg:
     version: int
     actions: int
     protocol: int
+    macro_lists: tuple[tuple[int, str], ...] = ()  # a milter's reply may ask for its own macros
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +248,16 @@ def _text(raw: bytes) -> str:
 def parse_optneg(payload: bytes) -> OptNeg:
     if len(payload) < 12:
         raise MilterProtocolError(f"OPTNEG payload of {len(payload)} bytes, need 12")
-    return OptNeg(*_OPTNEG.unpack_from(payload))
+    version, actions, protocol = _OPTNEG.unpack_from(payload)
+    lists: list[tuple[int, str]] = []
+    rest = payload[12:]
+    while rest:
+        if len(rest) < 5 or b"\0" not in rest[4:]:
+            raise MilterProtocolError("OPTNEG macro list truncated")
+        (stage,) = _LEN.unpack_from(rest)
+        names, _, rest = rest[4:].partition(b"\0")
+        lists.append((stage, _text(names)))
+    return OptNeg(version, actions, protocol, tuple(lists))
 
 
 def parse_strings(payload: bytes, what: str) -> list[str]:

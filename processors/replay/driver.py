@@ -91,8 +91,11 @@ class ReplayDriver:
         self._wait(lambda marks: all(int(marks.get(f, -1)) >= o for f, o in need.items()), f"messages {need}")
 
     def set_clock(self, epoch: float) -> None:
+        # the worker's clock is a datetime (microseconds): compare at that precision, or a time
+        # like 1795865565.2107165 (rounded down to .210716) would never count as reached
+        epoch = round(epoch, 6)
         self.redis.set(self.keys.clock, repr(epoch))
-        self._wait(lambda marks: float(marks.get("timer", "-1")) >= epoch, f"the timer at {epoch}")
+        self._wait(lambda marks: float(marks.get("timer", "-1")) >= epoch - 1e-6, f"the timer at {epoch}")
 
     def _wait(self, done: Callable[[dict[str, str]], bool], what: str) -> None:
         deadline = time.monotonic() + self.step_timeout

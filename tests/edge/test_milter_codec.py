@@ -46,6 +46,11 @@ STREAM = OPTNEG_FROM_POSTFIX + CONNECT_V4 + CONNECT_V6 + CONNECT_UNKNOWN + MACRO
 
 def test_vectors_match_encoder() -> None:
     assert encode_optneg(6, 0x1FF, 0x1FFFFF) == OPTNEG_FROM_POSTFIX
+    # a milter's reply may append (stage, "names\0") pairs: they replace the MTA's macro lists
+    with_lists = encode_optneg(6, 0x100, 0x40, {0: "j", 6: "i {auth_type}"})
+    assert with_lists == (b"\x00\x00\x00\x25O" + b"\x00\x00\x00\x06\x00\x00\x01\x00\x00\x00\x00\x40"
+                          + b"\x00\x00\x00\x00j\x00" + b"\x00\x00\x00\x06i {auth_type}\x00")
+    assert parse_optneg(with_lists[5:]).macro_lists == ((0, "j"), (6, "i {auth_type}"))
     assert encode_connect("ex01.contoso.com", "4", 41234, "192.0.2.10") == CONNECT_V4
     assert encode_connect("mx.example", "6", 25, "2001:db8::1") == CONNECT_V6
     assert encode_connect("localhost", "U", 0, "") == CONNECT_UNKNOWN
@@ -138,6 +143,8 @@ def test_trailing_partial_packet() -> None:
         (parse_header, b"Subject\x00", "need name and value"),
         (parse_header, b"a\x00b\x00c\x00", "need name and value"),
         (parse_optneg, b"\x00\x00\x00\x06", "need 12"),
+        (parse_optneg, b"\x00" * 12 + b"\x00\x00\x00\x06i", "macro list truncated"),
+        (parse_optneg, b"\x00" * 12 + b"\x00\x00", "macro list truncated"),
         (parse_macros, b"", "no stage byte"),
         (parse_macros, b"Ci\x00", "name without a value"),
     ],

@@ -87,9 +87,20 @@ def test_negotiation_requests_no_reply_flags_but_keeps_headers(tmp_path: Path) -
     async def body(server: MilterServer, sock: str) -> None:
         d = await MilterDriver.unix(sock)
         reply = await d.negotiate()
-        assert reply.version == 6 and reply.actions == 0
+        assert reply.version == 6 and reply.actions == 0x100  # SMFIF_SETSYMLIST only: no edits
         assert reply.protocol & SMFIP_NR_HDR and reply.protocol & SMFIP_NOBODY
         assert not reply.protocol & (SMFIP_NOHDRS | SMFIP_NOEOH)
+        # only the macros the application reads: CONNECT j, HELO TLS facts, EOH queue id
+        assert dict(reply.macro_lists) == {0: "j", 1: "{tls_version} {cipher} {cert_subject}", 6: "i"}
+        await d.quit()
+    run(AcceptAll(), body, tmp_path)
+
+
+def test_mta_without_symbol_lists_gets_no_macro_request(tmp_path: Path) -> None:
+    async def body(server: MilterServer, sock: str) -> None:
+        d = await MilterDriver.unix(sock)
+        reply = await d.negotiate(actions=0x0FF)  # an MTA that does not offer SMFIF_SETSYMLIST
+        assert reply.actions == 0 and reply.macro_lists == ()
         await d.quit()
     run(AcceptAll(), body, tmp_path)
 

@@ -174,6 +174,7 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     # ex03: no verdict -> accepted.
     code, text = send(port, message("EX03.contoso.com", old, "no verdict"), helo="ex03.contoso.com")
     assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
+    queue_id = text.split()[-1].decode()
 
     # ex01 after patching: the message's own header shows a current build -> accepted at once.
     code, _ = send(port, message("EX01.contoso.com", "15.2.2562.53", "patched"))
@@ -212,6 +213,8 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     assert rec["headers"][0][0] == "Received" and "id 15.1.2507.6" in rec["headers"][0][1]
     assert "(Postfix)" not in rec["headers"][0][1]
     assert by_subject["via partner"][1]["connector"]["type"] == "Partner"
+    # the milter asks Postfix for its own short macro lists: the queue id still arrives at EOH
+    assert by_subject["no verdict"][1]["event_id"] == f"edge-e2e:{queue_id}"
 
 
 def test_mail_flows_when_the_milter_is_killed(stack: dict[str, Any]) -> None:
