@@ -18,6 +18,8 @@ variables:
 - ``PATCHGATE_EDGE_CATCHUP_TIMEOUT``: seconds to wait for the verdict cache to catch up before
   listening anyway, failing open until it has (``30``).
 - ``PATCHGATE_EDGE_PUBLISH``: ``0`` disables metadata publishing (``1``).
+- ``PATCHGATE_EDGE_LOOP``: ``uvloop`` (default) or ``asyncio``: the event loop of the servers
+  (see :mod:`edge.eventloop`).
 - ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
 - ``PATCHGATE_EDGE_CLOCK_OFFSET_S``: seconds added to the edge's clock (``0``). For replays and tests
   that run the processor on a scenario clock: the edge then decides, and stamps ``observed_at``, in
@@ -42,6 +44,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+
+from edge import eventloop
 
 log = logging.getLogger("edge.cli")
 
@@ -230,7 +234,7 @@ def run_milter(args: argparse.Namespace) -> int:
                 await policy.close()
 
     try:
-        asyncio.run(main())
+        eventloop.run(main())
     finally:
         if publisher is not None:
             publisher.stop(5.0)
@@ -257,7 +261,7 @@ def run_policy(args: argparse.Namespace) -> int:
             await server.close()
 
     try:
-        asyncio.run(main())
+        eventloop.run(main())
     finally:
         cache.stop()
     return 0

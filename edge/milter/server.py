@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from edge.listeners import Listeners
 from edge.milter.codec import (
@@ -181,8 +181,8 @@ class MilterProtocol(asyncio.Protocol):
         self.closing = False  # QUIT seen: close after writing the pending replies
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (asyncio's or uvloop's, which does not subclass asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
