@@ -10,8 +10,9 @@ Starts its own Tansu broker and Redis, fills topics, then measures in one run:
    → verdicts out);
 5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one;
 6. latency from producing an envelope to its verdict on the verdicts topic, at half the rate of (4):
-   steady traffic from 200 known servers, every 10th envelope from a newly detected server (the
-   envelopes are built before the clock starts: the load generator must not take the worker's CPU).
+   steady traffic from 200 known servers (seen once before the clock starts), every 10th envelope
+   from a newly detected server (the envelopes are built before the clock starts: the load
+   generator must not take the worker's CPU).
 
 Rates are measured from the first processed message to the last (start-up excluded), by polling
 the workers' progress marks in Redis. The machine is noisy: compare numbers within one run.
@@ -237,6 +238,11 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, bootstrap: str, 
             srv = server(index % 200)
             plan.append((None, srv.server_key.encode(), steady[index % 200]))
     new_servers = sum(1 for fresh, _, _ in plan if fresh is not None)
+    # make the 200 steady servers known (their first detections) before the clock starts
+    for index, value in enumerate(steady):
+        producer.produce(settings.topic_metadata, key=server(index).server_key.encode(), value=value)
+    producer.flush(30)
+    time_until_done(client, progress, final_offsets(settings), timeout=120)
     begin = time.monotonic()
     for index, (fresh, key, value) in enumerate(plan):
         target = begin + index * interval

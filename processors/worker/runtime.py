@@ -10,6 +10,7 @@ idempotent (see :mod:`processors.worker.processing`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -78,6 +79,11 @@ class WorkerRuntime:
     async def start(self) -> None:
         await self.retry(self.store.load_scripts, "loading Redis scripts")
         await self.retry(self.processor.flush_outboxes, "publishing outboxes left by a crash")
+        # Everything allocated so far (Faust, aiokafka, the catalog, compiled validators) lives as
+        # long as the process: keep it out of the cyclic collector's full passes, whose pauses
+        # otherwise show up in the event -> verdict latency.
+        gc.collect()
+        gc.freeze()
         self.ready.set()
 
     async def retry(self, action: Callable[[], Awaitable[T]], what: str) -> T:
