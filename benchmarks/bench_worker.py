@@ -8,7 +8,8 @@ Starts its own Tansu broker and Redis, fills topics, then measures in one run:
 3. ``patchgate worker`` on unbatched records (one Kafka message per record);
 4. ``patchgate worker`` on batch envelopes of 100 records (Kafka in → validate → classify → Redis
    → verdicts out);
-5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one;
+5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one,
+   measured once both workers own partitions (each join stops the group for a rebalance);
 6. latency from producing an envelope to its verdict on the verdicts topic, at half the rate of (4):
    steady traffic from 200 known servers (seen once before the clock starts), every 10th envelope
    from a newly detected server (the envelopes are built before the clock starts: the load
@@ -171,12 +172,37 @@ def bench_workers(settings: Settings, client: redis.Redis, final: dict[str, int]
     for worker in workers:
         worker.start()
     try:
-        seconds = time_until_done(client, KeySchema(settings.key_prefix).progress, final)
+        if count == 1:
+            seconds = time_until_done(client, KeySchema(settings.key_prefix).progress, final)
+            return sum(o + 1 for o in final.values()) * per / seconds
+        return rate_once_all_joined(client, KeySchema(settings.key_prefix).progress, final, count) * per
     finally:
         for worker in workers:
             worker.stop()
-    messages = sum(o + 1 for o in final.values())
-    return messages * per / seconds
+
+
+def rate_once_all_joined(client: redis.Redis, key: str, final: dict[str, int], count: int,
+                         timeout: float = 600) -> float:
+    """Messages per second from the moment all ``count`` workers have processed a batch to the end.
+
+    Workers join the group at different moments and each join stops the group for a rebalance;
+    the steady rate of the group starts once every worker owns partitions (start-up excluded, as
+    for one worker).
+    """
+    deadline = time.monotonic() + timeout
+    start: tuple[float, int] | None = None
+    while time.monotonic() < deadline:
+        raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        offsets = {k: int(v) for k, v in raw.items() if not k.startswith("owner:") and k != "timer"}
+        done = sum(max(offsets.get(f, -1), -1) + 1 for f in final)
+        if start is None and len({v for k, v in raw.items() if k.startswith("owner:")}) >= count:
+            start = (time.monotonic(), done)
+        if all(offsets.get(f, -1) >= o for f, o in final.items()):
+            if start is None or done - start[1] < sum(o + 1 for o in final.values()) / 4:
+                raise RuntimeError("the workers finished before all of them had joined: fill more envelopes")
+            return (done - start[1]) / (time.monotonic() - start[0])
+        time.sleep(0.002)
+    raise RuntimeError(f"not done within {timeout}s")
 
 
 def bench_latency(bootstrap: str, redis_url: str, rate: float, duration: float) -> tuple[float, float, int]:
@@ -291,11 +317,12 @@ def main() -> int:
         singles = settings_for("singles", broker.bootstrap, store.url)
         envelopes = settings_for("envelopes", broker.bootstrap, store.url)
         envelopes2 = settings_for("envelopes2", broker.bootstrap, store.url)
-        print(f"filling: {args.singles} single records, {args.envelopes} x 100 records (twice), "
+        print(f"filling: {args.singles} single records, {args.envelopes} x 100 records, {args.envelopes * 3} x 100 "
+              "records for two workers, "
               f"{args.servers} servers ...", flush=True)
         fill(singles, args.singles, 1, args.servers)
         fill(envelopes, args.envelopes, 100, args.servers)
-        fill(envelopes2, args.envelopes, 100, args.servers)
+        fill(envelopes2, args.envelopes * 3, 100, args.servers)  # enough left once both workers have joined
         final_singles, final_env, final_env2 = (final_offsets(s) for s in (singles, envelopes, envelopes2))
 
         results["plain consumer, parse only (envelopes)"] = bench_plain(envelopes, 100)
