@@ -24,7 +24,7 @@ from pathlib import Path
 from processors.devservices.base import ManagedProcess, free_port, tcp_answers
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.tansu import TansuBroker
-from processors.devservices.worker_process import WorkerProcess, patchgate_executable, settings_environment
+from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
 from processors.settings import Settings
@@ -111,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(24)
         api_port = args.api_port or free_port()
         api = ManagedProcess("api", [*patchgate_executable(), "api"],
-                             env={**os.environ, **settings_environment(settings), "PATCHGATE_API_PORT": str(api_port),
+                             env={**os.environ, **settings.to_env(), "PATCHGATE_API_PORT": str(api_port),
                                   "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{token}=*"})
         api.start()
         started.append(api)

@@ -112,6 +112,11 @@ class Settings:
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """The ``PATCHGATE_<FIELD>`` variables that :meth:`from_env` reads back as these settings."""
+        return {PREFIX + field.name.upper(): str(getattr(self, field.name))
+                for field in fields(self) if getattr(self, field.name) is not None}
+
 
 def _convert(name: str, type_name: str, raw: str) -> object:
     try:

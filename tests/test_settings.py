@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from processors.settings import Settings, SettingsError
@@ -27,6 +29,15 @@ def test_bad_values_name_the_variable(variable: str, value: str, message: str) -
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     assert str(caught.value).startswith(message)
+
+
+def test_to_env_reads_back_as_the_same_settings(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("")
+    settings = Settings.from_env({}, topic_verdicts="v.x", timer_interval_s=0.25, policy_file=policy, web_port=0)
+    env = settings.to_env()
+    assert env["PATCHGATE_TOPIC_VERDICTS"] == "v.x" and "PATCHGATE_CATALOG_FILE" not in env  # None: unset
+    assert Settings.from_env(env) == settings
 
 
 def test_settings_are_frozen() -> None:
