@@ -112,13 +112,19 @@ def final_offsets(settings: Settings) -> dict[str, int]:
     return last
 
 
+def read_progress(client: redis.Redis, key: str) -> tuple[dict[str, int], set[str]]:
+    """The workers' progress marks: last processed offset per partition, and the workers seen."""
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+    offsets = {k: int(v) for k, v in raw.items() if not k.startswith("owner:") and k != "timer"}
+    return offsets, {v for k, v in raw.items() if k.startswith("owner:")}
+
+
 def time_until_done(client: redis.Redis, key: str, final: dict[str, int], timeout: float = 600) -> float:
     """Seconds from the first progress mark to all partitions reaching ``final``."""
     started = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        marks = {k.decode(): int(v) for k, v in client.hgetall(key).items()
-                 if not k.startswith(b"owner:") and k != b"timer"}
+        marks, _ = read_progress(client, key)
         if marks and started is None:
             started = time.monotonic()
         if started is not None and all(marks.get(f, -1) >= o for f, o in final.items()):
@@ -192,10 +198,9 @@ def rate_once_all_joined(client: redis.Redis, key: str, final: dict[str, int], c
     deadline = time.monotonic() + timeout
     start: tuple[float, int] | None = None
     while time.monotonic() < deadline:
-        raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
-        offsets = {k: int(v) for k, v in raw.items() if not k.startswith("owner:") and k != "timer"}
-        done = sum(max(offsets.get(f, -1), -1) + 1 for f in final)
-        if start is None and len({v for k, v in raw.items() if k.startswith("owner:")}) >= count:
+        offsets, owners = read_progress(client, key)
+        done = sum(offsets.get(f, -1) + 1 for f in final)
+        if start is None and len(owners) >= count:
             start = (time.monotonic(), done)
         if all(offsets.get(f, -1) >= o for f, o in final.items()):
             if start is None or done - start[1] < sum(o + 1 for o in final.values()) / 4:
