@@ -51,7 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from processors.devservices.base import ManagedProcess, ServiceUnavailable, free_port, tcp_answers
+from processors.devservices.base import ManagedProcess, ProcessService, ServiceUnavailable, free_port, tcp_answers
 
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
@@ -174,10 +174,15 @@ def _cluster_id() -> str:
             return text
 
 
-class ApacheKafkaBroker:
-    """One Apache Kafka broker+controller process on loopback; see the module docstring."""
+class ApacheKafkaBroker(ProcessService):
+    """One Apache Kafka broker+controller process on loopback; see the module docstring.
+
+    ``stop`` (clean, SIGKILL after 30 s), ``kill`` and ``restart`` keep the data folder; ``start``
+    recovers it, on the same ports. ``close`` also deletes it.
+    """
 
     kind = "apache"
+    stop_timeout = 30.0
 
     def __init__(self, port: int | None = None, *, partitions: int = 8) -> None:
         self.port = port or free_port()
@@ -306,21 +311,6 @@ class ApacheKafkaBroker:
 
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process else "(not started)"
-
-    def stop(self) -> None:
-        """Shut down cleanly (SIGTERM, SIGKILL after 30 s). The data folder is kept."""
-        if self._process:
-            self._process.stop(timeout=30.0)
-
-    def kill(self) -> None:
-        """SIGKILL the broker, as a crash would. The data folder is kept; ``start()`` recovers it."""
-        if self._process:
-            self._process.kill()
-
-    def restart(self) -> None:
-        """Stop, then start again on the same ports with the same data."""
-        self.stop()
-        self.start()
 
     def close(self) -> None:
         """Stop the broker and delete its data folder."""

@@ -90,3 +90,29 @@ class ManagedProcess:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class ProcessService:
+    """A local service run as one :class:`ManagedProcess`; subclasses define ``start``.
+
+    ``stop`` (SIGTERM, SIGKILL after ``stop_timeout`` s), ``kill`` (SIGKILL, as a crash would) and
+    ``restart`` (stop, then start on the same port) act on that process once it was started.
+    """
+
+    stop_timeout = 10.0
+    _process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop(timeout=self.stop_timeout)
+
+    def kill(self) -> None:
+        if self._process:
+            self._process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-from processors.devservices.base import ManagedProcess, ServiceUnavailable, free_port
+from processors.devservices.base import ManagedProcess, ProcessService, ServiceUnavailable, free_port
 
 
 def redis_ping(port: int) -> bool:
@@ -17,7 +17,7 @@ def redis_ping(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ProcessService):
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -38,15 +38,3 @@ class RedisServer:
         )
         self._process.start()
         self._process.wait_ready(lambda: redis_ping(self.port), timeout)
-
-    def stop(self) -> None:
-        if self._process:
-            self._process.stop()
-
-    def kill(self) -> None:
-        if self._process:
-            self._process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

