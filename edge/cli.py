@@ -41,6 +41,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -218,12 +219,12 @@ def run_milter(args: argparse.Namespace) -> int:
             bound += [f"policy={b}" for b in await _listen(policy, policy_spec)]
 
         def metrics() -> dict[str, Any]:
-            out: dict[str, Any] = {"milter": app.metrics.as_dict(), "server": milter.metrics.as_dict(),
-                                   "cache": cache.metrics.as_dict(), "verdicts": len(cache)}
+            out: dict[str, Any] = {"milter": asdict(app.metrics), "server": asdict(milter.metrics),
+                                   "cache": asdict(cache.metrics), "verdicts": len(cache)}
             if publisher is not None:
-                out["publisher"] = publisher.metrics.as_dict()
+                out["publisher"] = asdict(publisher.metrics)
             if policy is not None:
-                out["policy"] = policy.service.metrics.as_dict()
+                out["policy"] = asdict(policy.service.metrics)
             return out
         try:
             await _serve(f"patchgate edge milter ready: {' '.join(bound)} caught_up={cache.caught_up}",
@@ -255,7 +256,7 @@ def run_policy(args: argparse.Namespace) -> int:
         bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "")
         try:
             await _serve(f"patchgate edge policy ready: {' '.join(bound)} mode={mode} caught_up={cache.caught_up}",
-                         lambda: {"policy": server.service.metrics.as_dict(), "cache": cache.metrics.as_dict()},
+                         lambda: {"policy": asdict(server.service.metrics), "cache": asdict(cache.metrics)},
                          args.metrics_interval)
         finally:
             await server.close()
@@ -278,7 +279,7 @@ def run_cache_dump(args: argparse.Namespace) -> int:
                     "stage": record.get("stage"), "decision": d.action, "reason": d.reason, "verdict": record}
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
         sys.stderr.write(orjson.dumps({"caught_up": cache.caught_up, "verdicts": len(cache),
-                                       "metrics": cache.metrics.as_dict()}).decode() + "\n")
+                                       "metrics": asdict(cache.metrics)}).decode() + "\n")
         return 0 if cache.caught_up else 1
     finally:
         cache.stop()

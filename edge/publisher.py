@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,9 +139,6 @@ class PublisherMetrics:
     records_delivery_failed: int = 0
     batches_produced: int = 0
     producer_queue_full: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class MetadataPublisher:

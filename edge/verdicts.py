@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -230,9 +230,6 @@ class CacheMetrics:
     bad_records: int = 0
     consumer_errors: int = 0
     ips_learned: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class VerdictIndex:

@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -59,9 +59,6 @@ class MilterMetrics:
     ip_hint_used: int = 0
     published: int = 0
     publish_dropped: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 _BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)

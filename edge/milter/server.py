@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from edge.listeners import Listeners
@@ -162,9 +162,6 @@ class ServerMetrics:
     protocol_errors: int = 0
     application_errors: int = 0
     messages: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class MilterProtocol(asyncio.Protocol):

@@ -22,7 +22,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import cast
 
 from edge.config import EdgeConfig
@@ -46,9 +46,6 @@ class PolicyMetrics:
     protocol_errors: int = 0
     errors: int = 0
     connections: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class PolicyService:
