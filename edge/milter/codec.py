@@ -15,6 +15,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 from typing import Final
 
 # --- commands, MTA -> milter -------------------------------------------------------------------
@@ -106,6 +108,7 @@ NO_REPLY_FLAG: Final[dict[bytes, int]] = {
     SMFIC_EOH: SMFIP_NR_EOH,
     SMFIC_BODY: SMFIP_NR_BODY,
 }
+NO_REPLY_ANY: Final = reduce(or_, NO_REPLY_FLAG.values())  # every SMFIP_NR_* flag
 # Commands that never get a reply.
 NEVER_REPLIED: Final = frozenset({SMFIC_MACRO, SMFIC_ABORT, SMFIC_QUIT, SMFIC_QUIT_NC})
 

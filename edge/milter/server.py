@@ -26,6 +26,7 @@ from edge.milter.codec import (
     CONTINUE_PACKET,
     DEFAULT_MAX_PACKET,
     MILTER_VERSION,
+    NO_REPLY_ANY,
     NO_REPLY_FLAG,
     SMFIC_ABORT,
     SMFIC_BODY,
@@ -275,10 +276,7 @@ class MilterProtocol(asyncio.Protocol):
         if offer.version < 2:
             raise MilterProtocolError(f"MTA speaks milter protocol {offer.version}, need >= 2")
         protocol = DESIRED_PROTOCOL & offer.protocol
-        self.no_reply = protocol & (
-            SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_DATA
-            | SMFIP_NR_UNKN
-        )
+        self.no_reply = protocol & NO_REPLY_ANY
         self.negotiated = True
         actions = DESIRED_ACTIONS & offer.actions
         version = min(MILTER_VERSION, offer.version)
