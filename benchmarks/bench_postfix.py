@@ -24,9 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NULL_MILTER = "postfix + null milter (accept all)"
-SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"  # ships with Debian's postfix package
+# both ship with Debian's postfix package
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 sys.path.insert(0, str(ROOT))
 
+from processors.devservices import free_port  # noqa: E402
+from processors.devservices.base import tcp_answers  # noqa: E402
 from processors.devservices.postfix import PostfixInstance  # noqa: E402
 from processors.devservices.tansu import TansuBroker  # noqa: E402
 from processors.devservices.worker_process import patchgate_executable  # noqa: E402
@@ -43,7 +47,7 @@ client_ips = ["127.0.0.0/8"]
 """
 
 
-def message(index: int) -> bytes:
+def message(index: int, body_bytes: int) -> bytes:
     msg = EmailMessage()
     msg["Received"] = (f"from MBX01.contoso.local (10.0.0.5) by EX{index % 50:02d}.contoso.com (10.0.0.6) with "
                        "Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) "
@@ -52,24 +56,37 @@ def message(index: int) -> bytes:
     msg["To"] = "bob@example.net"
     msg["Subject"] = f"bench {index}"
     msg["Message-ID"] = f"<bench-{index}@contoso.com>"
-    msg.set_content("x" * 2000)
+    line = "x" * 76 + "\n"
+    msg.set_content(line * max(1, body_bytes // len(line)))
     return msg.as_bytes()
 
 
-def run_load(port: int, messages: int, connections: int) -> float:
-    """Send ``messages`` over ``connections`` parallel SMTP sessions with Postfix's ``smtp-source``.
+def queue_empty(postfix: PostfixInstance) -> bool:
+    queue = postfix.dir / "queue"
+    return not any(any(files) for name in ("maildrop", "incoming", "active", "deferred")
+                   for _, _, files in os.walk(queue / name))
+
+
+def run_load(postfix: PostfixInstance, messages: int, connections: int, body_bytes: int) -> float:
+    """Send ``messages`` over ``connections`` parallel SMTP sessions with Postfix's ``smtp-source``;
+    transactions per second until the last one has left the queue (delivered or discarded).
 
     A C load generator, so the client takes little of the CPU that Postfix and the milter share
     (a Python smtplib client competes with them for it and blurs the comparison).
     Each session sends its messages over one connection (``-d``), one transaction each.
     """
     with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as handle:
-        handle.write(message(1))
+        handle.write(message(1, body_bytes))
     started = time.perf_counter()
     done = subprocess.run(
         [SMTP_SOURCE, "-d", "-s", str(connections), "-m", str(messages), "-M", "ex01.contoso.com",
-         "-f", "alice@contoso.com", "-t", "bob@example.net", "-F", handle.name, f"127.0.0.1:{port}"],
+         "-f", "alice@contoso.com", "-t", "bob@example.net", "-F", handle.name, f"127.0.0.1:{postfix.port}"],
         capture_output=True, text=True, timeout=600)
+    deadline = time.monotonic() + 120
+    while not queue_empty(postfix):  # what was accepted must also have been delivered
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Postfix did not empty its queue:\n{postfix.log_tail()}")
+        time.sleep(0.005)
     elapsed = time.perf_counter() - started
     os.unlink(handle.name)
     if done.returncode != 0:
@@ -82,6 +99,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2, help="each configuration is measured this often, interleaved")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--body-bytes", type=int, default=2000, help="size of each message's body")
+    parser.add_argument("--delivery", choices=["discard", "relay"], default="discard",
+                        help="discard accepted mail, or relay it over SMTP to a next hop (Postfix's smtp-sink)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_postfix: needs root (Postfix drops privileges itself); skipped", file=sys.stderr)
@@ -89,12 +109,22 @@ def main() -> int:
     broker = TansuBroker()
     broker.start()
     samples: dict[str, list[float]] = {}
+    sink = None
+    extra: dict[str, str] = {}
     try:
+        if args.delivery == "relay":
+            sink_port = free_port()
+            sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{sink_port}", "256"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while not tcp_answers("127.0.0.1", sink_port):
+                assert sink.poll() is None, "smtp-sink exited"
+                time.sleep(0.02)
+            extra = {"transport_maps": f"inline:{{ example.net=smtp:[127.0.0.1]:{sink_port} }}"}
         configurations = [("postfix alone", None, False), (NULL_MILTER, "null", False),
                           ("postfix + milter (decide only)", "patchgate", False),
                           ("postfix + milter + publishing", "patchgate", True)]
         for label, kind, publish in configurations * args.rounds:
-            postfix = PostfixInstance("")
+            postfix = PostfixInstance("", extra=extra)
             milter = None
             try:
                 if kind is not None:
@@ -111,18 +141,23 @@ def main() -> int:
                     assert milter.stdout is not None and "ready" in milter.stdout.readline()
                     postfix.milters = f"{{ unix:{sock}, default_action=accept }}"
                 postfix.start()
-                run_load(postfix.port, 50, 2)  # warm-up: processes spawned, caches filled
-                samples.setdefault(label, []).append(run_load(postfix.port, args.messages, args.connections))
+                run_load(postfix, 50, 2, args.body_bytes)  # warm-up: processes spawned, caches filled
+                samples.setdefault(label, []).append(
+                    run_load(postfix, args.messages, args.connections, args.body_bytes))
             finally:
                 if milter is not None:
                     milter.terminate()
                     milter.wait(15)
                 postfix.cleanup()
     finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait(10)
         broker.stop()
     results = {label: sum(rates) / len(rates) for label, rates in samples.items()}
-    print(f"\nSMTP transactions per second through Postfix ({args.messages} messages, "
-          f"{args.connections} connections, mean of {args.rounds} interleaved rounds)")
+    print(f"\nSMTP transactions per second through Postfix ({args.messages} messages of {args.body_bytes:,} body "
+          f"bytes, {args.delivery} delivery, {args.connections} connections, mean of {args.rounds} interleaved "
+          "rounds, counted until the queue is empty)")
     for label, rate in results.items():
         print(f"  {label:<32} {rate:>8.0f}   (runs: {', '.join(f'{r:.0f}' for r in samples[label])})")
     baseline = results["postfix alone"]

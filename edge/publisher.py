@@ -161,6 +161,10 @@ class MetadataPublisher:
             # few characters can leave partitions empty, and every patchgate producer must agree
             "partitioner": "murmur2_random",
             "linger.ms": 5,
+            # an envelope repeats its server's header texts record after record: lz4 shrinks it
+            # several times, which is broker work and network saved (and the worker's event ->
+            # verdict p99 on a shared 2-core broker fell from ~250-350 to ~130 ms, bench_worker)
+            "compression.type": "lz4",
             "message.timeout.ms": 120_000,
             "queue.buffering.max.kbytes": 65_536,
             "message.max.bytes": max(1_000_000, max_message_bytes + 10_000),

@@ -34,12 +34,16 @@ PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an
 PATCHGATE_WEB_PORT                 6066                       Faust's web server port (0 = off)
 PATCHGATE_METRICS_PORT             9464                       Prometheus /metrics of the worker (0 = off)
 PATCHGATE_METRICS_BIND             127.0.0.1                  address of the metrics server
+PATCHGATE_DATA_DIR                 <temp dir>/patchgate       Faust's local directory (one ``<group>-data``
+                                                              folder per consumer group; patchgate keeps
+                                                              no state there, everything is in Redis)
 =================================  =========================  ============================================
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -74,6 +78,7 @@ class Settings:
     web_port: int = 6066
     metrics_port: int = 9464
     metrics_bind: str = "127.0.0.1"
+    data_dir: Path | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
@@ -111,6 +116,10 @@ class Settings:
             values[field.name] = _convert(field.name, str(field.type), raw)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def faust_data_dir(self) -> Path:
+        return self.data_dir or Path(tempfile.gettempdir()) / "patchgate"
 
     def to_env(self) -> dict[str, str]:
         """The ``PATCHGATE_<FIELD>`` variables that :meth:`from_env` reads back as these settings."""

@@ -59,6 +59,7 @@ class PatchgateApp(faust.App):
 def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust.App, dict[str, Any]]:
     """Build the Faust app; the returned dict holds the runtime once the worker has started."""
     session_timeout = settings.session_timeout_ms / 1000
+    settings.faust_data_dir.mkdir(parents=True, exist_ok=True)
     app = PatchgateApp(
         settings.consumer_group,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -75,6 +76,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
         store="memory://",
+        datadir=str(settings.faust_data_dir / "{conf.name}-data"),  # Faust fills in the group name
     )
     metadata_topic = app.topic(settings.topic_metadata, key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
