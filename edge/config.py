@@ -76,6 +76,17 @@ class EdgeConfig:
         """Whether verdicts are enforced for mail arriving over ``connector``."""
         return connector is not None and connector.type in self.enforce_connector_types
 
+    def rules_out(self, ip: str | None) -> bool:
+        """Whether no connector can match a client at ``ip``, whatever TLS certificate it shows later.
+
+        True only when no connector names certificate subjects and none covers the IP: then the
+        milter can let the whole connection go at CONNECT (the certificate is known only after
+        STARTTLS, which the MTA reports at HELO, after CONNECT).
+        """
+        if ip is None or any(c.tls_cert_subjects for c in self.connectors):
+            return False
+        return self.match(ip) is None
+
     def match(self, ip: str | None, cert_subject: str | None = None) -> Connector | None:
         """First connector matching the client IP or TLS certificate subject, else None."""
         subject = normalise_subject(cert_subject) if cert_subject else None

@@ -18,8 +18,10 @@ end-of-headers with ACCEPT or ``SMFIR_REPLYCODE``, and be fast. So: **our own co
 (:mod:`edge.milter.codec`, ~250 lines, incremental decoder safe against split reads, packet-size
 limit) and **server** (:mod:`edge.milter.server`: ``asyncio.Protocol``, synchronous handling inside
 ``data_received``, one write per read, Unix socket and TCP with ``TCP_NODELAY``). The protocol
-negotiation asks Postfix not to wait for replies before end-of-headers (``SMFIP_NR_CONN/HELO/MAIL/
-RCPT/HDR``) and not to send the body (``SMFIP_NOBODY``), so one message costs one round trip.
+negotiation asks Postfix not to wait for replies between CONNECT and end-of-headers
+(``SMFIP_NR_HELO/MAIL/RCPT/HDR``) and not to send the body (``SMFIP_NOBODY``), so one message costs
+one round trip; CONNECT is answered once per connection, with ACCEPT when no connector can match the
+client (Postfix then leaves the milter out of that connection).
 
 Application logic lives in :mod:`edge.milter.app` (:class:`~edge.milter.app.PatchgateMilter`).
 """

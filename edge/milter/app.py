@@ -1,5 +1,9 @@
 """The patchgate milter application: classify at end-of-headers, publish metadata, apply the verdict.
 
+At CONNECT: when no connector can match the client (its IP is in no connector's ranges and no
+connector is matched by TLS certificate), ACCEPT: Postfix then leaves the milter out of the whole
+connection, so unrelated senders cost no milter work per message (counted as ``skipped_connections``).
+
 At end-of-headers (which Postfix delivers after the whole message arrived, so the reply answers the
 final dot of DATA):
 
@@ -49,6 +53,7 @@ Classifier = Callable[[Sequence[tuple[str, str]], Any, datetime], Any]
 
 @dataclass(slots=True)
 class MilterMetrics:
+    skipped_connections: int = 0
     messages: int = 0
     unmatched: int = 0
     out_of_scope: int = 0
@@ -91,6 +96,12 @@ class PatchgateMilter:
         self.metrics = MilterMetrics()
         self._classify, self._server_key, self._connection = _default_classify()
         self._replies: dict[str, bytes] = {}  # reply line -> encoded packet (few distinct lines)
+
+    def connect(self, session: Session) -> bytes:
+        if self.config.rules_out(session.client_ip):
+            self.metrics.skipped_connections += 1
+            return ACCEPT_PACKET
+        return CONTINUE_PACKET
 
     def end_of_message(self, session: Session) -> bytes:
         return CONTINUE_PACKET

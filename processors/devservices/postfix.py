@@ -45,13 +45,13 @@ postlog   unix-dgram n - n - 1 postlogd
 
 
 class PostfixInstance:
-    def __init__(self, milters: str, *, extra: dict[str, str] | None = None) -> None:
+    def __init__(self, milters: str, *, extra: dict[str, str] | None = None, parent: Path | None = None) -> None:
         if os.geteuid() != 0:
             raise RuntimeError("the Postfix end-to-end test must run as root (Postfix drops privileges itself)")
         if not Path(POSTFIX).exists():
             raise RuntimeError("postfix is not installed: apt-get install postfix")
         # Not under pytest's 0700 tmp dirs: Postfix daemons run as 'postfix' and must reach the queue.
-        self.dir = Path(tempfile.mkdtemp(prefix="patchgate-postfix-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="patchgate-postfix-", dir=parent))
         self.dir.chmod(0o755)
         self.port = free_port()
         self.maillog = self.dir / "maillog"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,11 @@ def test_scope_can_include_partner() -> None:
     cfg = parse_config({"edge": {"enforce_connector_types": ["OnPremises", "Partner"]}, "connector": [
         {"id": "p", "tenant_id": "t", "type": "Partner", "client_ips": ["10.0.0.0/8"]}]})
     assert cfg.in_scope(cfg.match("10.1.2.3"))
+
+
+def test_rules_out_a_client_only_when_no_certificate_could_match_later() -> None:
+    by_ip = parse_config(tomllib.loads(GOOD.split("[[connector]]\nid = \"fabrikam-partner\"")[0]))
+    assert by_ip.rules_out("198.51.100.1")  # no connector covers it, none matches by certificate
+    assert not by_ip.rules_out("192.0.2.7") and not by_ip.rules_out(None)
+    with_certificates = parse_config(tomllib.loads(GOOD))
+    assert not with_certificates.rules_out("198.51.100.1")  # it may show mail.fabrikam.com after STARTTLS

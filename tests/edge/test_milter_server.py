@@ -172,7 +172,7 @@ def test_partner_connector_is_never_enforced_but_published(tmp_path: Path) -> No
     assert pub.records[0][1]["connector"]["type"] == "Partner"
 
 
-def test_unmatched_client_is_accepted_and_not_published(tmp_path: Path) -> None:
+def test_client_no_connector_can_match_is_let_go_at_connect(tmp_path: Path) -> None:
     app, pub = make_app(verdict("contoso/ex01.contoso.com", stage=8, throttle=0, block=60))
 
     async def body(server: MilterServer, sock: str) -> None:
@@ -181,7 +181,25 @@ def test_unmatched_client_is_accepted_and_not_published(tmp_path: Path) -> None:
         assert await d.message(ip="198.51.100.7", headers=exchange_headers()) == (SMFIR_ACCEPT, b"")
         await d.quit()
     run(app, body, tmp_path)
-    assert app.metrics.unmatched == 1 and pub.records == []
+    # answered at CONNECT: the MTA leaves the milter out of the connection, no message reached EOH
+    assert (app.metrics.skipped_connections, app.metrics.messages, app.metrics.unmatched) == (1, 0, 0)
+    assert pub.records == []
+
+
+def test_unmatched_client_with_certificate_connectors_is_judged_per_message(tmp_path: Path) -> None:
+    app, pub = make_app(verdict("contoso/ex01.contoso.com", stage=8, throttle=0, block=60))
+    by_certificate = Connector("fabrikam", "fabrikam", "OnPremises", (), ("mail.fabrikam.com",))
+    app.config = config_from_connectors([*connectors(), by_certificate], name="edge-t")
+
+    async def body(server: MilterServer, sock: str) -> None:
+        d = await MilterDriver.unix(sock)
+        await d.negotiate()
+        assert await d.message(ip="198.51.100.7", headers=exchange_headers()) == (SMFIR_ACCEPT, b"")
+        await d.quit()
+    run(app, body, tmp_path)
+    # the certificate is known only after STARTTLS: the milter stays on and decides at EOH
+    assert (app.metrics.skipped_connections, app.metrics.messages, app.metrics.unmatched) == (0, 1, 1)
+    assert pub.records == []
 
 
 def test_stripped_headers_fall_back_to_learned_ip(tmp_path: Path) -> None:

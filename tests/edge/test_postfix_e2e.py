@@ -215,6 +215,11 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     assert by_subject["via partner"][1]["connector"]["type"] == "Partner"
     # the milter asks Postfix for its own short macro lists: the queue id still arrives at EOH
     assert by_subject["no verdict"][1]["event_id"] == f"edge-e2e:{queue_id}"
+    # The unmatched client was let go at CONNECT: Postfix never sent its message to the milter.
+    stack["milter"].stop()  # logs its counters a last time
+    last = [line for line in stack["milter"].log.read_text().splitlines() if " metrics {" in line][-1]
+    counters = orjson.loads(last.split(" metrics ", 1)[1])["milter"]
+    assert (counters["skipped_connections"], counters["messages"], counters["unmatched"]) == (1, 5, 0)
 
 
 def test_mail_flows_when_the_milter_is_killed(stack: dict[str, Any]) -> None:
