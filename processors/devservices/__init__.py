@@ -9,6 +9,9 @@ port, waited for by polling until it answers, and stopped by PID. A missing bina
 - :class:`~processors.devservices.apache_kafka.ApacheKafkaBroker`: Apache Kafka 4.x in KRaft mode,
   its jars fetched once through Maven into ``.cache/apache-kafka``.
 - :class:`~processors.devservices.redis_server.RedisServer`: ``redis-server`` with no persistence.
+- :class:`~processors.devservices.postfix.PostfixInstance`: Debian's Postfix with a throwaway config.
+- :class:`~processors.devservices.exim.EximHostCheck`: Debian's Exim in host-checking mode
+  (``exim -bh``), unpacked into ``.cache/exim`` by ``scripts/exim/fetch.sh``.
 """
 
 from processors.devservices.base import ManagedProcess, ServiceUnavailable, free_port

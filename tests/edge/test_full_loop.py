@@ -20,7 +20,7 @@ import pytest
 from processors.devservices.postfix import PostfixInstance
 from processors.devservices.worker_process import WorkerProcess
 from processors.replay.driver import ReplayDriver
-from tests.edge.test_postfix_e2e import CONFIG, MilterProcess, message, send
+from tests.edge.test_postfix_e2e import CONFIG, EdgeProcess, message, send
 from tests.worker.harness import isolated_settings, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def test_unpatched_server_is_throttled_once_its_stage_enforces(
     args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
             "--verdicts-topic", settings.topic_verdicts, "--metadata-topic", settings.topic_metadata,
             "--catchup-timeout", "20", "--metrics-interval", "3600"]
-    milter = MilterProcess(args, postfix.dir / "milter.log")
+    milter = EdgeProcess(args, postfix.dir / "milter.log")
     try:
         now = time.time()
         driver.set_clock(now)  # the scenario starts now; the worker's timer is running
@@ -92,7 +92,7 @@ def test_unpatched_server_is_throttled_once_its_stage_enforces(
 
         milter.stop()
         monkeypatch.setenv("PATCHGATE_EDGE_CLOCK_OFFSET_S", str(two_days))
-        milter = MilterProcess(args, postfix.dir / "milter2.log")
+        milter = EdgeProcess(args, postfix.dir / "milter2.log")
         assert "caught_up=True" in milter.wait_ready()
         code, text = send(postfix.port, message("EX07.contoso.com", old, "second"), helo="ex07.contoso.com")
         assert code == 450

@@ -72,11 +72,13 @@ def send(port: int, data: bytes, *, source: str = "127.0.0.1", helo: str = "ex01
         return smtp.data(data)
 
 
-class MilterProcess:
-    def __init__(self, args: list[str], log: Path) -> None:
+class EdgeProcess:
+    """``patchgate edge <command>`` as a child process; ``wait_ready`` returns its ready line."""
+
+    def __init__(self, args: list[str], log: Path, command: str = "milter") -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "edge", "milter", *args],
+            [sys.executable, "-m", "edge.cli", "edge", command, *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True,
         )
 
@@ -120,7 +122,7 @@ def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool 
                                                    block=60, effective_at=since)),
     ])
     postfix: PostfixInstance | None = None
-    milter: MilterProcess | None = None
+    milter: EdgeProcess | None = None
     try:
         postfix = PostfixInstance("placeholder")
         sock = postfix.dir / "milter.sock"
@@ -137,7 +139,7 @@ def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool 
                 "--catchup-timeout", "20", "--metrics-interval", "3600"]
         if policy:
             args += ["--policy-listen", f"unix:{policy_sock}"]
-        milter = MilterProcess(args, postfix.dir / "milter.log")
+        milter = EdgeProcess(args, postfix.dir / "milter.log")
         ready = milter.wait_ready()
         assert "caught_up=True" in ready, ready
         postfix.start()
