@@ -21,6 +21,8 @@ variables:
 - ``PATCHGATE_EDGE_LOOP``: ``uvloop`` (default) or ``asyncio``: the event loop of the servers
   (see :mod:`edge.eventloop`).
 - ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
+- ``PATCHGATE_EDGE_METRICS_PORT``: serve Prometheus ``/metrics`` on this port (``0``: off, the
+  default); ``PATCHGATE_EDGE_METRICS_BIND``: its address (``127.0.0.1``). See :mod:`edge.prometheus`.
 - ``PATCHGATE_EDGE_CLOCK_OFFSET_S``: seconds added to the edge's clock (``0``). For replays and tests
   that run the processor on a scenario clock: the edge then decides, and stamps ``observed_at``, in
   the same scenario time. Never set it in production.
@@ -40,7 +42,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -77,6 +79,12 @@ def register(subparsers: Any) -> None:
         p.add_argument("--catchup-timeout", type=float, default=None, help=f"({ENV}CATCHUP_TIMEOUT)")
         p.add_argument("--log-level", default=None, help=f"({ENV}LOG_LEVEL)")
 
+    def observable(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--metrics-interval", type=float, default=60.0, help="seconds between counter log lines")
+        p.add_argument("--metrics-port", type=int, default=None, help=f"Prometheus /metrics port, 0 = off "
+                                                                       f"({ENV}METRICS_PORT)")
+        p.add_argument("--metrics-bind", default=None, help=f"({ENV}METRICS_BIND, 127.0.0.1)")
+
     m = sub.add_parser("milter", help="run the milter (Postfix smtpd_milters)")
     common(m)
     m.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
@@ -85,7 +93,7 @@ def register(subparsers: Any) -> None:
     m.add_argument("--policy-mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
     m.add_argument("--metadata-topic", default=None, help=f"({ENV}METADATA_TOPIC)")
     m.add_argument("--no-publish", action="store_true", help=f"do not publish metadata ({ENV}PUBLISH=0)")
-    m.add_argument("--metrics-interval", type=float, default=60.0)
+    observable(m)
     m.set_defaults(handler=run_milter)
 
     p = sub.add_parser("policy", help="run the policy service (Postfix check_policy_service, Exim readsocket)")
@@ -93,7 +101,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
     p.add_argument("--listen", default=None, help=f"unix:/path or inet:host:port ({ENV}POLICY_LISTEN)")
     p.add_argument("--mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
-    p.add_argument("--metrics-interval", type=float, default=60.0)
+    observable(p)
     p.set_defaults(handler=run_policy)
 
     d = sub.add_parser("cache-dump", help="read the verdicts topic and print the verdicts an edge would hold")
@@ -174,17 +182,33 @@ def _load_config(args: argparse.Namespace) -> Any:
         raise SystemExit(f"edge: {exc}") from None
 
 
-async def _serve(ready: str, metrics: Callable[[], dict[str, Any]], interval: float) -> None:
+async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Mapping[str, Any]) -> None:
+    """Print the ready line, export ``counters`` (component -> counters dataclass), log them every
+    ``--metrics-interval`` seconds and once more at SIGTERM/SIGINT, then return."""
+    port = args.metrics_port if args.metrics_port is not None else int(_env("METRICS_PORT", "0") or 0)
+    exporter = None
+    if port:
+        from edge.prometheus import EdgeCollector
+        from processors.metrics import REGISTRY, start_metrics_server
+
+        REGISTRY.register(EdgeCollector(cache, counters))
+        exporter = start_metrics_server(port, addr=args.metrics_bind or _env("METRICS_BIND", "127.0.0.1") or "")
+        ready += f" metrics=http://{exporter.server_address[0]}:{exporter.server_port}/metrics"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     print(ready, flush=True)
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-        log.info("metrics %s", orjson.dumps(metrics()).decode())
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.metrics_interval)
+            snapshot = {"verdicts": len(cache), **{name: asdict(c) for name, c in counters.items()}}
+            log.info("metrics %s", orjson.dumps(snapshot).decode())
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -218,17 +242,14 @@ def run_milter(args: argparse.Namespace) -> int:
         if policy is not None and policy_spec:
             bound += [f"policy={b}" for b in await _listen(policy, policy_spec)]
 
-        def metrics() -> dict[str, Any]:
-            out: dict[str, Any] = {"milter": asdict(app.metrics), "server": asdict(milter.metrics),
-                                   "cache": asdict(cache.metrics), "verdicts": len(cache)}
-            if publisher is not None:
-                out["publisher"] = asdict(publisher.metrics)
-            if policy is not None:
-                out["policy"] = asdict(policy.service.metrics)
-            return out
+        counters: dict[str, Any] = {"milter": app.metrics, "server": milter.metrics, "cache": cache.metrics}
+        if publisher is not None:
+            counters["publisher"] = publisher.metrics
+        if policy is not None:
+            counters["policy"] = policy.service.metrics
         try:
             await _serve(f"patchgate edge milter ready: {' '.join(bound)} caught_up={cache.caught_up}",
-                         metrics, args.metrics_interval)
+                         args, cache, counters)
         finally:
             await milter.close()
             if policy is not None:
@@ -256,8 +277,7 @@ def run_policy(args: argparse.Namespace) -> int:
         bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "")
         try:
             await _serve(f"patchgate edge policy ready: {' '.join(bound)} mode={mode} caught_up={cache.caught_up}",
-                         lambda: {"policy": asdict(server.service.metrics), "cache": asdict(cache.metrics)},
-                         args.metrics_interval)
+                         args, cache, {"policy": server.service.metrics, "cache": cache.metrics})
         finally:
             await server.close()
 

@@ -217,7 +217,7 @@ def compile_verdict(record: Any, *, key: str | None = None) -> CompiledVerdict:
 
 @dataclass(slots=True)
 class CacheMetrics:
-    """Plain counters; read them with :meth:`as_dict`. Each is written by one thread only."""
+    """Plain counters (logged and exported by :mod:`edge.cli`). Each is written by one thread only."""
 
     decisions_accept: int = 0
     decisions_throttle: int = 0

@@ -17,11 +17,14 @@ patchgate_verdicts_total             counter    action                 verdicts 
                                                                        block / paused / remediated
 patchgate_redis_seconds              histogram  operation              one Redis round trip (pipeline, script)
 patchgate_batch_size                 histogram  kind                   messages / records / servers per batch
-patchgate_consumer_lag               gauge      topic, partition       high watermark - committed offset
+patchgate_consumer_lag               gauge      topic, partition       the group's lag: high watermark minus its
+                                                                       committed offset (each worker measures
+                                                                       every partition, see worker/lag.py)
 patchgate_edge_cache_caught_up       gauge      -                      1 once the edge's verdict cache has read
                                                                        the verdicts topic to its end, else 0
 patchgate_edge_cache_verdicts        gauge      -                      verdicts held by the edge's cache
-patchgate_edge_decisions_total       counter    action, reason         edge decisions (accept/throttle/block)
+patchgate_edge_events_total          counter    component, counter     the edge's counters (milter, server,
+                                                                       cache, publisher, policy)
 patchgate_api_requests_total         counter    route, method, status  HTTP API requests
 patchgate_webhook_deliveries_total   counter    outcome                delivered / duplicate / retry /
                                                                        dead_letter / no_webhook / permanent
@@ -66,15 +69,8 @@ BATCH_SIZE = Histogram(
     "patchgate_batch_size", "Items per processing batch, by kind (messages, records, servers)", ["kind"],
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000), registry=REGISTRY,
 )
-CONSUMER_LAG = Gauge("patchgate_consumer_lag", "High watermark minus committed offset", ["topic", "partition"],
-                     registry=REGISTRY)
-EDGE_CACHE_CAUGHT_UP = Gauge("patchgate_edge_cache_caught_up",
-                             "1 once the edge's verdict cache has read the verdicts topic to its end, else 0",
-                             registry=REGISTRY)
-EDGE_CACHE_VERDICTS = Gauge("patchgate_edge_cache_verdicts", "Verdicts held by the edge's verdict cache",
-                            registry=REGISTRY)
-EDGE_DECISIONS = Counter("patchgate_edge_decisions_total", "Edge decisions, by action and reason",
-                         ["action", "reason"], registry=REGISTRY)
+CONSUMER_LAG = Gauge("patchgate_consumer_lag", "The consumer group's lag: high watermark minus committed offset",
+                     ["topic", "partition"], registry=REGISTRY)
 API_REQUESTS = Counter("patchgate_api_requests_total", "HTTP API requests, by route template, method and status",
                        ["route", "method", "status"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter("patchgate_webhook_deliveries_total",

@@ -34,6 +34,8 @@ PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an
 PATCHGATE_WEB_PORT                 6066                       Faust's web server port (0 = off)
 PATCHGATE_METRICS_PORT             9464                       Prometheus /metrics of the worker (0 = off)
 PATCHGATE_METRICS_BIND             127.0.0.1                  address of the metrics server
+PATCHGATE_LAG_INTERVAL_S           15                         how often each worker asks the broker for the
+                                                              group's lag (patchgate_consumer_lag; 0 = off)
 PATCHGATE_DATA_DIR                 <temp dir>/patchgate       Faust's local directory (one ``<group>-data``
                                                               folder per consumer group; patchgate keeps
                                                               no state there, everything is in Redis)
@@ -78,6 +80,7 @@ class Settings:
     web_port: int = 6066
     metrics_port: int = 9464
     metrics_bind: str = "127.0.0.1"
+    lag_interval_s: float = 15.0
     data_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -100,6 +103,8 @@ class Settings:
         _require(0.5 <= self.outbox_recovery_s <= 86400, "OUTBOX_RECOVERY_S", "must be 0.5..86400")
         _require(0 <= self.web_port <= 65535, "WEB_PORT", "must be 0..65535")
         _require(0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be 0..65535")
+        _require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "LAG_INTERVAL_S",
+                 "must be 0 (off) or 1..3600")
         for name in ("policy_file", "catalog_file"):
             path = getattr(self, name)
             _require(path is None or Path(path).is_file(), name.upper(), f"is not a readable file: {path}")

@@ -14,6 +14,8 @@ Agents:
   transitions without new mail, notices, pause expiry, reloads, outbox recovery). A lease instead of
   Faust's leader election: it does not depend on one topic partition's assignment, and a dead
   holder is replaced once its lease expires.
+- a timer on every worker that sets ``patchgate_consumer_lag`` from the broker
+  (:mod:`processors.worker.lag`, every ``PATCHGATE_LAG_INTERVAL_S``).
 
 Faust's own per-event machinery is the bottleneck for unbatched input (~90 µs per Kafka message on
 a 2-core machine), which is why producers should send batch envelopes.
@@ -21,6 +23,7 @@ a 2-core machine), which is why producers should send batch envelopes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -31,6 +34,7 @@ from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 from processors.worker.clock import Clock, RedisClock, WallClock
+from processors.worker.lag import ConsumerLag
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
@@ -123,6 +127,16 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
             outcome = await runtime().process_command(_raw(event))
             if outcome is not None:
                 log.info("command applied for tenant: %s", outcome.text)
+
+    if settings.lag_interval_s:
+        lag = ConsumerLag(settings.kafka_bootstrap, settings.consumer_group, settings.topic_metadata)
+
+        @app.timer(settings.lag_interval_s)
+        async def measure_lag() -> None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, lag.export)
+            except Exception as error:  # the gauge keeps its last value; the next run retries
+                log.warning("could not measure the consumer lag: %s", error)
 
     @app.timer(settings.timer_interval_s)
     async def timer() -> None:

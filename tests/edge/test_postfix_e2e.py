@@ -15,6 +15,7 @@ import smtplib
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
+from processors.devservices import free_port
 from processors.devservices.postfix import PostfixInstance
 from tests.edge.helpers import BLOCK, THROTTLE, exchange_received, verdict_bytes
 from tests.edge.kafka_helpers import create_topic, produce, read_all
@@ -134,16 +136,18 @@ def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool 
                 "permit_mynetworks, reject_unauth_destination")
         config = postfix.dir / "edge.toml"
         config.write_text(CONFIG)
+        metrics_port = free_port()
         args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
                 "--verdicts-topic", topics["verdicts"], "--metadata-topic", topics["metadata"],
-                "--catchup-timeout", "20", "--metrics-interval", "3600"]
+                "--catchup-timeout", "20", "--metrics-interval", "3600", "--metrics-port", str(metrics_port)]
         if policy:
             args += ["--policy-listen", f"unix:{policy_sock}"]
         milter = EdgeProcess(args, postfix.dir / "milter.log")
         ready = milter.wait_ready()
         assert "caught_up=True" in ready, ready
         postfix.start()
-        yield {"postfix": postfix, "milter": milter, "topics": topics}
+        yield {"postfix": postfix, "milter": milter, "topics": topics,
+               "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:
         if milter is not None:
             milter.stop()
@@ -218,10 +222,12 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     # the milter asks Postfix for its own short macro lists: the queue id still arrives at EOH
     assert by_subject["no verdict"][1]["event_id"] == f"edge-e2e:{queue_id}"
     # The unmatched client was let go at CONNECT: Postfix never sent its message to the milter.
-    stack["milter"].stop()  # logs its counters a last time
-    last = [line for line in stack["milter"].log.read_text().splitlines() if " metrics {" in line][-1]
-    counters = orjson.loads(last.split(" metrics ", 1)[1])["milter"]
-    assert (counters["skipped_connections"], counters["messages"], counters["unmatched"]) == (1, 5, 0)
+    with urllib.request.urlopen(stack["metrics_url"], timeout=10) as response:
+        exported = response.read().decode()
+    for counter, value in [("skipped_connections", 1), ("messages", 5), ("unmatched", 0), ("throttled", 1),
+                           ("blocked", 1), ("out_of_scope", 1), ("accepted_current_build", 1)]:
+        assert f'patchgate_edge_events_total{{component="milter",counter="{counter}"}} {value}.0' in exported
+    assert "patchgate_edge_cache_caught_up 1.0" in exported
 
 
 def test_mail_flows_when_the_milter_is_killed(stack: dict[str, Any]) -> None:

@@ -199,15 +199,22 @@ def test_worker_exposes_prometheus_metrics(kafka_bootstrap: str, redis_url: str,
     from processors.devservices.base import free_port
 
     port = free_port()
-    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metrics_port=port)
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metrics_port=port, lag_interval_s=1)
     worker = WorkerProcess(settings)
     worker.start()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return str(response.read().decode())
     try:
         placed = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event("m-1", T0))),
                                     (b"contoso/ex01.contoso.com", b"{broken")])
         wait_for(processed(settings, placed), "the events")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            text = response.read().decode()
+        # the lag of every partition is measured; once the offsets are committed it is 0
+        lag_lines = [f'patchgate_consumer_lag{{partition="{p}",topic="{settings.topic_metadata}"}} 0.0'
+                     for p in range(settings.metadata_partitions)]
+        wait_for(lambda: all(line in scrape() for line in lag_lines), "the consumer lag gauge at 0")
+        text = scrape()
         assert f'patchgate_events_in_total{{topic="{settings.topic_metadata}"}} 2.0' in text
         assert 'patchgate_dead_letters_total{reason="invalid_json"} 1.0' in text
         assert 'patchgate_classifications_total{status="unsupported"} 1.0' in text

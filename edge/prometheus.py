@@ -1,0 +1,38 @@
+"""Prometheus view of the edge: the plain counters the edge keeps, read only when scraped.
+
+The SMTP path only increments integers in small dataclasses (``MilterMetrics``, ``CacheMetrics``,
+``PublisherMetrics``, ``PolicyMetrics``, ``ServerMetrics``); this collector turns them into
+``patchgate_edge_events_total{component, counter}`` at scrape time, next to the verdict cache's
+``patchgate_edge_cache_caught_up`` and ``patchgate_edge_cache_verdicts``. Label values are the
+dataclasses' field names, a closed set. Served by ``patchgate edge milter|policy --metrics-port``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from edge.verdicts import VerdictIndex
+
+
+class EdgeCollector(Collector):
+    def __init__(self, cache: VerdictIndex, counters: Mapping[str, Any]) -> None:
+        self.cache = cache
+        self.counters = dict(counters)  # component name -> counters dataclass
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("patchgate_edge_cache_caught_up",
+                                "1 once the verdict cache has read the verdicts topic to its end (until then the "
+                                "edge fails open), else 0", value=1 if self.cache.caught_up else 0)
+        yield GaugeMetricFamily("patchgate_edge_cache_verdicts", "Verdicts held by the edge's verdict cache",
+                                value=len(self.cache))
+        family = CounterMetricFamily("patchgate_edge_events", "The edge's counters, by component and counter",
+                                     labels=["component", "counter"])
+        for component, counters in self.counters.items():
+            for name, value in asdict(counters).items():
+                family.add_metric([component, name], value)
+        yield family
