@@ -9,7 +9,8 @@ Starts its own Tansu broker and Redis, fills topics, then measures in one run:
 4. ``patchgate worker`` on batch envelopes of 100 records (Kafka in → validate → classify → Redis
    → verdicts out);
 5. two workers in one consumer group on the envelopes (8 partitions), and their ratio to one,
-   measured once both workers own partitions (each join stops the group for a rebalance);
+   measured while both are busy: from the moment both own partitions (each join stops the group
+   for a rebalance) to the moment the first has drained its share of the backlog;
 6. latency from producing an envelope to its verdict on the verdicts topic, at half the rate of (4):
    steady traffic from 200 known servers (seen once before the clock starts), every 10th envelope
    from a newly detected server (the envelopes are built before the clock starts: the load
@@ -114,11 +115,11 @@ def final_offsets(settings: Settings) -> dict[str, int]:
     return last
 
 
-def read_progress(client: redis.Redis, key: str) -> tuple[dict[str, int], set[str]]:
-    """The workers' progress marks: last processed offset per partition, and the workers seen."""
+def read_progress(client: redis.Redis, key: str) -> tuple[dict[str, int], dict[str, str]]:
+    """The workers' progress marks: last processed offset per partition, and which worker processed it."""
     raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
     offsets = {k: int(v) for k, v in raw.items() if not k.startswith("owner:") and k != "timer"}
-    return offsets, {v for k, v in raw.items() if k.startswith("owner:")}
+    return offsets, {k.removeprefix("owner:"): v for k, v in raw.items() if k.startswith("owner:")}
 
 
 def time_until_done(client: redis.Redis, key: str, final: dict[str, int], timeout: float = 600) -> float:
@@ -191,23 +192,29 @@ def bench_workers(settings: Settings, client: redis.Redis, final: dict[str, int]
 
 def rate_once_all_joined(client: redis.Redis, key: str, final: dict[str, int], count: int,
                          timeout: float = 600) -> float:
-    """Messages per second from the moment all ``count`` workers have processed a batch to the end.
+    """Messages per second of the group while all ``count`` workers are busy.
 
-    Workers join the group at different moments and each join stops the group for a rebalance;
-    the steady rate of the group starts once every worker owns partitions (start-up excluded, as
-    for one worker).
+    Workers join the group at different moments and each join stops the group for a rebalance; the
+    window opens once every worker has processed a batch (start-up excluded, as for one worker) and
+    closes when the first worker has drained its partitions: from then on it idles while the other
+    finishes its share of this finite backlog, which sustained traffic would not let happen.
     """
     deadline = time.monotonic() + timeout
     start: tuple[float, int] | None = None
     while time.monotonic() < deadline:
         offsets, owners = read_progress(client, key)
         done = sum(offsets.get(f, -1) + 1 for f in final)
-        if start is None and len(owners) >= count:
+        workers = set(owners.values())
+        if start is None and len(workers) >= count:
             start = (time.monotonic(), done)
-        if all(offsets.get(f, -1) >= o for f, o in final.items()):
-            if start is None or done - start[1] < sum(o + 1 for o in final.values()) / 4:
-                raise RuntimeError("the workers finished before all of them had joined: fill more envelopes")
+        drained = {w for w in workers
+                   if all(offsets.get(f, -1) >= o for f, o in final.items() if owners.get(f) == w)}
+        if start is not None and drained:
+            if done - start[1] < sum(o + 1 for o in final.values()) / 4:
+                raise RuntimeError("a worker drained its partitions too soon after the last join: fill more envelopes")
             return (done - start[1]) / (time.monotonic() - start[0])
+        if all(offsets.get(f, -1) >= o for f, o in final.items()):
+            raise RuntimeError("the workers finished before all of them had joined: fill more envelopes")
         time.sleep(0.002)
     raise RuntimeError(f"not done within {timeout}s")
 
