@@ -17,9 +17,16 @@ from processors.metrics import CONSUMER_LAG
 
 class ConsumerLag:
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+        self.bootstrap = bootstrap
         self.group = group
         self.topic = topic
+        self._admin: AdminClient | None = None  # created on first use: it connects at once
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        return self._admin
 
     def measure(self, timeout: float = 10.0) -> dict[int, int]:
         """Lag by partition (blocking: run it in an executor)."""
