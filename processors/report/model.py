@@ -195,10 +195,14 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
     status = fields.get("status") or fields.get("last_status") or "no_build"
     detected_at = _epoch(fields.get("detected_at"))
     vulnerable = detected_at is not None and status in VULNERABLE_STATUSES
+    connector_type = fields.get("connector_type")
+    # a server seen over a connector outside the enforcement scope (e.g. Partner) is reported, never
+    # enforced: no throttle or block dates, no next stage
+    enforceable = connector_type is None or connector_type in policy.enforced_connector_types
     throttle_at = block_at = next_at = None
     next_stage = next_throttle = next_block = None
     stage_due = 0
-    if vulnerable and detected_at is not None:
+    if vulnerable and enforceable and detected_at is not None:
         detected_on: date = detected_at.date()
         first_throttle = policy.first_stage_where("throttle")
         first_block = policy.first_stage_where("block")
@@ -232,7 +236,7 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
         status=status,
         rule=fields.get("rule") or fields.get("last_rule"),
         reason=fields.get("reason"),
-        connector_type=fields.get("connector_type"),
+        connector_type=connector_type,
         first_seen=_epoch(fields.get("first_seen")),
         last_seen=_epoch(fields.get("last_seen")),
         client_ips=tuple(sorted(ips)),

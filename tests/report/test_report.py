@@ -269,3 +269,25 @@ def test_cli_renderings(redis_url: str, unique_name: Callable[[str], str]) -> No
     document = orjson.loads(json_text)
     assert document["tenant_id"] == "cli" and len(document["servers"]) == 2
     assert document["pause"]["days_left_this_year"] == 90
+
+
+def test_server_behind_an_out_of_scope_connector_has_no_enforcement_dates(
+        redis_url: str, unique_name: Callable[[str], str]) -> None:
+    prefix = unique_name("pg")
+    detected = datetime(2026, 10, 14, 15, 30, tzinfo=UTC)  # 45 days: stage 3 if it were enforced
+    partner = SeedServer("contoso", "relay.fabrikam.com", detected, connector_type="Partner")
+
+    async def scenario() -> Any:
+        client, keys, reader = await _reader(redis_url, prefix)
+        try:
+            await seed_server(client, keys, POLICY, partner, NOW)
+            return await reader.rows("contoso", NOW)
+        finally:
+            await client.aclose()
+
+    row = run(scenario())[0].to_json()
+    assert row["FirstDetectedDate"] == "2026-10-14T15:30:00Z" and row["status"] == "behind"  # still reported
+    assert row["ThrottleEnabledDate"] is None and row["BlockingEnabledDate"] is None
+    assert row["NextStage"] is None and row["NextStageStartDate"] is None
+    assert (row["stage"], row["stage_due"], row["throttle_minutes"], row["block_minutes"]) == (0, 0, 0, 0)
+    assert row["reply_now"]["action"] == "accept"
