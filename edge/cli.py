@@ -209,6 +209,7 @@ async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Map
     finally:
         if exporter is not None:
             exporter.shutdown()
+            exporter.server_close()
 
 
 # --- commands ------------------------------------------------------------------------------------

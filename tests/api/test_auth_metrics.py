@@ -62,8 +62,6 @@ def test_metrics_server_exposes_the_shared_metrics() -> None:
     metrics.DEAD_LETTERS.labels(metrics.reason_label("invalid JSON: expected value at line 1")).inc()
     metrics.REDIS_SECONDS.labels("observe").observe(0.002)
     metrics.CONSUMER_LAG.labels("patchgate.metadata", "0").set(42)
-    metrics.EDGE_CACHE_CAUGHT_UP.set(1)
-    metrics.EDGE_DECISIONS.labels("throttle", "throttle-window").inc()
     server = metrics.start_metrics_server(0)
     try:
         port = server.server_port
@@ -76,7 +74,5 @@ def test_metrics_server_exposes_the_shared_metrics() -> None:
     assert 'patchgate_dead_letters_total{reason="invalid_json"} 1.0' in text
     assert 'patchgate_redis_seconds_bucket{le="0.0025",operation="observe"}' in text
     assert 'patchgate_consumer_lag{partition="0",topic="patchgate.metadata"} 42.0' in text
-    assert "patchgate_edge_cache_caught_up 1.0" in text
-    assert 'patchgate_edge_decisions_total{action="throttle",reason="throttle-window"} 1.0' in text
     assert metrics.reason_label("") == "other"
     assert len(metrics.reason_label("x" * 500)) == 40
