@@ -27,7 +27,7 @@ test-apache: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check processors edge tests benchmarks
-	$(VENV)/bin/mypy processors edge
+	$(VENV)/bin/mypy processors edge tests benchmarks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -109,7 +109,7 @@ def final_offsets(settings: Settings) -> dict[str, int]:
     while time.monotonic() - quiet_since < 2.0:
         for message in consumer.consume(1000, 0.2):
             if message.error() is None:
-                last[f"{topic}:{message.partition()}"] = message.offset()
+                last[f"{topic}:{message.partition()}"] = int(message.offset() or 0)
                 quiet_since = time.monotonic()
     consumer.close()
     return last
@@ -117,7 +117,8 @@ def final_offsets(settings: Settings) -> dict[str, int]:
 
 def read_progress(client: redis.Redis, key: str) -> tuple[dict[str, int], dict[str, str]]:
     """The workers' progress marks: last processed offset per partition, and which worker processed it."""
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+    marks: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
+    raw = {k.decode(): v.decode() for k, v in marks.items()}
     offsets = {k: int(v) for k, v in raw.items() if not k.startswith("owner:") and k != "timer"}
     return offsets, {k.removeprefix("owner:"): v for k, v in raw.items() if k.startswith("owner:")}
 
@@ -147,7 +148,7 @@ def bench_plain(settings: Settings, records_per_message: int) -> float:
         for message in consumer.consume(1000, 0.1):
             if message.error() is None:
                 started = started or time.monotonic()
-                orjson.loads(message.value())
+                orjson.loads(message.value() or b"")
                 count += 1
                 last = quiet_since = time.monotonic()
     consumer.close()
@@ -269,8 +270,9 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, redis_url: str, 
     def collect() -> None:
         while not stop.is_set():
             for message in consumer.consume(100, 0.05):
-                if message.error() is None and message.key() is not None:
-                    key = message.key().decode()
+                raw_key = message.key()
+                if message.error() is None and raw_key is not None:
+                    key = raw_key.decode()
                     if key in sent:
                         sent_mono, sent_wall = sent[key]
                         latencies.append(time.monotonic() - sent_mono)

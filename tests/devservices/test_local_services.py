@@ -25,7 +25,7 @@ def test_broker_round_trip(kafka_bootstrap: str, unique_name: Callable[[str], st
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("g"),
                          "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
     consumer.subscribe([topic])
-    seen: dict[bytes, bytes] = {}
+    seen: dict[bytes | None, bytes | None] = {}
     try:
         for _ in range(400):
             message = consumer.poll(0.25)

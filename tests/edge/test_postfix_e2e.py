@@ -224,9 +224,9 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     # The unmatched client was let go at CONNECT: Postfix never sent its message to the milter.
     with urllib.request.urlopen(stack["metrics_url"], timeout=10) as response:
         exported = response.read().decode()
-    for counter, value in [("skipped_connections", 1), ("messages", 5), ("unmatched", 0), ("throttled", 1),
+    for counter, times in [("skipped_connections", 1), ("messages", 5), ("unmatched", 0), ("throttled", 1),
                            ("blocked", 1), ("out_of_scope", 1), ("accepted_current_build", 1)]:
-        assert f'patchgate_edge_events_total{{component="milter",counter="{counter}"}} {value}.0' in exported
+        assert f'patchgate_edge_events_total{{component="milter",counter="{counter}"}} {times}.0' in exported
     assert "patchgate_edge_cache_caught_up 1.0" in exported
 
 

@@ -50,11 +50,11 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, quiet: float =
             message = consumer.poll(0.1)
             if message is not None and message.error() is None:
                 value = message.value()
-                records[(message.partition(), message.offset())] = (
-                    message.key(), orjson.loads(value) if value is not None else None)
+                partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+                records[(partition, offset)] = (message.key(), orjson.loads(value) if value is not None else None)
                 last_new = time.monotonic()
-                if message.offset() + 1 >= ends[message.partition()]:
-                    remaining.discard(message.partition())
+                if offset + 1 >= ends[partition]:
+                    remaining.discard(partition)
             elif not remaining and time.monotonic() - last_new >= quiet:
                 break
         assert not remaining, f"could not read {topic} to its end (partitions {sorted(remaining)})"

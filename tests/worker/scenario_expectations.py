@@ -13,7 +13,7 @@ STAGE_STARTS = ((2, 30), (3, 40), (4, 50), (5, 60), (6, 70), (7, 80), (8, 90))
 
 
 def plain_walk() -> list[tuple[str, int, str | None]]:
-    rows = [(iso(at(0, 13)), 1, None)]
+    rows: list[tuple[str, int, str | None]] = [(iso(at(0, 13)), 1, None)]
     rows += [(iso(at(day)), stage, None) for stage, day in STAGE_STARTS]
     return rows
 
@@ -42,7 +42,7 @@ VERDICTS: dict[str, list[tuple[str, int, str | None]]] = {
     "tailspin/ex2007.tailspin.com": plain_walk(),
 }
 
-PLAIN_NOTICES = [
+PLAIN_NOTICES: list[tuple[str, str, int | None]] = [
     (iso(at(0, 13)), "detected", 1), (iso(at(23)), "stage_upcoming", 2), (iso(at(30)), "stage_started", 2),
     (iso(at(40)), "stage_started", 3), (iso(at(50)), "stage_started", 4), (iso(at(53)), "stage_upcoming", 5),
     (iso(at(60)), "stage_started", 5), (iso(at(70)), "stage_started", 6), (iso(at(80)), "stage_started", 7),

@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -30,10 +31,15 @@ def produce(settings: Settings, messages: list[tuple[bytes, bytes]], compression
                          "partitioner": "murmur2_random", "compression.type": compression})
     # placements by message index: delivery reports need not arrive in produce order
     placed: dict[int, tuple[int, int]] = {}
+
+    def delivered(index: int) -> Callable[[Any, Any], None]:
+        def record(error: Any, message: Any) -> None:
+            if error is None:
+                placed[index] = (message.partition(), message.offset())
+        return record
+
     for index, (key, value) in enumerate(messages):
-        producer.produce(settings.topic_metadata, key=key, value=value,
-                         on_delivery=lambda e, m, i=index: placed.__setitem__(i, (m.partition(), m.offset()))
-                         if e is None else None)
+        producer.produce(settings.topic_metadata, key=key, value=value, on_delivery=delivered(index))
     assert producer.flush(30) == 0
     assert sorted(placed) == list(range(len(messages)))
     return [placed[i] for i in range(len(messages))]
@@ -141,7 +147,7 @@ def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> 
     keys = KeySchema(settings.key_prefix)
     try:
         def owners() -> set[str]:
-            marks = client.hgetall(keys.progress)
+            marks: dict[bytes, bytes] = client.hgetall(keys.progress)  # type: ignore[assignment]
             return {v.decode() for k, v in marks.items() if k.startswith(b"owner:")}
 
         def send(round_: int) -> list[tuple[int, int]]:

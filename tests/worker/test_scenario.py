@@ -48,7 +48,7 @@ def notification_table(settings: Settings) -> dict[str, list[tuple[str, str, int
 def server_hashes(settings: Settings) -> dict[str, dict[bytes, bytes]]:
     client = redis.Redis.from_url(settings.redis_url)
     keys = KeySchema(settings.key_prefix)
-    return {s.server_key: client.hgetall(keys.server(s.server_key)) for s in SERVERS}
+    return {s.server_key: dict(client.hgetall(keys.server(s.server_key))) for s in SERVERS}  # type: ignore[arg-type]
 
 
 def test_sample_gives_exactly_the_expected_verdicts_and_notifications(

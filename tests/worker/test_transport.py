@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from processors.settings import Settings
 from processors.worker.app import create_app
@@ -14,7 +15,7 @@ def test_group_consumer_uses_the_configured_fetch_wait() -> None:
     async def build() -> int:
         settings = Settings.from_env({}, fetch_max_wait_ms=37, web_port=0, metrics_port=0)
         app, _ = create_app(settings)
-        consumer = app.consumer  # Faust's consumer; its thread builds the aiokafka consumer
+        consumer: Any = app.consumer  # Faust's consumer; its thread builds the aiokafka consumer
         client = consumer._thread._create_worker_consumer(app.transport)
         try:
             return int(client._fetch_max_wait_ms)
