@@ -1,7 +1,7 @@
 """The event loop the edge servers run on: uvloop by default, asyncio's own on request.
 
-The milter's cost is dominated by per-packet work: Postfix writes each milter command separately
-(a dozen per message), and each read costs the loop a wake-up, a callback and a buffer. With
+The milter's own cost is protocol handling: each read costs the loop a wake-up, a callback and a
+buffer, and each reply a write (Postfix batches the events it needs no reply for). With
 uvloop (libuv) a milter that accepts everything spends about half the CPU per message that it
 spends on asyncio's selector loop (measured with ``benchmarks/bench_postfix.py``: ~130 µs against
 ~230 µs per message). ``PATCHGATE_EDGE_LOOP=asyncio`` selects the standard loop (for debugging, or

@@ -163,7 +163,7 @@ class MetadataPublisher:
             "linger.ms": 5,
             # an envelope repeats its server's header texts record after record: lz4 shrinks it
             # several times, which is broker work and network saved (and the worker's event ->
-            # verdict p99 on a shared 2-core broker fell from ~250-350 to ~130 ms, bench_worker)
+            # verdict p99 on a shared 2-core broker fell from ~250-350 to ~125-240 ms, bench_worker)
             "compression.type": "lz4",
             "message.timeout.ms": 120_000,
             "queue.buffering.max.kbytes": 65_536,

@@ -52,12 +52,8 @@ async def _reader(redis_url: str, prefix: str) -> tuple[aioredis.Redis, KeySchem
     return client, keys, ReportReader(client, keys, POLICY)
 
 
-def test_row_has_every_report_field(redis_url: str, unique_name: Callable[[str], str]) -> None:
-    prefix = unique_name("pg")
-    detected = datetime(2026, 10, 14, 15, 30, tzinfo=UTC)  # 45 days before NOW: stage 3 (10 min/hr)
-    spec = SeedServer("contoso", "EX02.contoso.local", detected, ips=["203.0.113.25", "203.0.113.26"],
-                      helos=["ex02.contoso.local"], messages={day(0): 60, day(1): 17, day(29): 3, day(30): 99})
-
+def seeded_rows(redis_url: str, prefix: str, spec: SeedServer) -> Any:
+    """The contoso report rows at NOW after seeding ``spec`` as the worker writes it."""
     async def scenario() -> Any:
         client, keys, reader = await _reader(redis_url, prefix)
         try:
@@ -65,8 +61,16 @@ def test_row_has_every_report_field(redis_url: str, unique_name: Callable[[str],
             return await reader.rows("contoso", NOW)
         finally:
             await client.aclose()
+    return run(scenario())
 
-    rows = run(scenario())
+
+def test_row_has_every_report_field(redis_url: str, unique_name: Callable[[str], str]) -> None:
+    prefix = unique_name("pg")
+    detected = datetime(2026, 10, 14, 15, 30, tzinfo=UTC)  # 45 days before NOW: stage 3 (10 min/hr)
+    spec = SeedServer("contoso", "EX02.contoso.local", detected, ips=["203.0.113.25", "203.0.113.26"],
+                      helos=["ex02.contoso.local"], messages={day(0): 60, day(1): 17, day(29): 3, day(30): 99})
+
+    rows = seeded_rows(redis_url, prefix, spec)
     assert len(rows) == 1
     row = rows[0].to_json()
     assert row["ServerFQDN"] == "ex02.contoso.local"
@@ -277,15 +281,7 @@ def test_server_behind_an_out_of_scope_connector_has_no_enforcement_dates(
     detected = datetime(2026, 10, 14, 15, 30, tzinfo=UTC)  # 45 days: stage 3 if it were enforced
     partner = SeedServer("contoso", "relay.fabrikam.com", detected, connector_type="Partner")
 
-    async def scenario() -> Any:
-        client, keys, reader = await _reader(redis_url, prefix)
-        try:
-            await seed_server(client, keys, POLICY, partner, NOW)
-            return await reader.rows("contoso", NOW)
-        finally:
-            await client.aclose()
-
-    row = run(scenario())[0].to_json()
+    row = seeded_rows(redis_url, prefix, partner)[0].to_json()
     assert row["FirstDetectedDate"] == "2026-10-14T15:30:00Z" and row["status"] == "behind"  # still reported
     assert row["ThrottleEnabledDate"] is None and row["BlockingEnabledDate"] is None
     assert row["NextStage"] is None and row["NextStageStartDate"] is None
