@@ -3,15 +3,22 @@
 Scripts are loaded once (``SCRIPT LOAD``) and called by SHA inside non-transactional pipelines;
 a Redis that lost its scripts (restart) answers NOSCRIPT, and the caller retries after
 :meth:`StateStore.load_scripts`.
+
+Bounded calls: no Redis call (script or command) gets more than :data:`ARGUMENTS_MAX` elements of
+any variadic list. A server with more event ids or evidence in one batch is folded by several
+``observe.lua`` calls, in order, in the same round trip (:func:`observation_parts`). Every part is
+safe to apply alone and to apply again (a crash between parts, then redelivery of the whole
+batch): event ids go into HyperLogLogs, which ignore repeats; first/last seen are min/max; the
+evidence fold keeps the newest evidence by event time; there are no counters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -19,7 +26,11 @@ import redis.asyncio as aioredis
 from processors.enforcement.pauses import PauseState
 from processors.state.keys import HISTORY_LENGTH, HLL_RETENTION_SECONDS, NOTIFICATIONS_KEPT, KeySchema
 
+T = TypeVar("T")
 SET_CAP = 64  # client IPs / HELO names remembered per server
+# Elements of one variadic argument list per Redis call (event ids, evidence items, set members).
+# Lua's unpack() fails near 8,000 values (its C stack), and a long script blocks every client.
+ARGUMENTS_MAX = 1000
 # The server-hash fields a batch needs back from observe.lua (enforcement.verdicts.ServerState and
 # the change checks of the batch processor); the rest of the hash (verdict JSON, hop, ...) stays put.
 STATE_FIELDS = ("tenant_id", "server", "status", "rule", "product", "build", "release_name", "recommended",
@@ -69,6 +80,33 @@ class OutboxRecord:
     value: bytes
 
 
+def chunked(items: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size`` (default :data:`ARGUMENTS_MAX`)."""
+    size = size or ARGUMENTS_MAX
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def observation_parts(obs: Observation, size: int | None = None) -> list[Observation]:
+    """``obs`` split so that no part carries more than ``size`` event ids or evidence items.
+
+    Parts keep the event-time order of the evidence and the batch's scalar fields (first/last
+    seen, latest message, IPs, HELO names), so each part is a valid observation on its own; folding
+    them in order equals folding ``obs`` whole."""
+    size = size or ARGUMENTS_MAX
+    ids = [(day, event_id) for day in sorted(obs.event_ids_by_day) for event_id in obs.event_ids_by_day[day]]
+    count = max(1, -(-len(ids) // size), -(-len(obs.evidence) // size))
+    if count == 1:
+        return [obs]
+    parts = []
+    for index in range(count):
+        by_day: dict[str, list[str]] = {}
+        for day, event_id in ids[index * size:(index + 1) * size]:
+            by_day.setdefault(day, []).append(event_id)
+        parts.append(replace(obs, evidence=obs.evidence[index * size:(index + 1) * size], event_ids_by_day=by_day))
+    return parts
+
+
 def outbox_record(topic: str, key: str, value: bytes) -> bytes:
     return f"{topic}\n{key}\n".encode() + value
 
@@ -109,34 +147,45 @@ class StateStore:
         Returns per observation (state hash, client IPs, outbox length) and the pauses by tenant."""
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        answers: list[int] = []  # per observation, the position of its last observe.lua reply
         for obs in observations:
-            days = sorted(obs.event_ids_by_day)
-            script_keys = [keys.server(obs.server_key), keys.server_ips(obs.server_key),
-                           keys.server_helos(obs.server_key), keys.server_outbox(obs.server_key)]
-            script_keys += [keys.server_day_hll(obs.server_key, day) for day in days]
-            args: list[Any] = [
-                obs.tenant_id, obs.server, repr(obs.first_at), repr(obs.last_at),
-                orjson.dumps(obs.evidence), orjson.dumps(obs.latest), SET_CAP, HLL_RETENTION_SECONDS,
-                orjson.dumps(obs.ips), orjson.dumps(obs.helos), _STATE_FIELDS_JSON,
-            ]
-            for day in days:
-                ids = obs.event_ids_by_day[day]
-                args.append(len(ids))
-                args.extend(ids)
-            pipe.evalsha(self._sha["observe"], len(script_keys), *script_keys, *args)
+            for part in observation_parts(obs):
+                self._queue_observe(pipe, part)
+                queued += 1
+            answers.append(queued - 1)
             pipe.sadd(keys.tenant_servers(obs.tenant_id), obs.server_key)
+            queued += 1
         tenant_list = sorted(set(tenants))
-        if tenant_list:
-            pipe.sadd(keys.tenants, *tenant_list)
+        for members in chunked(tenant_list):
+            pipe.sadd(keys.tenants, *members)
+            queued += 1
         for tenant in tenant_list:
             pipe.hgetall(keys.tenant_pause(tenant))
         results = await pipe.execute()
         states = [({name: text(value) for name, value in zip(STATE_FIELDS, result[0], strict=True)
                     if value is not None}, [ip.decode() for ip in result[1]], int(result[2]))
-                  for result in results[0:2 * len(observations):2]]
-        pauses_raw = results[2 * len(observations) + (1 if tenant_list else 0):]
-        pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, pauses_raw, strict=True)}
+                  for result in (results[position] for position in answers)]
+        pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, results[queued:], strict=True)}
         return states, pauses
+
+    def _queue_observe(self, pipe: Any, obs: Observation) -> None:
+        """Queue one ``observe.lua`` call; ``obs`` must be within :data:`ARGUMENTS_MAX` (a part)."""
+        keys = self.keys
+        days = sorted(obs.event_ids_by_day)
+        script_keys = [keys.server(obs.server_key), keys.server_ips(obs.server_key),
+                       keys.server_helos(obs.server_key), keys.server_outbox(obs.server_key)]
+        script_keys += [keys.server_day_hll(obs.server_key, day) for day in days]
+        args: list[Any] = [
+            obs.tenant_id, obs.server, repr(obs.first_at), repr(obs.last_at),
+            orjson.dumps(obs.evidence), orjson.dumps(obs.latest), SET_CAP, HLL_RETENTION_SECONDS,
+            orjson.dumps(obs.ips[:SET_CAP]), orjson.dumps(obs.helos[:SET_CAP]), _STATE_FIELDS_JSON, ARGUMENTS_MAX,
+        ]
+        for day in days:
+            ids = obs.event_ids_by_day[day]
+            args.append(len(ids))
+            args.extend(ids)
+        pipe.evalsha(self._sha["observe"], len(script_keys), *script_keys, *args)
 
     async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str] = (),
@@ -151,6 +200,8 @@ class StateStore:
         keys = self.keys
         pipe = self.client.pipeline(transaction=False)
         for c in commits:
+            if len(c.notifications) > ARGUMENTS_MAX:  # an evaluation yields a handful
+                raise ValueError(f"{c.server_key}: {len(c.notifications)} notifications in one verdict commit")
             pipe.evalsha(
                 self._sha["commit_verdict"], 3, keys.server(c.server_key), keys.server_outbox(c.server_key),
                 keys.server_history(c.server_key), c.fingerprint, c.verdict_prefix, c.verdict_suffix, c.stage,
@@ -159,8 +210,8 @@ class StateStore:
         for server_key, notification_id, record in once:
             pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),
                          notification_id, record)
-        if claim:
-            pipe.sadd(keys.outbox_pending, *claim)
+        for outboxes in chunked(claim):
+            pipe.sadd(keys.outbox_pending, *outboxes)
         for server_key, when in due:
             pipe.zadd(keys.due, {f"s|{server_key}": when})
             pipe.hset(keys.server(server_key), "due_at", repr(when))
@@ -198,15 +249,15 @@ class StateStore:
                 pipe.ltrim(keys.tenant_notifications(tenant), 0, NOTIFICATIONS_KEPT - 1)
         for outbox in outboxes:
             pipe.delete(f"{outbox}:inflight", f"{outbox}:claimed_at")
-        if progress:
-            pipe.hset(keys.progress, mapping=dict(progress))  # type: ignore[arg-type]
+        for marks in chunked(sorted((progress or {}).items())):
+            pipe.hset(keys.progress, mapping=dict(marks))  # type: ignore[arg-type]
         for outbox in outboxes:
             pipe.exists(outbox)
         results = await pipe.execute()
         if outboxes:
             drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
-            if drained:
-                await self.client.srem(keys.outbox_pending, *drained)
+            for members in chunked(drained):
+                await self.client.srem(keys.outbox_pending, *members)
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""

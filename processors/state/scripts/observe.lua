@@ -1,5 +1,11 @@
--- observe.lua, version 1: fold one batch of one server's classified messages into its state.
--- Idempotent: replaying the same batch (Kafka redelivery) changes nothing.
+-- observe.lua, version 2: fold one batch (or one part of a batch) of one server's classified
+-- messages into its state.
+-- Idempotent: replaying the same batch (Kafka redelivery) changes nothing, and so does replaying it
+-- after only its first parts were applied (a crash between parts): HLL adds ignore repeats, first
+-- and last seen are min/max, evidence is kept by event time; nothing is counted up.
+-- Bounded: the caller sends at most ARGV[12] event ids and evidence items per call
+-- (processors.state.store.ARGUMENTS_MAX, splitting a busy server's batch into parts), and every
+-- unpack() here stays within ARGV[12] values (Lua's own limit is near 8,000).
 --
 -- KEYS[1]  <p>:srv:{<server_key>}          hash, the server state (fields below)
 -- KEYS[2]  <p>:srv:{<server_key>}:ips      set of client IPs (at most ARGV[7] members)
@@ -15,7 +21,8 @@
 -- ARGV[7] cap of the ips/helos sets   ARGV[8] HLL expiry seconds
 -- ARGV[9] JSON array of client IPs    ARGV[10] JSON array of HELO names
 -- ARGV[11] JSON array of the hash fields to return (the caller's needs; the whole hash is large)
--- ARGV[12..] for each HLL key: the number n of event ids, then the n ids
+-- ARGV[12] the most values passed to one unpack() (and the most ids/evidence items per call)
+-- ARGV[13..] for each HLL key: the number n of event ids, then the n ids
 --
 -- Hash fields: tenant_id, server, first_seen, last_seen (epoch seconds); evidence_at plus the
 -- evidence fields (status, rule, product, build, build_long, release_name, recommended, hop,
@@ -86,14 +93,16 @@ add_capped(KEYS[2], cjson.decode(ARGV[9]))
 add_capped(KEYS[3], cjson.decode(ARGV[10]))
 
 local ttl = tonumber(ARGV[8])
-local index = 12
+local unpack_max = tonumber(ARGV[12])
+local index = 13
 for k = 5, #KEYS do
-  local count = tonumber(ARGV[index])
+  local last = index + tonumber(ARGV[index])
   index = index + 1
-  if count > 0 then
-    redis.call('PFADD', KEYS[k], unpack(ARGV, index, index + count - 1))
+  while index <= last do
+    local upto = math.min(last, index + unpack_max - 1)
+    redis.call('PFADD', KEYS[k], unpack(ARGV, index, upto))
+    index = upto + 1
   end
-  index = index + count
   redis.call('EXPIRE', KEYS[k], ttl)
 end
 
