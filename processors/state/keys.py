@@ -21,6 +21,8 @@ Key                                         Type    Content
 <p>:ten:{t:<tenant_id>}:servers             set     the tenant's server keys
 <p>:ten:{t:<tenant_id>}:pause               hash    pause state: until, started_at, used:<year>
 <p>:ten:{t:<tenant_id>}:commands            set     processed command ids (idempotent commands)
+<p>:ten:{t:<tenant_id>}:commands:open       set     command ids applied whose effects (re-evaluation,
+                                                    notification) are not yet known to be complete
 <p>:ten:{t:<tenant_id>}:notifications       list    recent notifications (JSON), newest first, capped
 <p>:ten:{t:<tenant_id>}:outbox              list    tenant-wide notifications not yet delivered
 <p>:ten:{t:<tenant_id>}:webhook-delivered   zset    notification ids delivered to the tenant's webhook
@@ -78,6 +80,9 @@ class KeySchema:
 
     def tenant_commands(self, tenant_id: str) -> str:
         return f"{self.prefix}:ten:{{t:{tenant_id}}}:commands"
+
+    def tenant_commands_open(self, tenant_id: str) -> str:
+        return f"{self.tenant_commands(tenant_id)}:open"
 
     def tenant_notifications(self, tenant_id: str) -> str:
         return f"{self.prefix}:ten:{{t:{tenant_id}}}:notifications"

@@ -46,6 +46,26 @@ T = TypeVar("T")
 RETRYABLE = (RedisError, DeliveryFailed, OSError)
 
 
+class CommandKeyMismatch(ValueError):
+    """A command whose tenant_id is not its Kafka key (the commands topic is keyed by tenant id)."""
+
+
+def read_command(message: RawMessage) -> dict[str, Any]:
+    """The command in ``message``, checked against its contract and against its Kafka key.
+
+    Raises orjson.JSONDecodeError, ContractError or CommandKeyMismatch for a command to dead-letter."""
+    command = orjson.loads(message.value or b"")
+    contracts.command(command)
+    if command["action"] != "pause_end" and "days" not in command:
+        raise ContractError("missing required property 'days' for this action")
+    key = None if message.key is None else message.key.decode("utf-8", "backslashreplace")
+    if key != command["tenant_id"]:
+        raise CommandKeyMismatch(
+            f"tenant mismatch: the command's tenant_id {command['tenant_id']!r} disagrees with its Kafka key "
+            f"{key!r} (the commands topic is keyed by tenant id); not applied")
+    return command
+
+
 def record_batch_metrics(messages: Sequence[RawMessage], stats: BatchStats) -> None:
     if messages:
         metrics.EVENTS_IN.labels(messages[0].topic).inc(len(messages))
@@ -136,56 +156,94 @@ class WorkerRuntime:
     # ------------------------------------------------------------------------------ operator commands
 
     async def process_command(self, message: RawMessage) -> PauseOutcome | None:
+        """Apply one operator command; returns its outcome, or None when it was rejected or applied before."""
         await self.ready.wait()
         try:
-            command = orjson.loads(message.value or b"")
-            contracts.command(command)
-            if command["action"] != "pause_end" and "days" not in command:
-                raise ContractError("missing required property 'days' for this action")
-        except (orjson.JSONDecodeError, ContractError) as error:
-            self.processor.dead_letter(BatchStats(), message, f"command rejected: {error}",
-                                        getattr(error, "path", None), None, datetime.now(UTC))
-            await self.retry(self.output.flush, "publishing a dead letter")
-            await self.retry(lambda: self._mark_progress([message]), "recording progress")
+            command = read_command(message)
+        except CommandKeyMismatch as error:
+            await self._reject_command(message, str(error), None)
             return None
-        outcome = await self.retry(lambda: self._apply_command(command), "applying a command")
+        except (orjson.JSONDecodeError, ContractError) as error:
+            await self._reject_command(message, f"command rejected: {error}", getattr(error, "path", None))
+            return None
+        outcome = await self._apply_command(command)
         await self.retry(lambda: self._mark_progress([message]), "recording progress")
         return outcome
 
+    async def _reject_command(self, message: RawMessage, reason: str, path: str | None) -> None:
+        stats = BatchStats()
+        self.processor.dead_letter(stats, message, reason, path, None, datetime.now(UTC))
+        for kind, count in stats.dead_letter_reasons.items():
+            metrics.DEAD_LETTERS.labels(metrics.reason_label(kind)).inc(count)
+        await self.retry(self.output.flush, "publishing a dead letter")
+        await self.retry(lambda: self._mark_progress([message]), "recording progress")
+
     async def _apply_command(self, command: dict[str, Any]) -> PauseOutcome | None:
+        """Apply a command once, then complete its effects (re-evaluation, notification).
+
+        The command is marked applied and open in the same transaction as its pause change, and
+        closed once its effects are complete. A command seen again while open (a crash or a Redis
+        error in between, then redelivery or retry) completes the effects again: the re-evaluation
+        commits verdicts by fingerprint compare-and-set and the notification was queued once with the
+        command, so every crash point converges to the verdicts of an uninterrupted run. A closed
+        command seen again changes nothing (a replayed topic does not re-judge servers at old times).
+        """
         tenant = command["tenant_id"]
-        keys = self.store.keys
         at = datetime.fromisoformat(command["issued_at"])
+        state, outcome = await self.retry(lambda: self._record_command(command, tenant, at), "applying a command")
+        if state == "closed":
+            return None
+        await self.retry(lambda: self._complete_command(tenant, command["command_id"], at, outcome),
+                         "completing a command's re-evaluation and notification")
+        return outcome
+
+    async def _record_command(self, command: dict[str, Any], tenant: str, at: datetime
+                              ) -> tuple[str, PauseOutcome | None]:
+        """Mark the command applied and change the pause, in one transaction on the tenant's keys
+        (one Redis Cluster slot). Returns ("applied", outcome), or ("open" | "closed", None) for a
+        command applied before whose effects may be incomplete / are complete."""
+        keys = self.store.keys
+        command_id = command["command_id"]
         policy = self.policies.current.enforcement.pauses
-        outcome: PauseOutcome | None = None
         async with self.store.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(keys.tenant_pause(tenant), keys.tenant_commands(tenant))
-                    if await pipe.sismember(keys.tenant_commands(tenant), command["command_id"]):
+                    await pipe.watch(keys.tenant_pause(tenant), keys.tenant_commands(tenant),
+                                     keys.tenant_commands_open(tenant))
+                    if await pipe.sismember(keys.tenant_commands(tenant), command_id):
+                        still_open = await pipe.sismember(keys.tenant_commands_open(tenant), command_id)
                         await pipe.reset()
-                        return None  # redelivered command: already applied
+                        return ("open" if still_open else "closed"), None
                     state = pause_state_from_hash(await pipe.hgetall(keys.tenant_pause(tenant)))
                     outcome = apply_pause_command(state, command["action"], command.get("days"), at, policy)
-                    notification = self._pause_notification(tenant, outcome, command["command_id"], at)
                     pipe.multi()
-                    pipe.sadd(keys.tenant_commands(tenant), command["command_id"])
+                    pipe.sadd(keys.tenant_commands(tenant), command_id)
+                    pipe.sadd(keys.tenant_commands_open(tenant), command_id)
                     if outcome.kind != "pause_refused":
                         pipe.delete(keys.tenant_pause(tenant))
                         pipe.hset(keys.tenant_pause(tenant), mapping=pause_state_to_hash(outcome.state))  # type: ignore[arg-type]
-                        if outcome.state.until is not None and outcome.state.until > at:
-                            pipe.zadd(keys.due, {f"t|{tenant}": outcome.state.until.timestamp()})
-                    pipe.rpush(keys.tenant_outbox(tenant), notification)
-                    pipe.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
+                    pipe.rpush(keys.tenant_outbox(tenant), self._pause_notification(tenant, outcome, command_id, at))
                     await pipe.execute()
-                    break
+                    return "applied", outcome
                 except WatchError:
                     continue
-        assert outcome is not None
-        if outcome.kind != "pause_refused":
-            await self.reevaluate_tenant(tenant, at, outcome.state)
+
+    async def _complete_command(self, tenant: str, command_id: str, at: datetime,
+                                outcome: PauseOutcome | None) -> None:
+        """The effects of an applied command; safe to repeat. ``outcome`` None: it was applied
+        earlier and its effects may be incomplete, so they are completed from the stored pause."""
+        keys = self.store.keys
+        changed = outcome is None or outcome.kind != "pause_refused"
+        pause = outcome.state if outcome is not None else (await self.store.pause_states([tenant]))[tenant]
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
+        if changed and pause.until is not None and pause.until > at:
+            pipe.zadd(keys.due, {f"t|{tenant}": pause.until.timestamp()})
+        await pipe.execute()
+        if changed:
+            await self.reevaluate_tenant(tenant, at, pause)
         await self.processor.publish([keys.tenant_outbox(tenant)], BatchStats())
-        return outcome
+        await self.store.client.srem(keys.tenant_commands_open(tenant), command_id)
 
     def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
         notification: dict[str, Any] = {
