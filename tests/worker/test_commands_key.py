@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,19 +12,30 @@ import orjson
 import pytest
 import redis
 
+from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess
 from processors.replay.driver import ReplayDriver
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.worker.cli import pause_command
-from tests.worker.harness import read_topic
+from tests.worker.harness import isolated_settings, read_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
-def test_a_command_whose_tenant_disagrees_with_its_key_is_dead_lettered(settings: Settings,
-                                                                       worker: WorkerProcess) -> None:
+@pytest.fixture
+def metered(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Iterator[Settings]:
+    """Settings of a real worker process that serves /metrics; the worker runs while the test does."""
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metrics_port=free_port())
+    worker = WorkerProcess(settings)
+    worker.start()
+    yield settings
+    worker.stop()
+
+
+def test_a_command_whose_tenant_disagrees_with_its_key_is_dead_lettered(metered: Settings) -> None:
+    settings = metered
     driver = ReplayDriver(settings)
     try:
         foreign = pause_command("contoso", 30, False, "test", at=T0)
@@ -51,3 +64,6 @@ def test_a_command_whose_tenant_disagrees_with_its_key_is_dead_lettered(settings
     assert client.hgetall(keys.tenant_pause("contoso")) == {}
     assert client.smembers(keys.tenant_commands("contoso")) == set()
     assert client.smembers(keys.tenant_commands("fabrikam")) == {str(own["command_id"]).encode()}
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=10) as response:
+        exported = response.read().decode()
+    assert 'patchgate_dead_letters_total{reason="tenant_mismatch"} 2.0' in exported
