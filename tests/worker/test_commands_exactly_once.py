@@ -21,7 +21,9 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from edge.verdicts import compile_verdict
+from processors.devservices.worker_process import WorkerProcess
 from processors.enforcement.policy import load_enforcement_policy
+from processors.replay.driver import ReplayDriver
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
@@ -69,8 +71,7 @@ async def stop(runtime: WorkerRuntime) -> None:
     runtime.output.producer.flush(5)
 
 
-async def apply_pause(settings: Settings, fault: str) -> None:
-    """Seed enforced servers, then deliver one pause command with ``fault`` injected, and again."""
+async def seed_enforced_servers(settings: Settings) -> None:
     client = redis.asyncio.Redis.from_url(settings.redis_url)
     keys = KeySchema(settings.key_prefix)
     policy = load_enforcement_policy()
@@ -78,6 +79,11 @@ async def apply_pause(settings: Settings, fault: str) -> None:
         fields = await seed_server(client, keys, policy, spec, T)
         assert enforcing(orjson.loads(fields["verdict"])), spec.key  # each server is throttled or blocked
     await client.aclose()
+
+
+async def apply_pause(settings: Settings, fault: str) -> None:
+    """Seed enforced servers, then deliver one pause command with ``fault`` injected, and again."""
+    await seed_enforced_servers(settings)
     message = RawMessage(settings.topic_commands, 0, 0, b"contoso",
                          orjson.dumps(pause_command("contoso", 10, False, "test", at=T)))
     runtime = await started_runtime(settings)
@@ -119,6 +125,12 @@ def test_a_failure_between_the_command_mark_and_the_reevaluation_still_pauses_ev
     asyncio.run(apply_pause(settings, fault))
     asyncio.run(apply_pause(uninterrupted, "none"))
 
+    assert_paused_once(settings)
+    assert fingerprints(settings) == fingerprints(uninterrupted)  # converged to the uninterrupted run's verdicts
+
+
+def assert_paused_once(settings: Settings) -> None:
+    """Every server has one published verdict, paused for the pause's whole span; one notification."""
     client = redis.Redis.from_url(settings.redis_url)
     keys = KeySchema(settings.key_prefix)
     until = datetime.fromisoformat(client.hget(keys.tenant_pause("contoso"), "until").decode())  # type: ignore[union-attr]
@@ -131,9 +143,33 @@ def test_a_failure_between_the_command_mark_and_the_reevaluation_still_pauses_ev
         assert len(published) == 1, key  # one paused verdict per server, not one per delivery
         assert published[0]["paused_until"] == until.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert not enforcing(published[0]) and not enforcing(published[0], T + timedelta(days=9, hours=23))
-    assert fingerprints(settings) == fingerprints(uninterrupted)  # converged to the uninterrupted run's verdicts
     notices = [value for _, value in read_topic(settings.kafka_bootstrap, settings.topic_notifications)]
     started = [n["notification_id"] for n in notices if n["kind"] == "pause_started"]
     assert len(started) == len(set(started)) == 1
     assert client.smembers(keys.tenant_commands_open("contoso")) == set()
     assert client.zscore(keys.due, "t|contoso") == until.timestamp()
+
+
+def test_a_worker_killed_right_after_the_command_transaction_is_completed_on_redelivery(
+        settings: Settings) -> None:
+    command = pause_command("contoso", 10, False, "test", at=T)
+
+    async def die_after_the_transaction() -> None:
+        """What a worker SIGKILLed right after the command's transaction leaves in Redis."""
+        await seed_enforced_servers(settings)
+        store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
+        runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka_bootstrap), PolicySource(), WallClock())
+        state, outcome = await runtime._record_command(command, "contoso", T)
+        assert state == "applied" and outcome is not None and outcome.kind == "pause_started"
+        await stop(runtime)
+
+    asyncio.run(die_after_the_transaction())
+    worker = WorkerProcess(settings)
+    worker.start()
+    driver = ReplayDriver(settings)
+    try:  # the command was never committed in the group, so the next worker gets it from the broker
+        driver.send([(settings.topic_commands, b"contoso", orjson.dumps(command))])
+    finally:
+        driver.close()
+        worker.stop()
+    assert_paused_once(settings)
