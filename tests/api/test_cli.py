@@ -79,6 +79,13 @@ def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATCHGATE_API_TOKENS", "short=contoso")
     assert args.handler(args) == 2
     assert "at least 16 characters" in capsys.readouterr().err
+    monkeypatch.setenv("PATCHGATE_API_TOKENS", "cli-test-token-0123456789=contoso")
+    for value, message in [("soon", "PATCHGATE_API_READ_TIMEOUT must be a number of seconds"),
+                           ("0", "0.1..3600 seconds"), ("nan", "0.1..3600 seconds")]:
+        monkeypatch.setenv("PATCHGATE_API_READ_TIMEOUT", value)
+        assert args.handler(args) == 2
+        assert message in capsys.readouterr().err, value
+    monkeypatch.delenv("PATCHGATE_API_READ_TIMEOUT")
     args = parser().parse_args(["notify"])
     assert args.handler(args) == 2
     assert "no webhook configuration" in capsys.readouterr().err

@@ -16,8 +16,6 @@ import pytest
 from processors.metrics import REGISTRY
 from tests.api.helpers import TENANT_A_TOKEN, RunningApi, create_topic, running_api
 
-pytestmark = pytest.mark.integration
-
 PAUSES = "/v1/tenants/contoso/pauses"
 
 
@@ -91,6 +89,7 @@ def assert_error(answer: RawAnswer, status: int, code: str) -> None:
     assert isinstance(document["message"], str) and document["message"]
 
 
+@pytest.mark.integration
 def test_authorization_bytes_that_are_not_utf8_get_401(redis_url: str, kafka_bootstrap: str,
                                                        unique_name: Callable[[str], str]) -> None:
     async def scenario() -> None:
@@ -107,6 +106,7 @@ def test_authorization_bytes_that_are_not_utf8_get_401(redis_url: str, kafka_boo
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_limit_is_parsed_strictly(redis_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
     async def scenario() -> None:
         async with api_for(redis_url, kafka_bootstrap, unique_name) as api:
@@ -124,6 +124,7 @@ def test_limit_is_parsed_strictly(redis_url: str, kafka_bootstrap: str, unique_n
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_aiohttp_errors_are_json_with_a_code(redis_url: str, kafka_bootstrap: str,
                                              unique_name: Callable[[str], str]) -> None:
     async def scenario() -> None:
@@ -154,6 +155,7 @@ def test_aiohttp_errors_are_json_with_a_code(redis_url: str, kafka_bootstrap: st
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_no_client_input_gets_a_5xx(redis_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
     async def scenario() -> None:
         async with api_for(redis_url, kafka_bootstrap, unique_name) as api:
@@ -183,6 +185,7 @@ def test_no_client_input_gets_a_5xx(redis_url: str, kafka_bootstrap: str, unique
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_a_body_that_trickles_in_gets_408(redis_url: str, kafka_bootstrap: str,
                                           unique_name: Callable[[str], str]) -> None:
     async def scenario() -> None:
@@ -215,6 +218,7 @@ async def trickle(writer: asyncio.StreamWriter, data: bytes, interval_s: float, 
         await asyncio.sleep(interval_s)  # the attack's pace, not a synchronisation
 
 
+@pytest.mark.integration
 def test_slowloris_headers_are_cut_off(redis_url: str, kafka_bootstrap: str,
                                        unique_name: Callable[[str], str]) -> None:
     timeout = 2.0
@@ -256,6 +260,7 @@ def test_slowloris_headers_are_cut_off(redis_url: str, kafka_bootstrap: str,
     asyncio.run(scenario())
 
 
+@pytest.mark.integration
 def test_commands_still_flow_after_hostile_requests(redis_url: str, kafka_bootstrap: str,
                                                     unique_name: Callable[[str], str]) -> None:
     """The failures above leave the command path intact: a valid pause still reaches the broker."""
@@ -268,3 +273,34 @@ def test_commands_still_flow_after_hostile_requests(redis_url: str, kafka_bootst
             assert answer.status == 202 and answer.json["status"] == "queued"
 
     asyncio.run(scenario())
+
+
+def test_an_unexpected_error_is_logged_once_and_answered_without_internals(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    from processors.api.app import errors_middleware
+    from processors.api.server import GuardedAppRunner
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("internal detail: redis://user:hunter2@db")
+
+    async def scenario() -> RawAnswer:
+        app = web.Application(middlewares=[errors_middleware])
+        app.router.add_get("/broken", broken)
+        runner = GuardedAppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+            writer.write(request_bytes("GET", "/broken"))
+            answer = parse_answer(await asyncio.wait_for(reader.read(), 10))
+            writer.close()
+            return answer
+        finally:
+            await runner.cleanup()
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 500 and answer.json == {"error": "internal_error", "message": "internal error"}
+    logged = [r for r in caplog.records if r.exc_info and "hunter2" in str(r.exc_info[1])]
+    assert len(logged) == 1 and logged[0].name == "processors.api.app"
