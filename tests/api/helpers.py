@@ -71,13 +71,16 @@ class RunningApi:
 async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, commands_topic: str,
                       now: Callable[[], datetime] | None = None, redis_client: aioredis.Redis | None = None,
                       tokens: dict[str, str] | None = None,
-                      read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> AsyncIterator[RunningApi]:
+                      read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+                      body_timeout_s: float | None = None) -> AsyncIterator[RunningApi]:
+    """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
     sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
     ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
-                     tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink, read_timeout_s=read_timeout_s,
+                     tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
+                     read_timeout_s=body_timeout_s or read_timeout_s,
                      **extra)
     app = create_app(ctx)
     runner = GuardedAppRunner(app, read_timeout_s=read_timeout_s, access_log=None)
