@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from processors.metrics import REGISTRY
-from tests.api.helpers import TENANT_A_TOKEN, RunningApi, create_topic, running_api
+from tests.api.helpers import OPERATOR_TOKEN, TENANT_A_TOKEN, RunningApi, create_topic, running_api
 
 PAUSES = "/v1/tenants/contoso/pauses"
 
@@ -182,6 +182,12 @@ def test_no_client_input_gets_a_5xx(redis_url: str, kafka_bootstrap: str, unique
                 assert 200 <= answer.status < 500, (raw[:120], answer.status, answer.body[:300])
                 if answer.status >= 400:
                     assert isinstance(answer.json["error"], str), raw[:120]
+            # a tenant id with a final newline is not a tenant id (a "$" anchor would let it through)
+            operator = bearer(OPERATOR_TOKEN.encode())
+            for method in ("GET", "POST"):
+                answer = await exchange(api, request_bytes(method, "/v1/tenants/contoso%0A/pauses", operator,
+                                                           b'{"days": 1}' if method == "POST" else b""))
+                assert_error(answer, 400, "invalid_tenant")
 
     asyncio.run(scenario())
 

@@ -194,6 +194,7 @@ def test_config_validation() -> None:
          "24 to 64 random bytes, not 16"),
         ({"tenants": {"contoso": {"url": "https://x", "secret": 12345}}}, "must be a string"),
         ({"tenants": {"bad tenant": {"url": "https://x"}}}, "not a valid tenant id"),
+        ({"tenants": {"contoso\n": {"url": "https://x"}}}, "not a valid tenant id"),
         ({"delivery": {"max_attempts": 0}}, "max_attempts"),
         ({"delivery": {"retries": 3}}, "unknown key 'retries'"),
         ({"hooks": {}}, "unknown table 'hooks'"),
