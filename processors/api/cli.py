@@ -12,6 +12,7 @@ PATCHGATE_API_TOKENS        (none)       the same inline: ``token=tenant,token2=
 PATCHGATE_API_READ_TIMEOUT  10           seconds to receive a request's line and headers (from
                                          the connection's start or the previous answer: also the
                                          keep-alive idle limit) and, separately, its body
+PATCHGATE_API_MAX_CONNECTIONS  512      connections open at once; more are closed at once
 ==========================  ===========  =====================================================
 
 Connections that miss the header deadline are closed (see :mod:`processors.api.server`); a body
@@ -44,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     api.add_argument("--read-timeout", type=float, default=None, metavar="SECONDS",
                      help="seconds to receive a request's headers, and its body (default: "
                           "PATCHGATE_API_READ_TIMEOUT or 10)")
+    api.add_argument("--max-connections", type=int, default=None, metavar="N",
+                     help="connections open at once (default: PATCHGATE_API_MAX_CONNECTIONS or 512)")
     api.set_defaults(handler=_api)
 
 
@@ -60,6 +63,7 @@ def _api(args: argparse.Namespace) -> int:
         port = args.port if args.port is not None else _port(os.environ.get("PATCHGATE_API_PORT"))
         bind = args.bind or os.environ.get("PATCHGATE_API_BIND") or "127.0.0.1"
         read_timeout = _read_timeout(args.read_timeout)
+        max_connections = _max_connections(args.max_connections)
     except (SettingsError, TokenConfigError, PolicyError) as error:
         print(f"patchgate api: {error}", file=sys.stderr)
         return 2
@@ -73,7 +77,7 @@ def _api(args: argparse.Namespace) -> int:
         print("patchgate api: no API tokens configured (set PATCHGATE_API_TOKENS_FILE or PATCHGATE_API_TOKENS)",
               file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings, tokens, policy, bind, port, read_timeout))
+    return asyncio.run(_serve(settings, tokens, policy, bind, port, read_timeout, max_connections))
 
 
 def _port(raw: str | None) -> int:
@@ -94,8 +98,19 @@ def _read_timeout(option: float | None) -> float:
     return value
 
 
+def _max_connections(option: int | None) -> int:
+    raw = os.environ.get("PATCHGATE_API_MAX_CONNECTIONS")
+    try:
+        value = option if option is not None else int(raw) if raw else 512
+    except ValueError:
+        raise ValueError(f"PATCHGATE_API_MAX_CONNECTIONS must be a whole number, got {raw!r}") from None
+    if not 1 <= value <= 100_000:
+        raise ValueError(f"the connection limit must be 1..100000, got {value}")
+    return value
+
+
 async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, bind: str, port: int,
-                 read_timeout: float) -> int:
+                 read_timeout: float, max_connections: int) -> int:
     import redis.asyncio as aioredis
     from aiohttp import web
 
@@ -108,7 +123,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     sink = KafkaCommandSink(settings.kafka_bootstrap, settings.topic_commands)
     ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink,
                      read_timeout_s=read_timeout)
-    runner = GuardedAppRunner(create_app(ctx), read_timeout_s=read_timeout,
+    runner = GuardedAppRunner(create_app(ctx), read_timeout_s=read_timeout, max_connections=max_connections,
                               access_log=logging.getLogger("patchgate.api.access"), access_log_class=AccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, bind, port)

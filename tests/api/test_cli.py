@@ -86,6 +86,11 @@ def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyP
         assert args.handler(args) == 2
         assert message in capsys.readouterr().err, value
     monkeypatch.delenv("PATCHGATE_API_READ_TIMEOUT")
+    for value, message in [("many", "must be a whole number"), ("0", "1..100000")]:
+        monkeypatch.setenv("PATCHGATE_API_MAX_CONNECTIONS", value)
+        assert args.handler(args) == 2
+        assert message in capsys.readouterr().err, value
+    monkeypatch.delenv("PATCHGATE_API_MAX_CONNECTIONS")
     args = parser().parse_args(["notify"])
     assert args.handler(args) == 2
     assert "no webhook configuration" in capsys.readouterr().err

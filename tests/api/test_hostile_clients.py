@@ -75,11 +75,13 @@ def bearer(token: bytes = TENANT_A_TOKEN.encode()) -> dict[str, bytes]:
 
 @asynccontextmanager
 async def api_for(redis_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str],
-                  read_timeout_s: float = 10.0, body_timeout_s: float | None = None) -> AsyncIterator[RunningApi]:
+                  read_timeout_s: float = 10.0, body_timeout_s: float | None = None,
+                  max_connections: int = 512) -> AsyncIterator[RunningApi]:
     topic = unique_name("commands")
     create_topic(kafka_bootstrap, topic)
     async with running_api(redis_url, kafka_bootstrap, unique_name("pg"), topic,
-                           read_timeout_s=read_timeout_s, body_timeout_s=body_timeout_s) as api:
+                           read_timeout_s=read_timeout_s, body_timeout_s=body_timeout_s,
+                           max_connections=max_connections) as api:
         yield api
 
 
@@ -266,6 +268,42 @@ def test_slowloris_headers_are_cut_off(redis_url: str, kafka_bootstrap: str,
             assert answer.status == 200
 
     asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_connections_beyond_the_limit_are_closed_at_once(redis_url: str, kafka_bootstrap: str,
+                                                         unique_name: Callable[[str], str]) -> None:
+    async def scenario() -> None:
+        async with api_for(redis_url, kafka_bootstrap, unique_name, max_connections=3) as api:
+            refused_before = REGISTRY.get_sample_value("patchgate_api_connections_refused_total") or 0.0
+            idle = [await asyncio.open_connection("127.0.0.1", port_of(api)) for _ in range(3)]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(api))
+            started = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once, not after the deadline
+            assert time.monotonic() - started < 2
+            writer.close()
+            assert (REGISTRY.get_sample_value("patchgate_api_connections_refused_total") or 0) - refused_before == 1
+            _, first = idle.pop()
+            first.close()
+            await first.wait_closed()
+            answer = await until_answered(api, request_bytes("GET", PAUSES, bearer()))
+            assert answer.status == 200  # a slot came free: served again
+            for _, other in idle:
+                other.close()
+
+    asyncio.run(scenario())
+
+
+async def until_answered(api: RunningApi, raw: bytes, timeout: float = 5.0) -> RawAnswer:
+    """Retry until the server has noticed a closed connection and answers (poll with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await exchange(api, raw)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 @pytest.mark.integration
