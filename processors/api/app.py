@@ -74,11 +74,12 @@ class KafkaCommandSink:
     """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
 
     def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
-        from processors.api.broker_log import BROKER_LOG
+        from processors.kafka_log import kafka_logger
         from processors.worker.output import KafkaOutput
 
-        # librdkafka's log goes through BROKER_LOG, which summarises repeats (no broker: 2 lines a second)
-        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000), "logger": BROKER_LOG})
+        # librdkafka's log with repeats summarised (no broker: 2 lines a second); polled by the CLI
+        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000),
+                                                "logger": kafka_logger("patchgate.api.kafka")})
         self.topic = topic
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request

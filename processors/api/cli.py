@@ -115,8 +115,8 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     from aiohttp import web
 
     from processors.api.app import AccessLogger, ApiContext, KafkaCommandSink, create_app
-    from processors.api.broker_log import poll_broker_events
     from processors.api.server import GuardedAppRunner
+    from processors.kafka_log import poll_kafka_events
     from processors.state.keys import KeySchema
 
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
@@ -134,7 +134,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    broker_events = asyncio.create_task(poll_broker_events(sink.output.producer, stop))
+    broker_events = asyncio.create_task(poll_kafka_events(sink.output.producer, stop))
     try:
         await stop.wait()
     finally:

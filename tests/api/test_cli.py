@@ -188,7 +188,7 @@ def _openapi_answers(port: int) -> int:
 def test_repeated_message_filter_summarises_repeats() -> None:
     import logging
 
-    from processors.api.broker_log import RepeatedMessageFilter
+    from processors.kafka_log import RepeatedMessageFilter
 
     now = [0.0]
     gate = RepeatedMessageFilter(window_s=60, clock=lambda: now[0])
@@ -208,3 +208,23 @@ def test_repeated_message_filter_summarises_repeats() -> None:
     assert summary.getMessage() == ("Connect to 127.0.0.1:9092 failed (after 3ms) "
                                     "(repeated 120 more times in the last 60s)")
     assert not gate.filter(record("Connect to 127.0.0.1:9092 failed (after 1ms)"))
+
+
+def test_notify_without_a_broker_reports_it_once_not_twenty_times_a_second(tmp_path: Path) -> None:
+    config = tmp_path / "notify.toml"
+    config.write_text('[tenants.contoso]\nurl = "http://127.0.0.1:9/hook"\n')
+    env = {**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+           "PATCHGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PATCHGATE_NOTIFY_CONFIG": str(config)}
+    code = ("import sys, argparse; from processors.notify.cli import register; p = argparse.ArgumentParser(); "
+            "s = p.add_subparsers(); register(s); a = p.parse_args(['notify']); sys.exit(a.handler(a))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # measurement window: unfiltered, ~100 lines in it
+            process.wait(timeout=5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    refused = [line for line in output.splitlines() if "Connect to" in line]
+    assert 1 <= len(refused) <= 3, output  # the consumer's and the producer's, once each

@@ -1,12 +1,12 @@
-"""The API's Kafka client log: librdkafka's messages through Python logging, repeats summarised.
+"""Kafka client logs through Python logging, with repeats summarised (the API and the notifier).
 
-With no broker, librdkafka reports the same failed connection about twice a second for as long as
-the broker is away (the idempotent producer retries on its own timer, whatever the reconnect
-backoff). The API's producer therefore logs through :data:`BROKER_LOG` (``patchgate.api.kafka``),
-whose :class:`RepeatedMessageFilter` lets each distinct message through once per window and then
-says how many repeats it swallowed. The producer hands its log lines over only when it is polled, so
-:func:`poll_broker_events` polls it once a second while the API runs (a bounded queue, not one that
-grows until the next command).
+With no broker, librdkafka reports the same failed connection for as long as the broker is away:
+twice a second from an idempotent producer (it retries on its own timer, whatever the reconnect
+backoff), some twenty times a second from a consumer. A client configured with
+``"logger": kafka_logger(name)`` logs through a logger whose :class:`RepeatedMessageFilter` lets each
+distinct message through once per window and then says how many repeats it swallowed. A client hands
+its log lines over only when it is polled, so a producer that may sit idle is polled by
+:func:`poll_kafka_events` once a second (its queue of log lines stays short).
 """
 
 from __future__ import annotations
@@ -58,15 +58,19 @@ class RepeatedMessageFilter(logging.Filter):
         return True
 
 
-BROKER_LOG = logging.getLogger("patchgate.api.kafka")
-BROKER_LOG.addFilter(RepeatedMessageFilter())
+def kafka_logger(name: str) -> logging.Logger:
+    """The logger ``name`` with a :class:`RepeatedMessageFilter` (added once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RepeatedMessageFilter) for f in logger.filters):
+        logger.addFilter(RepeatedMessageFilter())
+    return logger
 
 
 class Pollable(Protocol):
     def poll(self, timeout: float = ...) -> int: ...
 
 
-async def poll_broker_events(client: Pollable, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+async def poll_kafka_events(client: Pollable, stop: asyncio.Event, interval_s: float = 1.0) -> None:
     """Serve the client's queued log lines, errors and delivery reports until ``stop`` is set."""
     while not stop.is_set():
         client.poll(0)
