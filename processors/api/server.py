@@ -1,7 +1,8 @@
 """The API's HTTP connections: a bound on their number, a deadline for request headers, JSON errors.
 
-aiohttp's server has no timeout for reading a request's line and headers, so a client that sends
-them a byte at a time (slowloris) holds a connection and its task for as long as it likes. Here each
+aiohttp's server has no timeout for reading a request's line and headers (at best its keep-alive
+timeout, 3630 s by default, in recent versions only), so a client that sends them a byte at a time
+(slowloris) holds a connection and its task for an hour or more. Here each
 connection gets a header deadline of ``read_timeout_s`` seconds: armed when the connection opens and
 again when a response is finished with no further request queued, disarmed as soon as a complete
 request line and headers have been parsed. A connection whose headers are not complete by then is
@@ -16,6 +17,10 @@ file descriptors; ``patchgate_api_connections`` is the number open.
 Errors that aiohttp answers before any handler runs (a malformed request line or header, a line
 longer than 8190 bytes) get the same JSON error body as every other error, without the offending
 bytes, and are logged at debug level only: they are client mistakes, not server faults.
+
+This subclasses aiohttp's ``RequestHandler`` and reads its queue of parsed requests (``_messages``);
+``tests/api/test_hostile_clients.py`` drives every path over real sockets, so an aiohttp upgrade that
+changes these internals fails there.
 """
 
 from __future__ import annotations
