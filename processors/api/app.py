@@ -15,9 +15,10 @@ Routes (documented in ``openapi.json``, served at ``/openapi.json``):
 - ``GET  /openapi.json``, ``GET /healthz``, ``GET /metrics``, ``GET /static/{name}``.
 
 Every error is JSON ``{"error": "<stable code>", "message": "..."}`` (see :mod:`processors.api.errors`),
-aiohttp's own errors included; no client input gets a 5xx. No token or an unknown one: 401. A tenant token used on
-another tenant: 404, the same answer as for a tenant that does not exist, so tokens cannot probe for
-tenant ids. Tenant tokens on operator routes: 403.
+aiohttp's own errors included; no client input gets a 5xx. No token or an unknown one: 401. A tenant
+token used on another tenant: 404, the same answer as for a tenant that does not exist, so tokens
+cannot probe for tenant ids. Tenant tokens on operator routes: 403. Connection limits and timeouts:
+:mod:`processors.api.server`.
 """
 
 from __future__ import annotations

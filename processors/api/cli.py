@@ -2,18 +2,18 @@
 
 Environment (besides the ``PATCHGATE_*`` settings of :mod:`processors.settings`):
 
-==========================  ===========  =====================================================
-Variable                    Default      Meaning
-==========================  ===========  =====================================================
-PATCHGATE_API_PORT          8080         TCP port
-PATCHGATE_API_BIND          127.0.0.1    address to bind (put a TLS proxy in front when public)
-PATCHGATE_API_TOKENS_FILE   (none)       TOML/JSON file of token = tenant id or "*" (operator)
-PATCHGATE_API_TOKENS        (none)       the same inline: ``token=tenant,token2=*``
-PATCHGATE_API_READ_TIMEOUT  10           seconds to receive a request's line and headers (from
-                                         the connection's start or the previous answer: also the
-                                         keep-alive idle limit) and, separately, its body
-PATCHGATE_API_MAX_CONNECTIONS  512      connections open at once; more are closed at once
-==========================  ===========  =====================================================
+=============================  ===========  =====================================================
+Variable                       Default      Meaning
+=============================  ===========  =====================================================
+PATCHGATE_API_PORT             8080         TCP port
+PATCHGATE_API_BIND             127.0.0.1    address to bind (put a TLS proxy in front when public)
+PATCHGATE_API_TOKENS_FILE      (none)       TOML/JSON file of token = tenant id or "*" (operator)
+PATCHGATE_API_TOKENS           (none)       the same inline: ``token=tenant,token2=*``
+PATCHGATE_API_READ_TIMEOUT     10           seconds to receive a request's line and headers (from
+                                            the connection's start or the previous answer: also the
+                                            keep-alive idle limit) and, separately, its body
+PATCHGATE_API_MAX_CONNECTIONS  512          connections open at once; more are closed at once
+=============================  ===========  =====================================================
 
 Connections that miss the header deadline are closed (see :mod:`processors.api.server`); a body
 that misses it gets a 408.
