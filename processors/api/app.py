@@ -14,9 +14,11 @@ Routes (documented in ``openapi.json``, served at ``/openapi.json``):
 - ``GET  /`` and ``GET /tenants/{tenant}``: the report page (static HTML + JS; data via the API).
 - ``GET  /openapi.json``, ``GET /healthz``, ``GET /metrics``, ``GET /static/{name}``.
 
-Every error is JSON ``{"error": "..."}``. No token or an unknown one: 401. A tenant token used on
-another tenant: 404, the same answer as for a tenant that does not exist, so tokens cannot probe for
-tenant ids. Tenant tokens on operator routes: 403.
+Every error is JSON ``{"error": "<stable code>", "message": "..."}`` (see :mod:`processors.api.errors`),
+aiohttp's own errors included; no client input gets a 5xx. No token or an unknown one: 401. A tenant
+token used on another tenant: 404, the same answer as for a tenant that does not exist, so tokens
+cannot probe for tenant ids. Tenant tokens on operator routes: 403. Connection limits and timeouts:
+:mod:`processors.api.server`.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from redis.exceptions import RedisError
 
 from processors import metrics
 from processors.api.auth import TENANT, Principal, TokenStore
+from processors.api.errors import ApiError, json_error, status_code
+from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
@@ -70,9 +75,12 @@ class KafkaCommandSink:
     """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
 
     def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
+        from processors.kafka_log import kafka_logger
         from processors.worker.output import KafkaOutput
 
-        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000)})
+        # librdkafka's log with repeats summarised (no broker: 2 lines a second); polled by the CLI
+        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000),
+                                                "logger": kafka_logger("patchgate.api.kafka")})
         self.topic = topic
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
@@ -100,6 +108,7 @@ class ApiContext:
     policy: EnforcementPolicy
     tokens: TokenStore
     commands: CommandSink
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # longest time to receive a request body
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
@@ -115,47 +124,46 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
                         headers=headers)
 
 
-def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="patchgate"'} if status == 401 else None
-    return _json({"error": message, **extra}, status, headers)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
+    """aiohttp's own error (unknown route, wrong method, body too large, ...) as a JSON error."""
+    text = {404: "not found", 405: f"method {request.method} not allowed here",
+            413: f"request body too large (at most {MAX_BODY} bytes)"}.get(error.status, error.reason)
+    response = json_error(error.status, status_code(error.status, error.reason), text)
+    if error.status == 405 and "Allow" in error.headers:
+        response.headers["Allow"] = error.headers["Allow"]
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except ApiError as error:
-        response = json_error(error.status, error.message, **error.extra)
+        return json_error(error.status, error.code, error.message, **error.extra)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        text = {404: "not found", 405: f"method {request.method} not allowed here",
-                413: f"request body too large (at most {MAX_BODY} bytes)"}.get(error.status, error.reason)
-        response = json_error(error.status, text)
-        if error.status == 405 and "Allow" in error.headers:
-            response.headers["Allow"] = error.headers["Allow"]
+        return _http_error(request, error)
     except RedisError as error:
         log.error("Redis failed while serving %s %s: %s", request.method, request.path, error)
-        response = json_error(503, "the state store (Redis) is unavailable; try again shortly")
+        return json_error(503, "store_unavailable", "the state store (Redis) is unavailable; try again shortly")
     except CommandSendFailed as error:
         log.error("command not delivered to the broker: %s", error)
-        response = json_error(503, "the command could not be queued (broker unavailable); nothing was changed")
+        return json_error(503, "broker_unavailable",
+                          "the command could not be queued (broker unavailable); nothing was changed")
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        response = json_error(500, "internal error")
+        return json_error(500, "internal_error", "internal error")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON with a stable code; security headers; the request counter."""
+    response = await _answer(request, handler)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Cache-Control", "no-store")
@@ -174,7 +182,7 @@ def _ctx(request: web.Request) -> ApiContext:
 def _principal(request: web.Request) -> Principal:
     principal = _ctx(request).tokens.authenticate(request.headers.get("Authorization"))
     if principal is None:
-        raise ApiError(401, "missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+        raise ApiError(401, "unauthorized", "missing or invalid bearer token (send 'Authorization: Bearer <token>')")
     return principal
 
 
@@ -183,16 +191,17 @@ def _tenant(request: web.Request) -> tuple[str, Principal]:
     principal = _principal(request)
     tenant = request.match_info["tenant"]
     if not TENANT.match(tenant):
-        raise ApiError(400, "invalid tenant id: 1-64 characters A-Z a-z 0-9 . _ -, starting with a letter or digit")
+        raise ApiError(400, "invalid_tenant",
+                       "invalid tenant id: 1-64 characters A-Z a-z 0-9 . _ -, starting with a letter or digit")
     if not principal.may_access(tenant):
-        raise ApiError(404, "tenant not found")
+        raise ApiError(404, "tenant_not_found", "tenant not found")
     return tenant, principal
 
 
 def _operator(request: web.Request) -> Principal:
     principal = _principal(request)
     if not principal.operator:
-        raise ApiError(403, "this operation needs an operator token")
+        raise ApiError(403, "forbidden", "this operation needs an operator token")
     return principal
 
 
@@ -221,7 +230,7 @@ async def servers(request: web.Request) -> web.Response:
     tenant, _ = _tenant(request)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
-        raise ApiError(400, f"unknown format {fmt!r}: use json or csv")
+        raise ApiError(400, "invalid_format", f"unknown format {fmt[:40]!r}: use json or csv")
     ctx = _ctx(request)
     now = ctx.now()
     reader = ctx.reader
@@ -248,22 +257,42 @@ async def get_pauses(request: web.Request) -> web.Response:
     return _json((await ctx.reader.pause(tenant, ctx.now())).to_json())
 
 
+def parse_limit(raw: str, maximum: int) -> int:
+    """A ``limit`` query value: ASCII digits only (``str.isdigit`` also accepts e.g. '²'), bounded length."""
+    if not 1 <= len(raw) <= len(str(maximum)) or not raw.isascii() or not raw.isdigit() \
+            or not 1 <= int(raw) <= maximum:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, read within the read timeout (a client trickling it gets a 408)."""
+    timeout = _ctx(request).read_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"the request body was not received within {timeout:g}s") from None
+    except (RequestPayloadError, ConnectionResetError) as error:
+        raise ApiError(400, "bad_request", f"the request body could not be read: {type(error).__name__}") from None
+
+
 async def _read_days(request: web.Request, maximum: int) -> int:
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
-    raw = await request.read()
+        raise ApiError(413, "body_too_large", f"request body too large (at most {MAX_BODY} bytes)")
+    raw = await _read_body(request)
     try:
         body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        raise ApiError(400, 'the body must be JSON like {"days": 10}') from None
+        raise ApiError(400, "invalid_body", 'the body must be JSON like {"days": 10}') from None
     if not isinstance(body, dict) or "days" not in body:
-        raise ApiError(400, 'the body must be a JSON object with "days", like {"days": 10}')
+        raise ApiError(400, "invalid_body", 'the body must be a JSON object with "days", like {"days": 10}')
     unknown = sorted(set(body) - {"days"})
     if unknown:
-        raise ApiError(400, f"unknown field {unknown[0]!r}: only \"days\" is accepted")
+        raise ApiError(400, "invalid_body", f"unknown field {unknown[0]!r}: only \"days\" is accepted")
     days = body["days"]
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= maximum:
-        raise ApiError(400, f"days must be a whole number from 1 to {maximum}, got {days!r}")
+        raise ApiError(400, "invalid_days", f"days must be a whole number from 1 to {maximum}, got {days!r}")
     return days
 
 
@@ -277,7 +306,7 @@ async def post_pause(request: web.Request) -> web.Response:
     pause = await ctx.reader.pause(tenant, now)
     if days > pause.days_left_this_year:
         raise ApiError(
-            409,
+            409, "quota_exceeded",
             f"Pausing for {days} days would exceed the quota of {pause.days_per_year} days in {pause.year}: "
             f"{pause.days_left_this_year} days are left this year.",
             days_left_this_year=pause.days_left_this_year,
@@ -285,7 +314,7 @@ async def post_pause(request: web.Request) -> web.Response:
     try:
         command = pause_command(tenant, days, False, principal.actor, at=now)
     except ContractError as error:
-        raise ApiError(400, f"invalid pause request: {error}") from None
+        raise ApiError(400, "invalid_body", f"invalid pause request: {error}") from None
     await ctx.commands.send(tenant, command)
     log.info("pause command %s for %s (%d days) by %s", command["command_id"], tenant, days, principal.actor)
     return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],
@@ -301,7 +330,8 @@ async def delete_pause(request: web.Request) -> web.Response:
     now = ctx.now()
     pause = await ctx.reader.pause(tenant, now)
     if not pause.active:
-        raise ApiError(409, "There is no running pause to end.", days_left_this_year=pause.days_left_this_year)
+            raise ApiError(409, "no_running_pause", "There is no running pause to end.",
+                       days_left_this_year=pause.days_left_this_year)
     command = pause_command(tenant, None, True, principal.actor, at=now)
     await ctx.commands.send(tenant, command)
     log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor)
@@ -311,10 +341,8 @@ async def delete_pause(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     tenant, _ = _tenant(request)
-    raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= NOTIFICATIONS_KEPT:
-        raise ApiError(400, f"limit must be a whole number from 1 to {NOTIFICATIONS_KEPT}")
-    items = await _ctx(request).reader.notifications(tenant, int(raw_limit))
+    limit = parse_limit(request.query.get("limit", "100"), NOTIFICATIONS_KEPT)
+    items = await _ctx(request).reader.notifications(tenant, limit)
     return _json({"tenant_id": tenant, "notifications": items})
 
 
@@ -339,7 +367,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def page(request: web.Request) -> web.Response:
     tenant = request.match_info.get("tenant")
     if tenant is not None and not TENANT.match(tenant):
-        raise ApiError(400, "invalid tenant id")
+        raise ApiError(400, "invalid_tenant", "invalid tenant id")
     return web.Response(body=_resource("static/report.html"), content_type="text/html", charset="utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP})
 
@@ -347,7 +375,7 @@ async def page(request: web.Request) -> web.Response:
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
-        raise ApiError(404, "not found")
+        raise ApiError(404, "not_found", "not found")
     return web.Response(body=_resource(f"static/{name}"), headers={"Content-Type": STATIC_FILES[name],
                                                                    "Cache-Control": "no-cache"})
 

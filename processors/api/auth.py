@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 OPERATOR = "*"
 MIN_TOKEN_LENGTH = 16
 
@@ -59,6 +59,18 @@ class Principal:
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def _presented_digest(token: str) -> bytes | None:
+    """The digest of a token as the client sent it, or None if it cannot be one of ours.
+
+    aiohttp decodes header bytes that are not UTF-8 as lone surrogates ('surrogateescape'); encoding
+    back the same way gives the bytes that were sent, which match no configured token (401, not 500).
+    """
+    try:
+        return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    except UnicodeEncodeError:
+        return None
 
 
 def parse_mapping(mapping: Mapping[str, object], where: str) -> list[tuple[bytes, str]]:
@@ -165,7 +177,9 @@ class TokenStore:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
-        presented = _digest(token)
+        presented = _presented_digest(token)
+        if presented is None:
+            return None
         found: str | None = None
         for digest, tenant in self._entries:  # no early exit: constant time over the table
             if hmac.compare_digest(digest, presented):

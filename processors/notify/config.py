@@ -11,17 +11,21 @@ Example::
 
     [tenants.contoso]
     url = "https://hooks.contoso.example/patchgate"
-    secret = "a-long-random-shared-secret"   # optional: adds X-Patchgate-Signature
+    secret = "whsec_GvT9t0+dd+zBm7ROzAgY1AZrPkeiLOLj"   # optional: adds webhook-signature
 
     [tenants."*"]              # optional: every tenant without an entry of its own
     url = "https://ops.example/patchgate"
 
-Signature: ``X-Patchgate-Signature: sha256=<hex HMAC-SHA256 of the request body with the secret>``;
-the body is the notification (``patchgate.notification/1``) exactly as it was on the topic.
+Signatures follow the Standard Webhooks specification (see ``processors/notify/README.md``): the
+secret is ``whsec_`` and the base64 of 24 to 64 random bytes, e.g. from
+``python -c "import base64, os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())"``.
+A secret in any other form is refused at startup, with that command in the message.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -29,7 +33,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = (24, 64)
+NEW_SECRET_COMMAND = "python -c \"import base64, os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
 
 
 class NotifyConfigError(ValueError):
@@ -43,6 +50,24 @@ class Webhook:
 
     def __repr__(self) -> str:  # never print the secret
         return f"Webhook(url={self.url!r}, secret={'***' if self.secret else None})"
+
+    @property
+    def key(self) -> bytes | None:
+        """The HMAC key: the bytes the ``whsec_`` secret encodes."""
+        return None if self.secret is None else secret_key(self.secret)
+
+
+def secret_key(secret: str) -> bytes:
+    """The key bytes of a ``whsec_<base64>`` secret; ValueError for anything else."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"must be {SECRET_PREFIX!r} followed by standard base64") from None
+    if not SECRET_BYTES[0] <= len(key) <= SECRET_BYTES[1]:
+        raise ValueError(f"must encode {SECRET_BYTES[0]} to {SECRET_BYTES[1]} random bytes, not {len(key)}")
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +141,20 @@ def notify_config_from_mapping(document: dict[str, Any]) -> NotifyConfig:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise NotifyConfigError(f"{where}.url: must be an http:// or https:// URL, got {url!r}")
         secret = entry.get("secret")
-        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
-            raise NotifyConfigError(f"{where}.secret: must be a string of at least 16 characters")
+        if secret is not None:
+            _check_secret(secret, f"{where}.secret")
         webhooks[tenant] = Webhook(url, secret)
     return NotifyConfig(webhooks, delivery)
+
+
+def _check_secret(secret: object, where: str) -> None:
+    if not isinstance(secret, str):
+        raise NotifyConfigError(f"{where}: must be a string like whsec_<base64>")
+    try:
+        secret_key(secret)
+    except ValueError as error:
+        raise NotifyConfigError(f"{where}: {error} (a Standard Webhooks secret; make one with "
+                                f"{NEW_SECRET_COMMAND} and give the same value to the receiver)") from None
 
 
 def _number(table: dict[str, Any], key: str, default: float, low: float, high: float,

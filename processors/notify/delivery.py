@@ -1,12 +1,21 @@
 """Delivering one notification to its tenant's webhook: retries, backoff, signature, idempotence.
 
+Signature (the Standard Webhooks scheme, so receivers can use any of its libraries): every attempt
+carries ``webhook-id`` (the notification's ``notification_id``, the same on every attempt and every
+re-delivery), ``webhook-timestamp`` (unix seconds of this attempt) and, when the tenant has a secret,
+``webhook-signature: v1,<base64 HMAC-SHA256 over "<webhook-id>.<webhook-timestamp>.<body>">`` keyed
+with the bytes of the ``whsec_`` secret. Because the id and the time are signed, a receiver that
+rejects timestamps more than 5 minutes off and ids it has already handled cannot be fooled by a
+captured request sent again. (The earlier ``X-Patchgate-Signature``, over the body alone, was
+replayable and is no longer sent.) ``X-Patchgate-Delivery-Attempt`` numbers the attempts from 1.
+
 Idempotence: delivered ``notification_id`` values are remembered per tenant in the Redis sorted set
 ``<p>:ten:{t:<tenant>}:webhook-delivered`` (member = id, score = delivery time); entries older than
 ``dedupe_ttl_s`` are trimmed on every write and the key expires ``dedupe_ttl_s`` after the last
 delivery, so it is a set of ids whose members expire one by one. A notification whose id is in it is
 not posted again (Kafka redelivery after a crash, the worker publishing an outbox twice). A crash
 between the POST and the write can still post twice: receivers should drop duplicates by
-``X-Patchgate-Notification-Id`` (the body's ``notification_id``), which is stable.
+``webhook-id`` (the body's ``notification_id``), which is stable.
 
 Retries: network errors, timeouts, 408, 425, 429 and 5xx are retried up to ``max_attempts`` with
 exponential backoff; other 4xx answers are permanent (the receiver refuses this request) and dead-letter
@@ -20,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +48,7 @@ from processors.notify.config import DeliveryPolicy, NotifyConfig, Webhook
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+HEADER_SAFE_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 USER_AGENT = "patchgate-notify/1"
 DEADLETTER_ORIGINAL_CAP = 256 * 1024
 
@@ -46,8 +57,24 @@ def delivered_key(prefix: str, tenant: str) -> str:
     return f"{prefix}:ten:{{t:{tenant}}}:webhook-delivered"
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def webhook_headers(hook: Webhook, message_id: str, timestamp: int, body: bytes, attempt: int) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "X-Patchgate-Delivery-Attempt": str(attempt),
+    }
+    key = hook.key
+    if key is not None:
+        headers["webhook-signature"] = signature(key, message_id, timestamp, body)
+    return headers
 
 
 class DeliveredIds:
@@ -111,11 +138,12 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class WebhookDeliverer:
     def __init__(self, config: NotifyConfig, session: aiohttp.ClientSession, delivered: DeliveredIds,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.session = session
         self.delivered = delivered
         self.sleep = sleep
+        self.clock = clock  # wall time: receivers compare webhook-timestamp with their own clock
 
     @property
     def policy(self) -> DeliveryPolicy:
@@ -132,6 +160,9 @@ class WebhookDeliverer:
             return self._dead(source, f"invalid notification: {error}", 0, getattr(error, "path", None))
         tenant = document["tenant_id"]
         notification_id = document["notification_id"]
+        if not HEADER_SAFE_ID.match(notification_id):
+            return self._dead(source, "invalid notification: notification_id must be printable ASCII to be sent as "
+                                      "webhook-id", 0, "$.notification_id")
         hook = self.config.webhook_for(tenant)
         if hook is None:
             metrics.WEBHOOK_DELIVERIES.labels("no_webhook").inc()
@@ -161,14 +192,7 @@ class WebhookDeliverer:
                                   f"last error: {last_error}", self.policy.max_attempts)
 
     async def _post(self, hook: Webhook, body: bytes, notification_id: str, attempt: int) -> tuple[int | None, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Patchgate-Notification-Id": notification_id,
-            "X-Patchgate-Delivery-Attempt": str(attempt),
-        }
-        if hook.secret:
-            headers["X-Patchgate-Signature"] = signature(hook.secret, body)
+        headers = webhook_headers(hook, notification_id, int(self.clock()), body, attempt)
         try:
             timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
             async with self.session.post(hook.url, data=body, headers=headers, timeout=timeout,

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from redis.exceptions import RedisError
 
 from processors import metrics
+from processors.kafka_log import kafka_logger
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
 from processors.worker.output import DeliveryFailed, KafkaOutput
@@ -29,6 +30,7 @@ from processors.worker.output import DeliveryFailed, KafkaOutput
 log = logging.getLogger(__name__)
 
 GROUP = "patchgate-notify"
+KAFKA_LOG = kafka_logger("patchgate.notify.kafka")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class NotifyService:
             "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
             "max.poll.interval.ms": max(300_000, worst_ms),
             "log_level": 3,
+            "logger": KAFKA_LOG,  # repeats summarised: with no broker the consumer logs ~20 lines a second
         })
         consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
         return consumer
@@ -75,7 +78,7 @@ class NotifyService:
     async def run(self, stop: asyncio.Event) -> NotifyStats:
         loop = asyncio.get_running_loop()
         consumer = self._consumer()
-        output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000})
+        output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
         client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=5)
         delivered = DeliveredIds(client, self.key_prefix, self.config.delivery.dedupe_ttl_s)
         try:
@@ -83,6 +86,7 @@ class NotifyService:
                 deliverer = WebhookDeliverer(self.config, session, delivered)
                 while not stop.is_set():
                     messages = await loop.run_in_executor(None, consumer.consume, self.batch_size, 0.5)
+                    output.producer.poll(0)  # serve the idle producer's log lines
                     records = self._records(messages)
                     if not records:
                         continue

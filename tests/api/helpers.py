@@ -1,4 +1,5 @@
-"""Start the real API app on a free port against the session's Redis and broker."""
+"""Start the real API app (with its production connection handler) on a free port against the session's Redis and
+broker."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from processors.api.app import ApiContext, KafkaCommandSink, create_app
 from processors.api.auth import TokenStore
+from processors.api.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, GuardedAppRunner
 from processors.enforcement.policy import load_enforcement_policy
 from processors.state.keys import KeySchema
 
@@ -68,15 +70,21 @@ class RunningApi:
 @asynccontextmanager
 async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, commands_topic: str,
                       now: Callable[[], datetime] | None = None, redis_client: aioredis.Redis | None = None,
-                      tokens: dict[str, str] | None = None) -> AsyncIterator[RunningApi]:
+                      tokens: dict[str, str] | None = None,
+                      read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+                      body_timeout_s: float | None = None,
+                      max_connections: int = DEFAULT_MAX_CONNECTIONS) -> AsyncIterator[RunningApi]:
+    """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
     sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
     ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
-                     tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink, **extra)
+                     tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
+                     read_timeout_s=body_timeout_s or read_timeout_s,
+                     **extra)
     app = create_app(ctx)
-    runner = web.AppRunner(app, access_log=None)
+    runner = GuardedAppRunner(app, read_timeout_s=read_timeout_s, max_connections=max_connections, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -80,27 +80,28 @@ def test_auth_matrix(redis_url: str, kafka_bootstrap: str, unique_name: Callable
                 url = api.base + route.format(t="contoso")
                 status, ctype, body = await call(s, "GET", url)
                 assert (status, ctype.split(";")[0]) == (401, "application/json"), route
-                assert "bearer token" in body["error"]
+                assert body["error"] == "unauthorized" and "bearer token" in body["message"]
                 status, _, body = await call(s, "GET", url, "not-a-valid-token-at-all")
-                assert status == 401 and body["error"]
+                assert (status, body["error"]) == (401, "unauthorized")
                 status, _, body = await call(s, "GET", url, headers={"Authorization": f"Basic {TENANT_A_TOKEN}"})
                 assert status == 401
                 status, _, body = await call(s, "GET", url, TENANT_B_TOKEN)
-                assert (status, body) == (404, {"error": "tenant not found"}), route
+                assert (status, body) == (404, {"error": "tenant_not_found", "message": "tenant not found"}), route
                 assert (await call(s, "GET", url, TENANT_A_TOKEN))[0] == 200, route
                 assert (await call(s, "GET", url, OPERATOR_TOKEN))[0] == 200, route
             # a tenant token cannot change another tenant's pause either
             for method in ("POST", "DELETE"):
                 status, _, body = await call(s, method, api.base + "/v1/tenants/contoso/pauses", TENANT_B_TOKEN,
                                              json={"days": 3})
-                assert (status, body["error"]) == (404, "tenant not found"), method
+                assert (status, body["error"]) == (404, "tenant_not_found"), method
             # a tenant never sees another tenant's servers
             status, _, body = await call(s, "GET", api.base + "/v1/tenants/fabrikam/servers", TENANT_B_TOKEN)
             assert [row["ServerFQDN"] for row in body["servers"]] == ["mail.fabrikam.com"]
             # operator-only listing
             assert (await call(s, "GET", api.base + "/v1/tenants"))[0] == 401
             status, _, body = await call(s, "GET", api.base + "/v1/tenants", TENANT_A_TOKEN)
-            assert (status, body["error"]) == (403, "this operation needs an operator token")
+            assert (status, body["error"]) == (403, "forbidden")
+            assert body["message"] == "this operation needs an operator token"
             status, _, body = await call(s, "GET", api.base + "/v1/tenants", OPERATOR_TOKEN)
             assert status == 200
             tenants = {t["tenant_id"]: t for t in body["tenants"]}
@@ -109,7 +110,7 @@ def test_auth_matrix(redis_url: str, kafka_bootstrap: str, unique_name: Callable
             assert tenants["fabrikam"]["stages"] == {"6": 1}
             # invalid tenant id: a clear 400, not a crash
             status, _, body = await call(s, "GET", api.base + "/v1/tenants/-bad%20id/servers", OPERATOR_TOKEN)
-            assert status == 400 and "invalid tenant id" in body["error"]
+            assert (status, body["error"]) == (400, "invalid_tenant") and "invalid tenant id" in body["message"]
 
     asyncio.run(scenario())
 
@@ -140,7 +141,7 @@ def test_servers_json_and_csv(redis_url: str, kafka_bootstrap: str, unique_name:
             assert records[0]["RecommendedBuildVersions"] == "15.1.2507.61 (15.01.2507.061)"
             status, _, body = await call(s, "GET", api.base + "/v1/tenants/contoso/servers?format=xml",
                                          TENANT_A_TOKEN)
-            assert status == 400 and "unknown format" in body["error"]
+            assert (status, body["error"]) == (400, "invalid_format") and "unknown format" in body["message"]
 
     asyncio.run(scenario())
 
@@ -180,7 +181,8 @@ def test_pause_quota_and_validation(redis_url: str, kafka_bootstrap: str, unique
             status, _, body = await call(s, "POST", url, TENANT_A_TOKEN, json={"days": 10})
             assert status == 409
             assert body["days_left_this_year"] == 5
-            assert body["error"] == (f"Pausing for 10 days would exceed the quota of 90 days in {now.year}: "
+            assert body["error"] == "quota_exceeded"
+            assert body["message"] == (f"Pausing for 10 days would exceed the quota of 90 days in {now.year}: "
                                      "5 days are left this year.")
             for bad, expected in [(b"not json", "must be JSON"), (b"[1]", "JSON object"), (b"{}", "JSON object"),
                                   (b'{"days": 0}', "1 to 90"), (b'{"days": 91}', "1 to 90"),
@@ -189,12 +191,13 @@ def test_pause_quota_and_validation(redis_url: str, kafka_bootstrap: str, unique
                 status, ctype, body = await call(s, "POST", url, TENANT_A_TOKEN, data=bad,
                                                  headers={"Content-Type": "application/json"})
                 assert status == 400 and ctype.startswith("application/json"), bad
-                assert expected in body["error"], (bad, body)
+                assert body["error"] in {"invalid_body", "invalid_days"} and expected in body["message"], (bad, body)
             status, _, body = await call(s, "POST", url, TENANT_A_TOKEN, data=b"x" * 20000)
-            assert status == 413 and "too large" in body["error"]
+            assert (status, body["error"]) == (413, "body_too_large") and "too large" in body["message"]
             # no running pause: nothing to end
             status, _, body = await call(s, "DELETE", url, TENANT_A_TOKEN)
-            assert (status, body["error"]) == (409, "There is no running pause to end.")
+            assert (status, body["error"]) == (409, "no_running_pause")
+            assert body["message"] == "There is no running pause to end."
             # exactly the days left are fine
             status, _, body = await call(s, "POST", url, TENANT_A_TOKEN, json={"days": 5})
             assert status == 202
@@ -237,7 +240,7 @@ def test_notifications_newest_first(redis_url: str, kafka_bootstrap: str, unique
             assert [n["text"] for n in body["notifications"]] == ["n2"]  # limit counts raw entries
             status, _, body = await call(s, "GET", api.base + "/v1/tenants/contoso/notifications?limit=0",
                                          TENANT_A_TOKEN)
-            assert status == 400 and "limit" in body["error"]
+            assert (status, body["error"]) == (400, "invalid_limit") and "limit" in body["message"]
 
     asyncio.run(scenario())
 
@@ -250,11 +253,11 @@ def test_unknown_routes_and_redis_outage_answer_json(kafka_bootstrap: str, uniqu
                                redis_client=dead) as api, aiohttp.ClientSession() as s:
             status, ctype, body = await call(s, "GET", api.base + "/v1/tenants/contoso/servers", TENANT_A_TOKEN)
             assert status == 503 and ctype.startswith("application/json")
-            assert "Redis" in body["error"]
+            assert body["error"] == "store_unavailable" and "Redis" in body["message"]
             status, _, body = await call(s, "GET", api.base + "/nope", TENANT_A_TOKEN)
-            assert (status, body) == (404, {"error": "not found"})
+            assert (status, body) == (404, {"error": "not_found", "message": "not found"})
             status, _, body = await call(s, "PUT", api.base + "/v1/tenants/contoso/pauses", TENANT_A_TOKEN)
-            assert status == 405 and "not allowed" in body["error"]
+            assert (status, body["error"]) == (405, "method_not_allowed") and "not allowed" in body["message"]
             status, _, body = await call(s, "GET", api.base + "/healthz")
             assert status == 503
 
@@ -354,7 +357,7 @@ def test_page_and_metrics_endpoints(redis_url: str, kafka_bootstrap: str, unique
             assert '<table id="servers">' in html and "/static/report.js" in html
             assert "http://" not in html and "https://" not in html  # no external resources
             status, _, body = await call(s, "GET", api.base + "/tenants/bad%20tenant")
-            assert status == 400 and body["error"] == "invalid tenant id"
+            assert status == 400 and body == {"error": "invalid_tenant", "message": "invalid tenant id"}
             await call(s, "GET", api.base + "/v1/tenants/contoso/pauses", TENANT_A_TOKEN)
             status, _, text = await call(s, "GET", api.base + "/metrics")
             assert status == 200

@@ -79,6 +79,18 @@ def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATCHGATE_API_TOKENS", "short=contoso")
     assert args.handler(args) == 2
     assert "at least 16 characters" in capsys.readouterr().err
+    monkeypatch.setenv("PATCHGATE_API_TOKENS", "cli-test-token-0123456789=contoso")
+    for value, message in [("soon", "PATCHGATE_API_READ_TIMEOUT must be a number of seconds"),
+                           ("0", "0.1..3600 seconds"), ("nan", "0.1..3600 seconds")]:
+        monkeypatch.setenv("PATCHGATE_API_READ_TIMEOUT", value)
+        assert args.handler(args) == 2
+        assert message in capsys.readouterr().err, value
+    monkeypatch.delenv("PATCHGATE_API_READ_TIMEOUT")
+    for value, message in [("many", "must be a whole number"), ("0", "1..100000")]:
+        monkeypatch.setenv("PATCHGATE_API_MAX_CONNECTIONS", value)
+        assert args.handler(args) == 2
+        assert message in capsys.readouterr().err, value
+    monkeypatch.delenv("PATCHGATE_API_MAX_CONNECTIONS")
     args = parser().parse_args(["notify"])
     assert args.handler(args) == 2
     assert "no webhook configuration" in capsys.readouterr().err
@@ -133,3 +145,86 @@ def test_access_log_never_contains_query_strings(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger=logger.name):
         AccessLogger(logger, "").log(request, Response(status=200), 0.0012)
     assert "/tenants/contoso" in caplog.text and "secret-token" not in caplog.text
+
+
+def test_api_without_a_broker_reports_it_once_not_twice_a_second() -> None:
+    """librdkafka retries a missing broker about twice a second; the API logs that once per minute."""
+    port = free_port()
+    env = {**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "PATCHGATE_API_PORT": str(port),
+           "PATCHGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "PATCHGATE_API_TOKENS": "cli-test-token-0123456789=contoso"}
+    code = ("import sys, argparse; from processors.api.cli import register; p = argparse.ArgumentParser(); "
+            "s = p.add_subparsers(); register(s); a = p.parse_args(['api']); sys.exit(a.handler(a))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    answers = 0
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not answers and process.poll() is None:
+            answers += _openapi_answers(port)
+        assert answers, "the api command did not start"
+        window_end = time.monotonic() + 5  # measurement window: unfiltered, librdkafka logs ~10 lines in it
+        while time.monotonic() < window_end:
+            answers += _openapi_answers(port)
+            time.sleep(0.25)  # pacing of the probe requests, not a synchronisation
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert answers > 10  # the API kept answering all along
+    refused = [line for line in output.splitlines() if "Connect to" in line]
+    assert 1 <= len(refused) <= 2, output
+
+
+def _openapi_answers(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2) as response:
+            return int(response.status == 200)
+    except (urllib.error.URLError, ConnectionError):
+        time.sleep(0.1)  # not listening yet: poll again
+        return 0
+
+
+def test_repeated_message_filter_summarises_repeats() -> None:
+    import logging
+
+    from processors.kafka_log import RepeatedMessageFilter
+
+    now = [0.0]
+    gate = RepeatedMessageFilter(window_s=60, clock=lambda: now[0])
+
+    def record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
+        return logging.LogRecord("k", level, __file__, 1, message, (), None)
+
+    assert gate.filter(record("Connect to 127.0.0.1:9092 failed (after 0ms)"))
+    for n in range(120):  # two a second for a minute, numbers varying
+        now[0] = n / 2
+        assert not gate.filter(record(f"Connect to 127.0.0.1:9092 failed (after {n}ms)"))
+    assert gate.filter(record("Metadata request failed"))  # another message passes at once
+    assert gate.filter(record("Connect to 127.0.0.1:9092 failed (after 0ms)", logging.WARNING))  # another level
+    now[0] = 60.0
+    summary = record("Connect to 127.0.0.1:9092 failed (after 3ms)")
+    assert gate.filter(summary)
+    assert summary.getMessage() == ("Connect to 127.0.0.1:9092 failed (after 3ms) "
+                                    "(repeated 120 more times in the last 60s)")
+    assert not gate.filter(record("Connect to 127.0.0.1:9092 failed (after 1ms)"))
+
+
+def test_notify_without_a_broker_reports_it_once_not_twenty_times_a_second(tmp_path: Path) -> None:
+    config = tmp_path / "notify.toml"
+    config.write_text('[tenants.contoso]\nurl = "http://127.0.0.1:9/hook"\n')
+    env = {**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+           "PATCHGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PATCHGATE_NOTIFY_CONFIG": str(config)}
+    code = ("import sys, argparse; from processors.notify.cli import register; p = argparse.ArgumentParser(); "
+            "s = p.add_subparsers(); register(s); a = p.parse_args(['notify']); sys.exit(a.handler(a))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # measurement window: unfiltered, ~100 lines in it
+            process.wait(timeout=5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    refused = [line for line in output.splitlines() if "Connect to" in line]
+    assert 1 <= len(refused) <= 3, output  # the consumer's and the producer's, once each

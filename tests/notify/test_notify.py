@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
+import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.contracts import contracts
 from processors.notify.config import DeliveryPolicy, NotifyConfigError, notify_config_from_mapping
-from processors.notify.delivery import delivered_key
+from processors.notify.delivery import DeliveredIds, SourceRecord, WebhookDeliverer, delivered_key, webhook_headers
 from processors.notify.service import NotifyService
 from tests.api.helpers import create_topic, read_topic
 
-SECRET = "contoso-webhook-secret-0123456789"
+SECRET = "whsec_" + base64.b64encode(b"contoso-webhook-key-0123456789ab").decode()
 
 
 def notification(tenant: str, n: int) -> dict[str, Any]:
@@ -130,17 +133,21 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
     flaky = receivers.requests["flaky"]
     assert len(flaky) == 3
     assert [h["X-Patchgate-Delivery-Attempt"] for h, _ in flaky] == ["1", "2", "3"]
+    # every attempt is signed the Standard Webhooks way: an independent implementation verifies it
+    for headers, body in flaky:
+        assert Webhook(SECRET).verify(body, headers) == n_contoso
+        assert headers["webhook-id"] == n_contoso["notification_id"]  # the same id on every attempt
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 120
+        assert "X-Patchgate-Signature" not in headers  # the replayable body-only signature is gone
     headers, body = flaky[-1]
-    assert orjson.loads(body) == n_contoso
-    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["X-Patchgate-Signature"], expected)
-    assert headers["X-Patchgate-Notification-Id"] == n_contoso["notification_id"]
     assert headers["Content-Type"] == "application/json"
     assert delivered == [n_contoso["notification_id"].encode()]
 
     # fabrikam's receiver always fails: 3 attempts, unsigned (no secret), then a dead letter
     assert len(receivers.requests["down"]) == 3
-    assert "X-Patchgate-Signature" not in receivers.requests["down"][0][0]
+    unsigned = receivers.requests["down"][0][0]
+    assert "webhook-signature" not in unsigned
+    assert unsigned["webhook-id"] == n_fabrikam["notification_id"] and unsigned["webhook-timestamp"].isdigit()
     # a 410 is permanent: one attempt only
     assert len(receivers.requests["gone"]) == 1
 
@@ -172,16 +179,22 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
 
 def test_config_validation() -> None:
     config = notify_config_from_mapping({"tenants": {"*": {"url": "https://ops.example/hook"},
-                                                     "contoso": {"url": "http://h.example/x", "secret": "s" * 16}}})
+                                                     "contoso": {"url": "http://h.example/x", "secret": SECRET}}})
     assert config.webhook_for("contoso").url == "http://h.example/x"  # type: ignore[union-attr]
     assert config.webhook_for("other").url == "https://ops.example/hook"  # type: ignore[union-attr]
-    assert "ssss" not in repr(config.webhook_for("contoso"))
+    assert SECRET[6:12] not in repr(config.webhook_for("contoso"))
     policy = DeliveryPolicy(initial_backoff_s=1, max_backoff_s=5)
     assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
     for document, message in [
         ({"tenants": {"contoso": {"url": "ftp://x"}}}, "http:// or https://"),
-        ({"tenants": {"contoso": {"url": "https://x", "secret": "short"}}}, "at least 16"),
+        ({"tenants": {"contoso": {"url": "https://x", "secret": "a-long-plain-shared-secret"}}},
+         "must start with 'whsec_'.*os.urandom"),
+        ({"tenants": {"contoso": {"url": "https://x", "secret": "whsec_not base64!"}}}, "standard base64"),
+        ({"tenants": {"contoso": {"url": "https://x", "secret": "whsec_" + base64.b64encode(b"k" * 16).decode()}}},
+         "24 to 64 random bytes, not 16"),
+        ({"tenants": {"contoso": {"url": "https://x", "secret": 12345}}}, "must be a string"),
         ({"tenants": {"bad tenant": {"url": "https://x"}}}, "not a valid tenant id"),
+        ({"tenants": {"contoso\n": {"url": "https://x"}}}, "not a valid tenant id"),
         ({"delivery": {"max_attempts": 0}}, "max_attempts"),
         ({"delivery": {"retries": 3}}, "unknown key 'retries'"),
         ({"hooks": {}}, "unknown table 'hooks'"),
@@ -189,3 +202,114 @@ def test_config_validation() -> None:
         assert isinstance(document, dict)
         with pytest.raises(NotifyConfigError, match=message):
             notify_config_from_mapping(document)
+
+
+README = Path(__file__).resolve().parents[2] / "processors" / "notify" / "README.md"
+
+
+def readme_receiver(secret: str, monkeypatch: pytest.MonkeyPatch,
+                    handled: list[Any]) -> Callable[[bytes, dict[str, str]], int]:
+    """The receiver example of processors/notify/README.md, executed as written."""
+    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert block is not None, "the README lost its receiver example"
+    monkeypatch.setenv("PATCHGATE_WEBHOOK_SECRET", secret)
+    namespace: dict[str, Any] = {"handle": handled.append}
+    exec(compile(block.group(1), str(README), "exec"), namespace)
+    receive: Callable[[bytes, dict[str, str]], int] = namespace["receive"]
+    return receive
+
+
+class ReadmeReceiver:
+    """An HTTP receiver answering what the README's example answers; keeps every request it got."""
+
+    def __init__(self, receive: Callable[[bytes, dict[str, str]], int]) -> None:
+        self.receive = receive
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        status = self.receive(body, headers)
+        self.requests.append((headers, body, status))
+        return web.Response(status=status)
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+
+
+@pytest.mark.integration
+def test_a_readme_receiver_rejects_replayed_and_stale_deliveries(redis_url: str, unique_name: Callable[[str], str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    handled: list[Any] = []
+    receive = readme_receiver(SECRET, monkeypatch, handled)
+    fresh, late = notification("contoso", 5), notification("contoso", 6)
+
+    async def scenario() -> None:
+        receiver = ReadmeReceiver(receive)
+        await receiver.start()
+        config = notify_config_from_mapping({"delivery": {"max_attempts": 2, "initial_backoff_s": 0.01},
+                                             "tenants": {"contoso": {"url": receiver.url, "secret": SECRET}}})
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            async with aiohttp.ClientSession() as session:
+                deliverer = WebhookDeliverer(config, session, DeliveredIds(client, unique_name("pg"), 3600))
+                outcome = await deliverer.handle(SourceRecord("n", 0, 1, b"contoso", orjson.dumps(fresh)))
+                assert outcome.kind == "delivered" and handled == [fresh]
+                headers, body, _ = receiver.requests[-1]
+                assert Webhook(SECRET).verify(body, headers) == fresh  # the library agrees
+
+                # the captured request sent again as it was: valid signature and time, but a seen id
+                assert await post(session, receiver.url, body, headers) == 200
+                # ... with another timestamp (as a replay after 5 minutes would need): the signature fails
+                moved = str(int(headers["webhook-timestamp"]) + 60)
+                assert await post(session, receiver.url, body, {**headers, "webhook-timestamp": moved}) == 401
+                # ... with the body changed: refused
+                assert await post(session, receiver.url, body.replace(b"detected", b"remediated"), headers) == 401
+                assert handled == [fresh]
+
+                # a delivery captured ten minutes ago and sent now is too old for the receiver (and for the
+                # library), so patchgate's answer is a final 401: dead-lettered, not handled
+                stale = WebhookDeliverer(config, session, DeliveredIds(client, unique_name("pg"), 3600),
+                                         clock=lambda: time.time() - 600)
+                outcome = await stale.handle(SourceRecord("n", 0, 2, b"contoso", orjson.dumps(late)))
+                assert outcome.kind == "dead_letter" and "HTTP 401" in outcome.detail
+                headers, body, status = receiver.requests[-1]
+                assert status == 401 and handled == [fresh]
+                with pytest.raises(WebhookVerificationError, match="too old"):
+                    Webhook(SECRET).verify(body, headers)
+
+                # an id that cannot be a header value is a bad record: dead-lettered before any POST
+                posts = len(receiver.requests)
+                outcome = await deliverer.handle(SourceRecord("n", 0, 3, b"contoso", orjson.dumps(
+                    {**late, "notification_id": "contoso/ex06\r\nX-Injected: 1"})))
+                assert outcome.kind == "dead_letter" and "printable ASCII" in outcome.detail
+                assert len(receiver.requests) == posts
+        finally:
+            await client.aclose()
+            await receiver.runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async with session.post(url, data=body, headers=headers) as response:
+        return response.status
+
+
+def test_signature_matches_the_standard_webhooks_library() -> None:
+    hook = notify_config_from_mapping({"tenants": {"contoso": {"url": "https://x.example/", "secret": SECRET}}})
+    webhook = hook.webhook_for("contoso")
+    assert webhook is not None
+    body = orjson.dumps(notification("contoso", 1))
+    now = int(time.time())
+    headers = webhook_headers(webhook, "contoso/ex01|detected|2026-11-01", now, body, 1)
+    assert headers["webhook-signature"] == Webhook(SECRET).sign("contoso/ex01|detected|2026-11-01",
+                                                                datetime.fromtimestamp(now, UTC), body)
+    assert Webhook(SECRET).verify(body, headers, json_parse=False) is None

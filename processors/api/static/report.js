@@ -31,8 +31,13 @@
     const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
                                          cache: "no-store", credentials: "omit" });
     let data = null;
-    try { data = await response.json(); } catch (e) { data = { error: "unexpected answer (" + response.status + ")" }; }
+    try { data = await response.json(); } catch (e) { data = { error: "unexpected_answer", message: "unexpected answer (" + response.status + ")" }; }
     return { status: response.status, data };
+  }
+
+  // error answers are {"error": "<code>", "message": "<text for people>"}
+  function errorText(r) {
+    return (r.data && (r.data.message || r.data.error)) || ("The API answered " + r.status);
   }
 
   function showMessage(text, isError) {
@@ -278,7 +283,7 @@
         setResult("Pause command " + r.data.command_id + " accepted; waiting for the workers to apply it...", true);
         await waitForPauseChange(tenant, before, r.data.command_id);
       } else {
-        setResult(r.data.error || ("failed (" + r.status + ")"), false);
+        setResult(errorText(r), false);
       }
     });
     $("pause-end").addEventListener("click", async () => {
@@ -288,7 +293,7 @@
         setResult("End-of-pause command " + r.data.command_id + " accepted; waiting for the workers...", true);
         await waitForPauseChange(tenant, before, r.data.command_id);
       } else {
-        setResult(r.data.error || ("failed (" + r.status + ")"), false);
+        setResult(errorText(r), false);
       }
     });
   }
@@ -326,7 +331,7 @@
     } else if (r.status === 403 || r.status === 404) {
       showMessage(r.status === 403 ? "This page needs an operator token." : "No such tenant for this token.", true);
     } else {
-      showMessage(r.data && r.data.error ? r.data.error : "The API answered " + r.status, true);
+      showMessage(errorText(r), true);
     }
   }
 
