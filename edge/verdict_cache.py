@@ -6,7 +6,9 @@ and sets :attr:`caught_up` once each partition's position reached it (empty part
 reached; a topic that does not exist yet counts as empty and is looked for again every
 ``metadata_interval`` seconds). Until then :meth:`decide` fails open and counts
 ``decisions_fail_open``. After that it keeps following the topic: the newest verdict per key wins
-(stale sequences ignored), tombstones delete.
+(stale sequences ignored), tombstones delete. The follower thread is supervised
+(:class:`~edge.supervision.SupervisedThread`): an unexpected exception restarts it (counted, with
+backoff) instead of freezing the cache at its last state.
 
 Usage::
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
 
 log = logging.getLogger(__name__)
@@ -60,8 +63,9 @@ class VerdictCache(VerdictIndex):
         if consumer_config:
             self._config.update(consumer_config)
         self._consumer: Consumer | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: SupervisedThread | None = None
         self._stopping = threading.Event()
+        self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
@@ -79,8 +83,8 @@ class VerdictCache(VerdictIndex):
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
         self._consumer = Consumer(self._config, logger=log)
-        self._thread = threading.Thread(target=self._run, name="patchgate-verdict-cache", daemon=True)
-        self._thread.start()
+        self._thread = self.thread
+        self.thread.start()
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the topic was read to the end noted at start; False on timeout."""
@@ -106,44 +110,46 @@ class VerdictCache(VerdictIndex):
 
     # -- the follower thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
+        """The follower loop (supervised: restarted if it raises); returns once stopping."""
         consumer = self._consumer
         assert consumer is not None
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                if now >= self._next_metadata:
-                    self._next_metadata = now + self.metadata_interval
-                    self._refresh_assignment(consumer)
-                if not self._assigned:
-                    self._stopping.wait(0.2)
-                    continue
-                try:
-                    messages = consumer.consume(num_messages=500, timeout=0.2)
-                except KafkaException as exc:  # pragma: no cover - client-level failure
-                    self.metrics.consumer_errors += 1
-                    log.warning("verdict consumer: %s", exc)
-                    continue
-                if not messages:
-                    continue
-                for msg in messages:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            self._reached(msg.partition(), None)
-                        else:
-                            self.metrics.consumer_errors += 1
-                            log.warning("verdict consumer error: %s", err)
-                        continue
-                    self.apply_raw(msg.key(), msg.value())
-                    self._reached(msg.partition(), msg.offset())
-                with self._changed:
-                    self._changed.notify_all()
-        except Exception:  # pragma: no cover - last-resort guard; the edge keeps failing open
-            log.exception("verdict cache thread died; decisions stay at the last known state")
-        finally:
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= self._next_metadata:
+                self._next_metadata = now + self.metadata_interval
+                self._refresh_assignment(consumer)
+            if not self._assigned:
+                self._stopping.wait(0.2)
+                continue
             try:
-                consumer.close()
+                messages = consumer.consume(num_messages=500, timeout=0.2)
+            except KafkaException as exc:  # pragma: no cover - client-level failure
+                self.metrics.consumer_errors += 1
+                log.warning("verdict consumer: %s", exc)
+                continue
+            if messages:
+                self._apply_messages(messages)
+
+    def _apply_messages(self, messages: list[Any]) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._reached(msg.partition(), None)
+                else:
+                    self.metrics.consumer_errors += 1
+                    log.warning("verdict consumer error: %s", err)
+                continue
+            self.apply_raw(msg.key(), msg.value())
+            self._reached(msg.partition(), msg.offset())
+        with self._changed:
+            self._changed.notify_all()
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
             except Exception:  # pragma: no cover
                 log.debug("consumer close failed", exc_info=True)
 

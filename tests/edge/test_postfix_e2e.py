@@ -137,7 +137,8 @@ def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool 
         config = postfix.dir / "edge.toml"
         config.write_text(CONFIG)
         metrics_port = free_port()
-        args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
+        args = ["--config", str(config), "--listen", f"unix:{sock}", "--socket-group", "postfix",
+                "--bootstrap", kafka_bootstrap,
                 "--verdicts-topic", topics["verdicts"], "--metadata-topic", topics["metadata"],
                 "--catchup-timeout", "20", "--metrics-interval", "3600", "--metrics-port", str(metrics_port)]
         if policy:
