@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -263,3 +265,62 @@ def test_policy_service_through_postfix(kafka_bootstrap: str, topics: dict[str, 
         code, _ = send(port, message("EX03.contoso.com", "15.2.2562.53", "partner"), source="127.0.0.3",
                        helo="ex02.contoso.com")
         assert code == 250
+
+
+def send_raw(port: int, helo: bytes, data: bytes) -> bytes:
+    """One SMTP transaction with arbitrary bytes in HELO and the message; the reply to the final dot."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn, conn.makefile("rb") as replies:
+        def reply() -> bytes:
+            line = replies.readline()
+            while line[3:4] == b"-":
+                line = replies.readline()
+            return line.rstrip()
+        reply()  # banner
+        for command in (b"EHLO " + helo, b"MAIL FROM:<alice@contoso.com>", b"RCPT TO:<bob@example.net>", b"DATA"):
+            conn.sendall(command + b"\r\n")
+            assert reply()[:1] in (b"2", b"3"), command
+        conn.sendall(data + b"\r\n.\r\n")
+        final = reply()
+        conn.sendall(b"QUIT\r\n")
+        return final
+
+
+def raw_message(subject: str, received_by: bytes | None) -> bytes:
+    lines = [b"From: Alice <alice@contoso.com>", b"To: bob@example.net", b"Subject: " + subject.encode(),
+             b"Message-ID: <" + subject.replace(" ", "-").encode() + b"@contoso.com>"]
+    if received_by is not None:
+        lines.insert(0, b"Received: from EX02.contoso.com (10.0.0.6) by " + received_by
+                     + b" (10.0.0.5) with Microsoft SMTP Server id 15.1.2507.6; Sat, 28 Nov 2026 10:00:00 +0000")
+    return b"\r\n".join([*lines, b"", b"Hello."])
+
+
+def metric(url: str, pattern: str) -> float:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        found = re.search(r"^" + re.escape(pattern) + r" (\S+)$", response.read().decode(), re.MULTILINE)
+    assert found is not None, pattern
+    return float(found.group(1))
+
+
+def test_a_0xff_byte_in_helo_or_received_by_does_not_stop_publishing(stack: dict[str, Any],
+                                                                       kafka_bootstrap: str) -> None:
+    """Through real Postfix: bytes that are not UTF-8 reach the milter; the publisher drops those
+    records (counted by reason) and goes on publishing the next message."""
+    port, url = stack["postfix"].port, stack["metrics_url"]
+    assert send_raw(port, b"ex\xff01.contoso.com", raw_message("bad by host", b"EX\xff01.contoso.com"))[:3] == b"250"
+    assert send_raw(port, b"ex\xff09.contoso.com", raw_message("bad helo", None))[:3] == b"250"
+    code, _ = send(port, message("EX03.contoso.com", "15.1.2507.6", "after the bad bytes"), helo="ex03.contoso.com")
+    assert code == 250
+
+    def published(got: list[tuple[Any, Any]]) -> bool:
+        return any(next((v for n, v in r["headers"] if n == "Subject"), None) == "after the bad bytes"
+                   for _, value in got for r in orjson.loads(value)["records"])
+    envelopes = read_all(kafka_bootstrap, stack["topics"]["metadata"], until=published, timeout=30)
+    assert published(envelopes)
+    for _, value in envelopes:
+        for record in orjson.loads(value)["records"]:
+            assert "\udcff" not in orjson.dumps(record).decode()
+    dropped = metric(url, 'patchgate_edge_events_total{component="publisher",counter="records_dropped_bad_key"}')
+    assert dropped == 2.0
+    assert metric(url, 'patchgate_edge_thread_alive{thread="publisher"}') == 1.0
+    assert metric(url, 'patchgate_edge_thread_restarts_total{thread="publisher"}') == 0.0
+    assert metric(url, 'patchgate_edge_thread_alive{thread="verdict-follower"}') == 1.0
