@@ -8,7 +8,8 @@ reached; a topic that does not exist yet counts as empty and is looked for again
 ``decisions_fail_open``. After that it keeps following the topic: the newest verdict per key wins
 (stale sequences ignored), tombstones delete. The follower thread is supervised
 (:class:`~edge.supervision.SupervisedThread`): an unexpected exception restarts it (counted, with
-backoff) instead of freezing the cache at its last state.
+backoff) instead of freezing the cache at its last state; the restarted loop first rewinds every
+partition to the record after the last one applied, so a batch interrupted halfway is read again.
 
 Usage::
 
@@ -70,6 +71,7 @@ class VerdictCache(VerdictIndex):
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
+        self._next_offset: dict[int, int] = {}  # partition -> offset after the last record applied
         self._next_metadata = 0.0
         self._verify_rounds = 0
         self.started_at: float | None = None
@@ -114,6 +116,8 @@ class VerdictCache(VerdictIndex):
         """The follower loop (supervised: restarted if it raises); returns once stopping."""
         consumer = self._consumer
         assert consumer is not None
+        if self.thread.restarts and self._assigned:
+            self._rewind(consumer)
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= self._next_metadata:
@@ -142,9 +146,19 @@ class VerdictCache(VerdictIndex):
                     log.warning("verdict consumer error: %s", err)
                 continue
             self.apply_raw(msg.key(), msg.value())
+            self._next_offset[msg.partition()] = msg.offset() + 1
             self._reached(msg.partition(), msg.offset())
         with self._changed:
             self._changed.notify_all()
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """Re-assign every partition at the record after the last one applied (after a restart)."""
+        partitions = sorted(self._assigned)
+        consumer.incremental_unassign([TopicPartition(self.topic, p) for p in partitions])
+        consumer.incremental_assign([TopicPartition(self.topic, p, self._next_offset.get(p, OFFSET_BEGINNING))
+                                     for p in partitions])
+        log.warning("verdict follower restarted: partitions %s rewound to %s", partitions,
+                    {p: self._next_offset.get(p, "beginning") for p in partitions})
 
     def _close(self) -> None:
         if self._consumer is not None:
