@@ -9,8 +9,12 @@ final dot of DATA):
 
 1. Find the connector: client IP and/or ``{cert_subject}`` against the edge config. No connector:
    accept, count ``unmatched``, publish nothing (we do not know the tenant).
-2. Drop the topmost Received header if this edge wrote it (Postfix passes the Received header smtpd
-   prepends to milters; its ``by`` host is the ``j`` macro, ``myhostname``). Classify the rest with
+2. Drop the topmost Received header if this edge wrote it (its ``by`` host is the ``j`` macro,
+   ``myhostname``): Sendmail passes the Received header it adds to milters; Postfix does not (its
+   milters see the client's headers, tested through real Postfix), so there nothing is dropped.
+   The client address is normalised first (:func:`edge.config.normalise_ip`: ``[192.0.2.10]``,
+   ``IPv6:...``, IPv4-mapped); one that does not parse is unknown: accepted, not published, counted
+   as ``client_address_unparseable`` (``client.ip`` is required in a metadata record). Classify the rest with
    :func:`processors.classify.classify`; the server key is :func:`processors.classify.server_key`
    (``<tenant>/<server>``).
 3. Publish a ``patchgate.metadata/1`` record (non-blocking; drops are counted by the publisher).

@@ -8,6 +8,7 @@ Finally the milter is killed and mail must still flow (milter_default_action = a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -16,6 +17,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,6 +28,8 @@ from typing import Any
 import orjson
 import pytest
 
+from edge.milter.codec import ACCEPT_PACKET
+from edge.milter.server import AcceptAll, MilterServer, Session
 from processors.devservices import free_port
 from processors.devservices.postfix import PostfixInstance
 from tests.edge.helpers import BLOCK, THROTTLE, exchange_received, verdict_bytes
@@ -218,7 +222,7 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     assert rec["client"]["ip"] == "127.0.0.1" and rec["client"]["helo"] == "ex01.contoso.com"
     assert rec["message"]["id"] == "<throttle-me@contoso.com>" and rec["message"]["recipients"] == 1
     assert rec["event_id"].startswith("edge-e2e:")
-    # Postfix passes its own Received header to milters; the edge strips it before classifying.
+    # The top header is the client's Received: Postfix does not pass the one it prepends to milters.
     assert rec["headers"][0][0] == "Received" and "id 15.1.2507.6" in rec["headers"][0][1]
     assert "(Postfix)" not in rec["headers"][0][1]
     assert by_subject["via partner"][1]["connector"]["type"] == "Partner"
@@ -325,3 +329,47 @@ def test_a_0xff_byte_in_helo_or_received_by_does_not_stop_publishing(stack: dict
     assert metric(url, 'patchgate_edge_thread_alive{thread="publisher"}') == 1.0
     assert metric(url, 'patchgate_edge_thread_restarts_total{thread="publisher"}') == 0.0
     assert metric(url, 'patchgate_edge_thread_alive{thread="verdict-follower"}') == 1.0
+
+
+class RecordingMilter(AcceptAll):
+    """Keeps the headers each message showed the milter at end-of-headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, list[tuple[str, str]]]] = []
+
+    def end_of_headers(self, session: Session) -> bytes:
+        self.seen.append((session.macros.get("j"), list(session.headers)))
+        return ACCEPT_PACKET
+
+
+def test_postfix_does_not_pass_its_own_received_header_to_milters() -> None:
+    """smtpd_milters see the headers the client sent (plus those cleanup adds, e.g. Date), not the
+    Received header Postfix prepends; the edge's strip of a Received header of its own host is for
+    MTAs that do pass it (Sendmail)."""
+    app = RecordingMilter()
+    postfix = PostfixInstance("placeholder")
+    sock = postfix.dir / "recording.sock"
+    postfix.milters = f"{{ unix:{sock}, default_action=accept }}"
+    loop = asyncio.new_event_loop()
+    server = MilterServer(app)
+    loop.run_until_complete(server.listen_unix(sock, group="postfix"))
+    serving = threading.Thread(target=loop.run_forever, daemon=True)
+    serving.start()
+    try:
+        postfix.start()
+        client_received = "from EX02.contoso.com by ex01.contoso.com; Sat, 28 Nov 2026 10:00:00 +0000"
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
+            smtp.ehlo("ex01.contoso.com")
+            smtp.sendmail("alice@contoso.com", ["bob@example.net"],
+                          f"Received: {client_received}\r\nSubject: probe\r\n\r\nHello.\r\n".encode())
+        [(own_host, headers)] = app.seen
+        assert own_host == "edge.patchgate.test"
+        assert headers[0] == ("Received", client_received)
+        assert [v for n, v in headers if n == "Received"] == [client_received]
+        assert not any(own_host in v for n, v in headers if n == "Received")
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        serving.join(10)
+        loop.close()
+        postfix.cleanup()
