@@ -209,6 +209,9 @@ async def _listen(server: Any, spec: str, args: argparse.Namespace) -> list[str]
                 raise SystemExit(f"edge: {where}: {exc}") from None
             bound.append(f"unix:{where}")
         else:
+            if where not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("listening on %s:%d beyond loopback: whoever reaches it can claim any client "
+                            "and reset enforcement; restrict it with a firewall", where, port)
             actual = await server.listen_tcp(where, port)
             bound.append(f"inet:{where}:{actual}")
     return bound
