@@ -172,13 +172,11 @@ def parse_listen(spec: str) -> list[tuple[str, str, int]]:
 def _setting(args: argparse.Namespace, attr: str, env: str, default: str, kind: Callable[[str], Any]) -> Any:
     """A command-line value, else the environment variable, else ``default``; a bad value exits clearly."""
     value = getattr(args, attr, None)
-    if value is not None:
-        return value
-    text = _env(env, default) or default
+    text = str(value) if value is not None else (_env(env, default) or default)
     try:
         return kind(text)
     except ValueError:
-        raise SystemExit(f"edge: {ENV}{env}: invalid value {text!r}") from None
+        raise SystemExit(f"edge: --{attr.replace('_', '-')} / {ENV}{env}: invalid value {text!r}") from None
 
 
 def _limits(args: argparse.Namespace, idle_default: float, idle_attr: str = "idle_timeout",
@@ -199,7 +197,9 @@ async def _listen(server: Any, spec: str, args: argparse.Namespace) -> list[str]
     from edge.listeners import UnsafeSocketPath
 
     group = args.socket_group or _env("SOCKET_GROUP")
-    mode = int(str(args.socket_mode or _env("SOCKET_MODE", "0660")), 8)
+    mode = _setting(args, "socket_mode", "SOCKET_MODE", "0660", lambda text: int(str(text), 8))
+    if mode & ~0o777:
+        raise SystemExit(f"edge: socket mode {mode:o}: expected permission bits like 0660")
     bound = []
     for kind, where, port in parse_listen(spec):
         if kind == "unix":
