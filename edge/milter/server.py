@@ -11,8 +11,9 @@ log line; the listener keeps serving the others. Every connection is bounded: th
 :class:`~edge.listeners.ConnectionLimits` (connections, idle time, unwritten replies: reading stops
 while the MTA does not read our replies) and, per message, ``max_headers`` headers and
 ``max_header_bytes`` bytes of them stored (the rest is counted in :attr:`Session.headers_dropped`;
-the session itself stays correct). An exception in the application is logged and answered with
-ACCEPT (fail open), so a bug never turns into Postfix's ``milter_default_action``.
+the session itself stays correct); more than ``MAX_MACROS`` distinct macro names is a protocol
+error. An exception in the application is logged and answered with ACCEPT (fail open), so a bug
+never turns into Postfix's ``milter_default_action``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ DESIRED_ACTIONS = SMFIF_SETSYMLIST
 #: published record keeps at most 500 headers and 64 KiB (:mod:`edge.publisher`).
 DEFAULT_MAX_HEADERS = 1000
 DEFAULT_MAX_HEADER_BYTES = 256 * 1024
+#: Distinct macro names kept per connection: Postfix sends a few dozen at most; more is an error.
+MAX_MACROS = 512
 
 MACRO_LISTS = {
     SMFIM_CONNECT: "j",
@@ -258,6 +261,8 @@ class MilterProtocol(LimitedProtocol):
         if command == SMFIC_MACRO:
             _, macros = parse_macros(payload)
             s.macros.update(macros)
+            if len(s.macros) > MAX_MACROS:
+                raise MilterProtocolError(f"more than {MAX_MACROS} distinct macros on one connection")
             return None
         if command == SMFIC_HEADER:
             self._store_header(s, *parse_header(payload))

@@ -78,6 +78,17 @@ def test_second_optneg_is_a_protocol_error_and_closes_the_connection(tmp_path: P
     assert server.metrics.protocol_errors == 1
 
 
+def test_distinct_macros_are_bounded_per_connection(tmp_path: Path) -> None:
+    async def body(server: MilterServer, sock: str) -> None:
+        d = await MilterDriver.unix(sock)
+        await d.negotiate()
+        for batch in range(10):  # 1,000 distinct names, 100 per packet
+            d.writer.write(encode_macro(SMFIC_CONNECT, {f"{{m{batch}_{i}}}": "v" for i in range(100)}))
+        assert await closed_by_server(d.reader) == b""
+    server = serve_milter(AcceptAll(), body, tmp_path)
+    assert server.metrics.protocol_errors == 1
+
+
 # --- idle timeout --------------------------------------------------------------------------------
 
 def test_silent_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
