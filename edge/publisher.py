@@ -269,9 +269,11 @@ class MetadataPublisher:
     def _maybe_log_drops(self) -> None:
         now = time.monotonic()
         if now - self._last_drop_log >= self.log_interval:
-            log.warning("metadata buffer full (%d records, broker unreachable or slow): dropped %d "
-                        "record(s) since the last report, %d in total", self.max_buffer,
-                        self._drops_since_log, self.metrics.records_dropped_buffer_full)
+            cause = "broker unreachable or slow" if self.thread.alive else \
+                f"publisher thread not running, {self.thread.restarts} restart(s)"
+            log.warning("metadata buffer full (%d records, %s): dropped %d record(s) since the last report, "
+                        "%d in total", self.max_buffer, cause, self._drops_since_log,
+                        self.metrics.records_dropped_buffer_full)
             self._last_drop_log = now
             self._drops_since_log = 0
 
