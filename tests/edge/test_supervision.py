@@ -126,7 +126,7 @@ def test_verdict_follower_restarts_after_a_failure_and_keeps_following(kafka_boo
     calls = fail_once(cache, "_apply_messages")
     cache.start()
     try:
-        assert cache.wait_caught_up(DEADLINE)
+        assert cache.wait_until(lambda: cache.caught_up and cache.get(key) is not None, DEADLINE)
         assert calls() >= 2 and cache.thread.restarts == 1 and cache.thread.alive
         assert cache.decide(key, T0 + 60).action == THROTTLE
         produce(kafka_bootstrap, topic, [(key, verdict_bytes(server_key=key, sequence=2, stage=8, throttle=0,

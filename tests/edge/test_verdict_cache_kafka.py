@@ -124,7 +124,7 @@ def test_verdicts_with_a_bad_client_ip_keep_enforcing(kafka_bootstrap: str, uniq
                             client_ips=["10.0.0.300", "192.0.2.10"])),
     ])
     with VerdictCache(kafka_bootstrap, topic=topic) as cache:
-        assert cache.wait_caught_up(20)
+        assert cache.wait_until(lambda: cache.caught_up and cache.metrics.verdicts_applied == 2, 20)
         assert cache.decide(key, NOW).action == BLOCK
         assert cache.server_key_for_ip("192.0.2.10") == key
         assert (cache.metrics.verdicts_applied, cache.metrics.bad_records) == (2, 0)
