@@ -160,7 +160,8 @@ def main() -> int:
                     argv = [sys.executable, str(Path(__file__).with_name("null_milter.py")), str(sock)]
                     if kind == "patchgate":
                         argv = [*patchgate_executable(), "edge", "milter", "--config", str(config), "--listen",
-                                f"unix:{sock}", "--bootstrap", broker.bootstrap, "--catchup-timeout", "20",
+                                f"unix:{sock}", "--socket-group", "postfix", "--bootstrap", broker.bootstrap,
+                                "--catchup-timeout", "20",
                                 "--metrics-interval", "3600"]
                     milter = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                               env={**os.environ, "PATCHGATE_EDGE_PUBLISH": "1" if publish else "0"})

@@ -20,7 +20,7 @@ from edge.milter.server import AcceptAll, MilterServer
 
 async def serve(path: str) -> None:
     server = MilterServer(AcceptAll())
-    await server.listen_unix(path)
+    await server.listen_unix(path, group="postfix")  # 0660: Postfix's smtpd connects as postfix
     print("ready", flush=True)
     await asyncio.Event().wait()  # until terminated
 

@@ -23,6 +23,18 @@ variables:
 - ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
 - ``PATCHGATE_EDGE_METRICS_PORT``: serve Prometheus ``/metrics`` on this port (``0``: off, the
   default); ``PATCHGATE_EDGE_METRICS_BIND``: its address (``127.0.0.1``). See :mod:`edge.prometheus`.
+- ``PATCHGATE_EDGE_SOCKET_GROUP``: group that owns the Unix sockets (e.g. ``postfix``; default: the
+  process's group); ``PATCHGATE_EDGE_SOCKET_MODE``: their mode (``0660``). The socket's directory
+  must exist, be owned by root or this user and not be writable by others (see :mod:`edge.listeners`).
+- ``PATCHGATE_EDGE_IDLE_TIMEOUT``: seconds without input before a connection is closed (milter
+  ``900``, policy service ``330``: above Postfix's own limits, so Postfix closes first; ``0`` = off);
+  ``PATCHGATE_EDGE_POLICY_IDLE_TIMEOUT``: the same for ``milter --policy-listen``.
+- ``PATCHGATE_EDGE_MAX_CONNECTIONS``: concurrent connections per listener kind (``512``); excess
+  connections are closed at once and counted.
+- ``PATCHGATE_EDGE_MAX_REPLY_BUFFER``: bytes of unwritten replies per connection above which reading
+  stops until the peer reads (``65536``).
+- ``PATCHGATE_EDGE_MAX_HEADERS`` / ``PATCHGATE_EDGE_MAX_HEADER_BYTES``: headers the milter stores per
+  message (``1000`` / ``262144``); the rest is counted, not stored.
 - ``PATCHGATE_EDGE_CLOCK_OFFSET_S``: seconds added to the edge's clock (``0``). For replays and tests
   that run the processor on a scenario clock: the edge then decides, and stamps ``observed_at``, in
   the same scenario time. Never set it in production.
@@ -85,6 +97,16 @@ def register(subparsers: Any) -> None:
                                                                        f"({ENV}METRICS_PORT)")
         p.add_argument("--metrics-bind", default=None, help=f"({ENV}METRICS_BIND, 127.0.0.1)")
 
+    def bounded(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--socket-group", default=None, help=f"group owning the Unix sockets, e.g. postfix "
+                                                            f"({ENV}SOCKET_GROUP)")
+        p.add_argument("--socket-mode", default=None, help=f"Unix socket mode, octal ({ENV}SOCKET_MODE, 0660)")
+        p.add_argument("--idle-timeout", type=float, default=None,
+                       help=f"close connections silent this many seconds, 0 = never ({ENV}IDLE_TIMEOUT)")
+        p.add_argument("--max-connections", type=int, default=None, help=f"({ENV}MAX_CONNECTIONS, 512)")
+        p.add_argument("--max-reply-buffer", type=int, default=None,
+                       help=f"unwritten reply bytes per connection before reading stops ({ENV}MAX_REPLY_BUFFER)")
+
     m = sub.add_parser("milter", help="run the milter (Postfix smtpd_milters)")
     common(m)
     m.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
@@ -93,6 +115,10 @@ def register(subparsers: Any) -> None:
     m.add_argument("--policy-mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
     m.add_argument("--metadata-topic", default=None, help=f"({ENV}METADATA_TOPIC)")
     m.add_argument("--no-publish", action="store_true", help=f"do not publish metadata ({ENV}PUBLISH=0)")
+    m.add_argument("--policy-idle-timeout", type=float, default=None, help=f"({ENV}POLICY_IDLE_TIMEOUT, 330)")
+    m.add_argument("--max-headers", type=int, default=None, help=f"headers stored per message ({ENV}MAX_HEADERS)")
+    m.add_argument("--max-header-bytes", type=int, default=None, help=f"({ENV}MAX_HEADER_BYTES)")
+    bounded(m)
     observable(m)
     m.set_defaults(handler=run_milter)
 
@@ -101,6 +127,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", default=None, help=f"edge config TOML ({ENV}CONFIG)")
     p.add_argument("--listen", default=None, help=f"unix:/path or inet:host:port ({ENV}POLICY_LISTEN)")
     p.add_argument("--mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
+    bounded(p)
     observable(p)
     p.set_defaults(handler=run_policy)
 
@@ -142,13 +169,49 @@ def parse_listen(spec: str) -> list[tuple[str, str, int]]:
     return out
 
 
-async def _listen(server: Any, spec: str) -> list[str]:
+def _setting(args: argparse.Namespace, attr: str, env: str, default: str, kind: Callable[[str], Any]) -> Any:
+    """A command-line value, else the environment variable, else ``default``; a bad value exits clearly."""
+    value = getattr(args, attr, None)
+    text = str(value) if value is not None else (_env(env, default) or default)
+    try:
+        return kind(text)
+    except ValueError:
+        raise SystemExit(f"edge: --{attr.replace('_', '-')} / {ENV}{env}: invalid value {text!r}") from None
+
+
+def _limits(args: argparse.Namespace, idle_default: float, idle_attr: str = "idle_timeout",
+            idle_env: str = "IDLE_TIMEOUT") -> Any:
+    from edge.listeners import ConnectionLimits
+
+    limits = ConnectionLimits(
+        max_connections=_setting(args, "max_connections", "MAX_CONNECTIONS", "512", int),
+        idle_timeout=_setting(args, idle_attr, idle_env, str(idle_default), float),
+        max_reply_buffer=_setting(args, "max_reply_buffer", "MAX_REPLY_BUFFER", "65536", int),
+    )
+    if limits.max_connections < 1 or limits.idle_timeout < 0 or limits.max_reply_buffer < 1024:
+        raise SystemExit(f"edge: connection limits out of range: {limits}")
+    return limits
+
+
+async def _listen(server: Any, spec: str, args: argparse.Namespace) -> list[str]:
+    from edge.listeners import UnsafeSocketPath
+
+    group = args.socket_group or _env("SOCKET_GROUP")
+    mode = _setting(args, "socket_mode", "SOCKET_MODE", "0660", lambda text: int(str(text), 8))
+    if mode & ~0o777:
+        raise SystemExit(f"edge: socket mode {mode:o}: expected permission bits like 0660")
     bound = []
     for kind, where, port in parse_listen(spec):
         if kind == "unix":
-            await server.listen_unix(where)
+            try:
+                await server.listen_unix(where, mode=mode, group=group)
+            except UnsafeSocketPath as exc:
+                raise SystemExit(f"edge: {where}: {exc}") from None
             bound.append(f"unix:{where}")
         else:
+            if where not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("listening on %s:%d beyond loopback: whoever reaches it can claim any client "
+                            "and reset enforcement; restrict it with a firewall", where, port)
             actual = await server.listen_tcp(where, port)
             bound.append(f"inet:{where}:{actual}")
     return bound
@@ -182,7 +245,8 @@ def _load_config(args: argparse.Namespace) -> Any:
         raise SystemExit(f"edge: {exc}") from None
 
 
-async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Mapping[str, Any]) -> None:
+async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Mapping[str, Any],
+                 threads: Mapping[str, Any]) -> None:
     """Print the ready line, export ``counters`` (component -> counters dataclass), log them every
     ``--metrics-interval`` seconds and once more at SIGTERM/SIGINT, then return."""
     port = args.metrics_port if args.metrics_port is not None else int(_env("METRICS_PORT", "0") or 0)
@@ -191,7 +255,7 @@ async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Map
         from edge.prometheus import EdgeCollector
         from processors.metrics import REGISTRY, start_metrics_server
 
-        REGISTRY.register(EdgeCollector(cache, counters))
+        REGISTRY.register(EdgeCollector(cache, counters, threads))
         exporter = start_metrics_server(port, addr=args.metrics_bind or _env("METRICS_BIND", "127.0.0.1") or "")
         ready += f" metrics=http://{exporter.server_address[0]}:{exporter.server_port}/metrics"
     loop = asyncio.get_running_loop()
@@ -232,25 +296,33 @@ def run_milter(args: argparse.Namespace) -> int:
         )
         publisher.start()
     app = PatchgateMilter(config, cache, publisher, clock=_clock())
-    milter = MilterServer(app)
+    milter = MilterServer(app, limits=_limits(args, 900.0),
+                          max_headers=_setting(args, "max_headers", "MAX_HEADERS", "1000", int),
+                          max_header_bytes=_setting(args, "max_header_bytes", "MAX_HEADER_BYTES", "262144", int))
     policy_spec = args.policy_listen or _env("POLICY_LISTEN")
     mode = args.policy_mode or _env("POLICY_MODE", "postfix")
-    policy = (PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim")
+    policy = (PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim",
+                           limits=_limits(args, 330.0, "policy_idle_timeout", "POLICY_IDLE_TIMEOUT"))
               if policy_spec else None)
 
     async def main() -> None:
-        bound = await _listen(milter, args.listen or _env("MILTER_LISTEN", "unix:/run/patchgate/milter.sock") or "")
+        bound = await _listen(milter, args.listen or _env("MILTER_LISTEN", "unix:/run/patchgate/milter.sock") or "",
+                              args)
         if policy is not None and policy_spec:
-            bound += [f"policy={b}" for b in await _listen(policy, policy_spec)]
+            bound += [f"policy={b}" for b in await _listen(policy, policy_spec, args)]
 
-        counters: dict[str, Any] = {"milter": app.metrics, "server": milter.metrics, "cache": cache.metrics}
+        counters: dict[str, Any] = {"milter": app.metrics, "server": milter.metrics, "cache": cache.metrics,
+                                    "milter_listener": milter.listener_metrics}
+        threads: dict[str, Any] = {"verdict-follower": cache.thread}
         if publisher is not None:
             counters["publisher"] = publisher.metrics
+            threads["publisher"] = publisher.thread
         if policy is not None:
             counters["policy"] = policy.service.metrics
+            counters["policy_listener"] = policy.listener_metrics
         try:
             await _serve(f"patchgate edge milter ready: {' '.join(bound)} caught_up={cache.caught_up}",
-                         args, cache, counters)
+                         args, cache, counters, threads)
         finally:
             await milter.close()
             if policy is not None:
@@ -272,13 +344,17 @@ def run_policy(args: argparse.Namespace) -> int:
 
     cache = _start_cache(args)
     mode = args.mode or _env("POLICY_MODE", "postfix")
-    server = PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim")
+    server = PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim",
+                          limits=_limits(args, 330.0))
 
     async def main() -> None:
-        bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "")
+        bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "",
+                              args)
         try:
             await _serve(f"patchgate edge policy ready: {' '.join(bound)} mode={mode} caught_up={cache.caught_up}",
-                         args, cache, {"policy": server.service.metrics, "cache": cache.metrics})
+                         args, cache, {"policy": server.service.metrics, "cache": cache.metrics,
+                                       "policy_listener": server.listener_metrics},
+                         {"verdict-follower": cache.thread})
         finally:
             await server.close()
 

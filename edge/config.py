@@ -26,6 +26,7 @@ Errors name the file, the table and the field: ``edge.toml: connector[2] (id 'x'
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import tomllib
 from collections.abc import Sequence
@@ -126,6 +127,18 @@ def parse_ip(text: str) -> IPAddress | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+@functools.lru_cache(maxsize=4096)
+def normalise_ip(text: str) -> str | None:
+    """The canonical text of a client address as an MTA hands it over, else None.
+
+    ``[192.0.2.10]`` -> ``192.0.2.10``, ``IPv6:2001:DB8::5`` -> ``2001:db8::5``, ``::ffff:192.0.2.10``
+    -> ``192.0.2.10``: the same address :meth:`EdgeConfig.match` matches connectors on, so what is
+    published, learned and looked up is what was matched.
+    """
+    addr = parse_ip(text)
+    return None if addr is None else str(addr)
 
 
 def normalise_subject(subject: str) -> str:

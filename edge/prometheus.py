@@ -4,7 +4,10 @@ The SMTP path only increments integers in small dataclasses (``MilterMetrics``, 
 ``PublisherMetrics``, ``PolicyMetrics``, ``ServerMetrics``); this collector turns them into
 ``patchgate_edge_events_total{component, counter}`` at scrape time, next to the verdict cache's
 ``patchgate_edge_cache_caught_up`` and ``patchgate_edge_cache_verdicts``. Label values are the
-dataclasses' field names, a closed set. Served by ``patchgate edge milter|policy --metrics-port``.
+dataclasses' field names, a closed set. The supervised background threads (publisher, verdict
+follower) appear as ``patchgate_edge_thread_alive{thread}`` (1 while the thread's loop runs) and
+``patchgate_edge_thread_restarts_total{thread}`` (restarts after an unexpected exception).
+Served by ``patchgate edge milter|policy --metrics-port``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
 
 
 class EdgeCollector(Collector):
-    def __init__(self, cache: VerdictIndex, counters: Mapping[str, Any]) -> None:
+    def __init__(self, cache: VerdictIndex, counters: Mapping[str, Any],
+                 threads: Mapping[str, SupervisedThread] | None = None) -> None:
         self.cache = cache
         self.counters = dict(counters)  # component name -> counters dataclass
+        self.threads = dict(threads or {})  # thread label -> supervised thread
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("patchgate_edge_cache_caught_up",
@@ -36,3 +42,13 @@ class EdgeCollector(Collector):
             for name, value in asdict(counters).items():
                 family.add_metric([component, name], value)
         yield family
+        alive = GaugeMetricFamily("patchgate_edge_thread_alive",
+                                  "1 while the edge background thread's loop runs, else 0", labels=["thread"])
+        restarts = CounterMetricFamily("patchgate_edge_thread_restarts",
+                                       "Restarts of an edge background thread after an unexpected exception",
+                                       labels=["thread"])
+        for name, thread in self.threads.items():
+            alive.add_metric([name], 1 if thread.alive else 0)
+            restarts.add_metric([name], thread.restarts)
+        yield alive
+        yield restarts

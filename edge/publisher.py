@@ -11,6 +11,13 @@ buffer; once the buffer holds ``max_buffer`` records, new records are dropped. N
 silently: ``records_dropped_buffer_full`` and ``records_delivery_failed`` count, and a warning is
 logged at most every ``log_interval`` seconds with the number dropped since the last one.
 
+A record is encoded when it is published (:func:`encode_record`): one that cannot be (a server key
+that is not UTF-8 text, e.g. from a HELO or Received ``by`` host with a byte like 0xff; a value
+JSON cannot hold; too large) is dropped there, alone, and counted by reason
+(``records_dropped_bad_key``, ``records_dropped_not_serialisable``, ``records_dropped_too_large``):
+the flusher thread only ever sees encodable records. That thread is supervised
+(:class:`~edge.supervision.SupervisedThread`): an unexpected exception restarts it and is counted.
+
 :func:`build_metadata_record` builds one ``patchgate.metadata/1`` record (``schemas/metadata.v1.json``)
 with the header caps: the first ``max_received`` (50) Received headers, ``max_header_bytes`` (64 KiB)
 of header names and values in total; what was dropped is recorded in ``headers_truncated``.
@@ -29,6 +36,8 @@ from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Producer
+
+from edge.supervision import SupervisedThread
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +65,17 @@ def _clean(text: str) -> str:
 
 
 def cap_headers(headers: Iterable[tuple[str, str]], *, max_received: int = MAX_RECEIVED,
-                max_bytes: int = MAX_HEADER_BYTES) -> tuple[list[list[str]], dict[str, Any] | None]:
-    """Headers as ``[name, value]`` lists under the caps, and the ``headers_truncated`` object."""
+                max_bytes: int = MAX_HEADER_BYTES, dropped_before: tuple[int, int] = (0, 0),
+                ) -> tuple[list[list[str]], dict[str, Any] | None]:
+    """Headers as ``[name, value]`` lists under the caps, and the ``headers_truncated`` object.
+
+    ``dropped_before``: headers (count, bytes) the milter did not even store (its per-message limits).
+    """
     kept: list[list[str]] = []
     total = 0
     received = 0
-    dropped = 0
-    dropped_bytes = 0
-    reasons: set[str] = set()
+    dropped, dropped_bytes = dropped_before
+    reasons: set[str] = {"more headers than the milter stores per message"} if dropped else set()
     for name, value in headers:
         size = len(name) + len(value)
         if not name or len(name) > MAX_NAME or len(value) > MAX_VALUE:
@@ -98,9 +110,11 @@ def build_metadata_record(
     ptr: str | None = None, tls: dict[str, str | None] | None = None, size: int = 0,
     recipients: int = 0, observed_at: datetime | None = None,
     max_received: int = MAX_RECEIVED, max_header_bytes: int = MAX_HEADER_BYTES,
+    dropped_before: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """One ``patchgate.metadata/1`` record; ``event_id`` is ``<edge>:<queue id>`` (or a UUID)."""
-    kept, truncated = cap_headers(headers, max_received=max_received, max_bytes=max_header_bytes)
+    kept, truncated = cap_headers(headers, max_received=max_received, max_bytes=max_header_bytes,
+                                  dropped_before=dropped_before)
     message_id = None
     for name, value in headers:
         if name.lower() == "message-id":
@@ -108,7 +122,7 @@ def build_metadata_record(
             break
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA,
-        "event_id": f"{edge}:{queue_id or uuid.uuid4().hex}"[:200],
+        "event_id": f"{edge}:{_clean(queue_id) if queue_id else uuid.uuid4().hex}"[:200],
         "observed_at": rfc3339(observed_at or datetime.now(UTC)),
         "edge": edge,
         "tenant_id": tenant_id,
@@ -129,11 +143,37 @@ def build_metadata_record(
     return record
 
 
+class RecordRejected(ValueError):
+    """A record that cannot be published; ``reason`` names the drop counter (``records_dropped_<reason>``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def encode_record(server_key: str, record: dict[str, Any], max_message_bytes: int) -> bytes:
+    """The record as JSON, ready for an envelope keyed by ``server_key``; raises :class:`RecordRejected`."""
+    try:
+        server_key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordRejected("bad_key", f"server key is not UTF-8 text: {server_key[:120]!r}") from None
+    try:
+        data = orjson.dumps(record)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise RecordRejected("not_serialisable", str(exc)) from None
+    if len(data) + 200 + len(server_key) > max_message_bytes:
+        raise RecordRejected("too_large", f"{len(data)} bytes exceed max_message_bytes")
+    return data
+
+
 @dataclass(slots=True)
 class PublisherMetrics:
     records_accepted: int = 0
     records_dropped_buffer_full: int = 0
     records_dropped_too_large: int = 0
+    records_dropped_bad_key: int = 0
+    records_dropped_not_serialisable: int = 0
+    records_dropped_internal_error: int = 0
     records_dropped_at_stop: int = 0
     records_delivered: int = 0
     records_delivery_failed: int = 0
@@ -178,9 +218,11 @@ class MetadataPublisher:
         self._pending_count = 0
         self._retry: list[tuple[str, bytes, int]] = []  # envelopes librdkafka refused (queue full)
         self._retry_count = 0
-        self._thread: threading.Thread | None = None
+        self._thread: SupervisedThread | None = None
+        self.thread = SupervisedThread("publisher", self._loop, self._stopping, on_exit=self._final_flush)
         self._producer: Producer | None = None
         self._last_drop_log = 0.0
+        self._last_reject_log = 0.0
         self._drops_since_log = 0
         self._in_flight = 0
 
@@ -189,15 +231,9 @@ class MetadataPublisher:
     def publish(self, server_key: str, record: dict[str, Any]) -> bool:
         """Queue one record; False (and counted) if it was dropped. Never blocks on Kafka."""
         try:
-            data = orjson.dumps(record)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            self.metrics.records_dropped_too_large += 1
-            log.warning("metadata record for %s not serialisable, dropped: %s", server_key, exc)
-            return False
-        if len(data) + 200 + len(server_key) > self.max_message_bytes:
-            self.metrics.records_dropped_too_large += 1
-            log.warning("metadata record for %s of %d bytes exceeds max_message_bytes, dropped",
-                        server_key, len(data))
+            data = encode_record(server_key, record, self.max_message_bytes)
+        except RecordRejected as exc:
+            self._rejected(exc)
             return False
         with self._lock:
             if self._pending_count + self._retry_count >= self.max_buffer:
@@ -216,12 +252,28 @@ class MetadataPublisher:
             self._wake.set()
         return True
 
+    def _rejected(self, exc: RecordRejected) -> None:
+        m = self.metrics
+        if exc.reason == "bad_key":
+            m.records_dropped_bad_key += 1
+        elif exc.reason == "not_serialisable":
+            m.records_dropped_not_serialisable += 1
+        else:
+            m.records_dropped_too_large += 1
+        now = time.monotonic()
+        if now - self._last_reject_log >= self.log_interval:
+            self._last_reject_log = now
+            log.warning("metadata record dropped (%s); further drops are counted, logged again in %.0f s",
+                        exc, self.log_interval)
+
     def _maybe_log_drops(self) -> None:
         now = time.monotonic()
         if now - self._last_drop_log >= self.log_interval:
-            log.warning("metadata buffer full (%d records, broker unreachable or slow): dropped %d "
-                        "record(s) since the last report, %d in total", self.max_buffer,
-                        self._drops_since_log, self.metrics.records_dropped_buffer_full)
+            cause = "broker unreachable or slow" if self.thread.alive else \
+                f"publisher thread not running, {self.thread.restarts} restart(s)"
+            log.warning("metadata buffer full (%d records, %s): dropped %d record(s) since the last report, "
+                        "%d in total", self.max_buffer, cause, self._drops_since_log,
+                        self.metrics.records_dropped_buffer_full)
             self._last_drop_log = now
             self._drops_since_log = 0
 
@@ -235,8 +287,8 @@ class MetadataPublisher:
         if self._thread is not None:
             raise RuntimeError("MetadataPublisher already started")
         self._producer = Producer(self._config, logger=log)
-        self._thread = threading.Thread(target=self._run, name="patchgate-metadata-publisher", daemon=True)
-        self._thread.start()
+        self._thread = self.thread
+        self.thread.start()
 
     def flush(self, timeout: float = 10.0) -> int:
         """Push everything buffered to librdkafka and wait for deliveries; returns records still
@@ -279,19 +331,19 @@ class MetadataPublisher:
 
     # -- flusher thread ----------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
+        """The flusher loop (supervised: restarted if it raises); returns once stopping."""
         producer = self._producer
         assert producer is not None
-        try:
-            while not self._stopping.is_set():
-                self._wake.wait(self.linger)
-                self._wake.clear()
-                self._flush_once(producer)
-                producer.poll(0)
-        except Exception:  # pragma: no cover - last-resort guard
-            log.exception("metadata publisher thread died; records are no longer published")
-        finally:
-            producer.flush(2.0)
+        while not self._stopping.is_set():
+            self._wake.wait(self.linger)
+            self._wake.clear()
+            self._flush_once(producer)
+            producer.poll(0)
+
+    def _final_flush(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(2.0)
 
     def _flush_once(self, producer: Producer) -> None:
         with self._lock:
@@ -301,7 +353,11 @@ class MetadataPublisher:
             self._pending_count = 0
         envelopes = retry
         for key, records in pending.items():
-            envelopes.extend(self._envelopes(key, records))
+            try:
+                envelopes.extend(self._envelopes(key, records))
+            except Exception:  # encode_record admits only encodable keys; never lose the others
+                self.metrics.records_dropped_internal_error += len(records)
+                log.exception("metadata envelope for %r failed; %d record(s) dropped", key[:120], len(records))
         for i, (key, value, n) in enumerate(envelopes):
             try:
                 producer.produce(self.topic, key=key.encode("utf-8"), value=value,

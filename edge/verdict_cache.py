@@ -6,7 +6,10 @@ and sets :attr:`caught_up` once each partition's position reached it (empty part
 reached; a topic that does not exist yet counts as empty and is looked for again every
 ``metadata_interval`` seconds). Until then :meth:`decide` fails open and counts
 ``decisions_fail_open``. After that it keeps following the topic: the newest verdict per key wins
-(stale sequences ignored), tombstones delete.
+(stale sequences ignored), tombstones delete. The follower thread is supervised
+(:class:`~edge.supervision.SupervisedThread`): an unexpected exception restarts it (counted, with
+backoff) instead of freezing the cache at its last state; the restarted loop first rewinds every
+partition to the record after the last one applied, so a batch interrupted halfway is read again.
 
 Usage::
 
@@ -28,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
 
 log = logging.getLogger(__name__)
@@ -60,12 +64,14 @@ class VerdictCache(VerdictIndex):
         if consumer_config:
             self._config.update(consumer_config)
         self._consumer: Consumer | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: SupervisedThread | None = None
         self._stopping = threading.Event()
+        self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
+        self._next_offset: dict[int, int] = {}  # partition -> offset after the last record applied
         self._next_metadata = 0.0
         self._verify_rounds = 0
         self.started_at: float | None = None
@@ -79,8 +85,8 @@ class VerdictCache(VerdictIndex):
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
         self._consumer = Consumer(self._config, logger=log)
-        self._thread = threading.Thread(target=self._run, name="patchgate-verdict-cache", daemon=True)
-        self._thread.start()
+        self._thread = self.thread
+        self.thread.start()
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the topic was read to the end noted at start; False on timeout."""
@@ -106,44 +112,58 @@ class VerdictCache(VerdictIndex):
 
     # -- the follower thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
+        """The follower loop (supervised: restarted if it raises); returns once stopping."""
         consumer = self._consumer
         assert consumer is not None
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                if now >= self._next_metadata:
-                    self._next_metadata = now + self.metadata_interval
-                    self._refresh_assignment(consumer)
-                if not self._assigned:
-                    self._stopping.wait(0.2)
-                    continue
-                try:
-                    messages = consumer.consume(num_messages=500, timeout=0.2)
-                except KafkaException as exc:  # pragma: no cover - client-level failure
-                    self.metrics.consumer_errors += 1
-                    log.warning("verdict consumer: %s", exc)
-                    continue
-                if not messages:
-                    continue
-                for msg in messages:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            self._reached(msg.partition(), None)
-                        else:
-                            self.metrics.consumer_errors += 1
-                            log.warning("verdict consumer error: %s", err)
-                        continue
-                    self.apply_raw(msg.key(), msg.value())
-                    self._reached(msg.partition(), msg.offset())
-                with self._changed:
-                    self._changed.notify_all()
-        except Exception:  # pragma: no cover - last-resort guard; the edge keeps failing open
-            log.exception("verdict cache thread died; decisions stay at the last known state")
-        finally:
+        if self.thread.restarts and self._assigned:
+            self._rewind(consumer)
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= self._next_metadata:
+                self._next_metadata = now + self.metadata_interval
+                self._refresh_assignment(consumer)
+            if not self._assigned:
+                self._stopping.wait(0.2)
+                continue
             try:
-                consumer.close()
+                messages = consumer.consume(num_messages=500, timeout=0.2)
+            except KafkaException as exc:  # pragma: no cover - client-level failure
+                self.metrics.consumer_errors += 1
+                log.warning("verdict consumer: %s", exc)
+                continue
+            if messages:
+                self._apply_messages(messages)
+
+    def _apply_messages(self, messages: list[Any]) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._reached(msg.partition(), None)
+                else:
+                    self.metrics.consumer_errors += 1
+                    log.warning("verdict consumer error: %s", err)
+                continue
+            self.apply_raw(msg.key(), msg.value())
+            self._next_offset[msg.partition()] = msg.offset() + 1
+            self._reached(msg.partition(), msg.offset())
+        with self._changed:
+            self._changed.notify_all()
+
+    def _rewind(self, consumer: Consumer) -> None:
+        """Re-assign every partition at the record after the last one applied (after a restart)."""
+        partitions = sorted(self._assigned)
+        consumer.incremental_unassign([TopicPartition(self.topic, p) for p in partitions])
+        consumer.incremental_assign([TopicPartition(self.topic, p, self._next_offset.get(p, OFFSET_BEGINNING))
+                                     for p in partitions])
+        log.warning("verdict follower restarted: partitions %s rewound to %s", partitions,
+                    {p: self._next_offset.get(p, "beginning") for p in partitions})
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
             except Exception:  # pragma: no cover
                 log.debug("consumer close failed", exc_info=True)
 

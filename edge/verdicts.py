@@ -13,13 +13,17 @@ minutes first, then throttle minutes::
     m = (utc_minute(now) - window_offset) % 60
     block if m < block_minutes; throttle if m < block_minutes + throttle_minutes; else accept
 
+A bad value in a field the decision can do without (an entry of ``client_ips``, ``valid_until``,
+``paused_until``, ``window_offset``) is skipped alone, as if absent, and counted
+(``verdict_fields_skipped``): the verdict keeps enforcing with every other field. Only a record
+without a usable key, sequence, stage, start time, minutes or reply line is dropped (``bad_records``).
+
 ``paused_until`` in the future, a verdict that is not yet effective (the previous verdict for the key,
 if any, stays in force until then) and a verdict past ``valid_until`` all mean accept.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from dataclasses import dataclass
@@ -27,6 +31,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
+
+from edge.config import normalise_ip
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +178,38 @@ def _reply(replies: dict[str, Any], name: str, first_digit: str, needed: bool) -
     return value
 
 
-def compile_verdict(record: Any, *, key: str | None = None) -> CompiledVerdict:
-    """Validate a decoded verdict record and precompute it. Raises :class:`BadVerdict`."""
+def _optional(problems: list[str] | None, parse: Any, *args: Any, **kwargs: Any) -> Any:
+    """``parse(*args)``, or None (the field skipped, the problem noted) if it raises BadVerdict."""
+    try:
+        return parse(*args, **kwargs)
+    except BadVerdict as exc:
+        if problems is not None:
+            problems.append(str(exc))
+        return None
+
+
+def _client_ips(record: dict[str, Any], problems: list[str] | None) -> tuple[str, ...]:
+    ips_raw = record.get("client_ips") or ()
+    if not isinstance(ips_raw, list | tuple):
+        _optional(problems, _fail, "client_ips: expected a list of IP addresses")
+        return ()
+    ips: list[str] = []
+    for ip in ips_raw[:_MAX_IPS]:
+        normalised = normalise_ip(ip) if isinstance(ip, str) else None
+        if normalised is None:
+            _optional(problems, _fail, f"client_ips: not an IP address: {str(ip)[:60]!r}")
+        else:
+            ips.append(normalised)
+    return tuple(ips)
+
+
+def _fail(message: str) -> None:
+    raise BadVerdict(message)
+
+
+def compile_verdict(record: Any, *, key: str | None = None, problems: list[str] | None = None) -> CompiledVerdict:
+    """Validate a decoded verdict record and precompute it. Raises :class:`BadVerdict` when a field
+    the decision needs is bad; a bad optional field is skipped and described in ``problems``."""
     if not isinstance(record, dict):
         raise BadVerdict(f"verdict: expected a JSON object, got {type(record).__name__}")
     if record.get("schema") != VERDICT_SCHEMA:
@@ -187,31 +223,23 @@ def compile_verdict(record: Any, *, key: str | None = None) -> CompiledVerdict:
     stage = _int(record, "stage", 0, 32)
     block_minutes = _int(record, "block_minutes", 0, 60, default=0)
     throttle_minutes = _int(record, "throttle_minutes", 0, 60, default=0)
-    window_offset = _int(record, "window_offset", 0, 59, default=0)
+    window_offset = _optional(problems, _int, record, "window_offset", 0, 59, default=0) or 0
     effective_at = _time(record, "effective_at", required=True)
     assert effective_at is not None
-    valid_until = _time(record, "valid_until", required=False)
-    paused_until = _time(record, "paused_until", required=False)
+    valid_until = _optional(problems, _time, record, "valid_until", required=False)
+    paused_until = _optional(problems, _time, record, "paused_until", required=False)
     replies = record.get("replies") or {}
     if not isinstance(replies, dict):
         raise BadVerdict("replies: expected an object")
     block_reply = _reply(replies, "block", "5", block_minutes > 0)
     throttle_reply = _reply(replies, "throttle", "4", throttle_minutes > 0 and block_minutes < 60)
-    ips_raw = record.get("client_ips") or ()
-    if not isinstance(ips_raw, list | tuple):
-        raise BadVerdict("client_ips: expected a list of IP addresses")
-    ips: list[str] = []
-    for ip in ips_raw[:_MAX_IPS]:
-        try:
-            ips.append(str(ipaddress.ip_address(ip)))
-        except (ValueError, TypeError):
-            raise BadVerdict(f"client_ips: not an IP address: {str(ip)[:60]!r}") from None
+    ips = _client_ips(record, problems)
     return CompiledVerdict(
         server_key=server_key, sequence=sequence, stage=stage, effective_at=effective_at,
         valid_until=float("inf") if valid_until is None else valid_until,
         paused_until=0.0 if paused_until is None else paused_until,
         window_offset=window_offset, block_minutes=block_minutes, throttle_minutes=throttle_minutes,
-        block_reply=block_reply, throttle_reply=throttle_reply, client_ips=tuple(ips), raw=record,
+        block_reply=block_reply, throttle_reply=throttle_reply, client_ips=ips, raw=record,
     )
 
 
@@ -228,6 +256,7 @@ class CacheMetrics:
     verdicts_stale_ignored: int = 0
     tombstones_applied: int = 0
     bad_records: int = 0
+    verdict_fields_skipped: int = 0
     consumer_errors: int = 0
     ips_learned: int = 0
 
@@ -347,12 +376,22 @@ class VerdictIndex:
         except orjson.JSONDecodeError as exc:
             self._bad(f"not JSON: {exc}", key)
             return False
+        problems: list[str] = []
         try:
-            verdict = compile_verdict(record, key=key_text)
+            verdict = compile_verdict(record, key=key_text, problems=problems)
         except BadVerdict as exc:
             self._bad(str(exc), key)
             return False
+        if problems:
+            self._skipped(problems, key)
         return self.apply(verdict)
+
+    def _skipped(self, problems: list[str], key: bytes | None) -> None:
+        before = self.metrics.verdict_fields_skipped
+        self.metrics.verdict_fields_skipped += len(problems)
+        if before < 10 or before // 1000 != self.metrics.verdict_fields_skipped // 1000:
+            log.warning("verdict for key=%r applied without %d bad field(s): %s", (key or b"")[:120],
+                        len(problems), "; ".join(problems)[:500])
 
     def _bad(self, why: str, key: bytes | None) -> None:
         self.metrics.bad_records += 1

@@ -9,8 +9,12 @@ final dot of DATA):
 
 1. Find the connector: client IP and/or ``{cert_subject}`` against the edge config. No connector:
    accept, count ``unmatched``, publish nothing (we do not know the tenant).
-2. Drop the topmost Received header if this edge wrote it (Postfix passes the Received header smtpd
-   prepends to milters; its ``by`` host is the ``j`` macro, ``myhostname``). Classify the rest with
+2. Drop the topmost Received header if this edge wrote it (its ``by`` host is the ``j`` macro,
+   ``myhostname``): Sendmail passes the Received header it adds to milters; Postfix does not (its
+   milters see the client's headers, tested through real Postfix), so there nothing is dropped.
+   The client address is normalised first (:func:`edge.config.normalise_ip`: ``[192.0.2.10]``,
+   ``IPv6:...``, IPv4-mapped); one that does not parse is unknown: accepted, not published, counted
+   as ``client_address_unparseable`` (``client.ip`` is required in a metadata record). Classify the rest with
    :func:`processors.classify.classify`; the server key is :func:`processors.classify.server_key`
    (``<tenant>/<server>``).
 3. Publish a ``patchgate.metadata/1`` record (non-blocking; drops are counted by the publisher).
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, normalise_ip
 from edge.milter.codec import ACCEPT_PACKET, CONTINUE_PACKET, encode_replycode
 from edge.milter.server import Session
 from edge.publisher import build_metadata_record
@@ -64,6 +68,7 @@ class MilterMetrics:
     ip_hint_used: int = 0
     published: int = 0
     publish_dropped: int = 0
+    client_address_unparseable: int = 0
 
 
 _BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
@@ -97,8 +102,19 @@ class PatchgateMilter:
         self._classify, self._server_key, self._connection = _default_classify()
         self._replies: dict[str, bytes] = {}  # reply line -> encoded packet (few distinct lines)
 
+    def client_ip(self, session: Session) -> str | None:
+        """The session's client address, normalised (:func:`edge.config.normalise_ip`); an address
+        that does not parse is unknown (None) and counted."""
+        raw = session.client_ip
+        if raw is None:
+            return None
+        ip = normalise_ip(raw)
+        if ip is None:
+            self.metrics.client_address_unparseable += 1
+        return ip
+
     def connect(self, session: Session) -> bytes:
-        if self.config.rules_out(session.client_ip):
+        if self.config.rules_out(self.client_ip(session)):
             self.metrics.skipped_connections += 1
             return ACCEPT_PACKET
         return CONTINUE_PACKET
@@ -109,7 +125,7 @@ class PatchgateMilter:
     def end_of_headers(self, session: Session) -> bytes:
         m = self.metrics
         m.messages += 1
-        ip = session.client_ip
+        ip = self.client_ip(session)
         subject = session.macros.get("{cert_subject}")
         connector = self.config.match(ip, subject)
         if connector is None or ip is None:
@@ -177,6 +193,7 @@ class PatchgateMilter:
             queue_id=session.queue_id, ptr=ptr, tls=tls,
             size=size if size is not None else session.header_bytes,
             recipients=session.rcpt_count, observed_at=at,
+            dropped_before=(session.headers_dropped, session.headers_dropped_bytes),
         )
         assert self.publisher is not None
         if self.publisher.publish(key, record):

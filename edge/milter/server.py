@@ -6,9 +6,14 @@ end-of-message; every other stage is acknowledged (or, when the MTA agreed to th
 not acknowledged at all). All handling is synchronous inside ``data_received``: replies to every
 packet of one read go out in one write, no task is created per packet.
 
-Malformed input (bad framing, payloads, commands) closes that connection with one log line; the
-listener keeps serving the others. An exception in the application is logged and answered with
-ACCEPT (fail open), so a bug never turns into Postfix's ``milter_default_action``.
+Malformed input (bad framing, payloads, commands, a second OPTNEG) closes that connection with one
+log line; the listener keeps serving the others. Every connection is bounded: the listener's
+:class:`~edge.listeners.ConnectionLimits` (connections, idle time, unwritten replies: reading stops
+while the MTA does not read our replies) and, per message, ``max_headers`` headers and
+``max_header_bytes`` bytes of them stored (the rest is counted in :attr:`Session.headers_dropped`;
+the session itself stays correct); more than ``MAX_MACROS`` distinct macro names is a protocol
+error. An exception in the application is logged and answered with ACCEPT (fail open), so a bug
+never turns into Postfix's ``milter_default_action``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
-from edge.listeners import Listeners
+from edge.listeners import ConnectionLimits, LimitedProtocol, Listeners
 from edge.milter.codec import (
     ACCEPT_PACKET,
     CONTINUE_PACKET,
@@ -83,6 +88,13 @@ DESIRED_ACTIONS = SMFIF_SETSYMLIST
 #: The macros the application reads, by stage. Postfix sends about a dozen macro sets per message
 #: by default (MAIL, RCPT, DATA, EOH, EOM lists); asking for these only leaves one per message
 #: (``i`` at end-of-headers) and cuts packets, parsing and context switches on both sides.
+#: Headers stored per message: the Exchange build is in the topmost Received headers, and the
+#: published record keeps at most 500 headers and 64 KiB (:mod:`edge.publisher`).
+DEFAULT_MAX_HEADERS = 1000
+DEFAULT_MAX_HEADER_BYTES = 256 * 1024
+#: Distinct macro names kept per connection: Postfix sends a few dozen at most; more is an error.
+MAX_MACROS = 512
+
 MACRO_LISTS = {
     SMFIM_CONNECT: "j",
     SMFIM_HELO: "{tls_version} {cipher} {cert_subject}",
@@ -94,8 +106,9 @@ class Session:
     """One SMTP session as the milter sees it. Message fields reset at MAIL and ABORT."""
 
     __slots__ = (
-        "address", "family", "header_bytes", "headers", "helo", "hostname", "macros", "mail_args",
-        "messages", "peer", "port", "rcpt_count", "state",
+        "address", "family", "header_bytes", "headers", "headers_dropped",
+        "headers_dropped_bytes", "helo", "hostname", "macros",
+        "mail_args", "messages", "peer", "port", "rcpt_count", "state",
     )
 
     def __init__(self, peer: str = "") -> None:
@@ -114,7 +127,9 @@ class Session:
         self.mail_args: list[str] = []
         self.rcpt_count = 0
         self.headers: list[tuple[str, str]] = []
-        self.header_bytes = 0
+        self.header_bytes = 0  # of every header of the message, stored or not
+        self.headers_dropped = 0  # headers not stored: beyond the server's per-message limits
+        self.headers_dropped_bytes = 0
 
     def reset_connection(self) -> None:
         peer = self.peer
@@ -125,6 +140,10 @@ class Session:
         if self.family in ("4", "6") and self.address:
             return self.address
         return self.macros.get("{client_addr}")
+
+    @property
+    def headers_truncated(self) -> bool:
+        return self.headers_dropped > 0
 
     @property
     def queue_id(self) -> str | None:
@@ -169,13 +188,17 @@ class ServerMetrics:
     protocol_errors: int = 0
     application_errors: int = 0
     messages: int = 0
+    headers_dropped: int = 0
+    messages_headers_truncated: int = 0
 
 
-class MilterProtocol(asyncio.Protocol):
+class MilterProtocol(LimitedProtocol):
     """One MTA connection."""
 
     def __init__(self, server: MilterServer) -> None:
         self.server = server
+        self.listener = server
+        self.admitted = False
         self.app = server.app
         self.decoder = MilterDecoder(server.max_packet)
         self.session = Session()
@@ -185,8 +208,9 @@ class MilterProtocol(asyncio.Protocol):
         self.closing = False  # QUIT seen: close after writing the pending replies
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a stream transport (asyncio's or uvloop's, which does not subclass asyncio.Transport)
-        self.transport = cast(asyncio.Transport, transport)
+        if not self.admit(transport):
+            return
+        self.admitted = True
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -194,17 +218,20 @@ class MilterProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.session.peer = str(peer) if peer else "unix"
         self.server.metrics.connections_opened += 1
-        self.server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.metrics.connections_closed += 1
-        self.server._connections.discard(self)
-        self.transport = None
+        if self.admitted:
+            self.server.metrics.connections_closed += 1
+            self.release()
+
+    def peer_name(self) -> str:
+        return self.session.peer
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         if transport is None:
             return
+        self.touch()
         out: list[bytes] = []
         try:
             for command, payload in self.decoder.feed(data):
@@ -234,11 +261,11 @@ class MilterProtocol(asyncio.Protocol):
         if command == SMFIC_MACRO:
             _, macros = parse_macros(payload)
             s.macros.update(macros)
+            if len(s.macros) > MAX_MACROS:
+                raise MilterProtocolError(f"more than {MAX_MACROS} distinct macros on one connection")
             return None
         if command == SMFIC_HEADER:
-            name, value = parse_header(payload)
-            s.headers.append((name, value))
-            s.header_bytes += len(name) + len(value) + 4
+            self._store_header(s, *parse_header(payload))
             return self._ack(command)
         if command == SMFIC_EOH:
             self.server.metrics.messages += 1
@@ -279,7 +306,22 @@ class MilterProtocol(asyncio.Protocol):
             return None
         raise MilterProtocolError(f"unknown command {command!r}")
 
+    def _store_header(self, s: Session, name: str, value: str) -> None:
+        size = len(name) + len(value) + 4
+        s.header_bytes += size
+        server = self.server
+        if len(s.headers) < server.max_headers and s.header_bytes <= server.max_header_bytes:
+            s.headers.append((name, value))
+            return
+        if not s.headers_dropped:
+            server.metrics.messages_headers_truncated += 1
+        s.headers_dropped += 1
+        s.headers_dropped_bytes += size
+        server.metrics.headers_dropped += 1
+
     def _negotiate(self, payload: bytes) -> bytes:
+        if self.negotiated:
+            raise MilterProtocolError("second OPTNEG on one connection")
         offer = parse_optneg(payload)
         if offer.version < 2:
             raise MilterProtocolError(f"MTA speaks milter protocol {offer.version}, need >= 2")
@@ -305,10 +347,14 @@ class MilterProtocol(asyncio.Protocol):
 class MilterServer(Listeners):
     """Listens on Unix sockets and/or TCP ports; ``await server.close()`` stops listening."""
 
-    def __init__(self, app: MilterApplication, *, max_packet: int = DEFAULT_MAX_PACKET) -> None:
-        super().__init__()
+    def __init__(self, app: MilterApplication, *, max_packet: int = DEFAULT_MAX_PACKET,
+                 limits: ConnectionLimits | None = None, max_headers: int = DEFAULT_MAX_HEADERS,
+                 max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+        super().__init__(limits)
         self.app = app
         self.max_packet = max_packet
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
         self.metrics = ServerMetrics()
 
     def protocol(self) -> MilterProtocol:

@@ -3,7 +3,9 @@
 :class:`PolicyDecoder` is incremental and safe against arbitrary split reads; it enforces a line
 length and a request size limit (:class:`PolicyProtocolError` -> the caller logs, sends nothing and
 disconnects, as SMTPD_POLICY_README asks). Unknown attributes are kept in the dict and ignored by
-the service; a repeated attribute keeps its last value. Lines may end in ``\\n`` or ``\\r\\n``.
+the service; a repeated attribute keeps its last value. Lines may end in ``\\n`` or ``\\r\\n``. An empty
+line with no attribute before it is not a request (:class:`EmptyPolicyRequest`, a protocol error):
+answering it would let a client get a reply line for every newline it sends.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ DEFAULT_MAX_ATTRIBUTES: Final = 200
 
 class PolicyProtocolError(Exception):
     """The client broke the protocol; close the connection without replying."""
+
+
+class EmptyPolicyRequest(PolicyProtocolError):
+    """An empty line where a request should start."""
 
 
 class PolicyDecoder:
@@ -54,6 +60,8 @@ class PolicyDecoder:
             if self._size > self.max_request:
                 raise PolicyProtocolError(f"request exceeds {self.max_request} bytes")
             if not line:
+                if not self._attrs:
+                    raise EmptyPolicyRequest("empty request (an empty line without attributes)")
                 out.append(self._attrs)
                 self._attrs = {}
                 self._size = 0

@@ -11,7 +11,12 @@ shows a patched build; use the milter where that matters.
 
 Postfix mode keeps the connection open for further requests. ``close_after_reply`` mode (Exim)
 answers one request, then closes; a request ended by EOF instead of an empty line is accepted.
-Protocol errors: log, send nothing, disconnect.
+Protocol errors (among them an empty request): log, count, send nothing, disconnect. Connections
+are bounded by the listener's :class:`~edge.listeners.ConnectionLimits` (count, idle time, and
+reading stops while replies are unwritten).
+
+``client_address`` is normalised like the milter's (:func:`edge.config.normalise_ip`); one that is
+no IP address is treated as unknown (counted as ``client_address_unparseable``).
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
-from edge.config import EdgeConfig
-from edge.listeners import Listeners
-from edge.policy.codec import PolicyDecoder, PolicyProtocolError, encode_action
+from edge.config import EdgeConfig, normalise_ip
+from edge.listeners import ConnectionLimits, LimitedProtocol, Listeners
+from edge.policy.codec import EmptyPolicyRequest, PolicyDecoder, PolicyProtocolError, encode_action
 from edge.verdicts import ACCEPT_UNKNOWN, VerdictIndex
 
 log = logging.getLogger(__name__)
 
 DUNNO = "DUNNO"
+#: Postfix closes a policy connection idle for smtpd_policy_service_max_idle (300 s): ours is longer,
+#: so Postfix closes first and never finds a connection we dropped under it.
+DEFAULT_IDLE_TIMEOUT = 330.0
 
 
 @dataclass(slots=True)
@@ -44,8 +51,10 @@ class PolicyMetrics:
     throttled: int = 0
     blocked: int = 0
     protocol_errors: int = 0
+    empty_requests: int = 0
     errors: int = 0
     connections: int = 0
+    client_address_unparseable: int = 0
 
 
 class PolicyService:
@@ -61,7 +70,7 @@ class PolicyService:
     def respond(self, request: dict[str, str]) -> str:
         m = self.metrics
         m.requests += 1
-        ip = request.get("client_address") or None
+        ip = self._client_ip(request.get("client_address"))
         connector = self.config.match(ip, request.get("ccert_subject") or None)
         if connector is None:
             m.dunno_unmatched += 1
@@ -89,17 +98,26 @@ class PolicyService:
         m.accepted += 1
         return DUNNO
 
+    def _client_ip(self, raw: str | None) -> str | None:
+        if not raw or raw == "unknown":
+            return None
+        ip = normalise_ip(raw)
+        if ip is None:
+            self.metrics.client_address_unparseable += 1
+        return ip
 
-class PolicyProtocol(asyncio.Protocol):
+
+class PolicyProtocol(LimitedProtocol):
     def __init__(self, server: PolicyServer) -> None:
         self.server = server
+        self.listener = server
         self.decoder = PolicyDecoder(server.max_request)
         self.transport: asyncio.Transport | None = None
         self.peer = "unix"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a stream transport (asyncio's or uvloop's, which does not subclass asyncio.Transport)
-        self.transport = cast(asyncio.Transport, transport)
+        if not self.admit(transport):
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -108,11 +126,12 @@ class PolicyProtocol(asyncio.Protocol):
         if peer:
             self.peer = str(peer)
         self.server.service.metrics.connections += 1
-        self.server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server._connections.discard(self)
-        self.transport = None
+        self.release()
+
+    def peer_name(self) -> str:
+        return self.peer
 
     def _answer(self, request: dict[str, str]) -> bytes:
         try:
@@ -126,10 +145,13 @@ class PolicyProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        self.touch()
         try:
             requests = self.decoder.feed(data)
         except PolicyProtocolError as exc:
             self.server.service.metrics.protocol_errors += 1
+            if isinstance(exc, EmptyPolicyRequest):
+                self.server.service.metrics.empty_requests += 1
             log.warning("policy connection %s closed: protocol error: %s", self.peer, exc)
             transport.abort()
             return
@@ -159,8 +181,8 @@ class PolicyServer(Listeners):
     """Serves a :class:`PolicyService` on Unix sockets and/or TCP ports."""
 
     def __init__(self, service: PolicyService, *, close_after_reply: bool = False,
-                 max_request: int = 32 * 1024) -> None:
-        super().__init__()
+                 max_request: int = 32 * 1024, limits: ConnectionLimits | None = None) -> None:
+        super().__init__(limits or ConnectionLimits(idle_timeout=DEFAULT_IDLE_TIMEOUT))
         self.service = service
         self.close_after_reply = close_after_reply
         self.max_request = max_request

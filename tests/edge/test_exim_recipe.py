@@ -87,12 +87,14 @@ def policy(tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], st
     ])
     config = tmp_path / "edge.toml"
     config.write_text(CONFIG)
-    # Exim runs its ACLs as its own user: the socket must be reachable by others (pytest's tmp_path
-    # is not), as /run/patchgate must be for Debian-exim in production
+    # Exim runs its ACLs as its own user: the socket's directory must be reachable by it (pytest's
+    # tmp_path is not), as /run/patchgate must be for Debian-exim in production, and the socket
+    # (0660) belongs to its group (this test's Exim runs as nobody:nogroup, see devservices.exim)
     sockets = Path(tempfile.mkdtemp(prefix="patchgate-exim-sockets-"))
     sockets.chmod(0o755)
     sock = sockets / "policy-exim.sock"
-    process = EdgeProcess(["--mode", "exim", "--listen", f"unix:{sock}", "--config", str(config),
+    process = EdgeProcess(["--mode", "exim", "--listen", f"unix:{sock}", "--socket-group", "nogroup",
+                           "--config", str(config),
                            "--bootstrap", kafka_bootstrap, "--verdicts-topic", topic, "--catchup-timeout", "20",
                            "--metrics-interval", "3600"], tmp_path / "policy.log", command="policy")
     try:

@@ -61,7 +61,8 @@ def test_unpatched_server_is_throttled_once_its_stage_enforces(
     postfix.milters = f"{{ unix:{sock}, default_action=accept }}"
     config = postfix.dir / "edge.toml"
     config.write_text(CONFIG)
-    args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
+    args = ["--config", str(config), "--listen", f"unix:{sock}", "--socket-group", "postfix",
+            "--bootstrap", kafka_bootstrap,
             "--verdicts-topic", settings.topic_verdicts, "--metadata-topic", settings.topic_metadata,
             "--catchup-timeout", "20", "--metrics-interval", "3600"]
     milter = EdgeProcess(args, postfix.dir / "milter.log")

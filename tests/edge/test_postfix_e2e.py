@@ -8,12 +8,16 @@ Finally the milter is killed and mail must still flow (milter_default_action = a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +28,8 @@ from typing import Any
 import orjson
 import pytest
 
+from edge.milter.codec import ACCEPT_PACKET
+from edge.milter.server import AcceptAll, MilterServer, Session
 from processors.devservices import free_port
 from processors.devservices.postfix import PostfixInstance
 from tests.edge.helpers import BLOCK, THROTTLE, exchange_received, verdict_bytes
@@ -137,7 +143,8 @@ def running_stack(kafka_bootstrap: str, topics: dict[str, str], *, policy: bool 
         config = postfix.dir / "edge.toml"
         config.write_text(CONFIG)
         metrics_port = free_port()
-        args = ["--config", str(config), "--listen", f"unix:{sock}", "--bootstrap", kafka_bootstrap,
+        args = ["--config", str(config), "--listen", f"unix:{sock}", "--socket-group", "postfix",
+                "--bootstrap", kafka_bootstrap,
                 "--verdicts-topic", topics["verdicts"], "--metadata-topic", topics["metadata"],
                 "--catchup-timeout", "20", "--metrics-interval", "3600", "--metrics-port", str(metrics_port)]
         if policy:
@@ -215,7 +222,7 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     assert rec["client"]["ip"] == "127.0.0.1" and rec["client"]["helo"] == "ex01.contoso.com"
     assert rec["message"]["id"] == "<throttle-me@contoso.com>" and rec["message"]["recipients"] == 1
     assert rec["event_id"].startswith("edge-e2e:")
-    # Postfix passes its own Received header to milters; the edge strips it before classifying.
+    # The top header is the client's Received: Postfix does not pass the one it prepends to milters.
     assert rec["headers"][0][0] == "Received" and "id 15.1.2507.6" in rec["headers"][0][1]
     assert "(Postfix)" not in rec["headers"][0][1]
     assert by_subject["via partner"][1]["connector"]["type"] == "Partner"
@@ -262,3 +269,107 @@ def test_policy_service_through_postfix(kafka_bootstrap: str, topics: dict[str, 
         code, _ = send(port, message("EX03.contoso.com", "15.2.2562.53", "partner"), source="127.0.0.3",
                        helo="ex02.contoso.com")
         assert code == 250
+
+
+def send_raw(port: int, helo: bytes, data: bytes) -> bytes:
+    """One SMTP transaction with arbitrary bytes in HELO and the message; the reply to the final dot."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn, conn.makefile("rb") as replies:
+        def reply() -> bytes:
+            line = replies.readline()
+            while line[3:4] == b"-":
+                line = replies.readline()
+            return line.rstrip()
+        reply()  # banner
+        for command in (b"EHLO " + helo, b"MAIL FROM:<alice@contoso.com>", b"RCPT TO:<bob@example.net>", b"DATA"):
+            conn.sendall(command + b"\r\n")
+            assert reply()[:1] in (b"2", b"3"), command
+        conn.sendall(data + b"\r\n.\r\n")
+        final = reply()
+        conn.sendall(b"QUIT\r\n")
+        return final
+
+
+def raw_message(subject: str, received_by: bytes | None) -> bytes:
+    lines = [b"From: Alice <alice@contoso.com>", b"To: bob@example.net", b"Subject: " + subject.encode(),
+             b"Message-ID: <" + subject.replace(" ", "-").encode() + b"@contoso.com>"]
+    if received_by is not None:
+        lines.insert(0, b"Received: from EX02.contoso.com (10.0.0.6) by " + received_by
+                     + b" (10.0.0.5) with Microsoft SMTP Server id 15.1.2507.6; Sat, 28 Nov 2026 10:00:00 +0000")
+    return b"\r\n".join([*lines, b"", b"Hello."])
+
+
+def metric(url: str, pattern: str) -> float:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        found = re.search(r"^" + re.escape(pattern) + r" (\S+)$", response.read().decode(), re.MULTILINE)
+    assert found is not None, pattern
+    return float(found.group(1))
+
+
+def test_a_0xff_byte_in_helo_or_received_by_does_not_stop_publishing(stack: dict[str, Any],
+                                                                       kafka_bootstrap: str) -> None:
+    """Through real Postfix: bytes that are not UTF-8 reach the milter; the publisher drops those
+    records (counted by reason) and goes on publishing the next message."""
+    port, url = stack["postfix"].port, stack["metrics_url"]
+    assert send_raw(port, b"ex\xff01.contoso.com", raw_message("bad by host", b"EX\xff01.contoso.com"))[:3] == b"250"
+    assert send_raw(port, b"ex\xff09.contoso.com", raw_message("bad helo", None))[:3] == b"250"
+    code, _ = send(port, message("EX03.contoso.com", "15.1.2507.6", "after the bad bytes"), helo="ex03.contoso.com")
+    assert code == 250
+
+    def published(got: list[tuple[Any, Any]]) -> bool:
+        return any(next((v for n, v in r["headers"] if n == "Subject"), None) == "after the bad bytes"
+                   for _, value in got for r in orjson.loads(value or b"{}").get("records", []))
+    envelopes = read_all(kafka_bootstrap, stack["topics"]["metadata"], until=published, timeout=30)
+    assert published(envelopes)
+    for _, value in envelopes:
+        assert value is not None
+        for record in orjson.loads(value)["records"]:
+            assert "\udcff" not in orjson.dumps(record).decode()
+    dropped = metric(url, 'patchgate_edge_events_total{component="publisher",counter="records_dropped_bad_key"}')
+    assert dropped == 2.0
+    assert metric(url, 'patchgate_edge_thread_alive{thread="publisher"}') == 1.0
+    assert metric(url, 'patchgate_edge_thread_restarts_total{thread="publisher"}') == 0.0
+    assert metric(url, 'patchgate_edge_thread_alive{thread="verdict-follower"}') == 1.0
+
+
+class RecordingMilter(AcceptAll):
+    """Keeps the headers each message showed the milter at end-of-headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, list[tuple[str, str]]]] = []
+
+    def end_of_headers(self, session: Session) -> bytes:
+        self.seen.append((session.macros.get("j"), list(session.headers)))
+        return ACCEPT_PACKET
+
+
+def test_postfix_does_not_pass_its_own_received_header_to_milters() -> None:
+    """smtpd_milters see the headers the client sent (plus those cleanup adds, e.g. Date), not the
+    Received header Postfix prepends; the edge's strip of a Received header of its own host is for
+    MTAs that do pass it (Sendmail)."""
+    app = RecordingMilter()
+    postfix = PostfixInstance("placeholder")
+    sock = postfix.dir / "recording.sock"
+    postfix.milters = f"{{ unix:{sock}, default_action=accept }}"
+    loop = asyncio.new_event_loop()
+    server = MilterServer(app)
+    loop.run_until_complete(server.listen_unix(sock, group="postfix"))
+    serving = threading.Thread(target=loop.run_forever, daemon=True)
+    serving.start()
+    try:
+        postfix.start()
+        client_received = "from EX02.contoso.com by ex01.contoso.com; Sat, 28 Nov 2026 10:00:00 +0000"
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
+            smtp.ehlo("ex01.contoso.com")
+            smtp.sendmail("alice@contoso.com", ["bob@example.net"],
+                          f"Received: {client_received}\r\nSubject: probe\r\n\r\nHello.\r\n".encode())
+        [(own_host, headers)] = app.seen
+        assert own_host == "edge.patchgate.test"
+        assert headers[0] == ("Received", client_received)
+        assert [v for n, v in headers if n == "Received"] == [client_received]
+        assert not any(own_host in v for n, v in headers if n == "Received")
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        serving.join(10)
+        loop.close()
+        postfix.cleanup()

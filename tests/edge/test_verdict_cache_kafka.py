@@ -110,3 +110,22 @@ def test_cache_dump_cli(kafka_bootstrap: str, unique_name: Callable[[str], str],
     lines = [orjson.loads(line) for line in out.out.splitlines()]
     assert [(x["server_key"], x["decision"]) for x in lines] == [("t/a", "block"), ("t/b", "accept")]
     assert orjson.loads(out.err.splitlines()[-1])["verdicts"] == 2
+
+
+def test_verdicts_with_a_bad_client_ip_keep_enforcing(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """A server whose state carries a client IP in MTA notation or garbage: every verdict up to stage
+    8 still applies for its server key (the bad entry alone is skipped and counted)."""
+    topic = unique_name("verdicts-bad-ip")
+    create_topic(kafka_bootstrap, topic, partitions=1, compact=True)
+    key = "contoso/ex01.contoso.com"
+    produce(kafka_bootstrap, topic, [
+        (key, verdict_bytes(server_key=key, sequence=1, stage=4, throttle=60, client_ips=["[10.0.0.5]"])),
+        (key, verdict_bytes(server_key=key, sequence=2, stage=8, throttle=0, block=60,
+                            client_ips=["10.0.0.300", "192.0.2.10"])),
+    ])
+    with VerdictCache(kafka_bootstrap, topic=topic) as cache:
+        assert cache.wait_until(lambda: cache.caught_up and cache.metrics.verdicts_applied == 2, 20)
+        assert cache.decide(key, NOW).action == BLOCK
+        assert cache.server_key_for_ip("192.0.2.10") == key
+        assert (cache.metrics.verdicts_applied, cache.metrics.bad_records) == (2, 0)
+        assert cache.metrics.verdict_fields_skipped == 1  # '10.0.0.300'; '[10.0.0.5]' is normalised

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from hypothesis import given
@@ -131,14 +133,12 @@ def test_tombstone_removes() -> None:
         (KEY.encode(), orjson.dumps(verdict(schema="other/1")), "schema"),
         (b"other/key", verdict_bytes(), "differs from the record key"),
         (KEY.encode(), orjson.dumps({**verdict(), "sequence": "7"}), "sequence"),
-        (KEY.encode(), orjson.dumps(verdict(window_offset=60)), "window_offset"),
         (KEY.encode(), orjson.dumps({**verdict(), "effective_at": "yesterday"}), "effective_at"),
         (KEY.encode(), orjson.dumps({**verdict(), "effective_at": "2026-11-28T10:00:00"}), "UTC offset"),
         (KEY.encode(), orjson.dumps(verdict(replies={"throttle": "250 ok", "block": "550 5.7.230 x"})),
          "replies.throttle"),
         (KEY.encode(), orjson.dumps(verdict(replies={"throttle": "450 4.7.230 a\r\nb", "block": "550 5.7.230 x"})),
          "replies.throttle"),
-        (KEY.encode(), orjson.dumps(verdict(client_ips=["not-an-ip"])), "client_ips"),
         (b"\xff\xfe", verdict_bytes(), "UTF-8"),
         (None, None, "tombstone without a key"),
     ],
@@ -150,6 +150,36 @@ def test_bad_records_counted_not_raised(key: bytes | None, value: bytes | None, 
     assert idx.metrics.bad_records == 1
     assert why in caplog.text
     assert idx.decide(KEY, at_minute(1)).action == THROTTLE  # the good verdict is untouched
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"client_ips": ["10.0.0.300"]}, "client_ips: not an IP address: '10.0.0.300'"),
+        ({"client_ips": ["not-an-ip", 7]}, "client_ips: not an IP address: 'not-an-ip'"),
+        ({"client_ips": "192.0.2.10"}, "client_ips: expected a list"),
+        ({"window_offset": 60}, "window_offset: 60 outside 0..59"),
+        ({"valid_until": "someday"}, "valid_until: not an RFC 3339 timestamp"),
+        ({"paused_until": 5}, "paused_until: expected an RFC 3339 string"),
+    ],
+)
+def test_a_bad_optional_field_is_skipped_and_the_verdict_still_enforces(
+        changes: dict[str, Any], why: str, caplog: pytest.LogCaptureFixture) -> None:
+    """One unvalidated field (e.g. a client IP in MTA notation) must not turn enforcement off."""
+    bad = {**verdict(sequence=2, throttle=0, block=60), **changes}
+    idx = index(verdict(throttle=60))
+    assert idx.apply_raw(KEY.encode(), orjson.dumps(bad))
+    assert idx.metrics.bad_records == 0 and idx.metrics.verdict_fields_skipped >= 1
+    assert why in caplog.text
+    assert idx.decide(KEY, at_minute(1)).action == BLOCK  # the new verdict, enforced for its server key
+
+
+def test_verdict_client_ips_are_normalised_and_good_ones_kept() -> None:
+    idx = index(verdict(client_ips=["[10.0.0.5]", "::ffff:192.0.2.10", "IPv6:2001:DB8::5", "10.0.0.300"]))
+    assert idx.server_key_for_ip("10.0.0.5") == KEY  # the MTA's bracket notation, normalised
+    assert idx.server_key_for_ip("192.0.2.10") == KEY
+    assert idx.server_key_for_ip("2001:db8::5") == KEY
+    assert idx.metrics.verdict_fields_skipped == 1
 
 
 def test_compile_rejects_enforcement_without_reply() -> None:
