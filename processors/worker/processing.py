@@ -3,8 +3,12 @@
 One call of :meth:`BatchProcessor.process` takes a batch of Kafka messages (single records or batch
 envelopes) and:
 
-1. decodes and validates every record; a bad one is dead-lettered with its reason and position;
-2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing);
+1. decodes and validates every record against its contract and the admission rules
+   (:mod:`processors.worker.admission`: the Kafka key, or in the per-tenant topic mode the topic,
+   decides the tenant; canonical IPs; event time bounded by the broker's timestamp); a bad one is
+   dead-lettered with its reason and position;
+2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing)
+   and keys it under the server its headers name, within the tenant of its key;
 3. folds each server's records into Redis with one ``observe.lua`` call per server, all in one
    pipelined round trip that also reads the batch's tenant pauses;
 4. evaluates each server's verdict at its latest event time and commits the changed ones
@@ -12,6 +16,11 @@ envelopes) and:
    something changed;
 5. publishes the outbox records and the dead letters, waits for the broker's acknowledgements,
    then clears the outboxes.
+
+Failure isolation: an error in one record's decoding, admission, classification or grouping
+dead-letters that record; one in building or evaluating a server's observation dead-letters that
+server's records of the batch. The rest of the batch goes on, so its verdicts are published once.
+Only Redis and Kafka failures stop the batch (it is retried whole, see below).
 
 Crash safety: a verdict is committed to Redis together with its outbox records before it is
 published. Publishing claims an outbox exclusively (``claim_outbox.lua``), so two processes never
