@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KEY_SERVER_MAX = 255
@@ -65,6 +66,10 @@ def topic_tenant(topic: str, pattern: re.Pattern[str]) -> str:
     return match.group(1)
 
 
+MEMO_SIZE = 65_536  # names and addresses repeat per server: remember the answers (bounded, LRU)
+
+
+@lru_cache(maxsize=MEMO_SIZE)
 def is_host_name(name: str) -> bool:
     """True for an LDH or IDNA host name within the DNS length limits (a trailing dot allowed)."""
     if not name or len(name) > HOST_MAX + 1:
@@ -78,6 +83,7 @@ def is_host_name(name: str) -> bool:
     return 0 < len(name) <= HOST_MAX and all(_LABEL.match(label) for label in name.split("."))
 
 
+@lru_cache(maxsize=MEMO_SIZE)
 def is_canonical_ip(value: str) -> bool:
     """True if ``value`` is an IPv4 or IPv6 address written exactly as :mod:`ipaddress` writes it (no zone)."""
     if "%" in value:
@@ -99,11 +105,15 @@ def check_ip(value: str) -> None:
                       "(like 192.0.2.10 or 2001:db8::5, no brackets, no IPv6: prefix)")
 
 
-def check_event_time(observed_at: datetime, broker_timestamp: float | None, max_future_s: float) -> None:
-    """Refuse an event time too far after the broker's own timestamp of the message."""
+def event_time_limit(broker_timestamp: float | None, max_future_s: float) -> datetime | None:
+    """The latest event time a message stamped ``broker_timestamp`` by the broker may carry."""
     if broker_timestamp is None or broker_timestamp <= 0:
-        return  # no broker time: the schema's 2000-2099 window is the only bound
-    limit = datetime.fromtimestamp(broker_timestamp, UTC) + timedelta(seconds=max_future_s)
-    if observed_at > limit:
-        raise Refused(f"event time: observed_at {observed_at.isoformat()} is more than {max_future_s:g} s "
-                      f"after the broker's timestamp of the message ({limit - timedelta(seconds=max_future_s)})")
+        return None  # no broker time: the schema's 2000-2099 window is the only bound
+    return datetime.fromtimestamp(broker_timestamp, UTC) + timedelta(seconds=max_future_s)
+
+
+def check_event_time(observed_at: datetime, limit: datetime | None) -> None:
+    """Refuse an event time after ``limit`` (see :func:`event_time_limit`)."""
+    if limit is not None and observed_at > limit:
+        raise Refused(f"event time: observed_at {observed_at.isoformat()} lies after {limit.isoformat()}, "
+                      "the broker's timestamp of the message plus the allowed skew")

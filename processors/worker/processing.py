@@ -66,6 +66,7 @@ from processors.worker.admission import (
     Refused,
     check_event_time,
     check_ip,
+    event_time_limit,
     is_host_name,
     is_server_name,
     key_parts,
@@ -257,21 +258,24 @@ class BatchProcessor:
             except Refused as refusal:
                 self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
                 continue
+            limit = event_time_limit(message.timestamp, self.settings.event_max_future_s)
             for index, item in enumerate(items):
-                admitted = self._admit_one(message, item, index if batch else None, tenant, server, stats, now)
+                admitted = self._admit_one(message, item, index if batch else None, (tenant, server, limit),
+                                           stats, now)
                 if admitted is not None:
                     records.append(admitted)
         stats.records += len(records)
         return records
 
-    def _admit_one(self, message: RawMessage, item: Any, index: int | None, tenant: str, server: str,
-                   stats: BatchStats, now: datetime) -> _Admitted | None:
+    def _admit_one(self, message: RawMessage, item: Any, index: int | None,
+                   authority: tuple[str, str, datetime | None], stats: BatchStats, now: datetime
+                   ) -> _Admitted | None:
         """One record checked against its contract and the admission rules, or dead-lettered alone."""
         prefix = f"$.records[{index}]" if index is not None else "$"
         try:
             self._check_record(item)
             at = datetime.fromisoformat(item["observed_at"])
-            self._admit(item, at, message, tenant, stats)
+            self._admit(item, at, authority[0], authority[2], stats)
         except ContractError as error:
             path = prefix + error.path[1:]
             self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
@@ -282,9 +286,9 @@ class BatchProcessor:
         except Exception as error:  # a bug must cost this record only, never its neighbours
             self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
             return None
-        return _Admitted(item, at, message, index, tenant, server)
+        return _Admitted(item, at, message, index, authority[0], authority[1])
 
-    def _admit(self, event: dict[str, Any], at: datetime, message: RawMessage, tenant: str,
+    def _admit(self, event: dict[str, Any], at: datetime, tenant: str, latest: datetime | None,
                stats: BatchStats) -> None:
         """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
         if event["tenant_id"] != tenant:
@@ -292,7 +296,7 @@ class BatchProcessor:
                           f"the tenant {tenant!r} of its Kafka key (the key decides)")
         client = event["client"]
         check_ip(client["ip"])
-        check_event_time(at, message.timestamp, self.settings.event_max_future_s)
+        check_event_time(at, latest)
         for name in ("helo", "ptr"):
             value = client.get(name)
             if value is not None and not is_host_name(value):

@@ -13,6 +13,7 @@ from processors.worker.admission import (
     Refused,
     check_event_time,
     check_ip,
+    event_time_limit,
     is_canonical_ip,
     is_host_name,
     is_server_name,
@@ -79,12 +80,15 @@ def test_a_server_is_a_host_name_or_an_address() -> None:
 
 
 def test_event_time_is_bounded_by_the_broker_timestamp_not_the_wall_clock() -> None:
-    broker = datetime(2030, 1, 1, tzinfo=UTC).timestamp()  # a replay far from today: still judged by its log
-    check_event_time(datetime(2030, 1, 1, 23, tzinfo=UTC), broker, 86400)
-    check_event_time(datetime(2001, 1, 1, tzinfo=UTC), broker, 86400)  # the past is allowed
+    # a replay far from today: still judged by its log
+    limit = event_time_limit(datetime(2030, 1, 1, tzinfo=UTC).timestamp(), 86400)
+    assert limit == datetime(2030, 1, 2, tzinfo=UTC)
+    check_event_time(datetime(2030, 1, 1, 23, tzinfo=UTC), limit)
+    check_event_time(datetime(2001, 1, 1, tzinfo=UTC), limit)  # the past is allowed
     with pytest.raises(Refused, match=r"^event time: "):
-        check_event_time(datetime(2030, 1, 2, 0, 0, 1, tzinfo=UTC), broker, 86400)
-    check_event_time(datetime(2099, 1, 1, tzinfo=UTC), None, 86400)  # no broker time: the schema's window only
+        check_event_time(datetime(2030, 1, 2, 0, 0, 1, tzinfo=UTC), limit)
+    assert event_time_limit(None, 86400) is None and event_time_limit(0.0, 86400) is None
+    check_event_time(datetime(2099, 1, 1, tzinfo=UTC), None)  # no broker time: the schema's window only
 
 
 def test_stage_start_of_the_last_day_does_not_overflow() -> None:
