@@ -109,6 +109,15 @@ class BatchStats:
     redis_seconds: list[tuple[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Authority:
+    """What a Kafka message's key (and topic) say about its records."""
+
+    tenant_id: str
+    server: str
+    latest: datetime | None  # the latest event time its broker timestamp allows
+
+
 @dataclass(slots=True)
 class _Admitted:
     """A record that passed its contract and the admission rules, with where it came from."""
@@ -212,15 +221,15 @@ class BatchProcessor:
         }
         self.output.produce(self.settings.topic_deadletter, message.key, orjson.dumps(record))
 
-    def _authority(self, message: RawMessage) -> tuple[str, str]:
-        """``(tenant_id, server)`` the message is keyed under; in the per-tenant mode the topic must agree."""
+    def _authority(self, message: RawMessage) -> _Authority:
+        """The tenant and server the message is keyed under; in the per-tenant mode the topic must agree."""
         tenant, server = key_parts(message.key)
         if self._tenant_topic is not None:
             owner = topic_tenant(message.topic, self._tenant_topic)
             if owner != tenant:
                 raise Refused(f"tenant mismatch: the Kafka key names tenant {tenant!r}, "
                               f"the topic {message.topic!r} belongs to tenant {owner!r}")
-        return tenant, server
+        return _Authority(tenant, server, event_time_limit(message.timestamp, self.settings.event_max_future_s))
 
     def _items(self, message: RawMessage, document: Any) -> tuple[list[Any], bool]:
         """The records of one decoded message and whether it is a batch envelope; :class:`Refused` if neither."""
@@ -253,29 +262,26 @@ class BatchProcessor:
                 self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
                 continue
             try:
-                tenant, server = self._authority(message)
+                authority = self._authority(message)
                 items, batch = self._items(message, document)
             except Refused as refusal:
                 self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
                 continue
-            limit = event_time_limit(message.timestamp, self.settings.event_max_future_s)
             for index, item in enumerate(items):
-                admitted = self._admit_one(message, item, index if batch else None, (tenant, server, limit),
-                                           stats, now)
+                admitted = self._admit_one(message, item, index if batch else None, authority, stats, now)
                 if admitted is not None:
                     records.append(admitted)
         stats.records += len(records)
         return records
 
-    def _admit_one(self, message: RawMessage, item: Any, index: int | None,
-                   authority: tuple[str, str, datetime | None], stats: BatchStats, now: datetime
-                   ) -> _Admitted | None:
+    def _admit_one(self, message: RawMessage, item: Any, index: int | None, authority: _Authority,
+                   stats: BatchStats, now: datetime) -> _Admitted | None:
         """One record checked against its contract and the admission rules, or dead-lettered alone."""
         prefix = f"$.records[{index}]" if index is not None else "$"
         try:
             self._check_record(item)
             at = datetime.fromisoformat(item["observed_at"])
-            self._admit(item, at, authority[0], authority[2], stats)
+            self._admit(item, at, authority, stats)
         except ContractError as error:
             path = prefix + error.path[1:]
             self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
@@ -286,17 +292,17 @@ class BatchProcessor:
         except Exception as error:  # a bug must cost this record only, never its neighbours
             self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
             return None
-        return _Admitted(item, at, message, index, authority[0], authority[1])
+        return _Admitted(item, at, message, index, authority.tenant_id, authority.server)
 
-    def _admit(self, event: dict[str, Any], at: datetime, tenant: str, latest: datetime | None,
-               stats: BatchStats) -> None:
+    @staticmethod
+    def _admit(event: dict[str, Any], at: datetime, authority: _Authority, stats: BatchStats) -> None:
         """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
-        if event["tenant_id"] != tenant:
+        if event["tenant_id"] != authority.tenant_id:
             raise Refused(f"tenant mismatch: the record's tenant_id {event['tenant_id']!r} differs from "
-                          f"the tenant {tenant!r} of its Kafka key (the key decides)")
+                          f"the tenant {authority.tenant_id!r} of its Kafka key (the key decides)")
         client = event["client"]
         check_ip(client["ip"])
-        check_event_time(at, latest)
+        check_event_time(at, authority.latest)
         for name in ("helo", "ptr"):
             value = client.get(name)
             if value is not None and not is_host_name(value):
