@@ -80,7 +80,12 @@ class EnforcementPolicy:
 
     @staticmethod
     def stage_start(detected_on: date, stage: Stage) -> datetime:
-        return datetime.combine(detected_on + timedelta(days=stage.start_day), time(0), tzinfo=UTC)
+        """Midnight UTC of the stage's first day; the last representable day if that lies beyond it."""
+        try:
+            day = detected_on + timedelta(days=stage.start_day)
+        except OverflowError:
+            day = date.max
+        return datetime.combine(day, time(0), tzinfo=UTC)
 
     def first_stage_where(self, predicate: str) -> Stage | None:
         """The first stage that throttles (``"throttle"``) or blocks (``"block"``)."""
