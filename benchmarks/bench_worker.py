@@ -45,10 +45,10 @@ from processors.devservices.base import ManagedProcess  # noqa: E402
 from processors.devservices.redis_server import RedisServer  # noqa: E402
 from processors.devservices.tansu import TansuBroker  # noqa: E402
 from processors.devservices.worker_process import WorkerProcess  # noqa: E402
+from processors.kafka.topics import ensure_topics  # noqa: E402
 from processors.replay.sample import SampleServer, metadata_record  # noqa: E402
 from processors.settings import Settings  # noqa: E402
 from processors.state.keys import KeySchema  # noqa: E402
-from processors.worker.topics import ensure_topics  # noqa: E402
 
 BUILDS = ["15.2.2562.53", "15.2.2562.29", "15.2.1748.53", "15.1.2507.39", "15.0.1497.48", "14.3.513.0"]
 T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)

@@ -33,6 +33,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,14 @@ DEFAULT_TOPIC = "patchgate.verdicts"
 class VerdictCache(VerdictIndex):
     """A :class:`~edge.verdicts.VerdictIndex` fed by a confluent-kafka consumer thread."""
 
-    def __init__(self, bootstrap: str, *, topic: str = DEFAULT_TOPIC,
+    def __init__(self, kafka: KafkaConfig | str, *, topic: str = DEFAULT_TOPIC,
                  consumer_config: dict[str, Any] | None = None, metadata_interval: float = 5.0,
                  max_learned_ips: int = 100_000) -> None:
         super().__init__(max_learned_ips=max_learned_ips)
-        self.bootstrap = bootstrap
+        self.kafka = kafka if isinstance(kafka, KafkaConfig) else KafkaConfig(kafka)
         self.topic = topic
         self.metadata_interval = metadata_interval
         self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
             # librdkafka wants a group id even for manual assignment; it is never used to commit.
             "group.id": f"patchgate-edge-cache-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
@@ -84,7 +85,7 @@ class VerdictCache(VerdictIndex):
         if self._thread is not None:
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
-        self._consumer = Consumer(self._config, logger=log)
+        self._consumer = clients.consumer(self.kafka, self._config, logger=log)
         self._thread = self.thread
         self.thread.start()
 

@@ -25,10 +25,10 @@ from processors.devservices.base import ManagedProcess, free_port, tcp_answers
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.tansu import TansuBroker
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.kafka.topics import ensure_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
 from processors.settings import Settings
-from processors.worker.topics import ensure_topics
 
 EDGE_CONFIG = """\
 [edge]
@@ -100,9 +100,9 @@ def run_demo(args: argparse.Namespace) -> int:
         milter_socket = workdir / "milter.sock"
         edge = ManagedProcess("edge", [*patchgate_executable(), "edge", "milter", "--config", str(edge_config),
                                        "--listen", f"unix:{milter_socket}"],
-                              env={**os.environ, "PATCHGATE_EDGE_KAFKA_BOOTSTRAP": broker.bootstrap,
-                                   "PATCHGATE_EDGE_VERDICTS_TOPIC": settings.topic_verdicts,
-                                   "PATCHGATE_EDGE_METADATA_TOPIC": settings.topic_metadata})
+                              env={**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                                   "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts,
+                                   "PATCHGATE_TOPIC_METADATA": settings.topic_metadata})
         edge.start()
         started.append(edge)
         print(f"  edge milter on unix:{milter_socket} "

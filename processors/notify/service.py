@@ -22,10 +22,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from redis.exceptions import RedisError
 
 from processors import metrics
-from processors.kafka_log import kafka_logger
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.delivery import DeliveryFailed, KafkaOutput
+from processors.kafka.logs import kafka_logger
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
-from processors.worker.output import DeliveryFailed, KafkaOutput
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,10 @@ class NotifyStats:
 
 
 class NotifyService:
-    def __init__(self, *, bootstrap: str, notifications_topic: str, deadletter_topic: str, redis_url: str,
+    def __init__(self, *, kafka: KafkaConfig, notifications_topic: str, deadletter_topic: str, redis_url: str,
                  key_prefix: str, config: NotifyConfig, group: str = GROUP, session_timeout_ms: int = 6000,
                  batch_size: int = 100) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = notifications_topic
         self.deadletter_topic = deadletter_topic
         self.redis_url = redis_url
@@ -61,8 +63,7 @@ class NotifyService:
         policy = self.config.delivery
         # the longest a batch can take: every attempt times out and waits the longest backoff
         worst_ms = int(policy.max_attempts * (policy.timeout_s + policy.max_backoff_s) * 1000) + 60_000
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+        consumer = clients.consumer(self.kafka, {
             "group.id": self.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -70,15 +71,14 @@ class NotifyService:
             "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
             "max.poll.interval.ms": max(300_000, worst_ms),
             "log_level": 3,
-            "logger": KAFKA_LOG,  # repeats summarised: with no broker the consumer logs ~20 lines a second
-        })
+        }, logger=KAFKA_LOG)  # repeats summarised: with no broker the consumer logs ~20 lines a second
         consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
         return consumer
 
     async def run(self, stop: asyncio.Event) -> NotifyStats:
         loop = asyncio.get_running_loop()
         consumer = self._consumer()
-        output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
+        output = KafkaOutput(self.kafka, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
         client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=5)
         delivered = DeliveredIds(client, self.key_prefix, self.config.delivery.dedupe_ttl_s)
         try:

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Producer
 
 from processors.contracts import METADATA_BATCH_SCHEMA
+from processors.kafka import clients
+from processors.kafka.commands import pause_command
 from processors.replay.sample import Step
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from processors.worker.cli import pause_command
 
 
 class ReplayTimeout(RuntimeError):
@@ -37,8 +37,8 @@ class ReplayDriver:
         self.on_step = on_step
         self.keys = KeySchema(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                                  "linger.ms": 2, "partitioner": "murmur2_random"})
+        self.producer = clients.producer(settings.kafka, {"enable.idempotence": True, "linger.ms": 2,
+                                                          "partitioner": "murmur2_random"})
 
     def close(self) -> None:
         self.producer.flush(10)

@@ -16,10 +16,11 @@ from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.api.app import ApiContext, KafkaCommandSink, create_app
+from processors.api.app import ApiContext, create_app, kafka_command_sink
 from processors.api.auth import TokenStore
 from processors.api.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, GuardedAppRunner
 from processors.enforcement.policy import load_enforcement_policy
+from processors.kafka.config import KafkaConfig
 from processors.state.keys import KeySchema
 
 TENANT_A_TOKEN = "tok-contoso-" + "a" * 24
@@ -77,7 +78,7 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
     """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
-    sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
+    sink = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
     ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.contracts import contracts
+from processors.kafka.config import KafkaConfig
 from processors.notify.config import DeliveryPolicy, NotifyConfigError, notify_config_from_mapping
 from processors.notify.delivery import DeliveredIds, SourceRecord, WebhookDeliverer, delivered_key, webhook_headers
 from processors.notify.service import NotifyService
@@ -99,8 +100,9 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
                         "fabrikam": {"url": receivers.base + "/down"},
                         "gone": {"url": receivers.base + "/gone"}},
         })
-        service = NotifyService(bootstrap=kafka_bootstrap, notifications_topic=topic, deadletter_topic=deadletters,
-                                redis_url=redis_url, key_prefix=prefix, config=config, group=group)
+        service = NotifyService(kafka=KafkaConfig(kafka_bootstrap), notifications_topic=topic,
+                                deadletter_topic=deadletters, redis_url=redis_url, key_prefix=prefix,
+                                config=config, group=group)
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
         try:

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from processors.kafka.topics import ensure_topics
 from processors.settings import Settings
-from processors.worker.topics import ensure_topics
 
 
 def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str],

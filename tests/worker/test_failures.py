@@ -187,7 +187,7 @@ def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> 
 
 def test_pause_command_cli_path_and_quota(settings: Settings, worker: WorkerProcess) -> None:
     driver = ReplayDriver(settings)
-    from processors.worker.cli import pause_command
+    from processors.kafka.commands import pause_command
 
     for days in (60, 40):
         command = pause_command("contoso", days, False, "test", at=T0)

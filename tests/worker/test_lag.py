@@ -7,8 +7,9 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from processors.kafka.config import KafkaConfig
+from processors.kafka.lag import ConsumerLag
 from processors.metrics import REGISTRY
-from processors.worker.lag import ConsumerLag
 from tests.edge.kafka_helpers import create_topic
 
 pytestmark = pytest.mark.integration
@@ -26,8 +27,9 @@ def test_lag_is_high_watermark_minus_committed_offset(kafka_bootstrap: str,
     committer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 10)], asynchronous=False)
     committer.close()
 
-    probe = ConsumerLag(kafka_bootstrap, group, topic)
+    probe = ConsumerLag(KafkaConfig(kafka_bootstrap), group, topic)
     assert probe.export() == {0: 6, 1: 0, 2: 10}  # partition 2: nothing committed, all 10 unread
     assert REGISTRY.get_sample_value("patchgate_consumer_lag", {"topic": topic, "partition": "0"}) == 6
-    assert ConsumerLag(kafka_bootstrap, unique_name("idle-group"), topic).measure() == {0: 10, 1: 10, 2: 10}
+    idle = ConsumerLag(KafkaConfig(kafka_bootstrap), unique_name("idle-group"), topic)
+    assert idle.measure() == {0: 10, 1: 10, 2: 10}
 

@@ -25,8 +25,8 @@ from confluent_kafka.admin import (
 from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.base import ServiceUnavailable, free_port
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka.topics import ensure_tenant_topics
 from processors.settings import Settings
-from processors.worker.topics import ensure_tenant_topics
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 from tests.worker.test_tenant_topics import wait_processed

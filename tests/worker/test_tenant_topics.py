@@ -14,9 +14,9 @@ import redis
 from confluent_kafka import Producer
 
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka.topics import ensure_tenant_topics, tenant_topics
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from processors.worker.topics import ensure_tenant_topics, tenant_topics
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
