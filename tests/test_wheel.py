@@ -8,6 +8,7 @@ One wheel build and one venv per test session (about a minute, pip's cache helps
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "schemas" / "examples"
 PACKAGE_ROOTS = ("processors", "edge")
+SOURCE_FILES = (*PACKAGE_ROOTS, "schemas", "pyproject.toml", "README.md")
 
 # Runs inside the installed venv: validates each example given on the command line with the packaged
 # contracts and prints one JSON result per file.
@@ -70,7 +72,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The bin folder of a clean venv (outside the checkout) with the wheel installed."""
     base = tmp_path_factory.mktemp("wheel")
     env = _clean_env()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"), str(ROOT)],
+    source = base / "source"  # a copy: setuptools' build/ folder must not land in (or come from) the checkout
+    for name in SOURCE_FILES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"), str(source)],
                    check=True, env=env, cwd=base, timeout=600)
     wheels = list((base / "dist").glob("patchgate-*.whl"))
     assert len(wheels) == 1
