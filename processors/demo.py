@@ -57,6 +57,7 @@ EXTERNAL_REDIS_ENV = "PATCHGATE_REDIS_URL"
 READY_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 1.0  # how often the waiting demo checks that its processes still run
 CLEANUP_SCAN_COUNT = 500  # keys per SCAN when the demo's keys are deleted from an external Redis
+UNIX_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -126,6 +127,16 @@ def api_answers(port: int, token: str) -> bool:
     return _status(port, token) == 200 and _status(port, secrets.token_urlsafe(24)) == 401
 
 
+def unix_socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one line: its first line, plus the last line of a service log if it quotes one."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
@@ -190,7 +201,7 @@ class DemoRun:
         worker.start()
         print(f"  worker pid {worker.pid}")
         (self.workdir / "edge.toml").write_text(EDGE_CONFIG)
-        socket_path = self.workdir / "milter.sock"
+        socket_path = self._socket_dir() / "milter.sock"
         edge = self._own(ManagedProcess(
             "edge", [*patchgate_executable(), "edge", "milter", "--config", str(self.workdir / "edge.toml"),
                      "--listen", f"unix:{socket_path}"],
@@ -198,6 +209,7 @@ class DemoRun:
                  "PATCHGATE_EDGE_VERDICTS_TOPIC": settings.topic_verdicts,
                  "PATCHGATE_EDGE_METADATA_TOPIC": settings.topic_metadata}))
         edge.start()
+        edge.wait_ready(lambda: unix_socket_answers(socket_path), READY_TIMEOUT_S)
         print(f"  edge milter on unix:{socket_path} "
               f"(Postfix: smtpd_milters = {{ unix:{socket_path}, default_action=accept }})")
         api = self._own(ManagedProcess(
@@ -206,6 +218,14 @@ class DemoRun:
                  "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*"}))
         api.start()
         api.wait_ready(lambda: api_answers(self.api_port, self.token), READY_TIMEOUT_S)
+
+    def _socket_dir(self) -> Path:
+        """The work folder, or a short one under /tmp when a socket path in it would be too long."""
+        if len(bytes(self.workdir / "milter.sock")) <= UNIX_PATH_MAX:
+            return self.workdir
+        short = Path(tempfile.mkdtemp(prefix="patchgate-demo-", dir="/tmp"))
+        self.closers.append(lambda: shutil.rmtree(short, ignore_errors=True))
+        return short
 
     def replay_and_report(self, settings: Settings) -> None:
         print("\nReplaying 120 days of traffic from 10 servers of 3 tenants (event time, accelerated):")
