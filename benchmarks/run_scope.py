@@ -3,7 +3,8 @@
 Everything a run creates goes under one temporary directory: ``TMPDIR`` points there for this
 process and for every child it starts (broker, Redis, workers, milters), so their logs and data
 directories land there too. Leaving the scope (normally, on an error, on a signal) stops every
-process still running with that ``TMPDIR`` (found by PID in ``/proc``), then removes the directory.
+process still running with that ``TMPDIR`` or inside that directory (found by PID in ``/proc``),
+then removes the directory.
 A signal interrupts the run once; the clean-up that follows is not interrupted by another.
 """
 
@@ -33,7 +34,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def processes_under(root: Path) -> list[int]:
-    """PIDs of the processes (other than this one) that were started with ``TMPDIR`` inside ``root``."""
+    """PIDs of the processes (other than this one) started with ``TMPDIR`` inside ``root``, or working
+    in it (``redis-server`` overwrites its environment with its process title, but works in its ``--dir``)."""
     marker = f"TMPDIR={root}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -41,7 +43,8 @@ def processes_under(root: Path) -> list[int]:
             continue
         with contextlib.suppress(OSError):
             variables = (entry / "environ").read_bytes().split(b"\0")
-            if any(v == marker or v.startswith(marker + b"/") for v in variables):
+            inside = any(v == marker or v.startswith(marker + b"/") for v in variables)
+            if inside or Path(os.readlink(entry / "cwd")).is_relative_to(root):
                 found.append(int(entry.name))
     return found
 
