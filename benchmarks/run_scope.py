@@ -77,6 +77,7 @@ def _running(pid: int) -> bool:
 def run_scope(prefix: str = "patchgate-bench-") -> Iterator[Path]:
     """A temporary directory that ``TMPDIR`` points to while the run lasts; see the module docstring."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # Postfix's daemons (user postfix) must reach a queue kept in here (--queue-on-disk)
     saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"] = tempfile.tempdir = str(root)
     saved_handlers = {sig: signal.signal(sig, _interrupt) for sig in SIGNALS}
