@@ -10,7 +10,8 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # `make demo PORT=8081`: the demo's API on that port (a free one otherwise)
 PORT ?=
 
-.PHONY: install test test-deps test-tansu test-apache lint bench bench-quick bench-deps demo demo-once up down clean
+.PHONY: install test test-deps kafka-jars test-tansu test-apache lint bench bench-quick bench-deps \
+        demo demo-once up down clean
 # one run at a time: the suites and benchmarks each start their own services on a 2-core budget
 .NOTPARALLEL:
 
@@ -31,24 +32,28 @@ $(DEMO_STAMP): pyproject.toml | $(PY)
 install: $(TEST_STAMP)
 
 # The whole suite on Tansu, then every integration suite again on Apache Kafka (KRaft).
-# test-deps installs (root) or names (otherwise) the system tools, Exim and the Kafka jars first.
+# test-deps installs (root) or names (otherwise) the system tools and Exim first.
 test: test-deps test-tansu test-apache
 
 test-deps:
 	@scripts/system-deps.sh test
 
-test-tansu: test-deps $(TEST_STAMP)
+# Apache Kafka's jars from Maven Central into .cache/apache-kafka, once (then a marker file answers)
+kafka-jars: $(TEST_STAMP)
+	@scripts/apache-kafka/fetch.sh >/dev/null
+
+test-tansu: test-deps kafka-jars
 	PATCHGATE_TEST_KAFKA=tansu $(PY) -m pytest
 
-test-apache: test-deps $(TEST_STAMP)
+test-apache: test-deps kafka-jars
 	PATCHGATE_TEST_KAFKA=apache $(PY) -m pytest -m integration
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check processors edge tests benchmarks
 	$(VENV)/bin/mypy processors edge tests benchmarks
 
-# Every benchmark with its side-by-side baseline (root, Postfix and redis-server needed; ~10 min);
-# bench-quick runs each with small sizes (< 3 min), to check that they run.
+# Every benchmark with its side-by-side baseline (root, Postfix and redis-server needed; ~6 min);
+# bench-quick runs each with small sizes (~1.5 min), to check that they run.
 bench: bench-deps $(TEST_STAMP)
 	$(PY) -m benchmarks
 

@@ -7,9 +7,10 @@
 #
 # As root, whatever is missing is installed from the Debian archive (apt-get update only when
 # something is), the system instances Debian then starts are stopped (tests and benchmarks start
-# their own on free ports), Exim is unpacked into .cache/exim and the Apache Kafka jars are fetched
-# from Maven Central into .cache/apache-kafka. As any other user, a missing piece stops the run at
-# once with one line naming the packages to install. Nothing is done when everything is there.
+# their own on free ports) and, for the tests, Exim is unpacked into .cache/exim. As any other user,
+# a missing piece stops the run at once with one line naming the packages to install. Nothing is
+# done when everything is there. (The Apache Kafka jars need the project's .venv: the Makefile
+# fetches them once it exists.)
 # PATCHGATE_SYSTEM_PACKAGES replaces the package list of the chosen set (to try this script out).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -97,11 +98,6 @@ fetch_exim() {
   "$root/scripts/exim/fetch.sh" >/dev/null
 }
 
-fetch_kafka_jars() {
-  # idempotent and quick once cached (a marker file in .cache/apache-kafka/<version>/lib)
-  "$root/scripts/apache-kafka/fetch.sh" >/dev/null
-}
-
 refuse() {
   echo "make $target: $1" >&2
   exit 1
@@ -118,10 +114,7 @@ main() {
   fi
   # shellcheck disable=SC2086  # one word per package
   [[ -z "$missing" ]] || install_packages $missing
-  if [[ "$target" == test ]]; then
-    fetch_exim
-    fetch_kafka_jars
-  fi
+  if [[ "$target" == test ]]; then fetch_exim; fi
 }
 
 main
