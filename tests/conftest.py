@@ -68,7 +68,7 @@ def kafka_broker() -> Iterator[Any]:
     except ServiceUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     yield broker
-    broker.stop()
+    broker.close()
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +105,7 @@ def redis_server() -> Iterator[Any]:
     except ServiceUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")
