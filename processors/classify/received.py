@@ -59,6 +59,9 @@ class Hop(NamedTuple):
 
     ``build`` is the Exchange build of the ``id`` clause when the hop is an Exchange stamp
     (``with Microsoft SMTP Server`` / ``with mapi``), else ``None``.
+
+    Built with keywords. It stays a NamedTuple (not a keyword-only frozen dataclass) because one is
+    built per message on the classifier's hot path, where the dataclass costs about 0.8 us more.
     """
 
     raw: str
@@ -155,15 +158,15 @@ def parse_hop(value: str) -> Hop:
             frm, by = m["frm"], m["by"]
             if (frm is None or frm.lower() not in _KEYWORDS) and by.lower() not in _KEYWORDS:
                 return Hop(
-                    raw,
-                    frm,
-                    by,
-                    m["with"],
-                    m["id"],
-                    m["via"],
-                    (),
-                    True,
-                    _build_of(m),
+                    raw=raw,
+                    from_text=frm,
+                    by_host=by,
+                    with_text=m["with"],
+                    id_token=m["id"],
+                    via=m["via"],
+                    comments=(),
+                    is_exchange_stamp=True,
+                    build=_build_of(m),
                 )
     return parse_hop_general(raw)
 
@@ -205,15 +208,15 @@ def parse_hop_general(value: str) -> Hop:
     id_token = ident[0] if ident else None
     exchange = _is_exchange_with(with_text)
     return Hop(
-        raw,
-        " ".join(frm) if frm else None,
-        by_host,
-        with_text,
-        id_token,
-        " ".join(via) if via else None,
-        comments,
-        exchange,
-        parse_build(id_token) if exchange and id_token is not None else None,
+        raw=raw,
+        from_text=" ".join(frm) if frm else None,
+        by_host=by_host,
+        with_text=with_text,
+        id_token=id_token,
+        via=" ".join(via) if via else None,
+        comments=comments,
+        is_exchange_stamp=exchange,
+        build=parse_build(id_token) if exchange and id_token is not None else None,
     )
 
 

@@ -53,7 +53,7 @@ class PausePolicy:
     max_days_per_request: int = 90
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EnforcementPolicy:
     stages: tuple[Stage, ...]
     upcoming_lead_days: int = 7
