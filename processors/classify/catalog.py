@@ -23,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
+from processors.errors import PatchgateError
+
 BuildTuple = tuple[int, int, int, int]
 
 BUILDS_FILE = "exchange-builds.csv"
@@ -175,7 +177,7 @@ class CatalogError:
         return f"line {self.line}: {self.message}"
 
 
-class CatalogFormatError(ValueError):
+class CatalogFormatError(PatchgateError, ValueError):
     """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
 
     def __init__(self, source: str, errors: list[CatalogError]) -> None:

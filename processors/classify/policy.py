@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from processors.classify.catalog import KINDS, PRODUCTS, BuildTuple, format_short, parse_build
+from processors.errors import PatchgateError
 
 POLICY_FILE = "policy.toml"
 TABLE = "classification"
@@ -65,7 +66,7 @@ class ClassificationPolicy:
         return best
 
 
-class PolicyError(ValueError):
+class PolicyError(PatchgateError, ValueError):
     """Invalid policy. ``errors`` lists every problem as ``classification.<key>: ...``."""
 
     def __init__(self, source: str, errors: list[str]) -> None:

@@ -18,10 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from processors.errors import PatchgateError
+
 VULNERABLE_STATUSES = frozenset({"behind", "unsupported"})
 
 
-class PolicyError(ValueError):
+class PolicyError(PatchgateError, ValueError):
     """The policy file is invalid; the message names the key."""
 
 
