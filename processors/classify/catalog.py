@@ -1,7 +1,8 @@
 """The Exchange Server build catalog: every released on-premises build, indexed by build number.
 
-Data lives in ``processors/data/exchange-builds.csv`` and ``exchange-lifecycle.csv`` (copies of the
-reference files in ``shared/reference``; see its README for the sources and the build formats).
+Data lives in ``processors/data/exchange-builds.csv`` (one row per released build; its ``notes``
+column names the sources that confirm the row) and ``exchange-lifecycle.csv`` (one row per product
+with its support dates; ``source_url`` and ``source_detail`` say where the dates come from).
 
 Builds are handled as 4-tuples of ints ``(major, minor, build, revision)``. Both text formats are
 accepted wherever a build is read: the short format ``15.1.2507.39`` and the long (zero-padded) format
@@ -59,7 +60,8 @@ PRODUCTS: tuple[str, ...] = (EX2007, EX2010, EX2013, EX2016, EX2019, EXSE)
 KINDS: frozenset[str] = frozenset({"RTM", "SP", "RU", "CU", "SU", "HU"})
 #: Products whose Received-header builds only match the catalog on major.minor (the SP level).
 SP_LEVEL_PRODUCTS: frozenset[str] = frozenset({EX2007, EX2010})
-#: First build number of Exchange Server SE within 15.2 (CSS-Exchange's rule).
+#: First build number of Exchange Server SE within 15.2 (SE RTM is 15.2.2562.17; every 15.2 build
+#: below 2562 is Exchange 2019).
 SE_FIRST_BUILD = 2562
 
 _MAX_PART_DIGITS = 6
