@@ -129,6 +129,14 @@ class Classification:
         }
 
 
+# The classifier builds one Classification per message. Calling the class with its 13 keywords
+# costs about 5,200 more machine instructions (~6 % of classify()) than calling its __init__ with
+# them: type.__call__ packs the keywords into a dict that __init__ unpacks again. So the classifier
+# allocates the object and calls __init__ itself: same fields, same result as Classification(...).
+_new_object = object.__new__
+_init_classification = Classification.__init__
+
+
 # ------------------------------------------------------------------------------------------ defaults
 
 
@@ -259,7 +267,9 @@ def _unjudged(
 
     ``server`` is the (name, source) pair; ``build``, when given, is shown but not judged.
     """
-    return Classification(
+    classification = _new_object(Classification)
+    _init_classification(
+        classification,
         server=server[0],
         server_source=server[1],
         build=format_short(build) if build else None,
@@ -274,6 +284,7 @@ def _unjudged(
         context_raw=context,
         cloud_host_suffixes=suffixes,
     )
+    return classification
 
 
 def _classify(
@@ -340,7 +351,9 @@ def _classify_exchange_stamp(
         )
         return _unjudged(server, NO_BUILD, "pickup_stamp", reason, hop=text, context=context, suffixes=suffixes)
     verdict = ev.evaluate(build, day)
-    return Classification(
+    classification = _new_object(Classification)
+    _init_classification(
+        classification,
         server=server[0],
         server_source=server[1],
         build=verdict.build,
@@ -355,6 +368,7 @@ def _classify_exchange_stamp(
         context_raw=context,
         cloud_host_suffixes=suffixes,
     )
+    return classification
 
 
 def _classify_other_stamp(

@@ -60,8 +60,9 @@ class Hop(NamedTuple):
     ``build`` is the Exchange build of the ``id`` clause when the hop is an Exchange stamp
     (``with Microsoft SMTP Server`` / ``with mapi``), else ``None``.
 
-    Built with keywords. It stays a NamedTuple (not a keyword-only frozen dataclass) because one is
-    built per message on the classifier's hot path, where the dataclass costs about 0.8 us more.
+    Built with keywords (through ``_new_hop``). It stays a NamedTuple, not a keyword-only frozen
+    dataclass, because one is built per message on the classifier's hot path, where the dataclass's
+    frozen ``__init__`` costs about 0.8 us more.
     """
 
     raw: str
@@ -82,6 +83,12 @@ class Hop(NamedTuple):
     def is_pickup(self) -> bool:
         """A Pickup-folder (or replay) submission stamp: ``from mail pickup service by ...``."""
         return (self.from_text or "").lower().startswith("mail pickup service")
+
+
+# One Hop is built per message. Calling the class with its nine keywords costs about 4,400 more
+# machine instructions (~5 % of classify()) than calling its __new__ with them: type.__call__ packs
+# the keywords into a dict that __new__ unpacks again. Same fields, same result as Hop(...).
+_new_hop = Hop.__new__
 
 
 def unfold(value: str) -> str:
@@ -157,7 +164,8 @@ def parse_hop(value: str) -> Hop:
         if m is not None:
             frm, by = m["frm"], m["by"]
             if (frm is None or frm.lower() not in _KEYWORDS) and by.lower() not in _KEYWORDS:
-                return Hop(
+                return _new_hop(
+                    Hop,
                     raw=raw,
                     from_text=frm,
                     by_host=by,
@@ -207,7 +215,8 @@ def parse_hop_general(value: str) -> Hop:
     with_text = " ".join(with_) if with_ else None
     id_token = ident[0] if ident else None
     exchange = _is_exchange_with(with_text)
-    return Hop(
+    return _new_hop(
+        Hop,
         raw=raw,
         from_text=" ".join(frm) if frm else None,
         by_host=by_host,
