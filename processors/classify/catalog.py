@@ -444,44 +444,56 @@ def check_lifecycle(text: str) -> tuple[list[CatalogError], dict[str, LifecycleR
         return [CatalogError(1, f"missing column(s): {', '.join(missing)}")], {}
     for rec in reader:
         line = reader.line_num
-        product = rec.get("product") or ""
-        if product not in PRODUCTS:
-            errors.append(CatalogError(line, f"unknown product {product!r}"))
-            continue
-        start = _parse_date(rec.get("start_date") or "")
-        if start is None:
-            errors.append(CatalogError(line, f"bad start_date {rec.get('start_date')!r}"))
-            continue
-        dates: dict[str, date | None] = {}
-        ok = True
-        for col in ("mainstream_end", "extended_end", "esu_end"):
-            raw = (rec.get(col) or "").strip()
-            if not raw:
-                dates[col] = None
-                continue
-            parsed = _end_of_month(raw) if col == "esu_end" else _parse_date(raw)
-            if parsed is None:
-                errors.append(CatalogError(line, f"bad {col} {raw!r}"))
-                ok = False
-            dates[col] = parsed
-        if not ok:
-            continue
-        if product in out:
-            errors.append(CatalogError(line, f"duplicate product {product!r}"))
-            continue
-        out[product] = LifecycleRow(
-            product=product,
-            policy=(rec.get("policy") or "").strip(),
-            start_date=start,
-            mainstream_end=dates["mainstream_end"],
-            extended_end=dates["extended_end"],
-            esu_end=dates["esu_end"],
-            notes=rec.get("notes") or "",
-        )
+        problems, row = _check_lifecycle_row(rec, out)
+        errors.extend(CatalogError(line, message) for message in problems)
+        if row is not None:
+            out[row.product] = row
     for product in PRODUCTS:
         if product not in out and not errors:
             errors.append(CatalogError(1, f"no lifecycle row for {product!r}"))
     return errors, out
+
+
+def _check_lifecycle_row(
+    rec: Mapping[str, str | None], seen: Mapping[str, LifecycleRow]
+) -> tuple[list[str], LifecycleRow | None]:
+    """One lifecycle row: a known product not seen before, a start date, and well-formed end dates."""
+    product = rec.get("product") or ""
+    if product not in PRODUCTS:
+        return [f"unknown product {product!r}"], None
+    start = _parse_date(rec.get("start_date") or "")
+    if start is None:
+        return [f"bad start_date {rec.get('start_date')!r}"], None
+    problems, dates = _lifecycle_end_dates(rec)
+    if problems:
+        return problems, None
+    if product in seen:
+        return [f"duplicate product {product!r}"], None
+    return [], LifecycleRow(
+        product=product,
+        policy=(rec.get("policy") or "").strip(),
+        start_date=start,
+        mainstream_end=dates["mainstream_end"],
+        extended_end=dates["extended_end"],
+        esu_end=dates["esu_end"],
+        notes=rec.get("notes") or "",
+    )
+
+
+def _lifecycle_end_dates(rec: Mapping[str, str | None]) -> tuple[list[str], dict[str, date | None]]:
+    """The optional end dates (``esu_end`` may be a month, read as its last day)."""
+    problems: list[str] = []
+    dates: dict[str, date | None] = {}
+    for col in ("mainstream_end", "extended_end", "esu_end"):
+        raw = (rec.get(col) or "").strip()
+        if not raw:
+            dates[col] = None
+            continue
+        parsed = _end_of_month(raw) if col == "esu_end" else _parse_date(raw)
+        if parsed is None:
+            problems.append(f"bad {col} {raw!r}")
+        dates[col] = parsed
+    return problems, dates
 
 
 # ---------------------------------------------------------------------------------------------- load
