@@ -76,6 +76,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError
 
 PREFIX = "PATCHGATE_"
@@ -96,7 +97,7 @@ _warned_lock = threading.Lock()
 S = TypeVar("S", bound="EnvSettings")
 
 
-class SettingsError(ValueError):
+class SettingsError(PatchgateError, ValueError):
     """An environment variable has a value patchgate cannot use."""
 
 

@@ -18,7 +18,7 @@ from processors.contracts import ContractError
 from processors.enforcement.verdicts import rfc3339
 from processors.settings import Settings, component_settings
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
