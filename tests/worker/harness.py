@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 from processors.kafka.topics import ensure_topics
 from processors.settings import Settings
 
@@ -35,8 +37,8 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, quiet: float =
     Reads until every partition reached its end offset and then nothing new came for ``quiet``
     seconds: Tansu reports end offsets per producer batch, lower than the records it holds.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
-                         "log_level": 3})
+    consumer = clients.consumer(KafkaConfig(bootstrap), {"group.id": "reader", "enable.auto.commit": False,
+                                                         "log_level": 3})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         partitions = sorted(metadata.partitions)
