@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError, redact
 
 Client = TypeVar("Client", Producer, Consumer, AdminClient)
@@ -60,7 +61,7 @@ def admin(config: KafkaConfig, own: Mapping[str, Any] | None = None,
     return build(AdminClient, config, _with_logger(own, logger))
 
 
-class KafkaUnreachable(RuntimeError):
+class KafkaUnreachable(PatchgateError, RuntimeError):
     """The brokers refused the client's credentials or TLS, or did not answer in time."""
 
 

@@ -19,11 +19,12 @@ import orjson
 from processors import metrics
 from processors.contracts import COMMAND_SCHEMA, contracts
 from processors.enforcement.verdicts import rfc3339
+from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput
 
 
-class CommandSendFailed(RuntimeError):
+class CommandSendFailed(PatchgateError, RuntimeError):
     """The broker did not acknowledge a command in time."""
 
 

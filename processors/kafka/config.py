@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processors.errors import PatchgateError
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 REDACTED = "***"
 MAX_FILE_BYTES = 64 * 1024
@@ -45,7 +47,7 @@ FILE_KEYS = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location")
 ENDPOINT_IDENTIFICATION = ("none", "https")
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(PatchgateError, ValueError):
     """The Kafka client configuration is unusable; the message names the file, line or property."""
 
 

@@ -10,12 +10,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from processors.errors import PatchgateError
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.metrics import EVENTS_OUT
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(PatchgateError, RuntimeError):
     """At least one record of a flush was not acknowledged by the broker."""
 
 
