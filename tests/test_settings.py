@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.settings import Settings, SettingsError
+from processors.settings import EnvSettings, Settings, SettingsError
 
 
 def test_defaults_and_environment_names() -> None:
@@ -74,7 +74,8 @@ def test_component_settings_name_the_variable(component: str, environ: dict[str,
     from processors.api.settings import ApiSettings
     from processors.notify.settings import NotifySettings
 
-    kind = {"api": ApiSettings, "notify": NotifySettings, "edge": EdgeSettings}[component]
+    kinds: dict[str, type[EnvSettings]] = {"api": ApiSettings, "notify": NotifySettings, "edge": EdgeSettings}
+    kind = kinds[component]
     with pytest.raises(SettingsError) as caught:
         kind.from_env(environ)
     assert str(caught.value).startswith(message)
