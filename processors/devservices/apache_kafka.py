@@ -289,11 +289,13 @@ class ApacheKafkaBroker(ProcessService):
         if not tcp_answers("127.0.0.1", self.port):
             return False
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
+
+        from processors.kafka import clients
+        from processors.kafka.config import KafkaConfig
 
         if self._admin is None:
             # log_level 0: librdkafka would print every refused connection while the broker starts
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            self._admin = clients.admin(KafkaConfig(self.bootstrap), {"log_level": 0})
         try:
             metadata = self._admin.list_topics(timeout=2.0)
         except KafkaException:
