@@ -199,7 +199,14 @@ def _start_cache(settings: EdgeSettings) -> Any:
     timeout = settings.edge_catchup_timeout
     cache = VerdictCache(settings.kafka, topic=settings.topic_verdicts)
     cache.start()
-    if cache.wait_caught_up(timeout):
+    caught_up = cache.wait_settled(timeout)
+    if cache.refused is not None:  # wrong credentials or TLS: a configuration error, not an outage
+        cache.stop()
+        source = f" (configuration {settings.kafka.source})" if settings.kafka.source else ""
+        print(f"edge: Kafka at {settings.kafka.bootstrap} refused the client{source}: {cache.refused}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    if caught_up:
         log.info("verdict cache caught up: %d verdicts from %s", len(cache), settings.topic_verdicts)
     else:
         log.warning("verdict cache not caught up after %.0fs; serving anyway and failing open until it is",

@@ -69,6 +69,8 @@ class VerdictCache(VerdictIndex):
         self._stopping = threading.Event()
         self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
+        self._settled = threading.Event()  # caught up, or the brokers refused the client
+        self.refused: str | None = None  # the brokers' reason when they refused the credentials or TLS
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
@@ -85,9 +87,24 @@ class VerdictCache(VerdictIndex):
         if self._thread is not None:
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
-        self._consumer = clients.consumer(self.kafka, self._config, logger=log)
+        self._consumer = clients.consumer(self.kafka, {**self._config, "error_cb": self._on_error}, logger=log)
         self._thread = self.thread
         self.thread.start()
+
+    def _on_error(self, error: KafkaError) -> None:
+        reason = clients.refusal(error, self.kafka)
+        if reason is None:
+            log.warning("verdict consumer: %s", error)
+            return
+        if self.refused is None:
+            log.error("Kafka refused the verdict consumer: %s", reason)
+        self.refused = reason
+        self._settled.set()
+
+    def wait_settled(self, timeout: float | None = None) -> bool:
+        """Block until caught up (True) or the brokers refused the client or ``timeout`` passed (False)."""
+        self._settled.wait(timeout)
+        return self.caught_up
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the topic was read to the end noted at start; False on timeout."""
@@ -124,17 +141,19 @@ class VerdictCache(VerdictIndex):
             if now >= self._next_metadata:
                 self._next_metadata = now + self.metadata_interval
                 self._refresh_assignment(consumer)
-            if not self._assigned:
-                self._stopping.wait(0.2)
-                continue
-            try:
-                messages = consumer.consume(num_messages=500, timeout=0.2)
-            except KafkaException as exc:  # pragma: no cover - client-level failure
-                self.metrics.consumer_errors += 1
-                log.warning("verdict consumer: %s", exc)
-                continue
-            if messages:
-                self._apply_messages(messages)
+            # unassigned (no metadata yet), consuming still serves the client's events: a refusal
+            # of the credentials reaches _on_error
+            self._consume(consumer, 500 if self._assigned else 1)
+
+    def _consume(self, consumer: Consumer, limit: int) -> None:
+        try:
+            messages = consumer.consume(num_messages=limit, timeout=0.2)
+        except KafkaException as exc:  # pragma: no cover - client-level failure
+            self.metrics.consumer_errors += 1
+            log.warning("verdict consumer: %s", exc)
+            return
+        if messages:
+            self._apply_messages(messages)
 
     def _apply_messages(self, messages: list[Any]) -> None:
         for msg in messages:
@@ -243,5 +262,6 @@ class VerdictCache(VerdictIndex):
         self.caught_up = True
         self.caught_up_at = time.monotonic()
         self._caught_up_event.set()
+        self._settled.set()
         took = self.caught_up_at - (self.started_at or self.caught_up_at)
         log.info("verdict cache caught up: %d verdicts in %.3fs", len(self), took)

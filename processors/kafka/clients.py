@@ -78,6 +78,7 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
     errors: list[Any] = []
     client = admin(config, {"error_cb": errors.append, "log_level": 0})
     deadline = time.monotonic() + timeout
+    where = f" (configuration {config.source})" if config.source else ""
     while True:
         try:
             client.list_topics(timeout=1.0)
@@ -85,12 +86,20 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
         except KafkaException as error:
             errors.append(error.args[0] if error.args else error)
         client.poll(0)
-        refused = [e for e in errors if getattr(e, "name", lambda: "")() in REFUSALS]
-        if refused or time.monotonic() >= deadline:
-            reason = _reason_text(refused[0] if refused else errors[-1])
-            verb = "refused the client" if refused else f"did not answer within {timeout:.0f}s"
-            where = f" (configuration {config.source})" if config.source else ""
-            raise KafkaUnreachable(f"Kafka at {config.bootstrap} {verb}{where}: {redact(reason, config.properties)}")
+        refused = [reason for reason in (refusal(e, config) for e in errors) if reason is not None]
+        if refused:
+            raise KafkaUnreachable(f"Kafka at {config.bootstrap} refused the client{where}: {refused[0]}")
+        if time.monotonic() >= deadline:
+            reason = redact(_reason_text(errors[-1]), config.properties)
+            raise KafkaUnreachable(f"Kafka at {config.bootstrap} did not answer within {timeout:.0f}s{where}: "
+                                   f"{reason}")
+
+
+def refusal(error: Any, config: KafkaConfig) -> str | None:
+    """The reason, secrets redacted, when a client error says the brokers refused the client; else None."""
+    if getattr(error, "name", lambda: "")() not in REFUSALS:
+        return None
+    return redact(_reason_text(error), config.properties)
 
 
 def _reason_text(error: Any) -> str:

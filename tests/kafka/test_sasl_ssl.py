@@ -172,3 +172,17 @@ def test_a_wrong_password_ends_the_worker_at_start_with_a_clear_message(
     assert f"patchgate worker: Kafka at {broker.sasl_bootstrap} refused the client" in stderr
     assert "Authentication failed" in stderr and str(worker_file) in stderr
     assert wrong not in stderr and "Traceback" not in stderr
+
+
+def test_a_wrong_password_ends_the_edge_at_start_with_a_clear_message(broker: SaslSslBroker, tmp_path: Path) -> None:
+    wrong = "not-the-edge-password"
+    edge_file = properties_file(tmp_path / "edge.properties", broker, "PLAIN", "edge", wrong)
+    env = {"PATCHGATE_KAFKA_CONFIG": str(edge_file), "PATH": "/usr/bin:/bin"}
+    began = time.monotonic()
+    done = subprocess.run([*patchgate_executable(), "edge", "cache-dump", "--catchup-timeout", "60"], env=env,
+                          capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert time.monotonic() - began < 50  # refused at once, not failing open after the catch-up timeout
+    assert f"edge: Kafka at {broker.sasl_bootstrap} refused the client (configuration {edge_file})" in stderr
+    assert "Authentication failed" in stderr and wrong not in stderr and "Traceback" not in stderr
