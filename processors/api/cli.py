@@ -56,6 +56,12 @@ def _api(args: argparse.Namespace) -> int:
         print("patchgate api: no API tokens configured (set PATCHGATE_API_TOKENS_FILE or PATCHGATE_API_TOKENS)",
               file=sys.stderr)
         return 2
+    from processors.kafka.clients import startup_refusal
+
+    refused = startup_refusal(settings.kafka)  # brokers that are away do not stop the API: reads work
+    if refused is not None:
+        print(f"patchgate api: {refused}", file=sys.stderr)
+        return 2
     return asyncio.run(_serve(settings, tokens, policy, api))
 
 

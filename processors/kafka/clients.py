@@ -69,11 +69,12 @@ REFUSALS = ("_AUTHENTICATION", "_SSL", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTH
             "CLUSTER_AUTHORIZATION_FAILED")
 
 
-def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
+def check_connection(config: KafkaConfig, timeout: float = 30.0, *, require_answer: bool = True) -> None:
     """Ask the brokers for metadata; fail fast with the broker's reason when they refuse the client.
 
     For start-up: a wrong password or CA ends the process with one clear message instead of a
-    client that retries forever in the background.
+    client that retries forever in the background. With ``require_answer=False`` brokers that do not
+    answer within ``timeout`` are not an error (components that work on while Kafka is away).
     """
     errors: list[Any] = []
     client = admin(config, {"error_cb": errors.append, "log_level": 0})
@@ -90,9 +91,21 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
         if refused:
             raise KafkaUnreachable(f"Kafka at {config.bootstrap} refused the client{where}: {refused[0]}")
         if time.monotonic() >= deadline:
+            if not require_answer:
+                return
             reason = redact(_reason_text(errors[-1]), config.properties)
             raise KafkaUnreachable(f"Kafka at {config.bootstrap} did not answer within {timeout:.0f}s{where}: "
                                    f"{reason}")
+
+
+def startup_refusal(config: KafkaConfig, timeout: float = 10.0) -> str | None:
+    """Why the brokers refuse this configuration (credentials, TLS), or None: for components that start
+    and work on while Kafka is away, but must not run with credentials that can never work."""
+    try:
+        check_connection(config, timeout, require_answer=False)
+    except KafkaUnreachable as error:
+        return str(error)
+    return None
 
 
 def refusal(error: Any, config: KafkaConfig) -> str | None:

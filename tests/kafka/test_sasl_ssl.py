@@ -186,3 +186,20 @@ def test_a_wrong_password_ends_the_edge_at_start_with_a_clear_message(broker: Sa
     assert time.monotonic() - began < 50  # refused at once, not failing open after the catch-up timeout
     assert f"edge: Kafka at {broker.sasl_bootstrap} refused the client (configuration {edge_file})" in stderr
     assert "Authentication failed" in stderr and wrong not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", ["api", "notify"])
+def test_a_wrong_password_ends_the_api_and_the_notifier_at_start(broker: SaslSslBroker, tmp_path: Path,
+                                                                  redis_url: str, command: str) -> None:
+    wrong = "not-the-edge-password"
+    client_file = properties_file(tmp_path / "client.properties", broker, "PLAIN", "edge", wrong)
+    webhooks = tmp_path / "notify.toml"
+    webhooks.write_text('[tenants."*"]\nurl = "https://ops.example/patchgate"\n')
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin",
+           "PATCHGATE_API_TOKENS": "sasl-test-token-0123456789=*", "PATCHGATE_API_PORT": "0",
+           "PATCHGATE_NOTIFY_CONFIG": str(webhooks)}
+    done = subprocess.run([*patchgate_executable(), command], env=env, capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert f"patchgate {command}: Kafka at {broker.sasl_bootstrap} refused the client" in stderr
+    assert wrong not in stderr and "Traceback" not in stderr
