@@ -202,9 +202,7 @@ def _start_cache(settings: EdgeSettings) -> Any:
     caught_up = cache.wait_settled(timeout)
     if cache.refused is not None:  # wrong credentials or TLS: a configuration error, not an outage
         cache.stop()
-        source = f" (configuration {settings.kafka.source})" if settings.kafka.source else ""
-        print(f"edge: Kafka at {settings.kafka.bootstrap} refused the client{source}: {cache.refused}",
-              file=sys.stderr)
+        print(f"edge: {cache.refusal.message()}", file=sys.stderr)
         raise SystemExit(2)
     if caught_up:
         log.info("verdict cache caught up: %d verdicts from %s", len(cache), settings.topic_verdicts)

@@ -70,7 +70,7 @@ class VerdictCache(VerdictIndex):
         self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
         self._settled = threading.Event()  # caught up, or the brokers refused the client
-        self.refused: str | None = None  # the brokers' reason when they refused the credentials or TLS
+        self.refusal = clients.RefusalWatch(self.kafka, log, on_refused=self._settled.set)
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
@@ -87,19 +87,14 @@ class VerdictCache(VerdictIndex):
         if self._thread is not None:
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
-        self._consumer = clients.consumer(self.kafka, {**self._config, "error_cb": self._on_error}, logger=log)
+        self._consumer = clients.consumer(self.kafka, {**self._config, "error_cb": self.refusal}, logger=log)
         self._thread = self.thread
         self.thread.start()
 
-    def _on_error(self, error: KafkaError) -> None:
-        reason = clients.refusal(error, self.kafka)
-        if reason is None:
-            log.warning("verdict consumer: %s", error)
-            return
-        if self.refused is None:
-            log.error("Kafka refused the verdict consumer: %s", reason)
-        self.refused = reason
-        self._settled.set()
+    @property
+    def refused(self) -> str | None:
+        """The brokers' reason when they refused the consumer's credentials or TLS."""
+        return self.refusal.reason
 
     def wait_settled(self, timeout: float | None = None) -> bool:
         """Block until caught up (True) or the brokers refused the client or ``timeout`` passed (False)."""

@@ -47,6 +47,7 @@ from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
+from processors.kafka.clients import RefusalWatch
 from processors.kafka.commands import CommandPublisher, CommandSendFailed, pause_command
 from processors.kafka.config import KafkaConfig
 from processors.kafka.logs import kafka_logger
@@ -70,10 +71,13 @@ class CommandSink(Protocol):
     async def send(self, tenant: str, command: dict[str, Any]) -> None: ...
 
 
-def kafka_command_sink(kafka: KafkaConfig, topic: str, timeout: float = 10.0) -> CommandPublisher:
+def kafka_command_sink(kafka: KafkaConfig, topic: str, timeout: float = 10.0,
+                       on_refused: Callable[[], object] | None = None) -> tuple[CommandPublisher, RefusalWatch]:
     """The API's command publisher: librdkafka's log with repeats summarised (no broker: 2 lines a
-    second), polled by the CLI."""
-    return CommandPublisher(kafka, topic, timeout, logger=kafka_logger("patchgate.api.kafka"))
+    second), polled by the CLI; the watch says when the brokers refuse its credentials."""
+    logger = kafka_logger("patchgate.api.kafka")
+    watch = RefusalWatch(kafka, logger, on_refused)
+    return CommandPublisher(kafka, topic, timeout, logger=logger, error_cb=watch), watch
 
 
 @dataclass

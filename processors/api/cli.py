@@ -56,12 +56,6 @@ def _api(args: argparse.Namespace) -> int:
         print("patchgate api: no API tokens configured (set PATCHGATE_API_TOKENS_FILE or PATCHGATE_API_TOKENS)",
               file=sys.stderr)
         return 2
-    from processors.kafka.clients import startup_refusal
-
-    refused = startup_refusal(settings.kafka)  # brokers that are away do not stop the API: reads work
-    if refused is not None:
-        print(f"patchgate api: {refused}", file=sys.stderr)
-        return 2
     return asyncio.run(_serve(settings, tokens, policy, api))
 
 
@@ -74,8 +68,12 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     from processors.kafka.logs import poll_kafka_events
     from processors.state.keys import KeySchema
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    sink = kafka_command_sink(settings.kafka, settings.topic_commands)
+    # brokers that are away do not stop the API (reads work); brokers that refuse its credentials do
+    sink, watch = kafka_command_sink(settings.kafka, settings.topic_commands,
+                                     on_refused=lambda: loop.call_soon_threadsafe(stop.set))
     ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink,
                      read_timeout_s=api.api_read_timeout)
     runner = GuardedAppRunner(create_app(ctx), read_timeout_s=api.api_read_timeout,
@@ -85,8 +83,6 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     site = web.TCPSite(runner, api.api_bind, api.api_port)
     await site.start()
     log.info("patchgate api listening on http://%s:%d/", api.api_bind, api.api_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
@@ -99,4 +95,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
         await runner.cleanup()
         await client.aclose()
         sink.close()
+    if watch.reason is not None:
+        print(f"patchgate api: {watch.message()}", file=sys.stderr)
+        return 2
     return 0

@@ -69,12 +69,11 @@ REFUSALS = ("_AUTHENTICATION", "_SSL", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTH
             "CLUSTER_AUTHORIZATION_FAILED")
 
 
-def check_connection(config: KafkaConfig, timeout: float = 30.0, *, require_answer: bool = True) -> None:
+def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
     """Ask the brokers for metadata; fail fast with the broker's reason when they refuse the client.
 
     For start-up: a wrong password or CA ends the process with one clear message instead of a
-    client that retries forever in the background. With ``require_answer=False`` brokers that do not
-    answer within ``timeout`` are not an error (components that work on while Kafka is away).
+    client that retries forever in the background.
     """
     errors: list[Any] = []
     client = admin(config, {"error_cb": errors.append, "log_level": 0})
@@ -91,21 +90,40 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0, *, require_answ
         if refused:
             raise KafkaUnreachable(f"Kafka at {config.bootstrap} refused the client{where}: {refused[0]}")
         if time.monotonic() >= deadline:
-            if not require_answer:
-                return
             reason = redact(_reason_text(errors[-1]), config.properties)
             raise KafkaUnreachable(f"Kafka at {config.bootstrap} did not answer within {timeout:.0f}s{where}: "
                                    f"{reason}")
 
 
-def startup_refusal(config: KafkaConfig, timeout: float = 10.0) -> str | None:
-    """Why the brokers refuse this configuration (credentials, TLS), or None: for components that start
-    and work on while Kafka is away, but must not run with credentials that can never work."""
-    try:
-        check_connection(config, timeout, require_answer=False)
-    except KafkaUnreachable as error:
-        return str(error)
-    return None
+class RefusalWatch:
+    """A librdkafka ``error_cb``: logs the client's errors, and when the brokers refuse its credentials
+    or TLS remembers why (``reason``) and calls ``on_refused`` (from the thread that polled the client).
+
+    For components that start and work on while Kafka is away but must not run on with a
+    configuration that can never work.
+    """
+
+    def __init__(self, config: KafkaConfig, logger: logging.Logger,
+                 on_refused: Callable[[], object] | None = None) -> None:
+        self.config = config
+        self.logger = logger
+        self.on_refused = on_refused
+        self.reason: str | None = None
+
+    def __call__(self, error: Any) -> None:
+        reason = refusal(error, self.config)
+        if reason is None:
+            self.logger.warning("Kafka client error: %s", redact(_reason_text(error), self.config.properties))
+            return
+        if self.reason is None:
+            self.logger.error("Kafka refused the client: %s", reason)
+        self.reason = reason
+        if self.on_refused is not None:
+            self.on_refused()
+
+    def message(self) -> str:
+        where = f" (configuration {self.config.source})" if self.config.source else ""
+        return f"Kafka at {self.config.bootstrap} refused the client{where}: {self.reason}"
 
 
 def refusal(error: Any, config: KafkaConfig) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,10 +49,12 @@ class CommandPublisher:
     """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
 
     def __init__(self, kafka: KafkaConfig, topic: str, timeout: float = 10.0,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, error_cb: Callable[[Any], None] | None = None) -> None:
         own: dict[str, Any] = {"message.timeout.ms": int(timeout * 1000)}
         if logger is not None:
             own["logger"] = logger  # librdkafka's log with repeats summarised; polled by the caller
+        if error_cb is not None:
+            own["error_cb"] = error_cb
         self.output = KafkaOutput(kafka, **own)
         self.topic = topic
         self.timeout = timeout

@@ -39,12 +39,6 @@ def _notify(args: argparse.Namespace) -> int:
     except (SettingsError, NotifyConfigError) as error:
         print(f"patchgate notify: {error}", file=sys.stderr)
         return 2
-    from processors.kafka.clients import startup_refusal
-
-    refused = startup_refusal(settings.kafka)  # brokers that are away do not stop it: it waits for them
-    if refused is not None:
-        print(f"patchgate notify: {refused}", file=sys.stderr)
-        return 2
     service = NotifyService(kafka=settings.kafka, notifications_topic=settings.topic_notifications,
                             deadletter_topic=settings.topic_deadletter, redis_url=settings.redis_url,
                             key_prefix=settings.key_prefix, config=config, group=own.notify_group)
@@ -57,6 +51,9 @@ def _notify(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         stats = await service.run(stop)
         logging.getLogger(__name__).info("stopped: %s", stats.outcomes)
+        if service.refusal.reason is not None:  # credentials or TLS that can never work: no retry loop
+            print(f"patchgate notify: {service.refusal.message()}", file=sys.stderr)
+            return 2
         return 0
 
     return asyncio.run(main())

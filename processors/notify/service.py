@@ -58,6 +58,7 @@ class NotifyService:
         self.batch_size = batch_size
         self.stats = NotifyStats()
         self.assigned = asyncio.Event()
+        self.refusal = clients.RefusalWatch(kafka, KAFKA_LOG)  # says why when the brokers refuse the client
 
     def _consumer(self) -> Consumer:
         policy = self.config.delivery
@@ -70,13 +71,16 @@ class NotifyService:
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
             "max.poll.interval.ms": max(300_000, worst_ms),
+            "error_cb": self.refusal,
             "log_level": 3,
         }, logger=KAFKA_LOG)  # repeats summarised: with no broker the consumer logs ~20 lines a second
         consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
         return consumer
 
     async def run(self, stop: asyncio.Event) -> NotifyStats:
+        """Deliver until ``stop`` is set, or until the brokers refuse the client (``refusal.reason``)."""
         loop = asyncio.get_running_loop()
+        self.refusal.on_refused = lambda: loop.call_soon_threadsafe(stop.set)
         consumer = self._consumer()
         output = KafkaOutput(self.kafka, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
         client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=5)

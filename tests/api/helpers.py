@@ -79,7 +79,7 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
     """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
-    sink = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
+    sink, _ = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
     ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
