@@ -50,7 +50,8 @@ from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
+from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
+from processors.state.protocol import Store
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
@@ -133,7 +134,7 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 
 class BatchProcessor:
-    def __init__(self, settings: Settings, store: StateStore, output: KafkaOutput, policies: PolicySource) -> None:
+    def __init__(self, settings: Settings, store: Store, output: KafkaOutput, policies: PolicySource) -> None:
         self.settings = settings
         self.store = store
         self.output = output
