@@ -4,10 +4,12 @@ store (:class:`processors.state.store.StateStore`), for unit tests and tools tha
 The server-side scripts are re-stated in Python (``_observe``, ``_commit_verdict``, ``_emit_once``,
 ``_claim_outbox``), over the same key names (:class:`processors.state.keys.KeySchema`), so a test
 can look at the state the way it would look at Redis. Every operation runs without awaiting in
-between, so each is atomic as a script or transaction is. Differences, none visible through the
-operations: per-day message counts are exact sets instead of HyperLogLogs (which estimate), keys
-do not expire (HyperLogLog retention, the webhook-delivered set), and nothing is persisted. The
-timer lease does expire, by ``monotonic`` (injectable).
+between, so each is atomic as a script or transaction is. Differences no caller depends on:
+per-day message counts are exact sets instead of HyperLogLogs (which estimate, exactly for small
+counts), keys do not expire (HyperLogLog retention; the webhook-delivered set, whose readers check
+the delivery time against the TTL themselves), and nothing is persisted. The
+timer lease does expire, by ``monotonic`` (injectable). Sized for tests and tools: an operation may
+scan every key (to drop emptied containers as Redis does), so it is not for production volumes.
 """
 
 from __future__ import annotations
