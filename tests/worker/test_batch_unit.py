@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from processors.enforcement.verdicts import rfc3339
+from processors.report.reader import ReportReader
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
 from processors.worker.cli import pause_command
@@ -237,3 +238,15 @@ def test_a_pause_command_applies_once_and_its_end_is_announced_once() -> None:
     assert driver.tick(at + timedelta(days=7)) == 0
     kinds = [kind for kind, owner in driver.notifications() if owner == "contoso"]
     assert kinds == ["pause_started", "pause_ended"]
+
+
+def test_the_report_reads_what_the_batch_wrote() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0), event(2, T0 + timedelta(minutes=1)),
+                              event(3, T0, server="ex02.contoso.com")))
+    reader = ReportReader(driver.store, POLICIES.current.enforcement)
+    rows = asyncio.run(reader.rows("contoso", T0 + timedelta(hours=1)))
+    assert [(row.server_key, row.stage, row.messages_per_day[-1]) for row in rows] == [
+        (EX01, 1, ("2026-11-02", 2)), (EX02, 1, ("2026-11-02", 1))]
+    (summary,) = asyncio.run(reader.summaries(T0))
+    assert (summary.servers, summary.stages) == (2, {"1": 2})
