@@ -110,6 +110,12 @@ def due_member(kind: str, name: str) -> str:
     return f"{kind}|{name}"
 
 
+def parse_due_member(member: str) -> tuple[str, str]:
+    """(kind, name) of a ``<p>:due`` member: the inverse of :func:`due_member`."""
+    kind, _, name = member.partition("|")
+    return kind, name
+
+
 # Progress marks (``<p>:progress`` fields): ``<topic>:<partition>``, ``owner:<topic>:<partition>``, ``timer``.
 PROGRESS_TIMER = "timer"
 

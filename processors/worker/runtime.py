@@ -29,7 +29,14 @@ from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
 from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
-from processors.state.keys import DUE_TENANT, PROGRESS_TIMER, ServerField, progress_owner, progress_partition
+from processors.state.keys import (
+    DUE_TENANT,
+    PROGRESS_TIMER,
+    ServerField,
+    parse_due_member,
+    progress_owner,
+    progress_partition,
+)
 from processors.state.model import TIMER_BATCH, CommandState, LeaseState, Observation, outbox_record
 from processors.state.protocol import Store
 from processors.worker.clock import Clock
@@ -301,7 +308,7 @@ class WorkerRuntime:
                 return handled
             for member, score in due:
                 at = datetime.fromtimestamp(score, UTC)
-                kind, _, name = member.partition("|")
+                kind, name = parse_due_member(member)
                 if kind == DUE_TENANT:
                     await self._pause_expired(name, at)
                     await self.store.remove_due(member)
