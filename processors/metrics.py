@@ -12,6 +12,11 @@ Metric                               Type       Labels                 Meaning
 patchgate_events_in_total            counter    topic                  Kafka records consumed
 patchgate_events_out_total           counter    topic                  Kafka records produced (acknowledged)
 patchgate_dead_letters_total         counter    reason                 records dead-lettered, by category
+patchgate_server_key_mismatch_total  counter    -                      records whose headers name another server
+                                                                       than their Kafka key (kept under the
+                                                                       server the headers name, same tenant)
+patchgate_context_dropped_total      counter    field                  HELO / PTR names that are no host name,
+                                                                       dropped from a record that was kept
 patchgate_classifications_total      counter    status                 classified messages by status
 patchgate_verdicts_total             counter    action                 verdicts committed: report / throttle /
                                                                        block / paused / remediated
@@ -55,6 +60,13 @@ EVENTS_OUT = Counter("patchgate_events_out_total", "Kafka records produced and a
                      registry=REGISTRY)
 DEAD_LETTERS = Counter("patchgate_dead_letters_total", "Records sent to the dead-letter topic, by reason category",
                        ["reason"], registry=REGISTRY)
+SERVER_KEY_MISMATCHES = Counter(
+    "patchgate_server_key_mismatch_total",
+    "Records whose headers name another server than their Kafka key (processed under the headers' server, "
+    "within the key's tenant)", registry=REGISTRY)
+CONTEXT_DROPPED = Counter("patchgate_context_dropped_total",
+                          "Context fields (helo, ptr) that were no valid host name and were dropped from a kept record",
+                          ["field"], registry=REGISTRY)
 CLASSIFICATIONS = Counter("patchgate_classifications_total", "Classified messages, by classification status",
                           ["status"], registry=REGISTRY)
 VERDICTS = Counter("patchgate_verdicts_total",

@@ -39,21 +39,33 @@ PATCHGATE_LAG_INTERVAL_S           15                         how often each wor
 PATCHGATE_DATA_DIR                 <temp dir>/patchgate       Faust's local directory (one ``<group>-data``
                                                               folder per consumer group; patchgate keeps
                                                               no state there, everything is in Redis)
+PATCHGATE_METADATA_TOPIC_MODE      shared                     ``shared``: one metadata topic, the Kafka key
+                                                              names the tenant; ``per-tenant``: topics
+                                                              ``<TOPIC_METADATA>.<tenant>``, subscribed by
+                                                              pattern, the topic names the tenant
+PATCHGATE_METADATA_TENANT_PATTERN  [A-Za-z0-9][A-Za-z0-9._-]  regular expression of the tenant ids whose
+                                   {0,63}                     topics a per-tenant worker subscribes to
+PATCHGATE_EVENT_MAX_FUTURE_S       86400                      how far ``observed_at`` may lie after the
+                                                              broker's timestamp of its Kafka message
 =================================  =========================  ============================================
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from processors.errors import PatchgateError
+
 PREFIX = "PATCHGATE_"
+METADATA_TOPIC_MODES = ("shared", "per-tenant")
 
 
-class SettingsError(ValueError):
+class SettingsError(PatchgateError, ValueError):
     """An environment variable has a value patchgate cannot use."""
 
 
@@ -82,6 +94,9 @@ class Settings:
     metrics_bind: str = "127.0.0.1"
     lag_interval_s: float = 15.0
     data_dir: Path | None = None
+    metadata_topic_mode: str = "shared"
+    metadata_tenant_pattern: str = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+    event_max_future_s: float = 86400.0
 
     def __post_init__(self) -> None:
         _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
@@ -105,6 +120,11 @@ class Settings:
         _require(0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be 0..65535")
         _require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "LAG_INTERVAL_S",
                  "must be 0 (off) or 1..3600")
+        _require(self.metadata_topic_mode in METADATA_TOPIC_MODES, "METADATA_TOPIC_MODE",
+                 f"must be one of {', '.join(METADATA_TOPIC_MODES)}, got {self.metadata_topic_mode!r}")
+        _require(_compiles(self.metadata_tenant_pattern), "METADATA_TENANT_PATTERN",
+                 f"is not a regular expression: {self.metadata_tenant_pattern!r}")
+        _require(60 <= self.event_max_future_s <= 30 * 86400, "EVENT_MAX_FUTURE_S", "must be 60..2592000")
         for name in ("policy_file", "catalog_file"):
             path = getattr(self, name)
             _require(path is None or Path(path).is_file(), name.upper(), f"is not a readable file: {path}")
@@ -125,6 +145,19 @@ class Settings:
     @property
     def faust_data_dir(self) -> Path:
         return self.data_dir or Path(tempfile.gettempdir()) / "patchgate"
+
+    @property
+    def per_tenant_topics(self) -> bool:
+        return self.metadata_topic_mode == "per-tenant"
+
+    @property
+    def metadata_topic_pattern(self) -> str:
+        """The pattern a per-tenant worker subscribes to; its one group is the tenant id."""
+        return rf"^{re.escape(self.topic_metadata)}\.({self.metadata_tenant_pattern})$"
+
+    def tenant_metadata_topic(self, tenant_id: str) -> str:
+        """The metadata topic of one tenant in the per-tenant mode."""
+        return f"{self.topic_metadata}.{tenant_id}"
 
     def to_env(self) -> dict[str, str]:
         """The ``PATCHGATE_<FIELD>`` variables that :meth:`from_env` reads back as these settings."""
@@ -148,3 +181,11 @@ def _convert(name: str, type_name: str, raw: str) -> object:
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise SettingsError(f"{PREFIX}{name}: {message}")
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return bool(pattern)

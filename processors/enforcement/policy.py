@@ -18,10 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from processors.errors import PatchgateError
+
 VULNERABLE_STATUSES = frozenset({"behind", "unsupported"})
 
 
-class PolicyError(ValueError):
+class PolicyError(PatchgateError, ValueError):
     """The policy file is invalid; the message names the key."""
 
 
@@ -53,7 +55,7 @@ class PausePolicy:
     max_days_per_request: int = 90
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EnforcementPolicy:
     stages: tuple[Stage, ...]
     upcoming_lead_days: int = 7
@@ -80,7 +82,12 @@ class EnforcementPolicy:
 
     @staticmethod
     def stage_start(detected_on: date, stage: Stage) -> datetime:
-        return datetime.combine(detected_on + timedelta(days=stage.start_day), time(0), tzinfo=UTC)
+        """Midnight UTC of the stage's first day; the last representable day if that lies beyond it."""
+        try:
+            day = detected_on + timedelta(days=stage.start_day)
+        except OverflowError:
+            day = date.max
+        return datetime.combine(day, time(0), tzinfo=UTC)
 
     def first_stage_where(self, predicate: str) -> Stage | None:
         """The first stage that throttles (``"throttle"``) or blocks (``"block"``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -52,7 +53,7 @@ class ReplayDriver:
                 command = pause_command(step.tenant, step.days, False, "replay", at=step.at)
                 self.send([(self.settings.topic_commands, step.tenant.encode(), orjson.dumps(command))])
             else:
-                self.send(self.mail_messages(step))
+                self.send(self.mail_messages(step), at=step.at)
             if self.on_step:
                 self.on_step(index, len(steps), step)
 
@@ -67,7 +68,18 @@ class ReplayDriver:
                                                      "records": records}))
                 for key, records in by_key.items()]
 
-    def send(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+    def produce(self, messages: Sequence[tuple[str, bytes, bytes]], at: datetime | None = None,
+                on_delivery: Callable[[Any, Any], None] | None = None) -> None:
+        """Produce without waiting; ``at`` becomes the messages' broker timestamp (CreateTime).
+
+        The worker bounds event times by the broker's timestamp (at most a day ahead), so a replay
+        stamps its messages with the simulated time they were sent at, as the edge would have.
+        """
+        timestamp = int(at.timestamp() * 1000) if at is not None else 0
+        for topic, key, value in messages:
+            self.producer.produce(topic, key=key, value=value, timestamp=timestamp, on_delivery=on_delivery)
+
+    def send(self, messages: Sequence[tuple[str, bytes, bytes]], at: datetime | None = None) -> None:
         """Produce, then wait until the worker has processed every message."""
         placed: list[tuple[str, int, int]] = []
         errors: list[str] = []
@@ -78,8 +90,7 @@ class ReplayDriver:
             else:
                 placed.append((message.topic(), message.partition(), message.offset()))
 
-        for topic, key, value in messages:
-            self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
+        self.produce(messages, at, delivered)
         self.producer.flush(30)
         if errors or len(placed) != len(messages):
             raise ReplayTimeout(f"could not produce the step: {errors or 'unacknowledged records'}")

@@ -434,7 +434,8 @@ class StateStore:
 
 
 class ScenarioControl:
-    """Blocking access for scenario drivers (replay): move the scenario clock, read progress marks."""
+    """Blocking access for scenario drivers (replay, demo): move the scenario clock, read progress
+    marks, delete a finished scenario's keys."""
 
     def __init__(self, url: str, keys: KeySchema) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
@@ -446,6 +447,14 @@ class ScenarioControl:
 
     def progress(self) -> dict[str, str]:
         return _decoded(self.client.hgetall(self.keys.progress))  # type: ignore[arg-type]
+
+    def delete_all(self, page: int) -> int:
+        """Delete every key under the prefix (SCAN and DELETE in pages of ``page``, never KEYS);
+        returns how many were deleted."""
+        found = list(self.client.scan_iter(match=f"{self.keys.prefix}:*", count=page))
+        for part in chunked(found, page):
+            self.client.delete(*part)
+        return len(found)
 
     def close(self) -> None:
         self.client.close()

@@ -42,11 +42,13 @@ from processors.worker.runtime import WorkerRuntime
 from processors.worker.transport import transport_class
 
 log = logging.getLogger(__name__)
+TENANT_TOPICS_INTERVAL_S = 30.0  # how often a per-tenant worker looks for new tenant topics
 
 
 def _raw(event: Any) -> RawMessage:
     message = event.message
-    return RawMessage(message.topic, message.partition, message.offset, message.key, message.value)
+    timestamp = message.timestamp if isinstance(message.timestamp, (int, float)) and message.timestamp > 0 else None
+    return RawMessage(message.topic, message.partition, message.offset, message.key, message.value, timestamp)
 
 
 class PatchgateApp(faust.App):
@@ -58,6 +60,37 @@ class PatchgateApp(faust.App):
 
     def _new_transport(self) -> Any:
         return transport_class(self._fetch_max_wait_ms)(self.conf.broker_consumer, self)
+
+
+def metadata_topic_names(settings: Settings) -> list[str]:
+    """The metadata topics to consume: the shared one, and in the per-tenant mode every tenant's.
+
+    In the per-tenant mode the shared topic stays subscribed (a worker needs at least one topic,
+    and a tenant may not exist yet): whatever a producer writes there names no tenant by its topic
+    and is dead-lettered.
+    """
+    if not settings.per_tenant_topics:
+        return [settings.topic_metadata]
+    from processors.worker.topics import tenant_topics
+
+    return [settings.topic_metadata, *tenant_topics(settings)]
+
+
+def subscribe_new_tenant_topics(app: faust.App, topic: Any, settings: Settings) -> list[str]:
+    """Add the tenant topics created since the worker started to its subscription; return them.
+
+    Faust subscribes by topic names (its pattern subscription is not wired to the Kafka client), so
+    the worker matches the pattern itself: it extends the topic's name list in place (every clone
+    of the topic, the agent's stream included, shares that list) and asks Faust's conductor to
+    resubscribe, which it does after its resubscription delay (45 s).
+    """
+    new = [name for name in metadata_topic_names(settings) if name not in topic.topics]
+    if new:
+        log.info("subscribing to %d new tenant metadata topic(s): %s", len(new), ", ".join(new))
+        topic.topics.extend(new)
+        conductor: Any = app.topics
+        app.loop.call_soon_threadsafe(conductor._flag_changes)
+    return new
 
 
 def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust.App, dict[str, Any]]:
@@ -82,8 +115,9 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         store="memory://",
         datadir=str(settings.faust_data_dir / "{conf.name}-data"),  # Faust fills in the group name
     )
-    metadata_topic = app.topic(settings.topic_metadata, key_type=bytes, value_type=bytes,
+    metadata_topic = app.topic(*metadata_topic_names(settings), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
+    metadata_topic.topics = list(metadata_topic.topics)  # one growable list, shared by the agent's clones
     commands_topic = app.topic(settings.topic_commands, key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
     holder: dict[str, Any] = {}
@@ -138,6 +172,16 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
             except Exception as error:  # the gauge keeps its last value; the next run retries
                 log.warning("could not measure the consumer lag: %s", error)
 
+    if settings.per_tenant_topics:
+
+        @app.timer(TENANT_TOPICS_INTERVAL_S)
+        async def follow_tenant_topics() -> None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, subscribe_new_tenant_topics,
+                                                                 app, metadata_topic, settings)
+            except Exception as error:  # the next run retries; the subscribed topics keep flowing
+                log.warning("could not list the tenants' metadata topics: %s", error)
+
     @app.timer(settings.timer_interval_s)
     async def timer() -> None:
         if "runtime" in holder:
@@ -158,7 +202,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
         start_metrics_server(settings.metrics_port, addr=settings.metrics_bind)
     app, _ = create_app(settings)
-    # faust's `-l warn` turns the root logger to DEBUG (perf-notes): keep it at info or above.
+    # faust's `-l warn` turns the root logger to DEBUG (measured: debug logging costs throughput):
+    # keep it at info or above.
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

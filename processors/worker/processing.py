@@ -3,8 +3,12 @@
 One call of :meth:`BatchProcessor.process` takes a batch of Kafka messages (single records or batch
 envelopes) and:
 
-1. decodes and validates every record; a bad one is dead-lettered with its reason and position;
-2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing);
+1. decodes and validates every record against its contract and the admission rules
+   (:mod:`processors.worker.admission`: the Kafka key, or in the per-tenant topic mode the topic,
+   decides the tenant; canonical IPs; event time bounded by the broker's timestamp); a bad one is
+   dead-lettered with its reason and position;
+2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing)
+   and keys it under the server its headers name, within the tenant of its key;
 3. folds each server's records into Redis with one ``observe.lua`` call per server, all in one
    pipelined round trip that also reads the batch's tenant pauses;
 4. evaluates each server's verdict at its latest event time and commits the changed ones
@@ -12,6 +16,11 @@ envelopes) and:
    something changed;
 5. publishes the outbox records and the dead letters, waits for the broker's acknowledgements,
    then clears the outboxes.
+
+Failure isolation: an error in one record's decoding, admission, classification or grouping
+dead-letters that record; one in building or evaluating a server's observation dead-letters that
+server's records of the batch. The rest of the batch goes on, so its verdicts are published once.
+Only Redis and Kafka failures stop the batch (it is retried whole, see below).
 
 Crash safety: a verdict is committed to Redis together with its outbox records before it is
 published. Publishing claims an outbox exclusively (``claim_outbox.lua``), so two processes never
@@ -28,6 +37,7 @@ from __future__ import annotations
 import base64
 import gc
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from processors import metrics
 from processors.classify import Classification, Connection, classify
 from processors.classify.received import stamp_cache_key
 from processors.contracts import (
@@ -50,8 +61,19 @@ from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
 from processors.settings import Settings
+from processors.state.keys import ServerField
 from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
 from processors.state.protocol import Store
+from processors.worker.admission import (
+    Refused,
+    check_event_time,
+    check_ip,
+    event_time_limit,
+    is_host_name,
+    is_server_name,
+    key_parts,
+    topic_tenant,
+)
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
@@ -70,6 +92,7 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float | None = None  # the broker's timestamp of the message (seconds), if it has one
 
 
 @dataclass(slots=True)
@@ -80,10 +103,33 @@ class BatchStats:
     servers: int = 0
     verdicts: int = 0
     notifications: int = 0
+    server_key_mismatches: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    context_dropped: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
     verdict_actions: dict[str, int] = field(default_factory=dict)
     redis_seconds: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Authority:
+    """What a Kafka message's key (and topic) say about its records."""
+
+    tenant_id: str
+    server: str
+    latest: datetime | None  # the latest event time its broker timestamp allows
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """A record that passed its contract and the admission rules, with where it came from."""
+
+    event: dict[str, Any]
+    at: datetime
+    message: RawMessage
+    index: int | None  # position in a batch envelope
+    tenant_id: str  # from the Kafka key (or the topic): the authority
+    key_server: str
 
 
 @dataclass(slots=True)
@@ -91,6 +137,7 @@ class _Record:
     event: dict[str, Any]
     at: datetime
     classification: Classification
+    source: _Admitted
 
 
 @dataclass(slots=True)
@@ -141,6 +188,16 @@ class BatchProcessor:
         self.policies = policies
         self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
         self._cache_version = policies.current.version
+        self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
+        self._check_record = contracts.metadata_record
+
+    @staticmethod
+    def record_admission_metrics(stats: BatchStats) -> None:
+        """Count what admitting a finished batch's records noticed (see :mod:`processors.worker.admission`)."""
+        if stats.server_key_mismatches:
+            metrics.SERVER_KEY_MISMATCHES.inc(stats.server_key_mismatches)
+        for name, count in stats.context_dropped.items():
+            metrics.CONTEXT_DROPPED.labels(name).inc(count)
 
     # ------------------------------------------------------------------------------------ decoding
 
@@ -166,9 +223,36 @@ class BatchProcessor:
         }
         self.output.produce(self.settings.topic_deadletter, message.key, orjson.dumps(record))
 
-    def _decode(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        check_record = contracts.metadata_record
+    def _authority(self, message: RawMessage) -> _Authority:
+        """The tenant and server the message is keyed under; in the per-tenant mode the topic must agree."""
+        tenant, server = key_parts(message.key)
+        if self._tenant_topic is not None:
+            owner = topic_tenant(message.topic, self._tenant_topic)
+            if owner != tenant:
+                raise Refused(f"tenant mismatch: the Kafka key names tenant {tenant!r}, "
+                              f"the topic {message.topic!r} belongs to tenant {owner!r}")
+        return _Authority(tenant, server, event_time_limit(message.timestamp, self.settings.event_max_future_s))
+
+    def _items(self, message: RawMessage, document: Any) -> tuple[list[Any], bool]:
+        """The records of one decoded message and whether it is a batch envelope; :class:`Refused` if neither."""
+        schema = document.get("schema") if isinstance(document, dict) else None
+        if schema == METADATA_SCHEMA:
+            return [document], False
+        if schema != METADATA_BATCH_SCHEMA:
+            raise Refused(f"unknown schema: expected {METADATA_SCHEMA!r} or "
+                          f"{METADATA_BATCH_SCHEMA!r}, got {str(schema)[:80]!r}", "$.schema")
+        items = document.get("records")
+        if not isinstance(items, list) or not items or len(items) > 1000:
+            raise Refused("$.records: a batch needs 1..1000 records", "$.records")
+        envelope_key = document.get("server_key")
+        key_text = (message.key or b"").decode("utf-8", "replace")
+        if not isinstance(envelope_key, str) or envelope_key.lower() != key_text.lower():
+            raise Refused(f"server key mismatch: the envelope's server_key {str(envelope_key)[:120]!r} "
+                          f"differs from the Kafka key {key_text[:120]!r}")
+        return items, True
+
+    def _decode(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_Admitted]:
+        records: list[_Admitted] = []
         for message in messages:
             stats.messages += 1
             if message.value is None:
@@ -179,33 +263,53 @@ class BatchProcessor:
             except orjson.JSONDecodeError as error:
                 self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
                 continue
-            schema = document.get("schema") if isinstance(document, dict) else None
-            if schema == METADATA_SCHEMA:
-                items: list[Any] = [document]
-                batch = False
-            elif schema == METADATA_BATCH_SCHEMA:
-                items = document.get("records")  # type: ignore[union-attr]
-                if not isinstance(items, list) or not items or len(items) > 1000:
-                    self.dead_letter(stats, message, "$.records: a batch needs 1..1000 records", "$.records",
-                                      None, now)
-                    continue
-                batch = True
-            else:
-                self.dead_letter(stats, message, f"unknown schema: expected {METADATA_SCHEMA!r} or "
-                                  f"{METADATA_BATCH_SCHEMA!r}, got {str(schema)[:80]!r}", "$.schema", None, now)
+            try:
+                authority = self._authority(message)
+                items, batch = self._items(message, document)
+            except Refused as refusal:
+                self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
                 continue
             for index, item in enumerate(items):
-                try:
-                    check_record(item)
-                except ContractError as error:
-                    prefix = f"$.records[{index}]" if batch else "$"
-                    path = prefix + error.path[1:]
-                    self.dead_letter(stats, message, f"{path}: {error.reason}", path,
-                                      index if batch else None, now)
-                    continue
-                records.append(item)
+                admitted = self._admit_one(message, item, index if batch else None, authority, stats, now)
+                if admitted is not None:
+                    records.append(admitted)
         stats.records += len(records)
         return records
+
+    def _admit_one(self, message: RawMessage, item: Any, index: int | None, authority: _Authority,
+                   stats: BatchStats, now: datetime) -> _Admitted | None:
+        """One record checked against its contract and the admission rules, or dead-lettered alone."""
+        prefix = f"$.records[{index}]" if index is not None else "$"
+        try:
+            self._check_record(item)
+            at = datetime.fromisoformat(item["observed_at"])
+            self._admit(item, at, authority, stats)
+        except ContractError as error:
+            path = prefix + error.path[1:]
+            self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
+            return None
+        except Refused as refusal:
+            self.dead_letter(stats, message, str(refusal), None, index, now)
+            return None
+        except Exception as error:  # a bug must cost this record only, never its neighbours
+            self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
+            return None
+        return _Admitted(item, at, message, index, authority.tenant_id, authority.server)
+
+    @staticmethod
+    def _admit(event: dict[str, Any], at: datetime, authority: _Authority, stats: BatchStats) -> None:
+        """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
+        if event["tenant_id"] != authority.tenant_id:
+            raise Refused(f"tenant mismatch: the record's tenant_id {event['tenant_id']!r} differs from "
+                          f"the tenant {authority.tenant_id!r} of its Kafka key (the key decides)")
+        client = event["client"]
+        check_ip(client["ip"])
+        check_event_time(at, authority.latest)
+        for name in ("helo", "ptr"):
+            value = client.get(name)
+            if value is not None and not is_host_name(value):
+                client[name] = None  # context only: keep the record, drop the unusable name
+                stats.context_dropped[name] = stats.context_dropped.get(name, 0) + 1
 
     # ------------------------------------------------------------------------------ classification
 
@@ -238,22 +342,52 @@ class BatchProcessor:
             self._cache[key] = result
         return result
 
-    def _group(self, events: list[dict[str, Any]], stats: BatchStats) -> dict[str, _Group]:
+    def _group(self, admitted: list[_Admitted], stats: BatchStats, now: datetime) -> dict[str, _Group]:
         if self._cache_version != self.policies.current.version:
             self._cache.clear()
             self._cache_version = self.policies.current.version
         groups: dict[str, _Group] = {}
-        for event in events:
-            at = datetime.fromisoformat(event["observed_at"])
-            classification = self._classify(event, at)
+        for source in admitted:
+            try:
+                classification = self._classify(source.event, source.at)
+                server = self._server(classification, source, stats)
+            except Refused as refusal:
+                self.dead_letter(stats, source.message, str(refusal), None, source.index, now)
+                continue
+            except Exception as error:  # a bug must cost this record only, never its neighbours
+                self._internal_error(stats, [source], error, now)
+                continue
             stats.statuses[classification.status] = stats.statuses.get(classification.status, 0) + 1
-            tenant = event["tenant_id"]
-            server_key = f"{tenant}/{classification.server.lower()}"
+            server_key = f"{source.tenant_id}/{server}"
             group = groups.get(server_key)
             if group is None:
-                group = groups[server_key] = _Group(server_key, tenant, classification.server.lower())
-            group.records.append(_Record(event, at, classification))
+                group = groups[server_key] = _Group(server_key, source.tenant_id, server)
+            group.records.append(_Record(source.event, source.at, classification, source))
         return groups
+
+    @staticmethod
+    def _server(classification: Classification, source: _Admitted, stats: BatchStats) -> str:
+        """The server the record is kept under: derived from its headers, within the key's tenant.
+
+        A derived server that differs from the key's (an edge with another catalog, a HELO the edge
+        used and the worker refused) is counted and wins: the server is not a trust boundary, the
+        tenant is, and the worker's own classification is the one state is built on.
+        """
+        server = classification.server.lower()
+        if not is_server_name(server):
+            raise Refused(f"server name: the server named by the headers, {server[:120]!r}, is neither a "
+                          "host name (LDH or IDNA, labels <= 63, <= 253 characters) nor an IP address")
+        if server != source.key_server:
+            stats.server_key_mismatches += 1
+        return server
+
+    def _internal_error(self, stats: BatchStats, sources: Sequence[_Admitted], error: BaseException,
+                        now: datetime) -> None:
+        log.error("dead-lettering %d record(s) after an internal error: %s: %s", len(sources),
+                  type(error).__name__, error)
+        for source in sources:
+            self.dead_letter(stats, source.message, f"internal error: {type(error).__name__}: {error}", None,
+                             source.index, now)
 
     @staticmethod
     def _observation(group: _Group) -> Observation:
@@ -289,13 +423,20 @@ class BatchProcessor:
             ips=list(ips)[:64], helos=list(helos)[:64], event_ids_by_day=by_day,
         )
 
-    def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[Observation]:
+    def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime
+              ) -> list[tuple[_Group, Observation]]:
         """Decode, classify and group the batch into one observation per server.
 
-        The decoded records die when this returns, before the cyclic collector runs again.
+        A server whose observation cannot be built is dead-lettered alone (all its records of the batch).
+        The decoded records die when the batch ends, before the cyclic collector runs again.
         """
-        groups = self._group(self._decode(messages, stats, now), stats)
-        return [self._observation(group) for group in groups.values()]
+        folded: list[tuple[_Group, Observation]] = []
+        for group in self._group(self._decode(messages, stats, now), stats, now).values():
+            try:
+                folded.append((group, self._observation(group)))
+            except Exception as error:  # a bug must cost this server's records only
+                self._internal_error(stats, [r.source for r in group.records], error, now)
+        return folded
 
     # ------------------------------------------------------------------------------------ the batch
 
@@ -308,26 +449,42 @@ class BatchProcessor:
         now = now or datetime.now(UTC)
         stats = BatchStats()
         with cyclic_gc_paused():
-            observations = self._fold(messages, stats, now)
-        stats.servers = len(observations)
-        if not observations:
+            folded = self._fold(messages, stats, now)
+        stats.servers = len(folded)
+        if not folded:
             await self.output.flush()
             await self.store.release([], self.settings.topic_notifications, progress)
             return stats
+        observations = [observation for _, observation in folded]
         started = time.perf_counter()
         states, pauses = await self.store.observe(observations, {o.tenant_id for o in observations})
         stats.redis_seconds.append(("observe", time.perf_counter() - started))
-        policy = self.policies.current.enforcement
-        evaluations = []
-        leftovers = []  # outboxes a crashed run committed but did not publish
-        for obs, (fields, ips, outbox_length) in zip(observations, states, strict=True):
-            state = ServerState.from_hash(obs.server_key, fields, ips)
-            pause = pauses.get(obs.tenant_id, PauseState())
-            evaluations.append((fields, evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))))
-            if outbox_length:
-                leftovers.append(self.store.keys.server_outbox(obs.server_key))
+        evaluations, leftovers = self._evaluate_all(folded, states, pauses, stats, now)
         await self.commit(evaluations, stats, extra_outboxes=leftovers, progress=progress)
         return stats
+
+    def _evaluate_all(self, folded: Sequence[tuple[_Group, Observation]], states: Sequence[tuple[Any, ...]],
+                      pauses: Mapping[str, PauseState], stats: BatchStats, now: datetime
+                      ) -> tuple[list[tuple[dict[str, str], Evaluation]], list[str]]:
+        """Each server's verdict at its latest event time; a server whose evaluation fails is dead-lettered alone.
+
+        Also returns the outboxes a crashed run committed but did not publish.
+        """
+        policy = self.policies.current.enforcement
+        evaluations = []
+        leftovers = []
+        for (group, obs), (fields, ips, outbox_length) in zip(folded, states, strict=True):
+            if outbox_length:
+                leftovers.append(self.store.keys.server_outbox(obs.server_key))
+            try:
+                state = ServerState.from_hash(obs.server_key, fields, ips)
+                pause = pauses.get(obs.tenant_id, PauseState())
+                evaluation = evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))
+            except Exception as error:  # a bug must cost this server's records only
+                self._internal_error(stats, [r.source for r in group.records], error, now)
+                continue
+            evaluations.append((fields, evaluation))
+        return evaluations, leftovers
 
     async def commit(self, evaluations: Sequence[tuple[dict[str, str], Evaluation]], stats: BatchStats,
                      force_due: bool = False, extra_outboxes: Sequence[str] = (),
@@ -338,10 +495,10 @@ class BatchProcessor:
         once: list[tuple[str, str, bytes]] = []
         due: list[tuple[str, float]] = []
         for fields, evaluation in evaluations:
-            server_key = f"{fields.get('tenant_id')}/{fields.get('server')}"
-            if evaluation.fingerprint is not None and evaluation.fingerprint != fields.get("fingerprint"):
+            server_key = f"{fields.get(ServerField.TENANT_ID)}/{fields.get(ServerField.SERVER)}"
+            if evaluation.fingerprint is not None and evaluation.fingerprint != fields.get(ServerField.FINGERPRINT):
                 assert evaluation.verdict_prefix is not None and evaluation.verdict_suffix is not None
-                tenant = fields["tenant_id"]
+                tenant = fields[ServerField.TENANT_ID]
                 commits.append(Commit(
                     server_key=server_key, fingerprint=evaluation.fingerprint,
                     verdict_prefix=evaluation.verdict_prefix,
@@ -354,10 +511,11 @@ class BatchProcessor:
                 ))
             for notification in evaluation.once_notifications:  # emit_once.lua drops repeats
                 once.append((server_key, notification["notification_id"],
-                             outbox_record(topic_notifications, fields["tenant_id"], orjson.dumps(notification))))
+                             outbox_record(topic_notifications, fields[ServerField.TENANT_ID],
+                                           orjson.dumps(notification))))
             if evaluation.next_due is not None:
                 when = evaluation.next_due.timestamp()
-                if force_due or fields.get("due_at") != repr(when):
+                if force_due or fields.get(ServerField.DUE_AT) != repr(when):
                     due.append((server_key, when))
         outboxes = set(extra_outboxes)
         outboxes |= {self.store.keys.server_outbox(c.server_key) for c in commits}

@@ -138,6 +138,7 @@ class WorkerRuntime:
         stats = await self.retry(lambda: self.processor.process(messages, progress=marks),
                                  "processing a metadata batch")
         record_batch_metrics(messages, stats)
+        self.processor.record_admission_metrics(stats)
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats
@@ -299,6 +300,8 @@ class WorkerRuntime:
                                        None, None, now)
         await self.retry(self.output.flush, "publishing dead letters")
         await self.retry(lambda: self._mark_progress(messages), "recording progress")
+        for reason, count in stats.dead_letter_reasons.items():
+            metrics.DEAD_LETTERS.labels(metrics.reason_label(reason)).inc(count)
 
     async def _run_due(self, now: datetime) -> int:
         handled = 0

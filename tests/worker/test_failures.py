@@ -122,10 +122,10 @@ def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, u
     worker = WorkerProcess(settings)
     worker.start()
     try:
-        first = produce(settings, [(b"k", orjson.dumps(metadata_event("before", T0)))])
+        first = produce(settings, [(b"contoso/ex01.contoso.com", orjson.dumps(metadata_event("before", T0)))])
         wait_for(processed(settings, first), "the first event")
         own_redis.stop()
-        during = produce(settings, [(f"k{i}".encode(), orjson.dumps(metadata_event(
+        during = produce(settings, [(f"contoso/ex{i}.contoso.com".encode(), orjson.dumps(metadata_event(
             f"during-{i}", T0 + timedelta(minutes=i), server=f"ex{i}.contoso.com"))) for i in range(20)])
         own_redis.start()  # same port, empty (no persistence): the worker must redo its batch
         wait_for(processed(settings, during), "the events sent during the outage", timeout=90)
@@ -136,7 +136,7 @@ def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, u
         assert counts == [1] * 20
     finally:
         worker.stop()
-        own_redis.stop()
+        own_redis.close()
 
 
 def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> None:

@@ -96,8 +96,7 @@ def test_kill_9_mid_scenario_gives_the_same_result(settings: Settings, worker: W
             # produce the step's input, then crash the worker without waiting for it
             step = all_steps[index]
             if step.kind == "mail":
-                for topic, key, value in driver.mail_messages(step):
-                    driver.producer.produce(topic, key=key, value=value)
+                driver.produce(driver.mail_messages(step), step.at)
                 driver.producer.flush(10)
             worker.kill()
             worker.start()

@@ -1,0 +1,107 @@
+"""The per-tenant topic mode on the real worker and broker: the topic names the tenant; a key or record
+naming another tenant on it is dead-lettered; a tenant topic created while the worker runs is picked up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from processors.devservices.worker_process import WorkerProcess
+from processors.settings import Settings
+from processors.state.keys import KeySchema
+from processors.worker.topics import ensure_tenant_topics, tenant_topics
+from tests.worker.factories import metadata_event
+from tests.worker.harness import isolated_settings, read_topic
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def per_tenant(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Iterator[Settings]:
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metadata_topic_mode="per-tenant")
+    ensure_tenant_topics(settings, ["contoso", "fabrikam"])
+    process = WorkerProcess(settings)
+    process.start()
+    yield settings
+    process.stop()
+
+
+def produce_to(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})
+    placed: list[tuple[int, int]] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        assert error is None, error
+        placed.append((message.partition(), message.offset()))
+
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    assert len(placed) == len(messages)
+    return placed
+
+
+def wait_processed(settings: Settings, topic: str, placed: list[tuple[int, int]], timeout: float = 60.0) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    progress = KeySchema(settings.key_prefix).progress
+    deadline = time.monotonic() + timeout
+    while True:
+        marks = client.hgetall(progress)
+        if all(int(marks.get(f"{topic}:{p}".encode(), -1)) >= o for p, o in placed):
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {topic} {placed}"
+        time.sleep(0.1)  # polling a condition
+
+
+def test_the_topic_names_the_tenant_and_a_foreign_key_on_it_is_dead_lettered(per_tenant: Settings) -> None:
+    settings = per_tenant
+    contoso_topic = settings.tenant_metadata_topic("contoso")
+    assert tenant_topics(settings) == sorted([contoso_topic, settings.tenant_metadata_topic("fabrikam")])
+    placed = produce_to(settings, contoso_topic, [
+        (b"contoso/ex01.contoso.com", orjson.dumps(metadata_event("own-1", T0))),
+        # a contoso edge writing fabrikam's server under fabrikam's key: the topic says contoso
+        (b"fabrikam/ex09.fabrikam.com", orjson.dumps(metadata_event("forged-1", T0, tenant="fabrikam",
+                                                                     server="ex09.fabrikam.com"))),
+        # ... or fabrikam's record under a contoso key
+        (b"contoso/ex09.fabrikam.com", orjson.dumps(metadata_event("forged-2", T0, tenant="fabrikam",
+                                                                    server="ex09.fabrikam.com"))),
+    ])
+    shared = produce_to(settings, settings.topic_metadata, [
+        (b"contoso/ex01.contoso.com", orjson.dumps(metadata_event("shared-1", T0)))])
+    wait_processed(settings, contoso_topic, placed)
+    wait_processed(settings, settings.topic_metadata, shared)
+
+    letters = [value for _, value in read_topic(settings.kafka_bootstrap, settings.topic_deadletter)]
+    reasons = sorted((letter["source"]["topic"], letter["reason"].split(":")[0]) for letter in letters)
+    assert reasons == sorted([(contoso_topic, "tenant mismatch"), (contoso_topic, "tenant mismatch"),
+                              (settings.topic_metadata, "topic")])
+    assert all("'fabrikam'" in letter["reason"] and "'contoso'" in letter["reason"]
+               for letter in letters if letter["source"]["topic"] == contoso_topic)
+    verdicts = [value["server_key"] for _, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts)]
+    assert verdicts == ["contoso/ex01.contoso.com"]
+    client = redis.Redis.from_url(settings.redis_url)
+    assert client.smembers(KeySchema(settings.key_prefix).tenants) == {b"contoso"}
+
+
+def test_a_tenant_topic_created_while_the_worker_runs_is_consumed(per_tenant: Settings) -> None:
+    settings = per_tenant
+    contoso_topic = settings.tenant_metadata_topic("contoso")
+    first = produce_to(settings, contoso_topic, [(b"contoso/ex01.contoso.com",
+                                                  orjson.dumps(metadata_event("own-1", T0)))])
+    wait_processed(settings, contoso_topic, first)  # the worker is up and subscribed
+    ensure_tenant_topics(settings, ["northwind"])
+    topic = settings.tenant_metadata_topic("northwind")
+    placed = produce_to(settings, topic, [(b"northwind/ex01.northwind.com", orjson.dumps(metadata_event(
+        "nw-1", T0, tenant="northwind", server="ex01.northwind.com")))])
+    # the worker looks for new topics every 30 s; Faust resubscribes 45 s after it is asked to
+    wait_processed(settings, topic, placed, timeout=180)
+    verdicts = [value["server_key"] for _, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts)]
+    assert sorted(verdicts) == ["contoso/ex01.contoso.com", "northwind/ex01.northwind.com"]
