@@ -305,3 +305,17 @@ def test_webhook_deliveries_are_remembered_for_the_ttl(new_store: StoreFactory) 
                 await store.webhook_delivered_at("fabrikam", "new"))
 
     assert on_store(new_store, scenario) == (None, T0 + 150, None)
+
+
+def test_a_busy_servers_batch_over_the_argument_bound_folds_whole(new_store: StoreFactory) -> None:
+    evidence = [evidence_item(T0 + n, 1 if n % 2 else 0, f"15.2.1118.{n}") for n in range(1200)]
+    busy = observation(first=T0, last=T0 + 1199, evidence=evidence, ids=[f"e{n}" for n in range(2500)])
+
+    async def scenario(store: Store) -> Any:
+        await store.observe([busy], ["contoso"])
+        return (await store.server_states([SERVER]))[0][0], await store.server_reports([SERVER], [DAY], 10)
+
+    fields, (report,) = on_store(new_store, scenario)
+    assert fields["build"] == "15.2.1118.1199" and fields["evidence_at"] == "1793001199"  # the newest item
+    assert fields["detected_at"] == "1793001199"  # vulnerable after the last current build
+    assert abs(report.counts[0][1] - 2500) <= 50  # Redis estimates (HyperLogLog, ~0.8 %), memory counts
