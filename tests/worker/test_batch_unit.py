@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,13 +68,14 @@ class Driver:
     store: MemoryStateStore = field(default_factory=MemoryStateStore)
     output: RecordingOutput = field(default_factory=RecordingOutput)
     clock: SetClock = field(default_factory=SetClock)
+    policies: PolicySource = POLICIES
     offset: int = 0
 
     def __post_init__(self) -> None:
         self.runtime = self.worker("test-worker:1")
 
     def worker(self, identity: str) -> WorkerRuntime:
-        runtime = WorkerRuntime(SETTINGS, self.store, self.output, POLICIES, self.clock)
+        runtime = WorkerRuntime(SETTINGS, self.store, self.output, self.policies, self.clock)
         runtime.identity = identity
         runtime.ready.set()  # start() would also freeze the collector: not for a test process
         return runtime
@@ -251,3 +252,15 @@ def test_the_report_reads_what_the_batch_wrote() -> None:
         (EX01, 1, ("2026-11-02", 2)), (EX02, 1, ("2026-11-02", 1))]
     (summary,) = asyncio.run(reader.summaries(T0))
     assert (summary.servers, summary.stages) == (2, {"1": 2})
+
+
+def test_after_a_policy_change_the_timer_classifies_every_server_again_without_new_verdicts() -> None:
+    policies = PolicySource()  # this test changes the version: its own source
+    driver = Driver(policies=policies)
+    driver.feed(driver.events(event(1, T0), event(2, T0, server="ex02.contoso.com")))
+    policies.current = replace(policies.current, version="changed")
+    later = T0 + timedelta(days=1)
+    driver.tick(later)
+    for server_key in (EX01, EX02):
+        assert driver.server(server_key)["evidence_at"] == format(later.timestamp(), ".14g")  # judged again
+    assert len(driver.verdicts()) == 2  # the same build under the same policy: the same verdicts
