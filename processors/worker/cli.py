@@ -19,7 +19,7 @@ from processors.contracts import COMMAND_SCHEMA, ContractError, contracts
 from processors.enforcement.verdicts import rfc3339
 from processors.settings import Settings, SettingsError
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
