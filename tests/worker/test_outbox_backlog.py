@@ -18,7 +18,7 @@ NOW = 1_900_000_000.0
 
 
 def gauges() -> tuple[float | None, float | None]:
-    return (REGISTRY.get_sample_value("patchgate_outbox_pending"),
+    return (REGISTRY.get_sample_value("patchgate_outbox_claims"),
             REGISTRY.get_sample_value("patchgate_outbox_oldest_claim_seconds"))
 
 
@@ -55,9 +55,9 @@ def test_the_oldest_claim_ages_until_the_broker_acknowledges(redis_url: str,
 
 
 def test_a_redis_outage_keeps_the_last_values_and_does_not_raise(unique_name: Callable[[str], str]) -> None:
-    from processors.metrics import OUTBOX_OLDEST_CLAIM, OUTBOX_PENDING
+    from processors.metrics import OUTBOX_CLAIMS, OUTBOX_OLDEST_CLAIM
 
-    OUTBOX_PENDING.set(3)
+    OUTBOX_CLAIMS.set(3)
     OUTBOX_OLDEST_CLAIM.set(45.0)
     async def measure() -> None:
         store = StateStore.from_url("redis://127.0.0.1:1/0", KeySchema(unique_name("pg")))  # nothing listens there
@@ -68,3 +68,54 @@ def test_a_redis_outage_keeps_the_last_values_and_does_not_raise(unique_name: Ca
 
     asyncio.run(measure())
     assert gauges() == (3.0, 45.0)
+
+
+async def plant_claim(store: StateStore, claimed_at: float) -> None:
+    """A notification outbox claimed at ``claimed_at`` by a publisher that never finished."""
+    try:
+        await store.load_scripts()
+        outbox = store.keys.server_outbox("contoso/ex01.contoso.com")
+        record = outbox_record("patchgate.notifications", "contoso", b"{}")
+        await store.commit([], [("contoso/ex01.contoso.com", "note-stuck", record)], [], "patchgate.verdicts",
+                           claim=[outbox], now=claimed_at)
+    finally:
+        await store.close()
+
+
+def test_a_running_worker_exports_a_claim_left_in_redis(kafka_bootstrap: str, redis_url: str,
+                                                        unique_name: Callable[[str], str]) -> None:
+    """The worker process measures with the lag: a claim 1,000 s old shows (recovery set beyond it)."""
+    import re
+    import time
+    import urllib.request
+
+    from processors.devservices.base import free_port
+    from processors.devservices.worker_process import WorkerProcess
+    from tests.worker.harness import isolated_settings
+
+    port = free_port()
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metrics_port=port, lag_interval_s=1,
+                                 outbox_recovery_s=86400)
+    asyncio.run(plant_claim(StateStore.from_url(redis_url, KeySchema(settings.key_prefix)), time.time() - 1000))
+
+    def exported() -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+        except OSError:  # the worker is still starting its metrics server
+            return {}
+        return {name: float(value) for name, value in
+                re.findall(r"^(patchgate_outbox_\w+) (\S+)$", text, re.MULTILINE)}
+
+    worker = WorkerProcess(settings)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        values: dict[str, float] = {}
+        while time.monotonic() < deadline and values.get("patchgate_outbox_claims") != 1.0:
+            values = exported()
+            time.sleep(0.2)  # polling the endpoint until the condition holds, with a deadline
+        assert values.get("patchgate_outbox_claims") == 1.0, values
+        assert 1000 <= values["patchgate_outbox_oldest_claim_seconds"] < 1100
+    finally:
+        worker.stop()
