@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"kafka", "redis", "worker", "api", "notify", "edge", "prometheus"}
+SERVICES = {"kafka", "redis", "worker", "api", "notify", "edge", "prometheus", "grafana"}
 # where patchgate reads its PATCHGATE_* variables
 SETTING_SOURCES = ("processors/settings.py", "processors/api/cli.py", "processors/notify/cli.py", "edge/cli.py")
 
@@ -180,3 +180,15 @@ def test_dockerignore_keeps_the_build_context_to_the_package_sources() -> None:
                if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", ".cache", "tests"} <= ignored
     assert not ignored & {"processors", "edge", "schemas", "pyproject.toml", "README.md"}
+
+
+def test_grafana_shows_the_dashboard_from_the_compose_prometheus() -> None:
+    mounts = mounted_files(services("docker-compose.yml")["grafana"])
+    (sources,) = [path for target, path in mounts.items() if "/provisioning/datasources/" in target]
+    (source,) = yaml.safe_load(sources.read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090" and source["isDefault"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services("docker-compose.yml")["prometheus"]["command"]
+    (boards,) = [path for target, path in mounts.items() if "/provisioning/dashboards/" in target]
+    (provider,) = yaml.safe_load(boards.read_text())["providers"]
+    folder = provider["options"]["path"]
+    assert mounts[f"{folder}/patchgate.json"] == ROOT / "deploy" / "grafana" / "patchgate.json"
