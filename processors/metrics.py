@@ -27,7 +27,7 @@ patchgate_consumer_lag               gauge      topic, partition       the group
                                                                        every partition, see worker/lag.py)
 patchgate_outbox_claims              gauge      -                      outbox claims whose records wait for the
                                                                        broker's acknowledgement
-patchgate_outbox_oldest_claim_seconds gauge     -                      age of the oldest such claim (0: none;
+patchgate_outbox_claim_age_seconds   gauge      -                      age of the oldest such claim (0: none;
                                                                        every worker measures, see
                                                                        worker/outbox_backlog.py)
 patchgate_edge_cache_caught_up       gauge      -                      1 once the edge's verdict cache has read
@@ -91,7 +91,7 @@ CONSUMER_LAG = Gauge("patchgate_consumer_lag", "The consumer group's lag: high w
 OUTBOX_CLAIMS = Gauge("patchgate_outbox_claims",
                       "Outbox claims (server or tenant) whose records wait for the broker's acknowledgement",
                       registry=REGISTRY)
-OUTBOX_OLDEST_CLAIM = Gauge("patchgate_outbox_oldest_claim_seconds",
+OUTBOX_OLDEST_CLAIM = Gauge("patchgate_outbox_claim_age_seconds",
                             "Age of the oldest outbox claim still waiting for the broker's acknowledgement (0: none)",
                             registry=REGISTRY)
 API_REQUESTS = Counter("patchgate_api_requests_total", "HTTP API requests, by route template, method and status",

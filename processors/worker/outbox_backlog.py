@@ -1,4 +1,4 @@
-"""The outbox backlog, for ``patchgate_outbox_claims`` and ``patchgate_outbox_oldest_claim_seconds``.
+"""The outbox backlog, for ``patchgate_outbox_claims`` and ``patchgate_outbox_claim_age_seconds``.
 
 A verdict or notification is committed to Redis with its outbox record and published afterwards: the
 publisher claims the outbox, waits for the broker's acknowledgement, then releases the claim. A claim

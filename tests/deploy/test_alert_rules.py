@@ -71,7 +71,7 @@ def test_the_issues_alerts_are_there() -> None:
     by_name = {rule["alert"]: rule["expr"] for rule in alert_rules()}
     wanted = {
         "PatchgateConsumerLagGrowing": "patchgate_consumer_lag",
-        "PatchgateOutboxStuck": "patchgate_outbox_oldest_claim_seconds",
+        "PatchgateOutboxStuck": "patchgate_outbox_claim_age_seconds",
         "PatchgateDeadLettersRising": "patchgate_dead_letters_total",
         "PatchgateEdgeVerdictCacheNotCaughtUp": "patchgate_edge_cache_caught_up",
         "PatchgateEdgeVerdictCacheStale": "verdicts_applied",

@@ -19,7 +19,7 @@ NOW = 1_900_000_000.0
 
 def gauges() -> tuple[float | None, float | None]:
     return (REGISTRY.get_sample_value("patchgate_outbox_claims"),
-            REGISTRY.get_sample_value("patchgate_outbox_oldest_claim_seconds"))
+            REGISTRY.get_sample_value("patchgate_outbox_claim_age_seconds"))
 
 
 async def backlog_through_a_claim(store: StateStore) -> list[tuple[int, float]]:
@@ -116,6 +116,6 @@ def test_a_running_worker_exports_a_claim_left_in_redis(kafka_bootstrap: str, re
             values = exported()
             time.sleep(0.2)  # polling the endpoint until the condition holds, with a deadline
         assert values.get("patchgate_outbox_claims") == 1.0, values
-        assert 1000 <= values["patchgate_outbox_oldest_claim_seconds"] < 1100
+        assert 1000 <= values["patchgate_outbox_claim_age_seconds"] < 1100
     finally:
         worker.stop()
