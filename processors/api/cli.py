@@ -60,22 +60,21 @@ def _api(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, api: ApiSettings) -> int:
-    import redis.asyncio as aioredis
     from aiohttp import web
 
     from processors.api.app import AccessLogger, ApiContext, create_app, kafka_command_sink
     from processors.api.server import GuardedAppRunner
     from processors.kafka.logs import poll_kafka_events
     from processors.state.keys import KeySchema
+    from processors.state.store import StateStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
     # brokers that are away do not stop the API (reads work); brokers that refuse its credentials do
     sink, watch = kafka_command_sink(settings.kafka, settings.topic_commands,
                                      on_refused=lambda: loop.call_soon_threadsafe(stop.set))
-    ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink,
-                     read_timeout_s=api.api_read_timeout)
+    ctx = ApiContext(store=store, policy=policy, tokens=tokens, commands=sink, read_timeout_s=api.api_read_timeout)
     runner = GuardedAppRunner(create_app(ctx), read_timeout_s=api.api_read_timeout,
                               max_connections=api.api_max_connections,
                               access_log=logging.getLogger("patchgate.api.access"), access_log_class=AccessLogger)
@@ -93,7 +92,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
         stop.set()
         await broker_events
         await runner.cleanup()
-        await client.aclose()
+        await store.close()
         sink.close()
     if watch.reason is not None:
         print(f"patchgate api: {watch.message()}", file=sys.stderr)

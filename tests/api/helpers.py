@@ -23,6 +23,7 @@ from processors.enforcement.policy import load_enforcement_policy
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.state.keys import KeySchema
+from processors.state.store import StateStore
 
 TENANT_A_TOKEN = "tok-contoso-" + "a" * 24
 TENANT_B_TOKEN = "tok-fabrikam-" + "b" * 24
@@ -81,7 +82,7 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
     keys = KeySchema(prefix)
     sink, _ = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
-    ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
+    ctx = ApiContext(store=StateStore(client, keys), policy=load_enforcement_policy(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
                      read_timeout_s=body_timeout_s or read_timeout_s,
                      **extra)
