@@ -29,13 +29,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
 from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.kafka.logs import kafka_logger
+from processors.kafka.types import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
