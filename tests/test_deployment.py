@@ -8,7 +8,6 @@ component's metrics port under the job names the alert rules select.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import re
 import shutil
