@@ -168,6 +168,7 @@ def kafka_check(client: Any, timeout: float = CHECK_TIMEOUT_S) -> Check:
 
     async def check() -> str | None:
         loop = asyncio.get_running_loop()
+        client.poll(0)  # serve the client's queued log lines and errors too
         metadata = await loop.run_in_executor(None, lambda: client.list_topics(timeout=timeout))
         return None if metadata.brokers else "no broker in the cluster metadata"
 

@@ -35,6 +35,7 @@ import faust
 from processors.kafka.delivery import KafkaOutput
 from processors.kafka.faust_auth import faust_broker_options
 from processors.kafka.lag import ConsumerLag
+from processors.kafka.logs import kafka_logger
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
@@ -143,7 +144,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
         holder["store"] = store  # the Redis store itself: the outbox gauges read it beyond the Store protocol
         holder["runtime"] = WorkerRuntime(
-            settings, store, KafkaOutput(settings.kafka),
+            settings, store, KafkaOutput(settings.kafka, logger=kafka_logger("patchgate.worker.kafka")),
             PolicySource(settings.policy_file, settings.catalog_file), clock,
         )
         holder["started"] = True
