@@ -46,7 +46,7 @@ def _is_json_object(line: str) -> bool:
 
 
 def flip(url: str, service: RedisServer | TansuBroker, reason: str, process: ManagedProcess,
-         after_restart: Callable[[], None] = lambda: None) -> None:
+         after_restart: Callable[[], object] = lambda: None) -> None:
     """Stop ``service``: 503 naming ``reason``; start it again: 200."""
     def log() -> str:
         return process.log_tail(20)
