@@ -21,7 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"kafka", "redis", "worker", "api", "notify", "edge", "prometheus", "grafana"}
 # where patchgate reads its PATCHGATE_* variables
-SETTING_SOURCES = ("processors/settings.py", "processors/api/cli.py", "processors/notify/cli.py", "edge/cli.py")
+SETTING_SOURCES = ("processors/settings.py", "processors/api/cli.py", "processors/notify/cli.py", "edge/cli.py",
+                   "processors/api/settings.py", "processors/notify/settings.py", "edge/settings.py")
 
 
 def _compose() -> list[str]:
