@@ -81,3 +81,14 @@ def test_the_dict_config_for_faust_uses_the_same_formatter() -> None:
     formatter = config["formatters"]["patchgate"]
     assert formatter["()"] is JsonFormatter and formatter["component"] == "worker"
     assert config["root"]["level"] == logging.INFO
+
+
+def test_every_command_refuses_an_unknown_format_before_it_starts() -> None:
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "processors.cli", "pauses", "--tenant", "contoso"],
+                         env={"PATCHGATE_LOG_FORMAT": "yaml", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "PATCHGATE_LOG_FORMAT: must be one of text, json, got 'yaml'" in bad.stderr
