@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,20 +70,28 @@ def component(name: str, args: list[str], settings: Settings, extra: dict[str, s
 def test_api_readiness_follows_redis_and_the_broker(own_broker: TansuBroker, own_redis: RedisServer,
                                                     unique_name: Callable[[str], str]) -> None:
     settings = isolated_settings(own_broker.bootstrap, own_redis.url, unique_name)
-    port = free_port()
-    api = component("api", ["api"], settings, {"PATCHGATE_API_PORT": str(free_port()),
+    port, api_port = free_port(), free_port()
+    api = component("api", ["api"], settings, {"PATCHGATE_API_PORT": str(api_port),
                                                "PATCHGATE_API_PROBE_PORT": str(port),
                                                "PATCHGATE_API_TOKENS": f"{TOKEN}=*"})
     url = f"http://127.0.0.1:{port}"
     api.start()
     try:
         wait_until(ready_with(url + "/readyz", 200), "the API ready", 60, lambda: api.log_tail(20), api)
+        request = urllib.request.Request(f"http://127.0.0.1:{api_port}/v1/tenants/contoso/pauses", data=b'{"days": 3}',
+                                         headers={"Authorization": f"Bearer {TOKEN}"}, method="POST")
+        try:  # a pause request: its log line carries the tenant
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert 200 <= response.status < 300
+        except urllib.error.HTTPError as error:
+            raise AssertionError(error.read().decode() + api.log_tail(10)) from None
         flip(url, own_redis, "redis", api)
         flip(url, own_broker, "kafka", api)
     finally:
         api.stop()
     entries = json_lines(api.log_path)
     assert {entry["component"] for entry in entries} == {"api"}
+    assert any(entry.get("tenant") == "contoso" and "pause command" in str(entry["message"]) for entry in entries)
     assert any("not ready: redis" in str(entry["message"]) for entry in entries)
     assert TOKEN not in api.log_path.read_text()
 
@@ -99,8 +109,6 @@ def test_notifier_serves_probes_and_metrics(own_broker: TansuBroker, own_redis: 
     try:
         wait_until(ready_with(url + "/readyz", 200), "the notifier ready", 60, lambda: notify.log_tail(20), notify)
         flip(url, own_redis, "redis", notify)
-        import urllib.request
-
         with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
             text = response.read().decode()
         assert 'patchgate_build_info{version="' in text
