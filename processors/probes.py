@@ -31,7 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from processors.metrics import REGISTRY, exposition
 
@@ -42,11 +42,15 @@ CHECK_INTERVAL_S = 2.0  # how often a readiness condition is checked
 CHECK_TIMEOUT_S = 5.0  # one check's bound (a Redis ping, a broker metadata request)
 REQUEST_TIMEOUT_S = 5.0  # a probe client that does not send its request in time is dropped
 REASON_LIMIT = 300  # characters of one failure reason in the JSON answer
+MAX_CONNECTIONS = 32  # probe and scrape connections served at once; more are closed at once
 
 BUILD_INFO = Gauge("patchgate_build_info", "1, labelled with the running patchgate version", ["version"],
                    registry=REGISTRY)
 CONDITION_READY = Gauge("patchgate_ready", "1 while a readiness condition holds, else 0", ["condition"],
                         registry=REGISTRY)
+PROBE_CONNECTIONS_REFUSED = Counter("patchgate_probe_connections_refused_total",
+                                    "Connections to the probe and metrics server closed unanswered: too many open",
+                                    registry=REGISTRY)
 
 
 def package_version() -> str:
@@ -175,16 +179,43 @@ def kafka_check(client: Any, timeout: float = CHECK_TIMEOUT_S) -> Check:
     return check
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``max_connections`` connections at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            PROBE_CONNECTIONS_REFUSED.inc()
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class ProbeServer:
     """``/livez``, ``/readyz`` and ``/metrics`` on ``bind:port`` from a daemon thread."""
 
     def __init__(self, bind: str, port: int, heartbeat: Heartbeat, readiness: Readiness,
-                 live_max_age_s: float = LIVE_MAX_AGE_S) -> None:
+                 live_max_age_s: float = LIVE_MAX_AGE_S, max_connections: int = MAX_CONNECTIONS) -> None:
         self.heartbeat = heartbeat
         self.readiness = readiness
         self.live_max_age_s = live_max_age_s
-        self.httpd = ThreadingHTTPServer((bind, port), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer((bind, port), _handler(self), max_connections)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="probes", daemon=True)
 
     @property

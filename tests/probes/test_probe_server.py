@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from processors.probes import Heartbeat, ProbeServer, Readiness, package_version, run_check, watch_condition
+from tests.probes.conftest import probe, wait_until
 
 
 class FakeClock:
@@ -112,3 +113,24 @@ def test_watch_condition_keeps_the_condition_current_until_stopped() -> None:
     seen = asyncio.run(main())
     assert {"kafka": "broker away"} in seen
     assert readiness.report() == (True, {})
+
+
+def test_connections_beyond_the_bound_are_closed_unanswered(clock: FakeClock) -> None:
+    import socket
+
+    from processors.metrics import REGISTRY
+
+    server = ProbeServer("127.0.0.1", 0, Heartbeat(clock), Readiness(), max_connections=2).start()
+    idle = [socket.create_connection(server.address, timeout=5) for _ in range(2)]  # hold both slots
+    try:
+        before = REGISTRY.get_sample_value("patchgate_probe_connections_refused_total") or 0.0
+        with socket.create_connection(server.address, timeout=5) as third:
+            third.sendall(b"GET /livez HTTP/1.0\r\n\r\n")
+            assert third.recv(100) == b""  # closed without an answer
+        assert REGISTRY.get_sample_value("patchgate_probe_connections_refused_total") == before + 1
+    finally:
+        for sock in idle:
+            sock.close()
+    # the idle connections' threads end once their sockets close: the slots are free again
+    wait_until(lambda: probe(server.url + "/livez")[0] == 200, "a free slot", 10)
+    server.close()
