@@ -45,8 +45,11 @@ PATCHGATE_TIMER_INTERVAL_S         5                          how often the time
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
                                                               counts as abandoned (its claimer died)
+PATCHGATE_OUTBOX_STUCK_S           120                        age of the oldest unacknowledged outbox claim
+                                                              after which the worker reports not ready
 PATCHGATE_WEB_PORT                 6066                       Faust's web server port (0 = off)
-PATCHGATE_METRICS_PORT             9464                       Prometheus /metrics of the worker (0 = off)
+PATCHGATE_METRICS_PORT             9464                       /metrics, /livez and /readyz of the worker
+                                                              (:mod:`processors.probes`; 0 = off)
 PATCHGATE_METRICS_BIND             127.0.0.1                  address of the metrics server
 PATCHGATE_LAG_INTERVAL_S           15                         how often each worker asks the broker for the
                                                               group's lag (patchgate_consumer_lag; 0 = off)
@@ -244,6 +247,7 @@ class Settings(EnvSettings):
     timer_interval_s: float = 5.0
     key_prefix: str = "pg"
     outbox_recovery_s: float = 30.0
+    outbox_stuck_s: float = 120.0
     web_port: int = 6066
     metrics_port: int = 9464
     metrics_bind: str = "127.0.0.1"
@@ -269,6 +273,7 @@ class Settings(EnvSettings):
         require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
                 "key_prefix", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
         check_range(self, "outbox_recovery_s", 0.5, 86400)
+        check_range(self, "outbox_stuck_s", 1, 86400)
         check_range(self, "web_port", 0, 65535)
         check_range(self, "metrics_port", 0, 65535)
         require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "lag_interval_s",

@@ -21,7 +21,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"kafka", "redis", "worker", "api", "notify", "edge", "prometheus", "grafana"}
-# where patchgate reads its PATCHGATE_* variables
+
+
 def _compose() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]

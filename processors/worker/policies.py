@@ -1,6 +1,6 @@
 """The catalog and policy in force, reloaded without a restart when their files change.
 
-Reload is by watched file: every worker checks the modification time and size of
+Reload is by watched file: every worker checks the identity (inode), modification time and size of
 ``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
 in the new version only if it validates; a bad file is logged and the old version stays. The
 timer (the worker holding the lease) then re-evaluates every server against the new version.
@@ -35,11 +35,16 @@ class PolicySnapshot:
     version: str  # changes whenever any of the three changes
 
 
-def _stamp(path: Path | None) -> tuple[float, int] | None:
+def _stamp(path: Path | None) -> tuple[int, int, int, int] | None:
+    """What identifies a version of the file: the one the path leads to (symlinks followed).
+
+    The inode matters when a file is replaced rather than written: a Kubernetes ConfigMap volume swaps
+    its ``..data`` symlink to a new folder, and the new file may have the old one's size and mtime.
+    """
     if path is None:
         return None
     stat = os.stat(path)
-    return (stat.st_mtime, stat.st_size)
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, EnforcementPolicy]:
