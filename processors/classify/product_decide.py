@@ -45,10 +45,6 @@ def _rec(row: ProductRelease) -> RecommendedBuild:
     return RecommendedBuild(short=row.version, long=row.version, name=row.display)
 
 
-def _public(row: ProductRelease, day: date) -> bool:
-    return row.released is not None and row.released <= day
-
-
 class ProductEvaluator:
     """Decides product version statuses for one (product catalog, policy) pair."""
 
@@ -56,6 +52,14 @@ class ProductEvaluator:
         self.catalog = catalog
         self.policy = policy
         self.evaluate = lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._evaluate)
+
+    def _public(self, row: ProductRelease, day: date) -> bool:
+        when = self.catalog.public_by(row)
+        return when is not None and when <= day
+
+    def _aged(self, row: ProductRelease, day: date, grace_days: int) -> bool:
+        when = self.catalog.public_by(row)
+        return when is not None and (day - when).days > grace_days
 
     def _policy(self, product: str) -> ProductPolicy:
         found = self.policy.products.get(product)
@@ -74,9 +78,9 @@ class ProductEvaluator:
         return self._within_line(pol, name, row, day)
 
     def _within_line(self, pol: ProductPolicy, name: str, row: ProductRelease, day: date) -> ProductVerdict:
-        newer = [r for r in self._line(row, pol.line_parts) if padded(r.key) > padded(row.key) and _public(r, day)]
+        newer = [r for r in self._line(row, pol.line_parts) if padded(r.key) > padded(row.key) and self._public(r, day)]
         fixes = [r for r in newer if r.security == "yes"]
-        aged = [r for r in fixes if r.released is not None and (day - r.released).days > pol.grace_days]
+        aged = [r for r in fixes if self._aged(r, day, pol.grace_days)]
         recs = tuple(_rec(r) for r in newer if not aged or padded(r.key) >= padded(aged[-1].key))
         if aged:
             fix = aged[-1]
@@ -99,7 +103,7 @@ class ProductEvaluator:
     def _newest(self, product: str, day: date) -> tuple[RecommendedBuild, ...]:
         """The newest public release still in support on ``day`` (what to install)."""
         for r in reversed(self.catalog.product_releases(product)):
-            if _public(r, day) and (r.end_of_support is None or r.end_of_support >= day):
+            if self._public(r, day) and (r.end_of_support is None or r.end_of_support >= day):
                 return (_rec(r),)
         return ()
 

@@ -62,6 +62,7 @@ SECURITY_VALUES = frozenset({"yes", "no", "unknown"})
 
 VersionKey = tuple[int, ...]
 _DIGITS = re.compile(r"[0-9]{1,9}")
+_VERSION = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,9}){1,4}(?:[A-Za-z]{1,4}[0-9]{0,4})?(?: patch [0-9]{1,3})?\Z")
 _CVE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,7}\Z")
 MAX_VERSION_CHARS = 40
 
@@ -125,6 +126,13 @@ class ProductCatalog:
     sha256: str
     source: str
     _by_version: Mapping[tuple[str, str], ProductRelease] = field(repr=False, compare=False)
+    _public_by: Mapping[tuple[str, str], date] = field(repr=False, compare=False)
+
+    def public_by(self, row: ProductRelease) -> date | None:
+        """The day by which ``row`` was public: its own release date, or, when the vendor published
+        none, the earliest release date of any later version (it shipped before them); ``None`` when
+        neither is known."""
+        return self._public_by.get((row.product, row.version))
 
     def lookup(self, product: str, version: str) -> ProductRelease | None:
         """The release row of ``product`` ``version`` (canonical form), or ``None``."""
@@ -222,8 +230,8 @@ def _identity_problems(product: str, version: str, expect: str | None) -> list[s
         problems.append(f"unknown product {product!r} (known: {', '.join(PRODUCT_NAMES)})")
     elif expect is not None and product != expect:
         problems.append(f"product {product!r} in the file of {expect!r}")
-    if not version or len(version) > MAX_VERSION_CHARS or version != version.strip() or not version_key(version):
-        problems.append(f"bad version {version!r} (a version with numbers, at most {MAX_VERSION_CHARS} characters)")
+    if len(version) > MAX_VERSION_CHARS or not _VERSION.match(version):
+        problems.append(f"bad version {version!r} (like 4.96.1, 9.0.1FP10 or 9.2.4 patch 1)")
     return problems
 
 
@@ -293,7 +301,22 @@ def build_products(files: list[tuple[str, bytes]], *, source: str = "<memory>") 
         sha256=digest.hexdigest(),
         source=source,
         _by_version=MappingProxyType(index),
+        _public_by=MappingProxyType(_public_dates(releases)),
     )
+
+
+def _public_dates(releases: Mapping[str, tuple[ProductRelease, ...]]) -> dict[tuple[str, str], date]:
+    """Each release's own date, else the earliest date of a later version (see ``public_by``)."""
+    out: dict[tuple[str, str], date] = {}
+    for product, rows in releases.items():
+        earliest: date | None = None
+        for row in reversed(rows):
+            if row.released is not None and (earliest is None or row.released < earliest):
+                earliest = row.released
+            when = row.released or earliest
+            if when is not None:
+                out[(product, row.version)] = when
+    return out
 
 
 def load_products(folder: str | Path | None = None) -> ProductCatalog:

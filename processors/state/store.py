@@ -34,7 +34,8 @@ ARGUMENTS_MAX = 1000
 # The server-hash fields a batch needs back from observe.lua (enforcement.verdicts.ServerState and
 # the change checks of the batch processor); the rest of the hash (verdict JSON, hop, ...) stays put.
 STATE_FIELDS = ("tenant_id", "server", "status", "rule", "product", "build", "release_name", "recommended",
-                "detected_at", "connector_type", "stage", "issued_at", "fingerprint", "due_at", "sequence")
+                "detected_at", "connector_type", "stage", "issued_at", "fingerprint", "due_at", "sequence",
+                "product_id", "version")
 _STATE_FIELDS_JSON = orjson.dumps(STATE_FIELDS)
 
 

@@ -132,7 +132,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         clock: Clock = RedisClock(store.client, store.keys.clock) if kind == "redis" else WallClock()
         holder["runtime"] = WorkerRuntime(
             settings, store, KafkaOutput(settings.kafka_bootstrap),
-            PolicySource(settings.policy_file, settings.catalog_file), clock,
+            PolicySource(settings.policy_file, settings.catalog_file, products_dir=settings.products_dir), clock,
         )
         holder["started"] = True
         await runtime().start()

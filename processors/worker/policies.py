@@ -1,7 +1,8 @@
 """The catalog and policy in force, reloaded without a restart when their files change.
 
 Reload is by watched file: every worker checks the modification time and size of
-``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
+``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` and the ``*.csv`` files of
+``PATCHGATE_PRODUCTS_DIR`` (at most once per check interval) and swaps
 in the new version only if it validates; a bad file is logged and the old version stays. The
 timer (the worker holding the lease) then re-evaluates every server against the new version.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processors.classify import Catalog, ClassificationPolicy, load_catalog, load_policy
+from processors.classify.products import ProductCatalog, load_products
 from processors.enforcement.policy import EnforcementPolicy, load_enforcement_policy
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,12 @@ class PolicySnapshot:
     catalog: Catalog
     classification: ClassificationPolicy
     enforcement: EnforcementPolicy
-    version: str  # changes whenever any of the three changes
+    version: str  # changes whenever any of them changes
+    products: ProductCatalog
+
+
+#: The most product files a watched folder may hold (one per product; a bound on the stat calls).
+MAX_PRODUCT_FILES = 64
 
 
 def _stamp(path: Path | None) -> tuple[float, int] | None:
@@ -35,13 +42,26 @@ def _stamp(path: Path | None) -> tuple[float, int] | None:
     return (stat.st_mtime, stat.st_size)
 
 
+def _folder_stamp(folder: Path | None) -> tuple[tuple[str, float, int], ...] | None:
+    """Name, modification time and size of every ``*.csv`` of ``folder`` (at most MAX_PRODUCT_FILES)."""
+    if folder is None:
+        return None
+    names = sorted(p for p in os.listdir(folder) if p.endswith(".csv"))[:MAX_PRODUCT_FILES]
+    stamps = []
+    for name in names:
+        stat = os.stat(folder / name)
+        stamps.append((name, stat.st_mtime, stat.st_size))
+    return tuple(stamps)
+
+
 class PolicySource:
     def __init__(self, policy_file: Path | None = None, catalog_file: Path | None = None,
-                 check_interval: float = 2.0) -> None:
+                 check_interval: float = 2.0, *, products_dir: Path | None = None) -> None:
         self.policy_file = policy_file
         self.catalog_file = catalog_file
+        self.products_dir = products_dir
         self.check_interval = check_interval
-        self._stamps = (_stamp(policy_file), _stamp(catalog_file))
+        self._stamps = self._watched()
         self._checked = time.monotonic()
         self.current = self._load()
 
@@ -49,8 +69,13 @@ class PolicySource:
         catalog = load_catalog(self.catalog_file)
         classification = load_policy(self.policy_file)
         enforcement = load_enforcement_policy(self.policy_file)
+        products = load_products(self.products_dir)
         return PolicySnapshot(catalog, classification, enforcement,
-                              version=f"{catalog.sha256[:12]}:{self._stamps}")
+                              version=f"{catalog.sha256[:12]}:{products.sha256[:12]}:{self._stamps}",
+                              products=products)
+
+    def _watched(self) -> tuple[object, ...]:
+        return (_stamp(self.policy_file), _stamp(self.catalog_file), _folder_stamp(self.products_dir))
 
     def maybe_reload(self) -> bool:
         """Reload if a watched file changed; True when a new version is now in force."""
@@ -59,7 +84,7 @@ class PolicySource:
             return False
         self._checked = now
         try:
-            stamps = (_stamp(self.policy_file), _stamp(self.catalog_file))
+            stamps = self._watched()
         except OSError as error:
             log.error("cannot stat the policy/catalog file, keeping the loaded version: %s", error)
             return False

@@ -398,7 +398,8 @@ class WorkerRuntime:
                     continue
                 c = classify([("Received", hop)], Connection(ip=ips[0] if ips else "0.0.0.0",
                                                             helo=fields.get("last_helo")),
-                             now, catalog=snapshot.catalog, policy=snapshot.classification)
+                             now, catalog=snapshot.catalog, policy=snapshot.classification,
+                             products=snapshot.products)
                 if c.status not in BUILD_BEARING:
                     continue
                 at = now.timestamp()
