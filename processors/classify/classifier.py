@@ -323,7 +323,7 @@ def _unjudged(
         build=format_short(build) if build else None,
         build_long=format_long(build) if build else None,
         product=product,
-        version=None,
+        version=format_short(build) if build and product else None,
         product_name=None,
         release_name=None,
         status=status,
@@ -361,7 +361,8 @@ def _classify(
         reason = f"The connecting hop {by} is an Exchange Online server, not an on-premises one."
         server = _by_server(by, connection)
         return _unjudged(
-            server, CLOUD, "cloud_hop", reason, hop=hop.raw, context=context, suffixes=suffixes, build=hop.build
+            server, CLOUD, "cloud_hop", reason, hop=hop.raw, context=context, suffixes=suffixes, build=hop.build,
+            product=EXCHANGE if hop.build is not None else None,
         )
     if hop.is_exchange_stamp:
         return _classify_exchange_stamp(hop, by, connection, day, ev, context, suffixes)
@@ -393,7 +394,8 @@ def _classify_exchange_stamp(
     if build[0] == 15 and build[1] >= 20:
         reason = f"Build {format_short(build)} is an Exchange Online build that never shipped on-premises."
         return _unjudged(
-            server, CLOUD, "cloud_build", reason, hop=text, context=context, suffixes=suffixes, build=build
+            server, CLOUD, "cloud_build", reason, hop=text, context=context, suffixes=suffixes, build=build,
+            product=EXCHANGE,
         )
     if hop.is_pickup:
         reason = (

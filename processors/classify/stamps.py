@@ -34,17 +34,18 @@ UNVERSIONED = "version_unattributed"
 NONE = "none"
 
 _STAMP = re.compile(
-    r"\(Exim\s+(?P<exim>\d{1,2}\.\d{1,3}(?:\.\d{1,3})?)(?:_\d{1,3})?(?:\s+\#\d{1,4})?\s*\)"
+    r"\(Exim\s+(?P<exim>\d{1,2}\.\d{1,3}(?:\.\d{1,3})?)(?![.\d])[^()]{0,40}(?:\([^()]{0,30}\)\s?)?\)"
     r"|(?:Lotus|IBM|HCL)\s+Domino\s+Release\s+(?P<domino>\d{1,2}\.\d{1,2}(?:\.\d{1,2})?)(?:\s?FP(?P<fp>\d{1,2}))?"
-    r"|Microsoft\s+SMTPSVC\s?\(\s?(?P<smtpsvc>\d{1,2}\.\d{1,2}\.\d{4,5})(?:\.\d{1,6})?\s?\)"
-    r"|MDaemon(?:\s+(?:PRO|Pro|Standard|Std))?\s+v?(?P<mdaemon>\d{1,2}\.\d{1,2}\.\d{1,2})\b"
+    r"|Microsoft\s+SMTPSVC\s?\(\s?(?P<smtpsvc>\d{1,2}\.\d{1,2}\.\d{4,5})(?:\.\d{1,6}){0,3}\s?\)"
+    r"|MDaemon(?:\s+(?:PRO|Pro|Standard|Std))?\s+v?(?P<mdaemon>\d{1,2}\.\d{1,2}\.\d{1,2}[a-z]?)\b"
     r"|Kerio\s+(?:Connect|MailServer)\s+(?P<kerio>\d{1,2}\.\d{1,2}\.\d{1,2})(?:\s+patch\s+(?P<patch>\d{1,2}))?"
     r"|CommuniGate\s+Pro\s+(?P<cgmodule>[A-Za-z]{1,12})\s+(?P<communigate>\d{1,2}\.\d{1,2}(?:\.\d{1,3})?)\b"
     r"|(?:IceWarp|Merak)\s+(?P<icewarp>\d{1,2}\.\d{1,2}(?:\.\d{1,3}){0,2})\b"
-    r"|\((?P<sendmail>\d\.\d{1,2}\.\d{1,2})(?P<sm4>\.\d{1,8})?/(?P<smcf>[^()\s]{1,48})\)"
+    r"|\((?P<sendmail>\d\.\d{1,2}\.\d{1,2})(?P<sm4>\.\d{1,8})?(?:\s[^()/]{1,40})?/(?P<smcf>[^()]{1,60})\)"
     r"|Sendmail\s+(?P<sendmail2>\d\.\d{1,2}\.\d{1,2})\b",
     re.IGNORECASE,
 )
+_OTHER_MTA = re.compile(r"\((?:Postfix|qmail|Courier|OpenSMTPD)\b", re.IGNORECASE)
 _NAMES = re.compile(r"\b(?:exim|sendmail|domino|smtpsvc|mdaemon|kerio|communigate|icewarp|merak)\b", re.IGNORECASE)
 _BY = re.compile(r"[()\\]|(?:^|(?<=\s))by\s", re.IGNORECASE)
 _WITH = re.compile(r"\swith\s+(?P<proto>[A-Za-z-]{1,20})", re.IGNORECASE)
@@ -123,6 +124,9 @@ def _recognise(value: str) -> Stamp:
         return NO_STAMP
     if len(found) > 1:
         return Stamp(AMBIGUOUS, None, None, f"stamps of {', '.join(sorted(found))} in one hop")
+    other = _OTHER_MTA.search(tail)
+    if other is not None:
+        return Stamp(AMBIGUOUS, None, None, f"a version stamp beside {other.group(0)[1:]} in one hop")
     product, (version, match) = next(iter(found.items()))
     return _judge_submission(text, tail, product, version, match)
 
@@ -177,7 +181,7 @@ def _submission(text: str, tail: str, product: str, match: re.Match[str]) -> str
         return f"with {w.group('proto') if w else proto}: a local submission"
     if proto in _WEBMAIL_PROTOCOLS:
         return f"with {proto.upper()}: a webmail submission"
-    if proto in _AUTH_PROTOCOLS and _from_loopback(text[: len(text) - len(tail)]):
+    if product == "exim" and proto in _AUTH_PROTOCOLS and _from_loopback(text[: len(text) - len(tail)]):
         return "authenticated submission from the host itself: a webmail submission"
     return ""
 
