@@ -193,6 +193,8 @@ def test_report_only_products_say_why_and_enforced_ones_enforce() -> None:
         ("from a by b (Postfix) with esmtpa (Exim 4.86) id 1; d", "ambiguous_stamp", None, None),
         ("from a by b (Exim 4.92) (MDaemon PRO v10.1.2) id 1; d", "ambiguous_stamp", None, None),
         ("from evil (HELO (Exim 4.87)) by mx (Postfix) with ESMTP id 1; d", "none", None, None),
+        ("from a by exim.example.org (Postfix) with ESMTP id 1; d", "none", None, None),
+        ("from a by b with Microsoft SMTPSVC; d", "version_unattributed", None, None),
     ],
 )
 def test_stamp_recognisers(value: str, kind: str, product: str | None, version: str | None) -> None:
