@@ -16,17 +16,24 @@ that hop counts):
     ``build`` is ``None``. The server's next normally relayed message decides;
   - otherwise the build is judged by :class:`processors.classify.decide.Evaluator`;
 
-* a recognisable non-Exchange MTA (Postfix, Sendmail, Exim, Microsoft SMTPSVC, qmail, any other
-  ``with <protocol>`` stamp) -> ``not_exchange`` / ``not_exchange_mta``: a relay in front of an
-  Exchange server hides it, and non-Exchange senders are never enforced on;
+* another product's version stamp (Exim, Sendmail, Domino, SMTPSVC, MDaemon, Kerio, CommuniGate,
+  IceWarp: :mod:`processors.classify.stamps`) -> judged by
+  :class:`processors.classify.product_decide.ProductEvaluator` from the product catalog, with
+  ``product``/``version`` set and ``enforced`` saying whether the product's policy enforces it;
+* a look-alike or submission stamp, two products in one hop, or a product without a version ->
+  ``no_build`` with the recogniser's reason as rule (``look_alike``, ``local_submission``,
+  ``ambiguous_stamp``, ``version_unattributed``): never attributed, never enforced;
+* a recognisable MTA that stamps no version (Postfix, qmail, any other ``with <protocol>`` stamp)
+  -> ``not_exchange`` / ``not_exchange_mta``: a relay in front of an Exchange server hides it, and
+  such senders are never enforced on;
 * anything else (a Received with neither protocol nor build: stripped by a "header firewall" or
   written by something unidentifiable) -> ``no_build`` / ``version_hidden``.
 
 Garbage never raises: an unexpected internal error becomes ``no_build`` / ``unparseable``.
 
 The server is the topmost hop's ``by`` host (lower-case, no trailing dot) when that hop carries an
-Exchange build (or is a cloud/pickup stamp naming its host); otherwise the client's HELO name, then
-its IP address.
+Exchange build or a product version (or is a cloud/pickup stamp naming its host); otherwise the
+client's HELO name, then its IP address.
 """
 
 from __future__ import annotations
