@@ -6,7 +6,9 @@ product catalog and the product's policy. Rules, first that applies decides:
 1. ``unknown_build`` (rule ``unknown_version``): the version is not in the catalog; never vulnerable.
 2. ``unsupported`` (rule ``end_of_support``): the release's end of support is before ``day``.
 3. ``behind`` (rule ``grace_period``): a newer security release of the same line (the first
-   ``line_parts`` version numbers) has been public for more than the product's ``grace_days``.
+   ``line_parts`` version numbers) has been public for more than the product's ``grace_days``
+   (a release without a published date counts as public from the first date of a later version,
+   :meth:`ProductCatalog.public_by`; one with neither never ages).
 4. ``current``: rule ``within_grace`` (such a release exists but is younger) or ``latest_release``.
 
 ``enforced`` says whether a vulnerable verdict may be enforced: the product's policy decides, and a

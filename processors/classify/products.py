@@ -9,7 +9,9 @@ one row per release with the header::
 ``9.0.1FP10``, SMTPSVC the Windows version prefix ``6.0.3790``); ``released`` and ``end_of_support``
 are ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY`` (or empty when the vendor publishes none); a partial date
 counts as the *last* day of its month or year, so that a release ages (and a product ends) no earlier
-than the vendor said. Each row names a public ``source``.
+than the vendor said; a release without a date was public by the first date of a later version
+(:meth:`ProductCatalog.public_by`). Each row names a public ``source``. Rows are sorted by version
+on load, whatever their order in the file.
 
 :func:`check_products_file` validates one file and reports problems as ``line N: ...``;
 :func:`load_products` validates every file of a folder and refuses a bad one
