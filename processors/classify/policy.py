@@ -21,6 +21,7 @@ from typing import Any
 
 from processors.classify.catalog import KINDS, PRODUCTS, BuildTuple, format_short, parse_build
 from processors.classify.product_policy import DEFAULT_PRODUCT_POLICIES, ProductPolicy, read_products_table
+from processors.classify.product_policy import TABLE as PRODUCTS_TABLE
 from processors.errors import PatchgateError
 
 POLICY_FILE = "policy.toml"
@@ -273,15 +274,20 @@ _READERS: tuple[tuple[str, Callable[[object, list[str]], Any]], ...] = (
 
 
 def parse_policy_text(text: str, *, source: str = "<memory>") -> ClassificationPolicy:
-    """Parse TOML text and validate its ``[classification]`` table (absent table = defaults)."""
+    """Parse TOML text and validate its ``[classification]`` and ``[products]`` tables (absent = defaults)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(source, [f"invalid TOML: {exc}"]) from exc
-    table = data.get(TABLE, {})
-    policy = policy_from_mapping(table, source=source)
+    return policy_from_document(data, source=source)
+
+
+def policy_from_document(document: Mapping[str, Any], *, source: str = "<memory>") -> ClassificationPolicy:
+    """The classification policy of a parsed policy file: its ``[classification]`` and ``[products]``
+    tables, validated (other tables belong to other components)."""
+    policy = policy_from_mapping(document.get(TABLE, {}), source=source)
     errors: list[str] = []
-    products = read_products_table(data.get("products", {}), errors)
+    products = read_products_table(document.get(PRODUCTS_TABLE, {}), errors)
     if errors:
         raise PolicyError(source, errors)
     return replace(policy, products=products)
