@@ -119,3 +119,11 @@ def test_products_dir_is_hot_reloaded_and_a_bad_file_is_refused(tmp_path: Path) 
     assert source.current is good
     shutil.rmtree(tmp_path)
     assert not source.maybe_reload() and source.current is good  # an unreadable folder keeps the version
+
+
+def test_products_dir_setting_must_be_a_folder(tmp_path: Path) -> None:
+    from processors.settings import Settings, SettingsError
+
+    assert Settings.from_env({"PATCHGATE_PRODUCTS_DIR": str(tmp_path)}).products_dir == tmp_path
+    with pytest.raises(SettingsError, match="PATCHGATE_PRODUCTS_DIR: is not a folder"):
+        Settings.from_env({"PATCHGATE_PRODUCTS_DIR": str(tmp_path / "missing")})
