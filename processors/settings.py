@@ -31,6 +31,8 @@ PATCHGATE_METADATA_PARTITIONS      8                          partitions when pa
 PATCHGATE_CONSUMER_GROUP           patchgate-worker           consumer group of the workers
 PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-read when it changes
 PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
+PATCHGATE_PRODUCTS_DIR             (packaged folder)          product catalogs (<product>.csv); re-read when
+                                                              a file in it changes
 PATCHGATE_BATCH_MAX_MESSAGES       500                        Kafka messages per processing batch
 PATCHGATE_BATCH_MAX_WAIT_MS        5                          longest wait to fill a batch (Faust's take
                                                               waits this long every cycle unless the batch
@@ -240,6 +242,7 @@ class Settings(EnvSettings):
     consumer_group: str = "patchgate-worker"
     policy_file: Path | None = None
     catalog_file: Path | None = None
+    products_dir: Path | None = None
     batch_max_messages: int = 500
     batch_max_wait_ms: int = 5
     fetch_max_wait_ms: int = 100
@@ -284,6 +287,8 @@ class Settings(EnvSettings):
                 f"is not a regular expression: {self.metadata_tenant_pattern!r}")
         check_range(self, "event_max_future_s", 60, 30 * 86400)
         check_file(self, "policy_file", "catalog_file")
+        require(self.products_dir is None or Path(self.products_dir).is_dir(), "products_dir",
+                f"is not a folder: {self.products_dir}")
 
     @property
     def faust_data_dir(self) -> Path:

@@ -62,6 +62,8 @@ class ServerField:
     STATUS = "status"
     RULE = "rule"
     PRODUCT = "product"
+    PRODUCT_ID = "product_id"  # the stable product id (exchange, exim, ...) beside the product's name
+    VERSION = "version"  # the version the product stamped
     BUILD = "build"
     BUILD_LONG = "build_long"
     RELEASE_NAME = "release_name"
@@ -98,7 +100,8 @@ class PauseField:
 STATE_FIELDS = (ServerField.TENANT_ID, ServerField.SERVER, ServerField.STATUS, ServerField.RULE,
                 ServerField.PRODUCT, ServerField.BUILD, ServerField.RELEASE_NAME, ServerField.RECOMMENDED,
                 ServerField.DETECTED_AT, ServerField.CONNECTOR_TYPE, ServerField.STAGE, ServerField.ISSUED_AT,
-                ServerField.FINGERPRINT, ServerField.DUE_AT, ServerField.SEQUENCE)
+                ServerField.FINGERPRINT, ServerField.DUE_AT, ServerField.SEQUENCE, ServerField.PRODUCT_ID,
+                ServerField.VERSION)
 
 # Members of the timer's ``<p>:due`` sorted set: a server's next stage time or a tenant's pause end.
 DUE_SERVER = "s"
