@@ -20,11 +20,11 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from processors.enforcement.pauses import PauseOutcome, PauseState
+from processors.state.connection import connect
 from processors.state.keys import (
     DUE_SERVER,
     DUE_TENANT,
@@ -78,16 +78,18 @@ class StateStore:
     """Patchgate's state in Redis; every Redis command the worker, timer, api, report and notifier
     issue is one of these methods (see :class:`processors.state.protocol.Store`)."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
-        self.client = client
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, keys: KeySchema) -> None:
+        self.client: Any = client
         self.keys = keys
+        self.cluster = isinstance(client, aioredis.RedisCluster)
         self._sha: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, keys: KeySchema, socket_timeout: float = SOCKET_TIMEOUT_S,
                  connect_timeout: float = CONNECT_TIMEOUT_S) -> StateStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                           socket_connect_timeout=connect_timeout), keys)
+        """A store on the Redis that ``url`` names: one server, Cluster or Sentinel
+        (:mod:`processors.state.connection`)."""
+        return cls(connect(url, socket_timeout, connect_timeout), keys)
 
     async def load_scripts(self) -> None:
         for name in SCRIPTS:
@@ -152,7 +154,8 @@ class StateStore:
                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str] = (),
                      now: float = 0.0) -> tuple[list[int], list[OutboxRecord]]:
         """Commit changed verdicts, queue once-only notifications, schedule due times, and claim the
-        outboxes in ``claim`` for publishing: one round trip.
+        outboxes in ``claim`` for publishing: one round trip (two on Redis Cluster: the records are
+        queued before the outboxes are named pending, see :meth:`_forget_drained`).
 
         ``once``: (server_key, notification_id, outbox record); ``due``: (server_key, epoch).
         Returns the sequence assigned to each commit (0 = it was committed before) and the claimed
@@ -171,32 +174,60 @@ class StateStore:
         for server_key, notification_id, record in once:
             pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),
                          notification_id, record)
-        for outboxes in chunked(claim):
-            pipe.sadd(keys.outbox_pending, *outboxes)
         for server_key, when in due:
             pipe.zadd(keys.due, {due_member(DUE_SERVER, server_key): when})
             pipe.hset(keys.server(server_key), ServerField.DUE_AT, repr(when))
-        for outbox in claim:  # after the commits above, in the same round trip
+        written: list[Any] = []
+        if self.cluster:  # a Cluster pipeline runs on several nodes at once: records exist before their names
+            written, pipe = await pipe.execute(), self.client.pipeline(transaction=False)
+        for outboxes in chunked(claim):
+            pipe.sadd(keys.outbox_pending, *outboxes)
+        for outbox in claim:  # after the commits above
             self._queue_claim(pipe, outbox, now)
-        results = await pipe.execute()
-        claimed: list[OutboxRecord] = []
-        for outbox, raws in zip(claim, results[len(results) - len(claim):], strict=True):
-            claimed.extend(parse_outbox(outbox, raw) for raw in raws)
+        results = written + await pipe.execute()
+        claimed = await self._claimed(claim, results[len(results) - len(claim):])
         return [int(r) for r in results[: len(commits)]], claimed
 
     def _queue_claim(self, pipe: Any, outbox: str, now: float) -> None:
-        pipe.evalsha(self._sha["claim_outbox"], 3, outbox, self.keys.outbox_inflight(outbox),
-                     self.keys.outbox_claimed_at(outbox), repr(now))
+        keys = [outbox, self.keys.outbox_inflight(outbox), self.keys.outbox_claimed_at(outbox)]
+        if not self.cluster:  # the pending set shares the outbox's (only) slot: the script drops empty names
+            keys.append(self.keys.outbox_pending)
+        pipe.evalsha(self._sha["claim_outbox"], len(keys), *keys, repr(now))
+
+    async def _claimed(self, outboxes: Sequence[str], answers: Sequence[Any]) -> list[OutboxRecord]:
+        """The records of ``claim_outbox.lua`` answers; outboxes it found empty (answer 0, Cluster)
+        leave the pending set here."""
+        records: list[OutboxRecord] = []
+        for outbox, raws in zip(outboxes, answers, strict=True):
+            if isinstance(raws, list):
+                records.extend(parse_outbox(outbox, raw) for raw in raws)
+        await self._forget_drained([outbox for outbox, raws in zip(outboxes, answers, strict=True)
+                                    if not isinstance(raws, list)])
+        return records
+
+    async def _forget_drained(self, outboxes: Sequence[str]) -> None:
+        """Remove outboxes seen empty (nothing queued, no claim open) from the pending set, then put
+        back any that a concurrent writer filled meanwhile (the set and the outboxes may live in
+        different Cluster slots, so this cannot be one atomic step). A writer queues records before
+        it adds the name, so a name is never missing while records wait, except when this process
+        dies between the removal and the check; then the records' writer, which claims them in the
+        same round trip, publishes them, and a later commit to that outbox adds the name again."""
+        for part in chunked(outboxes):
+            await self.client.srem(self.keys.outbox_pending, *part)
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in part:
+                pipe.exists(outbox, self.keys.outbox_inflight(outbox))
+            refilled = [outbox for outbox, found in zip(part, await pipe.execute(), strict=True) if found]
+            if refilled:
+                await self.client.sadd(self.keys.outbox_pending, *refilled)
 
     async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
-        """Claim the given outboxes for publishing (exclusive); returns their records."""
+        """Claim the given outboxes for publishing (exclusive); returns their records. Outboxes with
+        nothing queued and no claim open leave the pending set."""
         pipe = self.client.pipeline(transaction=False)
         for outbox in outboxes:
             self._queue_claim(pipe, outbox, now)
-        records: list[OutboxRecord] = []
-        for outbox, raws in zip(outboxes, await pipe.execute(), strict=True):
-            records.extend(parse_outbox(outbox, raw) for raw in raws)
-        return records
+        return await self._claimed(outboxes, await pipe.execute())
 
     async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str,
                       progress: Mapping[str, int | str] | None = None) -> None:
@@ -220,9 +251,8 @@ class StateStore:
             pipe.exists(outbox)
         results = await pipe.execute()
         if outboxes:
-            drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
-            for members in chunked(drained):
-                await self.client.srem(keys.outbox_pending, *members)
+            await self._forget_drained([outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True)
+                                        if not left])
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""
@@ -438,8 +468,7 @@ class ScenarioControl:
     marks, delete a finished scenario's keys."""
 
     def __init__(self, url: str, keys: KeySchema) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
-                                           socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.client: Any = connect(url, SOCKET_TIMEOUT_S, CONNECT_TIMEOUT_S, blocking=True)
         self.keys = keys
 
     def set_clock(self, epoch: float) -> None:
