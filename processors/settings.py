@@ -7,7 +7,11 @@ these are the 12-factor knobs that differ between deployments.
 Environment variable               Default                    Meaning
 =================================  =========================  ============================================
 PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap servers
-PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL (redis:// or rediss://)
+PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL: one server (redis://, rediss://,
+                                                              unix://), Redis Cluster (redis+cluster://)
+                                                              or Sentinel (redis+sentinel://); TLS CA and
+                                                              more as query parameters: see
+                                                              processors.state.connection
 PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
 PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
 PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
@@ -57,9 +61,11 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from processors.errors import PatchgateError
+from processors.state.urls import RedisUrlError, check_url
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
@@ -72,7 +78,7 @@ class SettingsError(PatchgateError, ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = dataclass_field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     topic_metadata: str = "patchgate.metadata"
     topic_verdicts: str = "patchgate.verdicts"
     topic_notifications: str = "patchgate.notifications"
@@ -100,8 +106,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
-        _require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "REDIS_URL",
-                 f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        _require(redis_url_error(self.redis_url) is None, "REDIS_URL", redis_url_error(self.redis_url) or "")
         for name in ("topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
                      "topic_commands"):
             value = getattr(self, name)
@@ -176,6 +181,15 @@ def _convert(name: str, type_name: str, raw: str) -> object:
     if "Path" in type_name:
         return Path(raw)
     return raw
+
+
+def redis_url_error(url: str) -> str | None:
+    """Why ``url`` is no Redis URL patchgate can use (password redacted), or None."""
+    try:
+        check_url(url)
+    except RedisUrlError as error:
+        return str(error)
+    return None
 
 
 def _require(ok: bool, name: str, message: str) -> None:
