@@ -414,7 +414,8 @@ class StateStore:
                 pipe.smembers(self.keys.server_ips(server_key))
                 pipe.smembers(self.keys.server_helos(server_key))
                 for day in days:
-                    pipe.pfcount(self.keys.server_day_hll(server_key, day))
+                    # one key per PFCOUNT (the Cluster pipeline refuses the multi-key method)
+                    pipe.execute_command("PFCOUNT", self.keys.server_day_hll(server_key, day))
             results = iter(await pipe.execute())
             for server_key in part:
                 raw, ips, helos = next(results), next(results), next(results)
