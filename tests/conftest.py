@@ -128,6 +128,21 @@ def redis_cluster_url() -> Iterator[str]:
     cluster.close()
 
 
+@pytest.fixture(scope="session")
+def redis_tls_server() -> Iterator[Any]:
+    """A real Redis reachable only over TLS (throwaway CA) as an ACL user (``default`` disabled)."""
+    from processors.devservices.redis_tls import RedisTlsServer
+
+    server = RedisTlsServer()
+    try:
+        server.start()
+    except ServiceUnavailable as error:
+        server.close()
+        pytest.fail(str(error), pytrace=False)
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def unique_name() -> Callable[[str], str]:
     """Topic, group and key-prefix names unique to one test, so tests share the session's services."""
