@@ -14,9 +14,12 @@ URL                                                             Connects to
 
 Query parameters: ``ssl_ca_certs=<file>`` (the CA that signed the server certificates, for the
 ``rediss`` schemes; default: the system's CAs), ``ssl_certfile`` / ``ssl_keyfile`` (a client
-certificate), and, for Sentinel, ``sentinel_password`` when the sentinels require one of their own
-(the user and password in the URL are the Redis ACL user of the data nodes). Credentials are
-percent-decoded. :func:`redacted` gives the URL as logs may show it.
+certificate); for Sentinel, ``sentinel_password`` when the sentinels require one of their own (the
+user and password in the URL are the Redis ACL user of the data nodes); for one server or Sentinel,
+``wait_replicas=<n>`` and ``wait_timeout_ms=<ms>`` (default 1000): a batch counts as done (its
+Kafka offsets are committed) only once ``n`` replicas have its writes, see
+:class:`processors.state.urls.ReplicationWait`. Credentials are percent-decoded. :func:`processors.state.urls.redacted`
+gives the URL as logs may show it.
 
 Every connection has the store's socket and connect timeouts; a Cluster client follows MOVED/ASK
 redirections and a Sentinel client asks the sentinels for the master again after a connection
@@ -34,7 +37,7 @@ import redis.sentinel
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
 
-from processors.state.urls import CLUSTER_SCHEMES, SINGLE_SCHEMES, check_url, parse_target
+from processors.state.urls import CLUSTER_SCHEMES, SINGLE_SCHEMES, check_url, parse_target, without_wait
 
 
 def connect(url: str, socket_timeout: float, connect_timeout: float, *, blocking: bool = False) -> Any:
@@ -44,7 +47,7 @@ def connect(url: str, socket_timeout: float, connect_timeout: float, *, blocking
     scheme = url.partition("://")[0]
     timeouts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
     if scheme in SINGLE_SCHEMES:
-        return (redis.Redis if blocking else aioredis.Redis).from_url(url, **timeouts)
+        return (redis.Redis if blocking else aioredis.Redis).from_url(without_wait(url), **timeouts)
     target = parse_target(url)
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if scheme in CLUSTER_SCHEMES:

@@ -25,6 +25,7 @@ from redis.exceptions import WatchError
 
 from processors.enforcement.pauses import PauseOutcome, PauseState
 from processors.state.connection import connect
+from processors.state.errors import ReplicationBehind, ScriptsLost
 from processors.state.keys import (
     DUE_SERVER,
     DUE_TENANT,
@@ -55,6 +56,7 @@ from processors.state.model import (
     text,
 )
 from processors.state.protocol import CommandDecision
+from processors.state.urls import ReplicationWait, replication_wait
 
 __all__ = ["ARGUMENTS_MAX", "SET_CAP", "STATE_FIELDS", "Commit", "Observation", "OutboxRecord", "ScenarioControl",
            "StateStore", "chunked", "observation_parts", "outbox_record", "parse_outbox", "pause_state_from_hash",
@@ -78,10 +80,12 @@ class StateStore:
     """Patchgate's state in Redis; every Redis command the worker, timer, api, report and notifier
     issue is one of these methods (see :class:`processors.state.protocol.Store`)."""
 
-    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, keys: KeySchema) -> None:
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, keys: KeySchema,
+                 wait: ReplicationWait | None = None) -> None:
         self.client: Any = client
         self.keys = keys
         self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.wait = wait or ReplicationWait()
         self._sha: dict[str, str] = {}
 
     @classmethod
@@ -89,7 +93,7 @@ class StateStore:
                  connect_timeout: float = CONNECT_TIMEOUT_S) -> StateStore:
         """A store on the Redis that ``url`` names: one server, Cluster or Sentinel
         (:mod:`processors.state.connection`)."""
-        return cls(connect(url, socket_timeout, connect_timeout), keys)
+        return cls(connect(url, socket_timeout, connect_timeout), keys, replication_wait(url))
 
     async def load_scripts(self) -> None:
         for name in SCRIPTS:
@@ -153,6 +157,20 @@ class StateStore:
     async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str] = (),
                      now: float = 0.0) -> tuple[list[int], list[OutboxRecord]]:
+        """:meth:`_commit`; when Redis lost the scripts (a restart or a Sentinel failover: the script
+        cache is not replicated), load them and run the whole commit again at once. A pipeline goes
+        on after a failed command, so the plain writes (the timer's due times) were applied without
+        the scripts' (the verdicts): left so, the timer would skip a server whose due time moved on
+        without its verdict. Every part is idempotent, so the second run completes the first."""
+        try:
+            return await self._commit(commits, once, due, verdicts_topic, claim, now)
+        except ScriptsLost:
+            await self.load_scripts()
+            return await self._commit(commits, once, due, verdicts_topic, claim, now)
+
+    async def _commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
+                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str],
+                      now: float) -> tuple[list[int], list[OutboxRecord]]:
         """Commit changed verdicts, queue once-only notifications, schedule due times, and claim the
         outboxes in ``claim`` for publishing: one round trip (two on Redis Cluster: the records are
         queued before the outboxes are named pending, see :meth:`_forget_drained`).
@@ -249,10 +267,26 @@ class StateStore:
             pipe.hset(keys.progress, mapping=dict(marks))  # type: ignore[arg-type]
         for outbox in outboxes:
             pipe.exists(outbox)
+        self._queue_replication_wait(pipe)
         results = await pipe.execute()
+        if self.wait.replicas:
+            self._check_replicated(results.pop())
         if outboxes:
             await self._forget_drained([outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True)
                                         if not left])
+
+    def _queue_replication_wait(self, pipe: Any) -> None:
+        """With ``wait_replicas`` set: end the round trip with ``WAIT``, which returns once that many
+        replicas have every write made so far (this connection's last write comes after the batch's
+        others), or after the timeout. The caller commits Kafka offsets after this call, so a batch
+        whose writes a failover could lose is delivered again (Redis replication is asynchronous)."""
+        if self.wait.replicas:
+            pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
+
+    def _check_replicated(self, acknowledged: Any) -> None:
+        if int(acknowledged) < self.wait.replicas:
+            raise ReplicationBehind(f"{acknowledged} of {self.wait.replicas} Redis replicas have the batch's writes "
+                                    f"after {self.wait.timeout_ms} ms: it will be processed again")
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""
@@ -279,7 +313,10 @@ class StateStore:
         pipe = self.client.pipeline(transaction=False)
         for part in chunked(sorted(marks.items())):
             pipe.hset(self.keys.progress, mapping=dict(part))  # type: ignore[arg-type]
-        await pipe.execute()
+        self._queue_replication_wait(pipe)
+        results = await pipe.execute()
+        if self.wait.replicas:
+            self._check_replicated(results[-1])
 
     async def progress(self) -> dict[str, str]:
         return _decoded(await self.client.hgetall(self.keys.progress))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 TLS_QUERY = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+WAIT_QUERY = ("wait_replicas", "wait_timeout_ms")  # patchgate's own: see replication_wait()
+WAIT_TIMEOUT_MS_DEFAULT = 1000
 
 
 class RedisUrlError(ValueError):
@@ -58,6 +60,7 @@ def redacted(url: str) -> str:
 def check_url(url: str) -> None:
     """Raise :class:`RedisUrlError` unless ``url`` is one of the forms in the module docstring."""
     scheme = url.partition("://")[0]
+    replication_wait(url)
     if scheme in SINGLE_SCHEMES and "://" in url:
         return
     if scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
@@ -95,3 +98,31 @@ def _master_and_db(path: str, shown: str) -> tuple[str, int]:
     if not 1 <= len(segments) <= 2 or (len(segments) == 2 and not segments[1].isdigit()):
         raise RedisUrlError(f"a Sentinel URL ends in /<master-name>[/<db>]: {shown!r}")
     return unquote(segments[0]), int(segments[1]) if len(segments) == 2 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationWait:
+    """``wait_replicas`` / ``wait_timeout_ms`` of a URL: before a batch's offsets may be committed,
+    wait (Redis ``WAIT``) until that many replicas have its writes, at most that long (0 = off)."""
+
+    replicas: int = 0
+    timeout_ms: int = WAIT_TIMEOUT_MS_DEFAULT
+
+
+def replication_wait(url: str) -> ReplicationWait:
+    query = {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    values = {name: query.get(name, "") for name in WAIT_QUERY}
+    if any(value and not value.isdigit() for value in values.values()):
+        raise RedisUrlError(f"wait_replicas and wait_timeout_ms must be whole numbers: {redacted(url)!r}")
+    if values["wait_replicas"] and url.partition("://")[0] in CLUSTER_SCHEMES:
+        raise RedisUrlError(f"wait_replicas is for one server or Sentinel, not Redis Cluster: {redacted(url)!r}")
+    return ReplicationWait(int(values["wait_replicas"] or 0),
+                           int(values["wait_timeout_ms"] or WAIT_TIMEOUT_MS_DEFAULT))
+
+
+def without_wait(url: str) -> str:
+    """``url`` without patchgate's own query parameters (the Redis client refuses unknown ones)."""
+    parts = urlsplit(url)
+    kept = [(name, value) for name, values in parse_qs(parts.query).items() if name not in WAIT_QUERY
+            for value in values]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
