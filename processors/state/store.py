@@ -1,9 +1,14 @@
 """The async Redis store: one pipelined round trip per batch, atomic per-server scripts.
 
 Scripts are loaded once (``SCRIPT LOAD``, :meth:`StateStore.load_scripts`, the only place) and
-called by SHA inside non-transactional pipelines; a Redis that lost its scripts (restart) answers
-NOSCRIPT (:data:`processors.state.errors.ScriptsLost`), and the caller retries after loading them
-again.
+called by SHA inside non-transactional pipelines; a Redis that lost its scripts (restart, or a
+Sentinel failover: the script cache is not replicated) answers NOSCRIPT
+(:data:`processors.state.errors.ScriptsLost`), and the caller retries after loading them again
+(:meth:`StateStore.commit` does so itself, see there).
+
+One server, Redis Cluster or Sentinel (:mod:`processors.state.connection`): on Cluster a pipeline
+is split by node and runs on each in parallel, so the order of commands matters only within a slot;
+every script and transaction here touches one slot (:mod:`processors.state.keys`).
 
 Bounded calls: no Redis call (script or command) gets more than :data:`ARGUMENTS_MAX` elements of
 any variadic list. A server with more event ids or evidence in one batch is folded by several
