@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import pytest
 
 from processors.enforcement.verdicts import rfc3339
+from processors.kafka.commands import pause_command
 from processors.report.reader import ReportReader
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
-from processors.worker.cli import pause_command
 from processors.worker.processing import BatchStats, RawMessage
 from processors.worker.runtime import WorkerRuntime
 from tests.worker.factories import encode
