@@ -19,7 +19,9 @@ from processors.devservices.base import ManagedProcess, ServiceUnavailable, free
 from processors.devservices.redis_server import RedisServer, server_binary
 
 MASTER_NAME = "patchgate"
-DOWN_AFTER_MS = 1000
+# Long enough that a busy machine (a server slow to answer PING while it loads a full sync) does
+# not look down: a false "down" right after a failover would promote the still empty new replica.
+DOWN_AFTER_MS = 3000
 FAILOVER_TIMEOUT_MS = 5000
 
 
