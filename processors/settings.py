@@ -21,7 +21,11 @@ PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap se
 PATCHGATE_KAFKA_CONFIG             (none)                     Kafka client properties file: SASL/TLS and
                                                               other librdkafka properties, see
                                                               :mod:`processors.kafka.config`
-PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL (redis:// or rediss://)
+PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL: one server (redis://, rediss://,
+                                                              unix://), Redis Cluster (redis+cluster://)
+                                                              or Sentinel (redis+sentinel://); TLS CA and
+                                                              more as query parameters: see
+                                                              :mod:`processors.state.connection`
 PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
 PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
 PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
@@ -83,6 +87,7 @@ from typing import Any, Protocol, TypeVar
 
 from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError
+from processors.state.urls import RedisUrlError, check_url
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
@@ -129,6 +134,15 @@ def _warn_deprecated(old: str, new: str) -> None:
             return
         _warned.add(old)
     log.warning("%s is deprecated and will be ignored in the next release: use %s", old, new)
+
+
+def redis_url_error(url: str) -> str | None:
+    """Why ``url`` is no Redis URL patchgate can use (password redacted), or None."""
+    try:
+        check_url(url)
+    except RedisUrlError as error:
+        return str(error)
+    return None
 
 
 def require(ok: bool, field_name: str, message: str) -> None:
@@ -232,7 +246,7 @@ def _convert(name: str, type_name: str, raw: str) -> object:
 class Settings(EnvSettings):
     kafka_bootstrap: str = ""  # empty: the properties file's bootstrap.servers, else 127.0.0.1:9092
     kafka_config: Path | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     topic_metadata: str = "patchgate.metadata"
     topic_verdicts: str = "patchgate.verdicts"
     topic_notifications: str = "patchgate.notifications"
@@ -263,8 +277,7 @@ class Settings(EnvSettings):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kafka", load_kafka(self))
-        require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "redis_url",
-                f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        require(redis_url_error(self.redis_url) is None, "redis_url", redis_url_error(self.redis_url) or "")
         check_topic(self, "topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
                     "topic_commands")
         check_range(self, "metadata_partitions", 1, 10000)
