@@ -209,11 +209,12 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.kafka.clients import check_connection
-    from processors.kafka.topics import ensure_topics
+    from processors.kafka.topics import ensure_topics, require_no_contradictions
 
     faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
     check_connection(settings.kafka)
     ensure_topics(settings)
+    require_no_contradictions(settings)
     if settings.metrics_port:
         from processors.metrics import start_metrics_server
 

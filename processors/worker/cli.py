@@ -46,11 +46,15 @@ def _settings() -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     from processors.kafka.clients import KafkaUnreachable
     from processors.kafka.config import KafkaConfigError
+    from processors.kafka.topics import TopicsContradict, TopicsNotCreated
     from processors.worker.app import run_worker
 
     try:
         return run_worker(_settings(), args.loglevel)
-    except (KafkaConfigError, KafkaUnreachable) as error:  # configuration, not an outage: do not loop
+    except TopicsContradict as error:
+        print("\n".join(f"patchgate worker: {line}" for line in error.contradictions), file=sys.stderr)
+        return 2
+    except (KafkaConfigError, KafkaUnreachable, TopicsNotCreated) as error:  # configuration, not an outage: do not loop
         print(f"patchgate worker: {error}", file=sys.stderr)
         return 2
 
