@@ -8,8 +8,14 @@ import pytest
 
 from processors.kafka import clients, delivery
 from processors.kafka.config import KafkaConfig
-from processors.kafka.topics import (COMMANDS_RETENTION_MS, ExistingTopic, TopicSpec, contradictions, differences,
-                                     topic_specs)
+from processors.kafka.topics import (
+    COMMANDS_RETENTION_MS,
+    ExistingTopic,
+    TopicSpec,
+    contradictions,
+    differences,
+    topic_specs,
+)
 from processors.settings import Settings, SettingsError
 
 
@@ -98,7 +104,7 @@ def test_min_insync_replicas_above_the_replication_factor_contradicts() -> None:
 def test_settings_refuse_min_insync_replicas_above_the_replication_factor() -> None:
     with pytest.raises(SettingsError, match="PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS: must not exceed"):
         Settings.from_env({"PATCHGATE_TOPIC_REPLICATION_FACTOR": "2", "PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS": "3"})
-    with pytest.raises(SettingsError, match="PATCHGATE_VERDICTS_PARTITIONS: must be 0..10000"):
+    with pytest.raises(SettingsError, match=r"PATCHGATE_VERDICTS_PARTITIONS: must be 0\.\.10000"):
         Settings.from_env({"PATCHGATE_VERDICTS_PARTITIONS": "-1"})
 
 
