@@ -35,11 +35,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
 
 from edge.supervision import SupervisedThread
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
+from processors.kafka.types import KafkaError, Producer
 
 log = logging.getLogger(__name__)
 

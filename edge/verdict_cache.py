@@ -29,12 +29,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
 from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
+from processors.kafka.logs import kafka_logger
+from processors.kafka.types import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ class VerdictCache(VerdictIndex):
         self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
         self._settled = threading.Event()  # caught up, or the brokers refused the client
-        self.refusal = clients.RefusalWatch(self.kafka, log, on_refused=self._settled.set)
+        # the client's errors with repeats summarised: with no broker it reports them several times a second
+        self.refusal = clients.RefusalWatch(self.kafka, kafka_logger("edge.verdict_cache.kafka"),
+                                            on_refused=self._settled.set)
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -75,7 +76,7 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
     For start-up: a wrong password or CA ends the process with one clear message instead of a
     client that retries forever in the background.
     """
-    errors: list[Any] = []
+    errors: deque[Any] = deque(maxlen=64)  # the latest errors: enough to find a refusal among them
     client = admin(config, {"error_cb": errors.append, "log_level": 0})
     deadline = time.monotonic() + timeout
     where = f" (configuration {config.source})" if config.source else ""

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors import metrics
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput
 from processors.kafka.logs import kafka_logger
+from processors.kafka.types import PARTITION_EOF, Consumer, KafkaException, Message, TopicPartition
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
 from processors.state.errors import StoreUnavailable
@@ -112,7 +112,7 @@ class NotifyService:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() != PARTITION_EOF:
                     log.warning("consumer error: %s", error)
                 continue
             records.append(SourceRecord(message.topic() or "", message.partition() or 0, message.offset() or 0,
