@@ -394,10 +394,9 @@ class ApacheKafkaCluster:
         self.startup_seconds = time.monotonic() - began
 
     def _wait_for_brokers(self, count: int, timeout: float) -> None:
-        from confluent_kafka import KafkaException
-
         from processors.kafka import clients
         from processors.kafka.config import KafkaConfig
+        from processors.kafka.types import KafkaException
 
         admin = clients.admin(KafkaConfig(self.bootstrap), {"log_level": 0})
         deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from processors import cli
@@ -22,6 +21,7 @@ from processors.devservices.apache_kafka import ApacheKafkaCluster
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from processors.kafka import clients
 from processors.kafka.topics import describe, ensure_topics
+from processors.kafka.types import OFFSET_BEGINNING, TopicPartition
 from processors.settings import Settings
 from tests.worker.factories import metadata_event
 
