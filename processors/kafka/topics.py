@@ -78,14 +78,17 @@ class TopicSpec:
 
 @dataclass(frozen=True, slots=True)
 class ExistingTopic:
-    """What the brokers report of a topic: partitions, the smallest replica count of a partition, configs."""
+    """What the brokers report of a topic: partitions, the smallest replica count of a partition, configs
+    (None when the brokers refuse to describe them: DescribeConfigs not granted)."""
 
     name: str
     partitions: int
     replication_factor: int
-    config: Mapping[str, str]
+    config: Mapping[str, str] | None
 
     def value(self, key: str) -> str | None:
+        if self.config is None:
+            return None
         return self.config.get(key, KAFKA_DEFAULTS.get(key))
 
 
@@ -112,7 +115,8 @@ class TopicPlan:
                        "config": dict(self.spec.config)},
             "existing": None if existing is None else {
                 "partitions": existing.partitions, "replication_factor": existing.replication_factor,
-                "config": {key: existing.value(key) for key in sorted({*self.spec.config, *KAFKA_DEFAULTS})}},
+                "config": None if existing.config is None else {
+                    key: existing.value(key) for key in sorted({*self.spec.config, *KAFKA_DEFAULTS})}},
             "differences": self.differences, "contradictions": self.contradictions,
         }
 
@@ -153,6 +157,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def contradictions(spec: TopicSpec, existing: ExistingTopic) -> list[str]:
     """Why patchgate cannot run with ``existing`` as its ``spec.role`` topic (empty: it can)."""
     found = _size_contradictions(spec, existing)
+    if existing.config is None:
+        return [f"topic {spec.name} ({spec.role}): {reason}" for reason in found]
     if spec.role == "verdicts":
         found += _verdicts_contradictions(existing)
     if spec.role == "commands":
@@ -168,6 +174,8 @@ def _size_contradictions(spec: TopicSpec, existing: ExistingTopic) -> list[str]:
     if existing.replication_factor < spec.replication_factor:
         found.append(f"replication factor {existing.replication_factor} is below "
                      f"PATCHGATE_TOPIC_REPLICATION_FACTOR={spec.replication_factor}")
+    if existing.config is None:
+        return found
     wanted_isr = int(spec.config.get("min.insync.replicas", "1"))
     isr = _as_int(existing.value("min.insync.replicas"))
     if isr is None or isr < wanted_isr:
@@ -215,6 +223,8 @@ def differences(spec: TopicSpec, existing: ExistingTopic) -> list[str]:
     if existing.replication_factor != spec.replication_factor:
         found.append(f"replication factor {existing.replication_factor}, patchgate creates "
                      f"{spec.replication_factor}")
+    if existing.config is None:
+        return [*found, "configs not checked: the brokers refused to describe them (DescribeConfigs not granted)"]
     for key, wanted in spec.config.items():
         actual = existing.value(key)
         if actual != wanted:
@@ -248,14 +258,24 @@ def describe(admin: AdminClient, names: Sequence[str], timeout: float = 30.0) ->
         return {}
     futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in present],
                                      request_timeout=timeout)
-    configs = {resource.name: future.result(timeout=timeout) for resource, future in futures.items()}
+    configs = {resource.name: _configs(future, timeout) for resource, future in futures.items()}
     found = {}
     for name in present:
         partitions = metadata[name].partitions.values()
-        found[name] = ExistingTopic(
-            name, len(partitions), min((len(p.replicas) for p in partitions), default=0),
-            {key: entry.value for key, entry in configs[name].items() if entry.value is not None})
+        found[name] = ExistingTopic(name, len(partitions), min((len(p.replicas) for p in partitions), default=0),
+                                    configs[name])
     return found
+
+
+def _configs(future: Any, timeout: float) -> dict[str, str] | None:
+    """A topic's configs, or None when the brokers do not authorise describing them."""
+    try:
+        entries = future.result(timeout=timeout)
+    except KafkaException as error:
+        if "AUTHORIZATION" in error.args[0].name():
+            return None
+        raise
+    return {key: entry.value for key, entry in entries.items() if entry.value is not None}
 
 
 def plan(settings: Settings, timeout: float = 30.0) -> list[TopicPlan]:

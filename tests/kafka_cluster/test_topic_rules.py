@@ -120,3 +120,13 @@ def test_patchgate_outputs_wait_for_every_in_sync_replica_whatever_their_caller_
     delivery.KafkaOutput(KafkaConfig("127.0.0.1:1"), **{"acks": "1", "enable.idempotence": False})
     assert seen[0]["acks"] == "all"
     assert seen[0]["enable.idempotence"] is True
+
+
+def test_configs_the_brokers_refuse_to_describe_are_reported_unchecked_not_contradicting() -> None:
+    spec = spec_of(replicated(), "verdicts")
+    hidden = ExistingTopic(spec.name, 8, 3, None)
+    assert contradictions(spec, hidden) == []
+    assert differences(spec, hidden)[-1] == ("configs not checked: the brokers refused to describe them "
+                                             "(DescribeConfigs not granted)")
+    assert contradictions(spec, ExistingTopic(spec.name, 8, 1, None)) == [
+        f"topic {spec.name} (verdicts): replication factor 1 is below PATCHGATE_TOPIC_REPLICATION_FACTOR=3"]
