@@ -68,9 +68,9 @@ def test_plan_create_check_with_replication_factor_3_and_min_insync_replicas_2(
     assert f"{settings.topic_verdicts} (verdicts): created" in out
     admin = clients.admin(settings.kafka)
     held = describe(admin, [settings.topic_metadata, settings.topic_verdicts, settings.topic_commands])
-    assert [(t.partitions, t.replication_factor, t.config["min.insync.replicas"]) for t in held.values()] == [
+    assert [(t.partitions, t.replication_factor, t.value("min.insync.replicas")) for t in held.values()] == [
         (6, 3, "2"), (3, 3, "2"), (6, 3, "2")]
-    assert held[settings.topic_verdicts].config["cleanup.policy"] == "compact"
+    assert held[settings.topic_verdicts].value("cleanup.policy") == "compact"
 
     code, out = topics_command(settings, monkeypatch, capsys, "check")
     assert (code, out) == (0, "no contradiction in 5 existing topics\n")
