@@ -168,3 +168,16 @@ def wait_for_verdicts(settings: Settings, expected: set[str], timeout: float) ->
         consumer.close()
     assert expected <= seen, f"missing verdicts: {sorted(expected - seen)}"
     return seen
+
+
+def test_a_replication_factor_above_the_brokers_fails_create_with_one_line(
+        kafka_cluster: ApacheKafkaCluster, redis_url: str, unique_name: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name, redis_url, topic_replication_factor=4)
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    code = cli.main(["topics", "create"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.startswith(f"patchgate topics create: topic {settings.topic_metadata} could not be created: ")
+    assert "replication factor" in error.lower() and "Traceback" not in error

@@ -11,11 +11,13 @@ from processors.kafka.config import KafkaConfig
 from processors.kafka.topics import (
     COMMANDS_RETENTION_MS,
     ExistingTopic,
+    TopicPlan,
     TopicSpec,
     contradictions,
     differences,
     topic_specs,
 )
+from processors.kafka.topics_cli import check_text, plan_text
 from processors.settings import Settings, SettingsError
 
 
@@ -130,3 +132,24 @@ def test_configs_the_brokers_refuse_to_describe_are_reported_unchecked_not_contr
                                              "(DescribeConfigs not granted)")
     assert contradictions(spec, ExistingTopic(spec.name, 8, 1, None)) == [
         f"topic {spec.name} (verdicts): replication factor 1 is below PATCHGATE_TOPIC_REPLICATION_FACTOR=3"]
+
+
+def test_plan_text_shows_what_is_created_and_marks_contradictions() -> None:
+    settings = replicated()
+    verdicts, commands = spec_of(settings, "verdicts"), spec_of(settings, "commands")
+    plans = [TopicPlan(commands, None),
+             TopicPlan(verdicts, as_created(verdicts, **{"cleanup.policy": "delete"}))]
+    plans[1].differences = differences(verdicts, plans[1].existing)  # type: ignore[arg-type]
+    plans[1].contradictions = contradictions(verdicts, plans[1].existing)  # type: ignore[arg-type]
+    assert plan_text(plans).splitlines() == [
+        f"{commands.name} (commands): create",
+        "  partitions=8 replication_factor=3 cleanup.policy=delete min.insync.replicas=2 retention.ms=34560000000",
+        f"{verdicts.name} (verdicts): differs",
+        f"  CONTRADICTION topic {verdicts.name} (verdicts): cleanup.policy=delete, patchgate needs compact "
+        "(the latest verdict of every server must stay readable)",
+        "  differs: cleanup.policy=delete, patchgate creates cleanup.policy=compact",
+    ]
+    assert check_text(plans) == plans[1].contradictions[0]
+    assert check_text([TopicPlan(commands, None)]) == (
+        "no contradiction in 0 existing topics; missing (a worker or `patchgate topics create` creates them): "
+        f"{commands.name}")
