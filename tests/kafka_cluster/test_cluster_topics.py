@@ -37,7 +37,8 @@ def cluster_settings(cluster: ApacheKafkaCluster, unique_name: Callable[[str], s
         "topic_notifications": f"notifications.{suffix}", "topic_deadletter": f"deadletter.{suffix}",
         "topic_commands": f"commands.{suffix}", "consumer_group": f"worker-{suffix}", "key_prefix": f"pg-{suffix}",
         "topic_replication_factor": 3, "topic_min_insync_replicas": 2, "metadata_partitions": 6,
-        "verdicts_partitions": 3, "timer_interval_s": 0.1, "batch_max_wait_ms": 20, "session_timeout_ms": 6000,
+        "verdicts_partitions": 3, "commands_partitions": 2,
+        "timer_interval_s": 0.1, "batch_max_wait_ms": 20, "session_timeout_ms": 6000,
         "web_port": 0, "metrics_port": 0, "outbox_recovery_s": 2.0, **overrides,
     })
 
@@ -59,7 +60,7 @@ def test_plan_create_check_with_replication_factor_3_and_min_insync_replicas_2(
     assert code == 0
     assert [(t["role"], t["action"], t["wanted"]["partitions"], t["wanted"]["replication_factor"],
              t["wanted"]["config"]["min.insync.replicas"]) for t in plan["topics"]] == [
-        ("metadata", "create", 6, 3, "2"), ("commands", "create", 6, 3, "2"), ("verdicts", "create", 3, 3, "2"),
+        ("metadata", "create", 6, 3, "2"), ("commands", "create", 2, 3, "2"), ("verdicts", "create", 3, 3, "2"),
         ("notifications", "create", 6, 3, "2"), ("deadletter", "create", 6, 3, "2")]
 
     code, out = topics_command(settings, monkeypatch, capsys, "create")
@@ -68,7 +69,7 @@ def test_plan_create_check_with_replication_factor_3_and_min_insync_replicas_2(
     admin = clients.admin(settings.kafka)
     held = describe(admin, [settings.topic_metadata, settings.topic_verdicts, settings.topic_commands])
     assert [(t.partitions, t.replication_factor, t.value("min.insync.replicas")) for t in held.values()] == [
-        (6, 3, "2"), (3, 3, "2"), (6, 3, "2")]
+        (6, 3, "2"), (3, 3, "2"), (2, 3, "2")]
     assert held[settings.topic_verdicts].value("cleanup.policy") == "compact"
 
     code, out = topics_command(settings, monkeypatch, capsys, "check")
@@ -83,7 +84,7 @@ def test_contradicting_topics_fail_check_and_stop_the_worker(
     settings = cluster_settings(kafka_cluster, unique_name, redis_url)
     admin = clients.admin(settings.kafka)
     by_hand = [NewTopic(settings.topic_verdicts, 3, 3, config={"cleanup.policy": "delete", "min.insync.replicas": "2"}),
-               NewTopic(settings.topic_commands, 6, 1, config={"retention.ms": str(7 * 86_400_000)})]
+               NewTopic(settings.topic_commands, 2, 1, config={"retention.ms": str(7 * 86_400_000)})]
     for future in admin.create_topics(by_hand).values():
         future.result(30)
 
@@ -127,6 +128,9 @@ def test_a_node_killed_while_the_worker_processes_loses_no_verdict(
         produce_events(settings, servers[40:], T0 + timedelta(minutes=2))  # to the two nodes left
         verdicts = wait_for_verdicts(settings, {f"contoso/{s}" for s in servers}, timeout=90)
         assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
+        faust_topics = clients.admin(settings.kafka).list_topics(timeout=10).topics
+        [leader_topic] = [t for name, t in faust_topics.items() if name.startswith(f"{settings.consumer_group}-__")]
+        assert {len(p.replicas) for p in leader_topic.partitions.values()} == {3}  # Faust's own topic too
     finally:
         worker.stop()
         kafka_cluster.start_node(victim)
