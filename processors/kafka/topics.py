@@ -294,6 +294,30 @@ def _compare(spec: TopicSpec, existing: ExistingTopic | None) -> TopicPlan:
     return TopicPlan(spec, existing, differences(spec, existing), contradictions(spec, existing))
 
 
+def group_members(settings: Settings, timeout: float = 30.0) -> int | None:
+    """How many members the workers' consumer group has now; None when the brokers do not say."""
+    admin = _admin(settings)
+    group = settings.consumer_group
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
+    except KafkaException:
+        return None
+    return len(description.members)
+
+
+def note_idle_members(topics: Sequence[TopicPlan], group: str, members: int | None) -> None:
+    """Add a difference to the shared metadata topic when the group has more members than it has
+    partitions: the extra workers get no partition (not a contradiction: they take over on failure)."""
+    for topic in topics:
+        if topic.spec.role != "metadata" or topic.existing is None or members is None:
+            continue
+        if members > topic.existing.partitions:
+            topic.differences.append(
+                f"consumer group {group} has {members} members for {topic.existing.partitions} partitions: "
+                f"{members - topic.existing.partitions} get no partition")
+        return  # the first metadata topic is the shared one
+
+
 def require_no_contradictions(settings: Settings, timeout: float = 30.0) -> None:
     """Raise :class:`TopicsContradict` (one line per contradiction) if an existing topic contradicts."""
     found = [line for topic in plan(settings, timeout) for line in topic.contradictions]

@@ -58,10 +58,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _act(settings: Settings, action: str, output: str, timeout: float) -> int:
-    from processors.kafka.topics import ensure_topics, plan
+    from processors.kafka.topics import ensure_topics, group_members, note_idle_members, plan
 
     created = ensure_topics(settings, timeout) if action == "create" else []
     topics = plan(settings, timeout)
+    if not settings.per_tenant_topics:
+        note_idle_members(topics, settings.consumer_group, group_members(settings, timeout))
     contradictions = [line for topic in topics for line in topic.contradictions]
     if output == "json":
         print(orjson.dumps({"action": action, "created": created, "topics": [t.as_json() for t in topics],

@@ -15,6 +15,7 @@ from processors.kafka.topics import (
     TopicSpec,
     contradictions,
     differences,
+    note_idle_members,
     topic_specs,
 )
 from processors.kafka.topics_cli import check_text, plan_text
@@ -153,3 +154,15 @@ def test_plan_text_shows_what_is_created_and_marks_contradictions() -> None:
     assert check_text([TopicPlan(commands, None)]) == (
         "no contradiction in 0 existing topics; missing (a worker or `patchgate topics create` creates them): "
         f"{commands.name}")
+
+
+def test_more_group_members_than_metadata_partitions_is_noted_not_contradicting() -> None:
+    settings = replicated(metadata_partitions=4)
+    metadata, commands = spec_of(settings, "metadata"), spec_of(settings, "commands")
+    plans = [TopicPlan(metadata, as_created(metadata)), TopicPlan(commands, as_created(commands))]
+    note_idle_members(plans, "patchgate-worker", 4)
+    assert [plan.action for plan in plans] == ["ok", "ok"]
+    note_idle_members(plans, "patchgate-worker", 6)
+    assert plans[0].differences == [
+        "consumer group patchgate-worker has 6 members for 4 partitions: 2 get no partition"]
+    assert plans[0].contradictions == [] and plans[1].differences == []
