@@ -18,18 +18,23 @@ write to ``<PATCHGATE_TOPIC_METADATA>.<tenant_id>``: :func:`ensure_tenant_topics
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from processors.errors import PatchgateError
 from processors.kafka import clients
 from processors.settings import Settings, env_name
 
+log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 # Operator commands are replayed from the topic (a full replay rebuilds pause state from them) and
 # their ids are remembered in Redis without expiry: the topic keeps them for 400 days, more than the
@@ -256,9 +261,7 @@ def describe(admin: AdminClient, names: Sequence[str], timeout: float = 30.0) ->
     present = [name for name in names if name in metadata and metadata[name].error is None]
     if not present:
         return {}
-    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in present],
-                                     request_timeout=timeout)
-    configs = {resource.name: _configs(future, timeout) for resource, future in futures.items()}
+    configs = _describe_configs(admin, present, timeout)
     found = {}
     for name in present:
         partitions = metadata[name].partitions.values()
@@ -267,13 +270,37 @@ def describe(admin: AdminClient, names: Sequence[str], timeout: float = 30.0) ->
     return found
 
 
-def _configs(future: Any, timeout: float) -> dict[str, str] | None:
+def _describe_configs(admin: AdminClient, names: Sequence[str], timeout: float) -> dict[str, dict[str, str] | None]:
+    """Each topic's configs (None: not authorised). A broker that does not know a topic yet (just
+    created, its metadata not there yet) is asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict[str, str] | None] = {}
+    pending = list(names)
+    while pending:
+        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in pending],
+                                         request_timeout=timeout)
+        for resource, future in futures.items():
+            with contextlib.suppress(_NotYetKnown):
+                found[resource.name] = _configs(future, timeout, retry=time.monotonic() < deadline)
+        pending = [name for name in pending if name not in found]
+        if pending:
+            time.sleep(0.1)  # polling until the brokers' metadata has the topics
+    return found
+
+
+class _NotYetKnown(Exception):
+    """The broker asked does not know the topic yet."""
+
+
+def _configs(future: Any, timeout: float, retry: bool) -> dict[str, str] | None:
     """A topic's configs, or None when the brokers do not authorise describing them."""
     try:
         entries = future.result(timeout=timeout)
     except KafkaException as error:
         if "AUTHORIZATION" in error.args[0].name():
             return None
+        if retry and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise _NotYetKnown from None
         raise
     return {key: entry.value for key, entry in entries.items() if entry.value is not None}
 
@@ -294,13 +321,14 @@ def _compare(spec: TopicSpec, existing: ExistingTopic | None) -> TopicPlan:
     return TopicPlan(spec, existing, differences(spec, existing), contradictions(spec, existing))
 
 
-def group_members(settings: Settings, timeout: float = 30.0) -> int | None:
-    """How many members the workers' consumer group has now; None when the brokers do not say."""
+def group_members(settings: Settings, timeout: float = 5.0) -> int | None:
+    """How many members the workers' consumer group has now; None when the brokers do not say in time
+    (a cluster that never had a group creates its offsets topic, and has no coordinator, on first use)."""
     admin = _admin(settings)
     group = settings.consumer_group
     try:
         description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout=timeout)
-    except KafkaException:
+    except (KafkaException, TimeoutError):
         return None
     return len(description.members)
 
@@ -364,4 +392,43 @@ def _create_missing(settings: Settings, specs: list[TopicSpec], timeout: float) 
         except KafkaException as error:
             if error.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another worker won the race
                 raise TopicsNotCreated(f"topic {name} could not be created: {error.args[0].str()}") from None
+    _wait_until_visible(settings, admin, {spec.topic: spec.num_partitions for spec in missing}, timeout)
     return created
+
+
+def _wait_until_visible(settings: Settings, admin: AdminClient, partitions: Mapping[str, int],
+                        timeout: float) -> None:
+    """Poll every broker's metadata until each shows the new topics with all partitions led.
+
+    A topic the controller created reaches the brokers' metadata a moment later; a client (the next
+    command, the worker's check) that asked a lagging broker would find it missing. After
+    ``timeout`` the topics exist all the same: a warning, not an error."""
+    deadline = time.monotonic() + timeout
+    brokers = admin.list_topics(timeout=timeout).brokers
+    while not all(_broker_sees(settings, broker_id, f"{broker.host}:{broker.port}", partitions)
+                  for broker_id, broker in brokers.items()):
+        if time.monotonic() >= deadline:
+            log.warning("topics created but not yet seen by every broker after %.0fs: %s", timeout,
+                        ", ".join(sorted(partitions)))
+            return
+        time.sleep(0.1)  # polling the brokers' metadata
+
+
+def _broker_sees(settings: Settings, broker_id: int, address: str, partitions: Mapping[str, int]) -> bool:
+    """Whether broker ``broker_id`` shows the topics, asked through a client bootstrapped with it alone
+    (a client may answer from another broker it learnt of: such answers are not counted; a broker
+    unreachable counts as not showing them, until the caller's deadline)."""
+    one = clients.admin(dataclasses.replace(settings.kafka, bootstrap=address), {"log_level": 0})
+    for _ in range(3):
+        try:
+            metadata = one.list_topics(timeout=5.0)
+        except KafkaException:
+            return False
+        if metadata.orig_broker_id == broker_id:
+            return all(_visible(metadata.topics.get(name), count) for name, count in partitions.items())
+    return True  # the broker cannot be asked alone (a proxy in front of the cluster): not waited for
+
+
+def _visible(topic: Any, partitions: int) -> bool:
+    return (topic is not None and topic.error is None and len(topic.partitions) >= partitions
+            and all(p.leader >= 0 for p in topic.partitions.values()))

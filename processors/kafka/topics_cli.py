@@ -63,7 +63,7 @@ def _act(settings: Settings, action: str, output: str, timeout: float) -> int:
     created = ensure_topics(settings, timeout) if action == "create" else []
     topics = plan(settings, timeout)
     if not settings.per_tenant_topics:
-        note_idle_members(topics, settings.consumer_group, group_members(settings, timeout))
+        note_idle_members(topics, settings.consumer_group, group_members(settings, min(timeout, 5.0)))
     contradictions = [line for topic in topics for line in topic.contradictions]
     if output == "json":
         print(orjson.dumps({"action": action, "created": created, "topics": [t.as_json() for t in topics],
