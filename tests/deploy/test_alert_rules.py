@@ -79,6 +79,7 @@ def test_the_issues_alerts_are_there() -> None:
         "PatchgateEdgeThreadNotAlive": "patchgate_edge_thread_alive",
         "PatchgateWorkerDown": "up{",
         "PatchgateWorkerNotProcessing": "patchgate_events_in_total",
+        "PatchgateWorkerNotReady": "patchgate_ready{",
     }
     for alert, metric in wanted.items():
         assert metric in by_name.get(alert, ""), alert
