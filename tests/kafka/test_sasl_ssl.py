@@ -174,7 +174,7 @@ def test_a_wrong_password_ends_the_api_and_the_notifier_at_start(broker: Secured
     webhooks.write_text('[tenants."*"]\nurl = "https://ops.example/patchgate"\n')
     env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin",
            "PATCHGATE_API_TOKENS": "sasl-test-token-0123456789=*", "PATCHGATE_API_PORT": "0",
-           "PATCHGATE_NOTIFY_CONFIG": str(webhooks)}
+           "PATCHGATE_NOTIFY_CONFIG": str(webhooks), "PATCHGATE_NOTIFY_PROBE_PORT": "0"}  # 9466 may be taken
     done = subprocess.run([*patchgate_executable(), command], env=env, capture_output=True, timeout=120, check=False)
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
