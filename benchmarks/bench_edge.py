@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from edge.verdicts import VerdictIndex  # noqa: E402
+from processors.events.metadata import MetadataRecord  # noqa: E402
 
 
 def _verdict(key: str, i: int) -> bytes:
@@ -110,7 +111,7 @@ def serve(sock_path: str) -> None:
         def __init__(self) -> None:
             self.n = 0
 
-        def publish(self, server_key: str, record: dict[str, Any]) -> bool:
+        def publish(self, server_key: str, record: MetadataRecord) -> bool:
             orjson.dumps(record)  # the real publisher serialises in publish()
             self.n += 1
             return True

@@ -33,10 +33,10 @@ from typing import Any, Final
 import orjson
 
 from edge.config import normalise_ip
+from processors.events.verdict import VERDICT_SCHEMA
 
 log = logging.getLogger(__name__)
 
-VERDICT_SCHEMA: Final = "patchgate.verdict/1"
 
 ACCEPT: Final = "accept"
 THROTTLE: Final = "throttle"

@@ -47,6 +47,7 @@ from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
+from processors.events.command import Command, command_key, encode_command, pause_command
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
 from processors.report.reader import ReportReader
 from processors.report.render import to_csv
@@ -64,7 +65,7 @@ MAX_BODY = 16 * 1024
 
 
 class CommandSink(Protocol):
-    async def send(self, tenant: str, command: dict[str, Any]) -> None: ...
+    async def send(self, tenant: str, command: Command) -> None: ...
 
 
 class CommandSendFailed(RuntimeError):
@@ -85,11 +86,11 @@ class KafkaCommandSink:
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
 
-    async def send(self, tenant: str, command: dict[str, Any]) -> None:
+    async def send(self, tenant: str, command: Command) -> None:
         from processors.worker.output import DeliveryFailed
 
         async with self._lock:
-            self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+            self.output.produce(self.topic, command_key(command), encode_command(command))
             try:
                 await self.output.flush(self.timeout + 2)
             except DeliveryFailed as error:
@@ -297,8 +298,6 @@ async def _read_days(request: web.Request, maximum: int) -> int:
 
 
 async def post_pause(request: web.Request) -> web.Response:
-    from processors.worker.cli import pause_command
-
     tenant, principal = _tenant(request)
     ctx = _ctx(request)
     days = await _read_days(request, ctx.policy.pauses.max_days_per_request)
@@ -312,7 +311,8 @@ async def post_pause(request: web.Request) -> web.Response:
             days_left_this_year=pause.days_left_this_year,
         )
     try:
-        command = pause_command(tenant, days, False, principal.actor, at=now)
+        command = pause_command(tenant_id=tenant, action="pause_create", actor=principal.actor, issued_at=now,
+                                days=days)
     except ContractError as error:
         raise ApiError(400, "invalid_body", f"invalid pause request: {error}") from None
     await ctx.commands.send(tenant, command)
@@ -323,8 +323,6 @@ async def post_pause(request: web.Request) -> web.Response:
 
 
 async def delete_pause(request: web.Request) -> web.Response:
-    from processors.worker.cli import pause_command
-
     tenant, principal = _tenant(request)
     ctx = _ctx(request)
     now = ctx.now()
@@ -332,7 +330,7 @@ async def delete_pause(request: web.Request) -> web.Response:
     if not pause.active:
             raise ApiError(409, "no_running_pause", "There is no running pause to end.",
                        days_left_this_year=pause.days_left_this_year)
-    command = pause_command(tenant, None, True, principal.actor, at=now)
+    command = pause_command(tenant_id=tenant, action="pause_end", actor=principal.actor, issued_at=now)
     await ctx.commands.send(tenant, command)
     log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor)
     return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],

@@ -11,7 +11,7 @@ checks one record against its contract and reads its event time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
@@ -62,7 +62,7 @@ class MetadataRecord(TypedDict):
     client: Client
     message: Message
     headers: list[list[str]]
-    headers_truncated: NotRequired[HeadersTruncated | None]
+    headers_truncated: NotRequired[HeadersTruncated]
 
 
 class BadEnvelope(ValueError):
@@ -131,6 +131,20 @@ def metadata_items(document: Any, key: bytes | None) -> tuple[list[Any], bool]:
         raise BadEnvelope(f"server key mismatch: the envelope's server_key {str(envelope_key)[:120]!r} "
                           f"differs from the Kafka key {key_text[:120]!r}")
     return items, True
+
+
+RecordParser = Callable[[Any], tuple[MetadataRecord, datetime]]
+
+
+def record_parser() -> RecordParser:
+    """:func:`parse_metadata_record` with the compiled contract check bound once, for a hot loop."""
+    check = contracts.metadata_record
+    from_iso = datetime.fromisoformat
+
+    def parse(item: Any) -> tuple[MetadataRecord, datetime]:
+        check(item)
+        return item, from_iso(item["observed_at"])
+    return parse
 
 
 def parse_metadata_record(item: Any) -> tuple[MetadataRecord, datetime]:

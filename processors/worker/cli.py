@@ -10,13 +10,14 @@ import argparse
 import asyncio
 import re
 import sys
-import uuid
 from datetime import UTC, datetime
 
 import orjson
 
-from processors.contracts import COMMAND_SCHEMA, ContractError, contracts
+from processors.contracts import ContractError
 from processors.enforcement.verdicts import rfc3339
+from processors.events.command import Command, command_key, encode_command
+from processors.events.command import pause_command as events_pause_command
 from processors.settings import Settings, SettingsError
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -54,20 +55,10 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(_settings(), args.loglevel)
 
 
-def pause_command(tenant: str, days: int | None, end: bool, actor: str,
-                  at: datetime | None = None) -> dict[str, object]:
-    command: dict[str, object] = {
-        "schema": COMMAND_SCHEMA,
-        "command_id": f"cmd-{uuid.uuid4().hex}",
-        "tenant_id": tenant,
-        "issued_at": rfc3339(at or datetime.now(UTC)),
-        "actor": actor,
-        "action": "pause_end" if end else "pause_create",
-    }
-    if not end:
-        command["days"] = days
-    contracts.command(command)
-    return command
+def pause_command(tenant: str, days: int | None, end: bool, actor: str, at: datetime | None = None) -> Command:
+    """A new pause command (``end``: ``pause_end``, else ``pause_create`` for ``days``); ContractError if bad."""
+    return events_pause_command(tenant_id=tenant, action="pause_end" if end else "pause_create", actor=actor,
+                                issued_at=at or datetime.now(UTC), days=days)
 
 
 def _pause(args: argparse.Namespace) -> int:
@@ -80,7 +71,7 @@ def _pause(args: argparse.Namespace) -> int:
         print(f"patchgate pause: invalid request: {error}", file=sys.stderr)
         return 2
     output = KafkaOutput(settings.kafka_bootstrap, **{"message.timeout.ms": 10000})
-    output.produce(settings.topic_commands, args.tenant.encode(), orjson.dumps(command))
+    output.produce(settings.topic_commands, command_key(command), encode_command(command))
     output.flush_sync(15)
     print(f"pause command {command['command_id']} sent for tenant {args.tenant}")
     return 0

@@ -11,10 +11,14 @@ import pytest
 
 from processors.contracts import ContractError, contracts
 from processors.events.command import CommandKeyMismatch, encode_command, parse_command, pause_command
-from processors.events.deadletter import ORIGINAL_CAP, dead_letter, encode_dead_letter, original_bytes, \
-    parse_dead_letter
-from processors.events.metadata import BadEnvelope, encode_batch, metadata_items, metadata_record, \
-    parse_metadata_record
+from processors.events.deadletter import (
+    ORIGINAL_CAP,
+    dead_letter,
+    encode_dead_letter,
+    original_bytes,
+    parse_dead_letter,
+)
+from processors.events.metadata import BadEnvelope, encode_batch, metadata_items, metadata_record, parse_metadata_record
 from processors.events.notification import encode_notification, notification, parse_notification
 from processors.events.verdict import join_verdict, parse_verdict, recommended_build, verdict_parts
 
