@@ -47,7 +47,8 @@ from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
-from processors.events.command import Command, command_key, encode_command, pause_command
+from processors.events.command import Command, command_key, pause_command
+from processors.events.wire import encode_event
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
 from processors.report.reader import ReportReader
 from processors.report.render import to_csv
@@ -90,7 +91,7 @@ class KafkaCommandSink:
         from processors.worker.output import DeliveryFailed
 
         async with self._lock:
-            self.output.produce(self.topic, command_key(command), encode_command(command))
+            self.output.produce(self.topic, command_key(command), encode_event(command))
             try:
                 await self.output.flush(self.timeout + 2)
             except DeliveryFailed as error:

@@ -10,10 +10,9 @@ import uuid
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
-import orjson
-
 from processors.contracts import COMMAND_SCHEMA, ContractError, contracts
 from processors.events.times import rfc3339
+from processors.events.wire import decode_checked
 
 ACTIONS_WITH_DAYS = frozenset({"pause_create", "pause_extend"})
 
@@ -49,10 +48,6 @@ def pause_command(*, tenant_id: str, action: str, actor: str, issued_at: datetim
     return command
 
 
-def encode_command(command: Command) -> bytes:
-    return orjson.dumps(command)
-
-
 def command_key(command: Command) -> bytes:
     """The Kafka key a command is published under: its tenant id."""
     return command["tenant_id"].encode()
@@ -62,8 +57,7 @@ def parse_command(value: bytes | None, key: bytes | None) -> Command:
     """The command in a Kafka message, checked against its contract and its key.
 
     Raises ``orjson.JSONDecodeError``, ``ContractError`` or :class:`CommandKeyMismatch`."""
-    command = orjson.loads(value or b"")
-    contracts.command(command)
+    command = decode_checked(value or b"", contracts.command)
     if command["action"] in ACTIONS_WITH_DAYS and "days" not in command:
         raise ContractError("missing required property 'days' for this action")
     key_text = None if key is None else key.decode("utf-8", "backslashreplace")

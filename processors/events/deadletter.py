@@ -10,10 +10,9 @@ import base64
 from datetime import datetime
 from typing import TypedDict
 
-import orjson
-
 from processors.contracts import DEADLETTER_SCHEMA, contracts
 from processors.events.times import rfc3339
+from processors.events.wire import decode_checked
 
 ORIGINAL_CAP = 256 * 1024  # bytes of the original value kept in a dead letter
 REASON_CAP = 2000
@@ -61,15 +60,10 @@ def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, v
     }
 
 
-def encode_dead_letter(record: DeadLetter) -> bytes:
-    return orjson.dumps(record)
-
 
 def parse_dead_letter(data: bytes) -> DeadLetter:
     """A dead letter from its JSON; raises ``orjson.JSONDecodeError`` or ``ContractError``."""
-    record = orjson.loads(data)
-    contracts.deadletter(record)
-    return record  # type: ignore[no-any-return]
+    return decode_checked(data, contracts.deadletter)  # type: ignore[no-any-return]
 
 
 def original_bytes(record: DeadLetter) -> bytes:

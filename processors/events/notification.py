@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypedDict
 
-import orjson
-
 from processors.contracts import NOTIFICATION_SCHEMA, contracts
 from processors.events.times import rfc3339
 from processors.events.verdict import RecommendedBuild
+from processors.events.wire import decode_checked
 
 
 class Notification(TypedDict):
@@ -59,12 +58,7 @@ def notification(*, tenant_id: str, kind: str, identity: str, at: datetime, text
     }
 
 
-def encode_notification(record: Notification) -> bytes:
-    return orjson.dumps(record)
-
 
 def parse_notification(data: bytes) -> Notification:
     """A notification from its JSON; raises ``orjson.JSONDecodeError`` or ``ContractError``."""
-    record = orjson.loads(data)
-    contracts.notification(record)
-    return record  # type: ignore[no-any-return]
+    return decode_checked(data, contracts.notification)  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ import orjson
 
 from processors.contracts import VERDICT_SCHEMA, contracts
 from processors.events.times import rfc3339
+from processors.events.wire import decode_checked
 
 
 class RecommendedBuild(TypedDict):
@@ -98,6 +99,4 @@ def join_verdict(parts: VerdictParts, sequence: int) -> bytes:
 def parse_verdict(data: bytes) -> Verdict:
     """A verdict from its JSON, checked against its contract; raises ``orjson.JSONDecodeError`` or
     ``ContractError``. (An edge compiles verdicts leniently instead: :mod:`edge.verdicts`.)"""
-    record = orjson.loads(data)
-    contracts.verdict(record)
-    return record  # type: ignore[no-any-return]
+    return decode_checked(data, contracts.verdict)  # type: ignore[no-any-return]

@@ -41,8 +41,9 @@ import redis.asyncio as aioredis
 
 from processors import metrics
 from processors.contracts import ContractError
-from processors.events.deadletter import dead_letter, encode_dead_letter
+from processors.events.deadletter import dead_letter
 from processors.events.notification import parse_notification
+from processors.events.wire import encode_event
 from processors.notify.config import DeliveryPolicy, NotifyConfig, Webhook
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def dead_letter_record(source: SourceRecord, reason: str, path: str | None = Non
                        now: datetime | None = None) -> bytes:
     record = dead_letter(topic=source.topic, partition=source.partition, offset=source.offset, key=source.key,
                          value=source.value, reason=reason, path=path, at=now or datetime.now(UTC))
-    return encode_dead_letter(record)
+    return encode_event(record)
 
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -17,8 +17,9 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from processors.events.command import command_key, encode_command, pause_command
+from processors.events.command import command_key, pause_command
 from processors.events.metadata import MetadataRecord, encode_batch
+from processors.events.wire import encode_event
 from processors.replay.sample import Step
 from processors.settings import Settings
 from processors.state.keys import KeySchema
@@ -53,7 +54,7 @@ class ReplayDriver:
                 assert step.tenant is not None
                 command = pause_command(tenant_id=step.tenant, action="pause_create", actor="replay",
                                         issued_at=step.at, days=step.days)
-                self.send([(self.settings.topic_commands, command_key(command), encode_command(command))])
+                self.send([(self.settings.topic_commands, command_key(command), encode_event(command))])
             else:
                 self.send(self.mail_messages(step), at=step.at)
             if self.on_step:

@@ -16,8 +16,9 @@ import orjson
 
 from processors.contracts import ContractError
 from processors.enforcement.verdicts import rfc3339
-from processors.events.command import Command, command_key, encode_command
+from processors.events.command import Command, command_key
 from processors.events.command import pause_command as events_pause_command
+from processors.events.wire import encode_event
 from processors.settings import Settings, SettingsError
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -71,7 +72,7 @@ def _pause(args: argparse.Namespace) -> int:
         print(f"patchgate pause: invalid request: {error}", file=sys.stderr)
         return 2
     output = KafkaOutput(settings.kafka_bootstrap, **{"message.timeout.ms": 10000})
-    output.produce(settings.topic_commands, command_key(command), encode_command(command))
+    output.produce(settings.topic_commands, command_key(command), encode_event(command))
     output.flush_sync(15)
     print(f"pause command {command['command_id']} sent for tenant {args.tenant}")
     return 0

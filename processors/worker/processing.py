@@ -53,8 +53,9 @@ from processors.contracts import ContractError
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
-from processors.events.deadletter import dead_letter, encode_dead_letter
+from processors.events.deadletter import dead_letter
 from processors.events.metadata import BadEnvelope, MetadataRecord, metadata_items, record_parser
+from processors.events.wire import encode_event
 from processors.settings import Settings
 from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
 from processors.worker.admission import (
@@ -201,7 +202,7 @@ class BatchProcessor:
         record = dead_letter(topic=message.topic, partition=message.partition, offset=message.offset,
                              key=message.key, value=message.value, reason=error, path=path,
                              record_index=record_index, at=now)
-        self.output.produce(self.settings.topic_deadletter, message.key, encode_dead_letter(record))
+        self.output.produce(self.settings.topic_deadletter, message.key, encode_event(record))
 
     def _authority(self, message: RawMessage) -> _Authority:
         """The tenant and server the message is keyed under; in the per-tenant mode the topic must agree."""

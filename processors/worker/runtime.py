@@ -28,7 +28,8 @@ from processors.contracts import ContractError
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
 from processors.events.command import Command, CommandKeyMismatch, parse_command
-from processors.events.notification import encode_notification, notification
+from processors.events.notification import notification
+from processors.events.wire import encode_event
 from processors.settings import Settings
 from processors.state.store import (
     Observation,
@@ -233,7 +234,7 @@ class WorkerRuntime:
             tenant_id=tenant, kind=outcome.kind, identity=identity, at=at, text=outcome.text,
             next_stage_at=outcome.state.until if outcome.kind != "pause_refused" else None,
         )
-        return outbox_record(self.settings.topic_notifications, tenant, encode_notification(record))
+        return outbox_record(self.settings.topic_notifications, tenant, encode_event(record))
 
     async def reevaluate_tenant(self, tenant: str, at: datetime, pause: PauseState | None = None) -> None:
         server_keys = await self.store.tenant_servers(tenant)

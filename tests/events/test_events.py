@@ -10,17 +10,17 @@ import orjson
 import pytest
 
 from processors.contracts import ContractError, contracts
-from processors.events.command import CommandKeyMismatch, encode_command, parse_command, pause_command
+from processors.events.command import CommandKeyMismatch, parse_command, pause_command
 from processors.events.deadletter import (
     ORIGINAL_CAP,
     dead_letter,
-    encode_dead_letter,
     original_bytes,
     parse_dead_letter,
 )
 from processors.events.metadata import BadEnvelope, encode_batch, metadata_items, metadata_record, parse_metadata_record
-from processors.events.notification import encode_notification, notification, parse_notification
+from processors.events.notification import notification, parse_notification
 from processors.events.verdict import join_verdict, parse_verdict, recommended_build, verdict_parts
+from processors.events.wire import encode_event
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 AT = datetime(2026, 11, 28, 9, 15, 2, tzinfo=UTC)
@@ -109,7 +109,7 @@ def test_the_notification_example_is_rebuilt_by_the_builder() -> None:
         recommended_builds=original["recommended_builds"])
     assert rebuilt["notification_id"] == "contoso/ex02.contoso.local|stage_upcoming|2|2026-10-31"
     assert {**rebuilt, "notification_id": original["notification_id"]} == original
-    assert parse_notification(encode_notification(rebuilt)) == rebuilt
+    assert parse_notification(encode_event(rebuilt)) == rebuilt
 
 
 def test_a_tenant_wide_notification_passes_its_contract() -> None:
@@ -127,7 +127,7 @@ def test_the_command_example_is_rebuilt_by_the_builder() -> None:
                             issued_at=datetime.fromisoformat(original["issued_at"]), days=original["days"],
                             command_id=original["command_id"])
     assert rebuilt == original
-    assert orjson.loads(encode_command(rebuilt)) == orjson.loads(data)
+    assert orjson.loads(encode_event(rebuilt)) == orjson.loads(data)
 
 
 def test_a_pause_end_has_no_days_and_a_fresh_id() -> None:
@@ -162,7 +162,7 @@ def test_the_dead_letter_example_is_rebuilt_by_the_builder() -> None:
         path=original["path"], record_index=source["record_index"],
         at=datetime.fromisoformat(original["dead_lettered_at"]))
     assert rebuilt == original
-    assert parse_dead_letter(encode_dead_letter(rebuilt)) == rebuilt
+    assert parse_dead_letter(encode_event(rebuilt)) == rebuilt
 
 
 def test_a_dead_letter_keeps_a_cut_original_and_a_bounded_reason() -> None:
