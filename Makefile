@@ -1,39 +1,73 @@
 # patchgate developer commands. Everything runs from the project's own .venv; services needed by
-# tests and the demo (Kafka-protocol broker, Redis) are started by the project itself.
+# tests, benchmarks and the demo (Kafka-protocol broker, Redis, Postfix) are started by the project
+# itself on free ports and stopped again, also on Ctrl-C. System tools come from
+# scripts/system-deps.sh: installed when run as root, named in one line otherwise.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
+# `make demo PORT=8081`: the demo's API on that port (a free one otherwise)
+PORT ?=
 
-.PHONY: install test test-tansu test-apache lint bench demo up down clean
+.PHONY: install test test-deps kafka-jars test-tansu test-apache lint bench bench-quick bench-deps \
+        demo demo-once up down clean
+# one run at a time: the suites and benchmarks each start their own services on a 2-core budget
+.NOTPARALLEL:
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+# Debian's python3 needs python3-venv for `python3 -m venv` (installed here when run as root).
+$(PY):
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); scripts/system-deps.sh venv && $(PYTHON) -m venv $(VENV); }
+	@$(PY) -m pip install -q --upgrade pip
+
+$(TEST_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	@touch $@
 
-install: $(STAMP)
+# the demo's own extra only (embedded services), not the test toolchain
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[demo]'
+	@touch $@
+
+install: $(TEST_STAMP)
 
 # The whole suite on Tansu, then every integration suite again on Apache Kafka (KRaft).
-test: test-tansu test-apache
+# test-deps installs (root) or names (otherwise) the system tools and Exim first.
+test: test-deps test-tansu test-apache
 
-test-tansu: $(STAMP)
+test-deps:
+	@scripts/system-deps.sh test
+
+# Apache Kafka's jars from Maven Central into .cache/apache-kafka, once (then a marker file answers)
+kafka-jars: $(TEST_STAMP)
+	@scripts/apache-kafka/fetch.sh >/dev/null
+
+test-tansu: test-deps kafka-jars
 	PATCHGATE_TEST_KAFKA=tansu $(PY) -m pytest
 
-test-apache: $(STAMP)
-	scripts/apache-kafka/fetch.sh
+test-apache: test-deps kafka-jars
 	PATCHGATE_TEST_KAFKA=apache $(PY) -m pytest -m integration
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check processors edge tests benchmarks
 	$(VENV)/bin/mypy processors edge tests benchmarks
 
-bench: $(STAMP)
+# Every benchmark with its side-by-side baseline (root, Postfix and redis-server needed; ~6 min);
+# bench-quick runs each with small sizes (~1.5 min), to check that they run.
+bench: bench-deps $(TEST_STAMP)
 	$(PY) -m benchmarks
 
-demo: $(STAMP)
-	$(VENV)/bin/patchgate demo
+bench-quick: bench-deps $(TEST_STAMP)
+	$(PY) -m benchmarks --quick
+
+bench-deps:
+	@scripts/system-deps.sh bench
+
+demo: $(DEMO_STAMP)
+	$(VENV)/bin/patchgate demo $(if $(PORT),--api-port $(PORT))
+
+demo-once: $(DEMO_STAMP)
+	$(VENV)/bin/patchgate demo --no-wait $(if $(PORT),--api-port $(PORT))
 
 up:
 	docker compose up -d

@@ -1,6 +1,6 @@
 """Benchmark: classifications per second for realistic 6-hop header blocks (one core).
 
-Run: ``.venv/bin/python benchmarks/bench_classify.py [--n N]``. Prints the classifier's rate and,
+Run: ``.venv/bin/python benchmarks/bench_classify.py [--n N] [--quick]``. Prints the classifier's rate and,
 measured in the same run over the same headers, the rate of a trivial baseline (one precompiled
 regex search for an ``id <build>`` over the topmost Received value), so numbers from different
 machines can be compared by their ratio.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.run_scope import run_benchmark
 from processors.classify import Connection, classify, default_catalog, default_policy
 
 BUILDS = [
@@ -91,9 +92,16 @@ def make_headers(rng: random.Random, base: datetime) -> tuple[list[tuple[str, st
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000, help="messages per timed run")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--n", type=int, help="messages per timed run (default 100,000; 10,000 with --quick)")
+    ap.add_argument("--repeat", type=int, help="timed runs, the best counts (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
     args = ap.parse_args()
+    args.n = args.n or (10_000 if args.quick else 100_000)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    return run_benchmark("bench_classify", lambda: measure(args))
+
+
+def measure(args: argparse.Namespace) -> int:
     rng = random.Random(1)
     base = datetime(2026, 11, 28, tzinfo=UTC)
     msgs = [make_headers(rng, base) for _ in range(args.n)]

@@ -1,7 +1,7 @@
 """Edge benchmarks: ``VerdictIndex.decide()`` throughput and milter round-trip latency.
 
     .venv/bin/python benchmarks/bench_edge.py            # everything, ~30 s
-    .venv/bin/python benchmarks/bench_edge.py --quick    # fewer messages
+    .venv/bin/python benchmarks/bench_edge.py --quick    # small sizes, a few seconds
 
 1. ``decide()``: calls/s over 10,000 verdicts (mixed throttle/block/accept windows, unknown keys).
 2. Milter: the server runs in a separate process (the real :class:`PatchgateMilter`: connector
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import ipaddress
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
+from benchmarks.run_scope import run_benchmark  # noqa: E402
 from edge.verdicts import VerdictIndex  # noqa: E402
 from processors.events.metadata import MetadataRecord  # noqa: E402
 from processors.events.verdict import join_verdict, verdict_parts  # noqa: E402
@@ -65,14 +67,14 @@ def build_index(n: int = 10_000) -> tuple[VerdictIndex, list[str]]:
     return idx, keys
 
 
-def bench_decide(calls: int) -> dict[str, float]:
+def bench_decide(calls: int, repeat: int) -> dict[str, float]:
     idx, keys = build_index()
     lookups = (keys + [f"tenant1/unknown{i}.example.com" for i in range(len(keys) // 10)]) * (calls // len(keys) + 1)
     lookups = lookups[:calls]
     now = time.time()
     decide = idx.decide
     best = float("inf")
-    for _ in range(5):
+    for _ in range(repeat):
         t0 = time.perf_counter()
         for k in lookups:
             decide(k, now)
@@ -156,7 +158,7 @@ async def _run_milter(kind: str, sock: str, port: int, concurrency: int, total: 
         return MilterDriver.unix(sock) if kind == "unix" else MilterDriver.tcp("127.0.0.1", port)
 
     # Warm-up (classifier caches, connection setup paths).
-    await _client(connect, 50, [])
+    await _client(connect, min(50, total), [])
     latencies: list[float] = []
     per = max(1, total // concurrency)
     t0 = time.perf_counter()
@@ -185,9 +187,12 @@ async def _connect_cost(kind: str, sock: str, port: int, n: int) -> float:
     return times[len(times) // 2] * 1e6
 
 
-def bench_milter(total: int) -> None:
-    tmp = tempfile.mkdtemp(prefix="bench-edge-")
-    sock = os.path.join(tmp, "milter.sock")
+def bench_milter(total: int, connects: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
+        _bench_milter(os.path.join(tmp, "milter.sock"), total, connects)
+
+
+def _bench_milter(sock: str, total: int, connects: int) -> None:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", sock], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT)
     try:
@@ -205,29 +210,34 @@ def bench_milter(total: int) -> None:
             print(f"{c:>5} | {u['p50_us']:>7.0f}us {u['p99_us']:>6.0f}us {u['msgs_per_s']:>8.0f} | "
                   f"{t['p50_us']:>7.0f}us {t['p99_us']:>6.0f}us {t['msgs_per_s']:>8.0f} | "
                   f"{t['p50_us'] / u['p50_us']:>11.2f}x")
-        cu = asyncio.run(_connect_cost("unix", sock, port, 200))
-        ct = asyncio.run(_connect_cost("tcp", sock, port, 200))
+        cu = asyncio.run(_connect_cost("unix", sock, port, connects))
+        ct = asyncio.run(_connect_cost("tcp", sock, port, connects))
         print(f"connect + OPTNEG (once per SMTP session), p50: unix {cu:.0f}us, tcp {ct:.0f}us")
     finally:
         proc.kill()
         proc.wait()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", metavar="SOCK", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
     args = parser.parse_args()
     if args.serve:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C goes to the benchmark, which stops this server
         serve(args.serve)
-        return
-    calls = 200_000 if args.quick else 1_000_000
-    d = bench_decide(calls)
+        return 0
+    return run_benchmark("bench_edge", lambda: measure(args.quick))
+
+
+def measure(quick: bool) -> int:
+    d = bench_decide(100_000 if quick else 1_000_000, 2 if quick else 5)
     print(f"decide(): {d['calls_per_s'] / 1e6:.2f} M calls/s, {d['ns_per_call']:.0f} ns/call "
           f"({d['ns_per_call_net']:.0f} ns without the loop), target <= 5000 ns: "
           f"{'ok' if d['ns_per_call'] <= 5000 else 'MISSED'}")
-    bench_milter(2_000 if args.quick else 10_000)
+    bench_milter(300 if quick else 10_000, 20 if quick else 200)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,13 +1,13 @@
 """An empty Faust agent (the baseline of bench_worker.py): consumes raw messages, does nothing.
 
 Run by the benchmark as ``python benchmarks/faust_empty.py worker`` with BENCH_* environment
-variables; it records its progress in Redis once per taken batch so the benchmark can time it.
+variables (BENCH_DATA_DIR: an existing directory for Faust's data); it records its progress in
+Redis once per taken batch so the benchmark can time it.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import faust
 import redis
@@ -19,7 +19,7 @@ PROGRESS = os.environ["BENCH_PROGRESS_KEY"]
 app = faust.App(os.environ["BENCH_GROUP"], broker=f"kafka://{BOOTSTRAP}", value_serializer="raw",
                 broker_session_timeout=6.0, broker_heartbeat_interval=1.2, consumer_auto_offset_reset="earliest",
                 web_enabled=False, topic_disable_leader=True,
-                datadir=os.path.join(tempfile.gettempdir(), "patchgate", "{conf.name}-data"))
+                datadir=os.path.join(os.environ["BENCH_DATA_DIR"], "{conf.name}-data"))
 topic = app.topic(TOPIC, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
 client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
 

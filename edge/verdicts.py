@@ -6,7 +6,7 @@ needs: epoch-second floats for the time bounds, the window as minute offsets, an
 :class:`Decision` objects (with their reply lines) preallocated. ``decide`` then does one dict lookup,
 a few float comparisons and one modulo, allocates nothing and never raises.
 
-Window semantics (domain.md §3, our default): during ``n`` minutes of each hour the server gets the
+Window semantics (our default): during ``n`` minutes of each hour the server gets the
 reply instead of acceptance; one contiguous window per hour starting at ``window_offset``, block
 minutes first, then throttle minutes::
 

@@ -59,11 +59,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from processors.errors import PatchgateError
+
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
 
 
-class SettingsError(ValueError):
+class SettingsError(PatchgateError, ValueError):
     """An environment variable has a value patchgate cannot use."""
 
 

@@ -6,19 +6,40 @@
 - ``REDIS_URL`` uses an external Redis; otherwise ``redis-server`` is started without persistence.
 
 Services start once per session, only when a test asks for them, and are stopped by PID at the end.
-A missing binary fails the test with a message saying how to install it; it never skips.
+A missing binary fails the test with a message saying how to install it; it never skips. Any
+:class:`ServiceUnavailable` a test or fixture raises (Postfix, Exim, ...) fails it with that one line.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 
 from processors.devservices import ServiceUnavailable
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    """A fixture that cannot start its service fails the test with the reason, not a traceback."""
+    try:
+        return (yield)
+    except ServiceUnavailable as error:
+        reason = str(error)
+    pytest.fail(reason, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """The same for a service a test starts itself (a Postfix instance, an Exim session)."""
+    try:
+        return (yield)
+    except ServiceUnavailable as error:
+        reason = str(error)
+    pytest.fail(reason, pytrace=False)
 
 
 def _broker_kind() -> str:
@@ -47,7 +68,7 @@ def kafka_broker() -> Iterator[Any]:
     except ServiceUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     yield broker
-    broker.stop()
+    broker.close()
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +105,7 @@ def redis_server() -> Iterator[Any]:
     except ServiceUnavailable as error:
         pytest.fail(str(error), pytrace=False)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")

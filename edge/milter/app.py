@@ -20,7 +20,7 @@ final dot of DATA):
 3. Publish a ``patchgate.metadata/1`` record (non-blocking; drops are counted by the publisher).
 4. Connector type not in the enforcement scope (e.g. ``Partner``): accept.
 5. The message's own build is acceptable (status ``current``): accept, even if the cached verdict
-   enforces: patching lifts enforcement with the first message that shows it (domain.md §5).
+   enforces: patching lifts enforcement with the first message that shows it.
 6. Otherwise ask the verdict cache. When the headers did not name the server (HELO/IP fallback) and
    no verdict exists for that key, the client IP → server key hint (from verdicts' ``client_ips`` or
    learned from earlier messages of this edge) of the same tenant is used. Throttle/block: the

@@ -3,7 +3,7 @@
 Routes (documented in ``openapi.json``, served at ``/openapi.json``):
 
 - ``GET  /v1/tenants`` (operator token): every tenant with its server count per stage and pause.
-- ``GET  /v1/tenants/{tenant}/servers[?format=csv]``: the report rows (domain.md §7) plus chart data.
+- ``GET  /v1/tenants/{tenant}/servers[?format=csv]``: the report rows (one per server) plus chart data.
 - ``GET  /v1/tenants/{tenant}/pauses``: pause state and the days left this year.
 - ``POST /v1/tenants/{tenant}/pauses`` ``{"days": N}``: create or extend a pause. Checked against the
   quota in Redis (409 with the days left when it would be exceeded), then sent as a command event to

@@ -1,7 +1,8 @@
 """The Exchange Server build catalog: every released on-premises build, indexed by build number.
 
-Data lives in ``processors/data/exchange-builds.csv`` and ``exchange-lifecycle.csv`` (copies of the
-reference files in ``shared/reference``; see its README for the sources and the build formats).
+Data lives in ``processors/data/exchange-builds.csv`` (one row per released build; its ``notes``
+column names the sources that confirm the row) and ``exchange-lifecycle.csv`` (one row per product
+with its support dates; ``source_url`` and ``source_detail`` say where the dates come from).
 
 Builds are handled as 4-tuples of ints ``(major, minor, build, revision)``. Both text formats are
 accepted wherever a build is read: the short format ``15.1.2507.39`` and the long (zero-padded) format
@@ -16,12 +17,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+
+from processors.errors import PatchgateError
 
 BuildTuple = tuple[int, int, int, int]
 
@@ -57,7 +60,8 @@ PRODUCTS: tuple[str, ...] = (EX2007, EX2010, EX2013, EX2016, EX2019, EXSE)
 KINDS: frozenset[str] = frozenset({"RTM", "SP", "RU", "CU", "SU", "HU"})
 #: Products whose Received-header builds only match the catalog on major.minor (the SP level).
 SP_LEVEL_PRODUCTS: frozenset[str] = frozenset({EX2007, EX2010})
-#: First build number of Exchange Server SE within 15.2 (CSS-Exchange's rule).
+#: First build number of Exchange Server SE within 15.2 (SE RTM is 15.2.2562.17; every 15.2 build
+#: below 2562 is Exchange 2019).
 SE_FIRST_BUILD = 2562
 
 _MAX_PART_DIGITS = 6
@@ -129,7 +133,7 @@ def servicing_group(product: str, cu: str) -> str:
     return cu
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BuildRow:
     """One catalog row (one released build)."""
 
@@ -151,7 +155,7 @@ class BuildRow:
         return "ESU" in self.notes and "only" in self.notes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LifecycleRow:
     """One product's lifecycle dates. ``esu_end`` ``YYYY-MM`` is read as the last day of that month."""
 
@@ -175,7 +179,7 @@ class CatalogError:
         return f"line {self.line}: {self.message}"
 
 
-class CatalogFormatError(ValueError):
+class CatalogFormatError(PatchgateError, ValueError):
     """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
 
     def __init__(self, source: str, errors: list[CatalogError]) -> None:
@@ -186,7 +190,7 @@ class CatalogFormatError(ValueError):
         super().__init__(f"{source}: invalid build catalog: {shown}{more}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Catalog:
     """The loaded build catalog (immutable). Build with :func:`load_catalog`."""
 
@@ -278,22 +282,28 @@ def _end_of_month(text: str) -> date | None:
     return _parse_date(text)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _RowText:
+    """The text of one builds-CSV row, by column."""
+
+    product: str
+    release_name: str
+    short_build: str
+    long_build: str
+    release_date: str
+    kind: str
+    cu: str
+    notes: str
+
+
 def _check_rows(text: str) -> tuple[list[CatalogError], list[BuildRow]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, header_errors = _read_header(reader)
+    if header is None:
+        return header_errors, []
+    idx = {name: header.index(name) for name in COLUMNS}
     errors: list[CatalogError] = []
     rows: list[BuildRow] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return [CatalogError(1, "empty file: expected a header row")], []
-    except csv.Error as exc:
-        return [CatalogError(1, f"unreadable CSV header: {exc}")], []
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        errors.append(CatalogError(1, f"missing column(s): {', '.join(missing)}"))
-        return errors, []
-    idx = {name: header.index(name) for name in COLUMNS}
-    width = len(header)
     seen: dict[BuildTuple, int] = {}
     while True:
         try:
@@ -306,80 +316,111 @@ def _check_rows(text: str) -> tuple[list[CatalogError], list[BuildRow]]:
         line = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue
-        if len(fields) != width:
-            errors.append(CatalogError(line, f"expected {width} fields, got {len(fields)}"))
+        if len(fields) != len(header):
+            errors.append(CatalogError(line, f"expected {len(header)} fields, got {len(fields)}"))
             continue
-        product = fields[idx["product"]]
-        name = fields[idx["release_name"]]
-        short_text = fields[idx["short_build"]]
-        long_text = fields[idx["long_build"]]
-        date_text = fields[idx["release_date"]]
-        kind = fields[idx["kind"]]
-        cu = fields[idx["cu"]]
-        row_ok = True
-        if product not in PRODUCTS:
-            errors.append(CatalogError(line, f"unknown product {product!r}"))
-            row_ok = False
-        if not name.strip():
-            errors.append(CatalogError(line, "empty release_name"))
-            row_ok = False
-        if not cu.strip():
-            errors.append(CatalogError(line, "empty cu"))
-            row_ok = False
-        if kind not in KINDS:
-            allowed = ", ".join(sorted(KINDS))
-            errors.append(CatalogError(line, f"bad kind {kind!r} (expected one of {allowed})"))
-            row_ok = False
-        released = _parse_date(date_text)
-        if released is None:
-            errors.append(CatalogError(line, f"bad release_date {date_text!r} (expected YYYY-MM-DD)"))
-            row_ok = False
-        short = parse_build(short_text)
-        long_ = parse_build(long_text)
-        if short is None or format_short(short) != short_text:
-            errors.append(CatalogError(line, f"bad short_build {short_text!r}"))
-            row_ok = False
-        if long_ is None or format_long(long_) != long_text:
-            errors.append(CatalogError(line, f"bad long_build {long_text!r}"))
-            row_ok = False
-        if short is not None and long_ is not None and short != long_:
-            errors.append(CatalogError(line, f"short_build {short_text} and long_build {long_text} differ"))
-            row_ok = False
-        if short is not None and product in PRODUCTS and not _product_accepts(product, short):
-            errors.append(
-                CatalogError(
-                    line,
-                    f"build {short_text} is outside the range of {product} "
-                    f"(major.minor says {product_for_build(short) or 'no product'})",
-                )
-            )
-            row_ok = False
-        if short is not None:
-            first = seen.get(short)
-            if first is not None:
-                errors.append(CatalogError(line, f"duplicate build {short_text} (first at line {first})"))
-                row_ok = False
-            else:
-                seen[short] = line
-        if row_ok and short is not None and released is not None:
-            rows.append(
-                BuildRow(
-                    product=product,
-                    release_name=name,
-                    build=short,
-                    short=short_text,
-                    long=format_long(short),
-                    release_date=released,
-                    kind=kind,
-                    cu=cu,
-                    notes=fields[idx["notes"]],
-                    line=line,
-                    group=servicing_group(product, cu),
-                )
-            )
+        row_errors, row = _check_row(line, _RowText(**{name: fields[i] for name, i in idx.items()}), seen)
+        errors.extend(row_errors)
+        if row is not None:
+            rows.append(row)
     if not errors and not rows:
         errors.append(CatalogError(1, "no build rows"))
     return errors, rows
+
+
+def _read_header(reader: Iterator[list[str]]) -> tuple[list[str] | None, list[CatalogError]]:
+    """The header row, or ``None`` and why the file cannot be checked further."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        return None, [CatalogError(1, "empty file: expected a header row")]
+    except csv.Error as exc:
+        return None, [CatalogError(1, f"unreadable CSV header: {exc}")]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        return None, [CatalogError(1, f"missing column(s): {', '.join(missing)}")]
+    return header, []
+
+
+def _check_row(line: int, row: _RowText, seen: dict[BuildTuple, int]) -> tuple[list[CatalogError], BuildRow | None]:
+    """Every check of one row, in column order; the row is kept only if it passes them all."""
+    released = _parse_date(row.release_date)
+    build = parse_build(row.short_build)
+    problems = [
+        *_text_column_problems(row),
+        *_release_date_problems(row, released),
+        *_build_problems(row, build),
+        *_duplicate_problems(row, build, line, seen),
+    ]
+    errors = [CatalogError(line, message) for message in problems]
+    if problems or build is None or released is None:
+        return errors, None
+    return errors, BuildRow(
+        product=row.product,
+        release_name=row.release_name,
+        build=build,
+        short=row.short_build,
+        long=format_long(build),
+        release_date=released,
+        kind=row.kind,
+        cu=row.cu,
+        notes=row.notes,
+        line=line,
+        group=servicing_group(row.product, row.cu),
+    )
+
+
+def _text_column_problems(row: _RowText) -> list[str]:
+    """A known product, a release name, a CU and a known kind."""
+    problems: list[str] = []
+    if row.product not in PRODUCTS:
+        problems.append(f"unknown product {row.product!r}")
+    if not row.release_name.strip():
+        problems.append("empty release_name")
+    if not row.cu.strip():
+        problems.append("empty cu")
+    if row.kind not in KINDS:
+        allowed = ", ".join(sorted(KINDS))
+        problems.append(f"bad kind {row.kind!r} (expected one of {allowed})")
+    return problems
+
+
+def _release_date_problems(row: _RowText, released: date | None) -> list[str]:
+    """A release date in the ``YYYY-MM-DD`` format."""
+    if released is None:
+        return [f"bad release_date {row.release_date!r} (expected YYYY-MM-DD)"]
+    return []
+
+
+def _build_problems(row: _RowText, build: BuildTuple | None) -> list[str]:
+    """Both build formats exactly as :func:`format_short`/:func:`format_long` write them, naming the
+    same build, and that build within the row's product's range."""
+    problems: list[str] = []
+    short_text, long_text = row.short_build, row.long_build
+    long_ = parse_build(long_text)
+    if build is None or format_short(build) != short_text:
+        problems.append(f"bad short_build {short_text!r}")
+    if long_ is None or format_long(long_) != long_text:
+        problems.append(f"bad long_build {long_text!r}")
+    if build is not None and long_ is not None and build != long_:
+        problems.append(f"short_build {short_text} and long_build {long_text} differ")
+    if build is not None and row.product in PRODUCTS and not _product_accepts(row.product, build):
+        problems.append(
+            f"build {short_text} is outside the range of {row.product} "
+            f"(major.minor says {product_for_build(build) or 'no product'})"
+        )
+    return problems
+
+
+def _duplicate_problems(row: _RowText, build: BuildTuple | None, line: int, seen: dict[BuildTuple, int]) -> list[str]:
+    """Each build once; ``seen`` remembers the line of every build's first row."""
+    if build is None:
+        return []
+    first = seen.get(build)
+    if first is not None:
+        return [f"duplicate build {row.short_build} (first at line {first})"]
+    seen[build] = line
+    return []
 
 
 def check_catalog(path: str | Path) -> list[CatalogError]:
@@ -403,44 +444,56 @@ def check_lifecycle(text: str) -> tuple[list[CatalogError], dict[str, LifecycleR
         return [CatalogError(1, f"missing column(s): {', '.join(missing)}")], {}
     for rec in reader:
         line = reader.line_num
-        product = rec.get("product") or ""
-        if product not in PRODUCTS:
-            errors.append(CatalogError(line, f"unknown product {product!r}"))
-            continue
-        start = _parse_date(rec.get("start_date") or "")
-        if start is None:
-            errors.append(CatalogError(line, f"bad start_date {rec.get('start_date')!r}"))
-            continue
-        dates: dict[str, date | None] = {}
-        ok = True
-        for col in ("mainstream_end", "extended_end", "esu_end"):
-            raw = (rec.get(col) or "").strip()
-            if not raw:
-                dates[col] = None
-                continue
-            parsed = _end_of_month(raw) if col == "esu_end" else _parse_date(raw)
-            if parsed is None:
-                errors.append(CatalogError(line, f"bad {col} {raw!r}"))
-                ok = False
-            dates[col] = parsed
-        if not ok:
-            continue
-        if product in out:
-            errors.append(CatalogError(line, f"duplicate product {product!r}"))
-            continue
-        out[product] = LifecycleRow(
-            product=product,
-            policy=(rec.get("policy") or "").strip(),
-            start_date=start,
-            mainstream_end=dates["mainstream_end"],
-            extended_end=dates["extended_end"],
-            esu_end=dates["esu_end"],
-            notes=rec.get("notes") or "",
-        )
+        problems, row = _check_lifecycle_row(rec, out)
+        errors.extend(CatalogError(line, message) for message in problems)
+        if row is not None:
+            out[row.product] = row
     for product in PRODUCTS:
         if product not in out and not errors:
             errors.append(CatalogError(1, f"no lifecycle row for {product!r}"))
     return errors, out
+
+
+def _check_lifecycle_row(
+    rec: Mapping[str, str | None], seen: Mapping[str, LifecycleRow]
+) -> tuple[list[str], LifecycleRow | None]:
+    """One lifecycle row: a known product not seen before, a start date, and well-formed end dates."""
+    product = rec.get("product") or ""
+    if product not in PRODUCTS:
+        return [f"unknown product {product!r}"], None
+    start = _parse_date(rec.get("start_date") or "")
+    if start is None:
+        return [f"bad start_date {rec.get('start_date')!r}"], None
+    problems, dates = _lifecycle_end_dates(rec)
+    if problems:
+        return problems, None
+    if product in seen:
+        return [f"duplicate product {product!r}"], None
+    return [], LifecycleRow(
+        product=product,
+        policy=(rec.get("policy") or "").strip(),
+        start_date=start,
+        mainstream_end=dates["mainstream_end"],
+        extended_end=dates["extended_end"],
+        esu_end=dates["esu_end"],
+        notes=rec.get("notes") or "",
+    )
+
+
+def _lifecycle_end_dates(rec: Mapping[str, str | None]) -> tuple[list[str], dict[str, date | None]]:
+    """The optional end dates (``esu_end`` may be a month, read as its last day)."""
+    problems: list[str] = []
+    dates: dict[str, date | None] = {}
+    for col in ("mainstream_end", "extended_end", "esu_end"):
+        raw = (rec.get(col) or "").strip()
+        if not raw:
+            dates[col] = None
+            continue
+        parsed = _end_of_month(raw) if col == "esu_end" else _parse_date(raw)
+        if parsed is None:
+            problems.append(f"bad {col} {raw!r}")
+        dates[col] = parsed
+    return problems, dates
 
 
 # ---------------------------------------------------------------------------------------------- load

@@ -19,12 +19,13 @@ import orjson
 from processors.classify.catalog import Catalog, CatalogFormatError, check_catalog, load_catalog
 from processors.classify.classifier import Connection, classify, default_catalog, default_policy
 from processors.classify.policy import ClassificationPolicy, PolicyError, load_policy
+from processors.errors import PatchgateError
 
 #: The CLI reads at most this many bytes of input (a header block is far smaller).
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
-class InputError(Exception):
+class InputError(PatchgateError):
     """Unreadable input: reported on stderr, exit 2."""
 
 

@@ -73,7 +73,7 @@ class RecommendedBuild:
         return {"short": self.short, "long": self.long, "name": self.name}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Verdict:
     """The decision for one build on one day (independent of the server name)."""
 
@@ -83,12 +83,36 @@ class Verdict:
     product: str | None
     release_name: str | None
     recommended_builds: tuple[RecommendedBuild, ...]
-    build: str = ""
-    build_long: str = ""
+    build: str
+    build_long: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Placement:
+    """Where a build sits in the catalog, as the rules see it."""
+
+    build: BuildTuple
+    short: str
+    long: str
+    product: str
+    #: the build's own catalog row; ``None`` for a build the catalog does not list
+    row: BuildRow | None
+    #: its CU (SP level for 2007/2010); ``None`` when it cannot be told from the build number
+    group: str | None
+    #: the row's release name, else ``"<product> <group>"`` (``None`` without a group)
+    name: str | None
+    #: a 2007/2010 build matched on its SP level (major.minor) only
+    sp_level_only: bool
+    #: the day judged: the observation day, or the build's release day if it was seen before it
+    day: date
+
+    @property
+    def label(self) -> str:
+        return self.name or self.short
 
 
 def _rec(row: BuildRow) -> RecommendedBuild:
-    return RecommendedBuild(row.short, row.long, row.release_name)
+    return RecommendedBuild(short=row.short, long=row.long, name=row.release_name)
 
 
 class Evaluator:
@@ -97,7 +121,7 @@ class Evaluator:
     def __init__(self, catalog: Catalog, policy: ClassificationPolicy) -> None:
         self.catalog = catalog
         self.policy = policy
-        self.evaluate = lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._evaluate_with_build)
+        self.evaluate = lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._evaluate)
         self._serviced = lru_cache(maxsize=1024)(self._serviced_groups)
         self._acceptable = lru_cache(maxsize=1024)(self._acceptable_rows)
         self._target = lru_cache(maxsize=256)(self._upgrade_recommendation)
@@ -207,168 +231,204 @@ class Evaluator:
 
     # ------------------------------------------------------------------------------------ decision
 
-    def _evaluate_with_build(self, build: BuildTuple, day: date) -> Verdict:
-        v = self._evaluate(build, day)
-        return Verdict(
-            v.status, v.rule, v.reason, v.product, v.release_name, v.recommended_builds,
-            format_short(build), format_long(build),
-        )  # fmt: skip
-
     def _evaluate(self, build: BuildTuple, day: date) -> Verdict:
-        catalog, policy = self.catalog, self.policy
-        short = format_short(build)
+        """Apply the rules in the order of the module docstring; the first that applies decides."""
         product = product_for_build(build)
         if product is None:
-            return Verdict(
-                UNKNOWN_BUILD,
-                "unknown_product",
-                f"Build {short} ({format_long(build)}) matches no Exchange Server product.",
-                None,
-                None,
-                (),
-            )
-        row = catalog.lookup(build)
-        inexact_sp = False
-        group: str | None
-        if row is not None:
-            group = row.group
-            name: str | None = row.release_name
-            if row.release_date > day:
-                # seen before its catalog date (clock skew, time zones, replayed history): judge it
-                # as of its release day, when it was the newest build of its CU
-                day = row.release_date
-        elif product in SP_LEVEL_PRODUCTS:
-            # match on major.minor (SP level): the newest row of that SP level at or below the build,
-            # else the SP level's first row
-            same_sp = [r for r in catalog.product_rows(product) if r.build[:2] == build[:2]]
-            below = [r for r in same_sp if r.build <= build]
-            anchor = below[-1] if below else (same_sp[0] if same_sp else None)
-            group = anchor.group if anchor is not None else None
-            name = f"{product} {group}" if group else None
-            inexact_sp = True
-        else:
-            group = catalog.group_of_build_number(build)
-            name = f"{product} {group}" if group else None
-
-        lc = catalog.lifecycle.get(product)
-        end = lc.extended_end if lc is not None else None
-        if lc is not None and end is not None and day > end:
-            esu_end = lc.esu_end
-            if policy.esu and esu_end is not None and day <= esu_end:
-                esu_groups = self.serviced_groups(product, end)
-                if group is None or group not in esu_groups:
-                    return Verdict(
-                        UNSUPPORTED,
-                        "end_of_support",
-                        f"{name or product} is past end of support ({end.isoformat()}) and its CU is "
-                        f"not covered by Extended Security Updates ({', '.join(sorted(esu_groups))}).",
-                        product,
-                        name,
-                        self._target(day),
-                    )
-            else:
-                until = f"ESU ended {esu_end.isoformat()}" if policy.esu and esu_end is not None else "no ESU"
-                return Verdict(
-                    UNSUPPORTED,
-                    "end_of_support",
-                    f"{product} reached end of support on {end.isoformat()} ({until}).",
-                    product,
-                    name,
-                    self._target(day),
-                )
-
+            return _unknown_product(build)
+        placed = self._place(build, product, day)
+        ended = self._end_of_support(placed)
+        if ended is not None:
+            return ended
+        group = placed.group
         if group is None:
-            return Verdict(
-                UNKNOWN_BUILD,
-                "unknown_build",
-                f"Build {short} looks like {product} but is not in the build catalog.",
-                product,
-                None,
-                self._newest_serviced_recommendation(product, day),
-            )
+            return self._unknown_build(placed)
+        return (
+            self._unserviced_cu(placed, group)
+            or self._sp_level(placed, group)
+            or self._judge_within_cu(placed, group)
+        )
 
-        serviced = self.serviced_groups(product, day)
-        if group not in serviced:
-            modern = lc is not None and lc.policy == "Modern"
-            current = ", ".join(g for g in catalog.groups(product) if g in serviced) or "none"
-            if modern:
-                reason = f"Only the current CU of {product} is supported and {name} is not on it (current: {current})."
-            else:
-                reason = f"{product} {group} no longer receives security updates (serviced: {current})."
-            return Verdict(
-                UNSUPPORTED,
-                "current_cu" if modern else "cu_unserviced",
-                reason,
-                product,
-                name,
-                self._newest_serviced_recommendation(product, day),
-            )
+    def _place(self, build: BuildTuple, product: str, day: date) -> _Placement:
+        """Find the build's CU (SP level for 2007/2010) and release name in the catalog."""
+        row = self.catalog.lookup(build)
+        sp_level_only = row is None and product in SP_LEVEL_PRODUCTS
+        if row is not None:
+            # seen before its catalog date (clock skew, time zones, replayed history): judge it
+            # as of its release day, when it was the newest build of its CU
+            day = max(day, row.release_date)
+            group: str | None = row.group
+            name: str | None = row.release_name
+        else:
+            group = self._sp_level_group(build, product) if sp_level_only else self.catalog.group_of_build_number(build)
+            name = f"{product} {group}" if group else None
+        return _Placement(
+            build=build,
+            short=format_short(build),
+            long=format_long(build),
+            product=product,
+            row=row,
+            group=group,
+            name=name,
+            sp_level_only=sp_level_only,
+            day=day,
+        )
 
-        if inexact_sp:
-            return Verdict(
-                CURRENT,
-                "sp_level",
-                f"Build {short} matched on its service pack level only: {name}, which is still serviced.",
-                product,
-                name,
-                self._acceptable(product, group, day),
-            )
+    def _sp_level_group(self, build: BuildTuple, product: str) -> str | None:
+        """A 2007/2010 build's SP level: the group of the newest row of its major.minor at or below
+        the build, else of that SP level's first row (``None`` if the catalog has no such row)."""
+        same_sp = [r for r in self.catalog.product_rows(product) if r.build[:2] == build[:2]]
+        below = [r for r in same_sp if r.build <= build]
+        anchor = below[-1] if below else (same_sp[0] if same_sp else None)
+        return anchor.group if anchor is not None else None
 
-        recs = self._acceptable(product, group, day)
-        required, floor = self._required(product, group, day)
-        label = name or short
-        if floor is not None and build < floor:
-            return Verdict(
-                BEHIND,
-                "baseline",
-                f"{label} ({short}) is below the policy baseline {format_short(floor)} for {product} {group}.",
-                product,
-                name,
-                recs,
+    def _end_of_support(self, placed: _Placement) -> Verdict | None:
+        """Rule ``end_of_support``: the product is past its extended end (and, with ESU, past the end
+        of ESU or on a CU that ESU does not cover)."""
+        lc = self.catalog.lifecycle.get(placed.product)
+        end = lc.extended_end if lc is not None else None
+        if lc is None or end is None or placed.day <= end:
+            return None
+        esu_end = lc.esu_end
+        if self.policy.esu and esu_end is not None and placed.day <= esu_end:
+            return self._outside_esu(placed, end)
+        until = f"ESU ended {esu_end.isoformat()}" if self.policy.esu and esu_end is not None else "no ESU"
+        reason = f"{placed.product} reached end of support on {end.isoformat()} ({until})."
+        return _verdict(placed, UNSUPPORTED, "end_of_support", reason, self._target(placed.day))
+
+    def _outside_esu(self, placed: _Placement, end: date) -> Verdict | None:
+        """Within ESU only the CUs serviced on the product's extended end date stay supported."""
+        esu_groups = self.serviced_groups(placed.product, end)
+        if placed.group is not None and placed.group in esu_groups:
+            return None
+        reason = (
+            f"{placed.name or placed.product} is past end of support ({end.isoformat()}) and its CU is "
+            f"not covered by Extended Security Updates ({', '.join(sorted(esu_groups))})."
+        )
+        return _verdict(placed, UNSUPPORTED, "end_of_support", reason, self._target(placed.day))
+
+    def _unknown_build(self, placed: _Placement) -> Verdict:
+        """Rule ``unknown_build``: the build's CU cannot be told, so it is never judged vulnerable."""
+        reason = f"Build {placed.short} looks like {placed.product} but is not in the build catalog."
+        recs = self._newest_serviced_recommendation(placed.product, placed.day)
+        return _verdict(placed, UNKNOWN_BUILD, "unknown_build", reason, recs)
+
+    def _unserviced_cu(self, placed: _Placement, group: str) -> Verdict | None:
+        """Rules ``current_cu`` (Modern lifecycle: only the current CU is supported) and
+        ``cu_unserviced`` (the CU no longer gets security updates)."""
+        product = placed.product
+        serviced = self.serviced_groups(product, placed.day)
+        if group in serviced:
+            return None
+        lc = self.catalog.lifecycle.get(product)
+        modern = lc is not None and lc.policy == "Modern"
+        current = ", ".join(g for g in self.catalog.groups(product) if g in serviced) or "none"
+        if modern:
+            reason = (
+                f"Only the current CU of {product} is supported and {placed.name} is not on it (current: {current})."
             )
-        if required is not None and build < required.build:
-            age = (day - required.release_date).days
-            return Verdict(
-                BEHIND,
-                "grace_period",
-                f"{label} ({short}) is behind: {required.release_name} ({required.short}) has been "
-                f"public for {age} days, more than the {policy.grace_days}-day grace period.",
-                product,
-                name,
-                recs,
-            )
-        if row is None:
-            return Verdict(
-                UNKNOWN_BUILD,
-                "unknown_build",
-                f"Build {short} is an unknown revision of {product} {group} (not in the build catalog).",
-                product,
-                name,
-                recs,
-            )
-        kinds = policy.security_kinds
+        else:
+            reason = f"{product} {group} no longer receives security updates (serviced: {current})."
+        recs = self._newest_serviced_recommendation(product, placed.day)
+        return _verdict(placed, UNSUPPORTED, "current_cu" if modern else "cu_unserviced", reason, recs)
+
+    def _sp_level(self, placed: _Placement, group: str) -> Verdict | None:
+        """Rule ``sp_level``: a 2007/2010 build matched on its (serviced) SP level only is current."""
+        if not placed.sp_level_only:
+            return None
+        reason = f"Build {placed.short} matched on its service pack level only: {placed.name}, which is still serviced."
+        return _verdict(placed, CURRENT, "sp_level", reason, self._acceptable(placed.product, group, placed.day))
+
+    def _judge_within_cu(self, placed: _Placement, group: str) -> Verdict:
+        """The build's CU is serviced: compare the build with the CU's floor and its updates."""
+        recs = self._acceptable(placed.product, group, placed.day)
+        required, floor = self._required(placed.product, group, placed.day)
+        return (
+            self._below_baseline(placed, group, floor, recs)
+            or self._past_grace_period(placed, required, recs)
+            or self._unknown_revision(placed, group, recs)
+            or self._up_to_date(placed, group, recs)
+        )
+
+    def _below_baseline(
+        self, placed: _Placement, group: str, floor: BuildTuple | None, recs: tuple[RecommendedBuild, ...]
+    ) -> Verdict | None:
+        """Rule ``baseline``: below the policy's explicit floor for the CU."""
+        if floor is None or placed.build >= floor:
+            return None
+        reason = (
+            f"{placed.label} ({placed.short}) is below the policy baseline {format_short(floor)} "
+            f"for {placed.product} {group}."
+        )
+        return _verdict(placed, BEHIND, "baseline", reason, recs)
+
+    def _past_grace_period(
+        self, placed: _Placement, required: BuildRow | None, recs: tuple[RecommendedBuild, ...]
+    ) -> Verdict | None:
+        """Rule ``grace_period``: a newer security update for the CU is public for longer than the grace period."""
+        if required is None or placed.build >= required.build:
+            return None
+        age = (placed.day - required.release_date).days
+        reason = (
+            f"{placed.label} ({placed.short}) is behind: {required.release_name} ({required.short}) has been "
+            f"public for {age} days, more than the {self.policy.grace_days}-day grace period."
+        )
+        return _verdict(placed, BEHIND, "grace_period", reason, recs)
+
+    @staticmethod
+    def _unknown_revision(placed: _Placement, group: str, recs: tuple[RecommendedBuild, ...]) -> Verdict | None:
+        """Rule ``unknown_build`` (not vulnerable): an unknown revision of a known CU that no rule above flags."""
+        if placed.row is not None:
+            return None
+        reason = f"Build {placed.short} is an unknown revision of {placed.product} {group} (not in the build catalog)."
+        return _verdict(placed, UNKNOWN_BUILD, "unknown_build", reason, recs)
+
+    def _up_to_date(self, placed: _Placement, group: str, recs: tuple[RecommendedBuild, ...]) -> Verdict:
+        """Rules ``within_grace`` (a newer update is still within the grace period) and ``latest_su``."""
+        kinds = self.policy.security_kinds
         pending = [
             r
-            for r in catalog.group_rows(product, group)
-            if r.kind in kinds and r.build > build and r.release_date <= day
+            for r in self.catalog.group_rows(placed.product, group)
+            if r.kind in kinds and r.build > placed.build and r.release_date <= placed.day
         ]
-        if pending:
-            newest = pending[-1]
-            age = (day - newest.release_date).days
-            return Verdict(
-                CURRENT,
-                "within_grace",
-                f"{label} ({short}): the newer {newest.release_name} ({newest.short}) is {age} days old, "
-                f"within the {policy.grace_days}-day grace period.",
-                product,
-                name,
-                recs,
-            )
-        return Verdict(
-            CURRENT,
-            "latest_su",
-            f"{label} ({short}) has the newest security update for {product} {group}.",
-            product,
-            name,
-            recs,
+        if not pending:
+            reason = f"{placed.label} ({placed.short}) has the newest security update for {placed.product} {group}."
+            return _verdict(placed, CURRENT, "latest_su", reason, recs)
+        newest = pending[-1]
+        age = (placed.day - newest.release_date).days
+        reason = (
+            f"{placed.label} ({placed.short}): the newer {newest.release_name} ({newest.short}) is {age} days old, "
+            f"within the {self.policy.grace_days}-day grace period."
         )
+        return _verdict(placed, CURRENT, "within_grace", reason, recs)
+
+
+def _verdict(
+    placed: _Placement, status: str, rule: str, reason: str, recommended: tuple[RecommendedBuild, ...]
+) -> Verdict:
+    """The verdict of a rule that decided about a placed build."""
+    return Verdict(
+        status=status,
+        rule=rule,
+        reason=reason,
+        product=placed.product,
+        release_name=placed.name,
+        recommended_builds=recommended,
+        build=placed.short,
+        build_long=placed.long,
+    )
+
+
+def _unknown_product(build: BuildTuple) -> Verdict:
+    """Rule ``unknown_product``: major.minor names no Exchange Server product; never vulnerable."""
+    short = format_short(build)
+    return Verdict(
+        status=UNKNOWN_BUILD,
+        rule="unknown_product",
+        reason=f"Build {short} ({format_long(build)}) matches no Exchange Server product.",
+        product=None,
+        release_name=None,
+        recommended_builds=(),
+        build=short,
+        build_long=format_long(build),
+    )

@@ -10,7 +10,7 @@ Baselines have no code default: without a ``baselines`` array no floor applies.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from processors.classify.catalog import KINDS, PRODUCTS, BuildTuple, format_short, parse_build
+from processors.errors import PatchgateError
 
 POLICY_FILE = "policy.toml"
 TABLE = "classification"
@@ -26,7 +27,7 @@ TABLE = "classification"
 _EMPTY: Mapping[str, frozenset[str]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Baseline:
     """An explicit floor: builds of ``product``/``cu`` below ``min_build`` are behind from ``since``."""
 
@@ -41,7 +42,7 @@ class Baseline:
         return format_short(self.min_build)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ClassificationPolicy:
     """Validated classification policy (immutable)."""
 
@@ -65,7 +66,7 @@ class ClassificationPolicy:
         return best
 
 
-class PolicyError(ValueError):
+class PolicyError(PatchgateError, ValueError):
     """Invalid policy. ``errors`` lists every problem as ``classification.<key>: ...``."""
 
     def __init__(self, source: str, errors: list[str]) -> None:
@@ -88,10 +89,6 @@ _KEYS = frozenset(
 _BASELINE_KEYS = frozenset({"product", "cu", "min_build", "from", "note"})
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _str_list(key: str, value: object, errors: list[str]) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         errors.append(f"{TABLE}.{key}: must be a list of strings, got {value!r}")
@@ -111,132 +108,164 @@ def _as_date(value: object) -> date | None:
 
 
 def policy_from_mapping(table: Mapping[str, Any], *, source: str = "<memory>") -> ClassificationPolicy:
-    """Validate a ``[classification]`` table (already parsed) and build the policy."""
-    errors: list[str] = []
+    """Validate a ``[classification]`` table (already parsed) and build the policy.
+
+    Every key present is checked by its reader in ``_READERS``; all problems are collected, in the
+    readers' order, and raised together as one :class:`PolicyError`.
+    """
     if not isinstance(table, Mapping):
         raise PolicyError(source, [f"{TABLE}: must be a table, got {type(table).__name__}"])
-    for key in sorted(set(table) - _KEYS):
-        errors.append(f"{TABLE}.{key}: unknown key (known: {', '.join(sorted(_KEYS))})")
-    defaults = ClassificationPolicy()
+    errors = [f"{TABLE}.{key}: unknown key (known: {', '.join(sorted(_KEYS))})" for key in sorted(set(table) - _KEYS)]
     kwargs: dict[str, Any] = {}
-
-    if "grace_days" in table:
-        v = table["grace_days"]
-        if not _is_int(v) or not 0 <= v <= 365:
-            errors.append(f"{TABLE}.grace_days: must be an integer 0..365, got {v!r}")
-        else:
-            kwargs["grace_days"] = v
-
-    if "esu" in table:
-        v = table["esu"]
-        if not isinstance(v, bool):
-            errors.append(f"{TABLE}.esu: must be true or false, got {v!r}")
-        else:
-            kwargs["esu"] = v
-
-    if "security_kinds" in table:
-        kinds = _str_list("security_kinds", table["security_kinds"], errors)
-        if kinds is not None:
-            bad = [k for k in kinds if k not in KINDS]
-            if bad:
-                errors.append(
-                    f"{TABLE}.security_kinds: unknown kind(s) {', '.join(map(repr, bad))} "
-                    f"(allowed: {', '.join(sorted(KINDS))})"
-                )
-            elif not kinds:
-                errors.append(f"{TABLE}.security_kinds: must not be empty")
-            else:
-                kwargs["security_kinds"] = frozenset(kinds)
-
-    if "upgrade_targets" in table:
-        targets = _str_list("upgrade_targets", table["upgrade_targets"], errors)
-        if targets is not None:
-            bad = [t for t in targets if t not in PRODUCTS]
-            if bad:
-                errors.append(f"{TABLE}.upgrade_targets: unknown product(s) {', '.join(map(repr, bad))}")
-            else:
-                kwargs["upgrade_targets"] = tuple(targets)
-
-    if "cloud_host_suffixes" in table:
-        suffixes = _str_list("cloud_host_suffixes", table["cloud_host_suffixes"], errors)
-        if suffixes is not None:
-            bad = [s for s in suffixes if not s.startswith(".") or len(s) < 3 or any(c.isspace() for c in s)]
-            if bad:
-                errors.append(
-                    f"{TABLE}.cloud_host_suffixes: each must start with '.' and be a domain, "
-                    f"got {', '.join(map(repr, bad))}"
-                )
-            else:
-                kwargs["cloud_host_suffixes"] = tuple(s.lower() for s in suffixes)
-
-    if "serviced_cus" in table:
-        v = table["serviced_cus"]
-        if not isinstance(v, Mapping):
-            errors.append(f"{TABLE}.serviced_cus: must be a table of product = [CU, ...], got {v!r}")
-        else:
-            serviced: dict[str, frozenset[str]] = {}
-            for product, cus in v.items():
-                if product not in PRODUCTS:
-                    errors.append(f"{TABLE}.serviced_cus: unknown product {product!r}")
-                    continue
-                lst = _str_list(f"serviced_cus.{product!r}", cus, errors)
-                if lst is not None:
-                    serviced[product] = frozenset(lst)
-            kwargs["serviced_cus"] = MappingProxyType(serviced)
-
-    if "baselines" in table:
-        v = table["baselines"]
-        if not isinstance(v, list):
-            errors.append(f"{TABLE}.baselines: must be an array of tables, got {v!r}")
-        else:
-            baselines: list[Baseline] = []
-            for i, entry in enumerate(v):
-                where = f"{TABLE}.baselines[{i}]"
-                if not isinstance(entry, Mapping):
-                    errors.append(f"{where}: must be a table, got {entry!r}")
-                    continue
-                for key in sorted(set(entry) - _BASELINE_KEYS):
-                    errors.append(f"{where}.{key}: unknown key")
-                for key in ("product", "cu", "min_build", "from"):
-                    if key not in entry:
-                        errors.append(f"{where}.{key}: missing")
-                product = entry.get("product")
-                if product is not None and product not in PRODUCTS:
-                    errors.append(f"{where}.product: unknown product {product!r}")
-                cu = entry.get("cu")
-                if cu is not None and (not isinstance(cu, str) or not cu.strip()):
-                    errors.append(f"{where}.cu: must be a non-empty string, got {cu!r}")
-                raw_build = entry.get("min_build")
-                build = parse_build(raw_build) if isinstance(raw_build, str) else None
-                if raw_build is not None and build is None:
-                    errors.append(
-                        f"{where}.min_build: must be a build like 15.1.2507.61 or 15.01.2507.061, got {raw_build!r}"
-                    )
-                since = _as_date(entry["from"]) if "from" in entry else None
-                if "from" in entry and since is None:
-                    errors.append(f"{where}.from: must be a date (YYYY-MM-DD), got {entry['from']!r}")
-                note = entry.get("note", "")
-                if not isinstance(note, str):
-                    errors.append(f"{where}.note: must be a string, got {note!r}")
-                    note = ""
-                if (
-                    isinstance(product, str)
-                    and product in PRODUCTS
-                    and isinstance(cu, str)
-                    and cu.strip()
-                    and build is not None
-                    and since is not None
-                ):
-                    baselines.append(Baseline(product, cu, build, since, note))
-            kwargs["baselines"] = tuple(baselines)
-
+    for key, read in _READERS:
+        if key in table:
+            value = read(table[key], errors)
+            if value is not None:
+                kwargs[key] = value
     if errors:
         raise PolicyError(source, errors)
-    return ClassificationPolicy(**{**_defaults_dict(defaults), **kwargs, "source": source})
+    return ClassificationPolicy(**kwargs, source=source)
 
 
-def _defaults_dict(p: ClassificationPolicy) -> dict[str, Any]:
-    return {name: getattr(p, name) for name in ClassificationPolicy.__dataclass_fields__}
+def _read_grace_days(value: object, errors: list[str]) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 365:
+        return value
+    errors.append(f"{TABLE}.grace_days: must be an integer 0..365, got {value!r}")
+    return None
+
+
+def _read_esu(value: object, errors: list[str]) -> bool | None:
+    if not isinstance(value, bool):
+        errors.append(f"{TABLE}.esu: must be true or false, got {value!r}")
+        return None
+    return value
+
+
+def _read_security_kinds(value: object, errors: list[str]) -> frozenset[str] | None:
+    kinds = _str_list("security_kinds", value, errors)
+    if kinds is None:
+        return None
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        errors.append(
+            f"{TABLE}.security_kinds: unknown kind(s) {', '.join(map(repr, bad))} "
+            f"(allowed: {', '.join(sorted(KINDS))})"
+        )
+        return None
+    if not kinds:
+        errors.append(f"{TABLE}.security_kinds: must not be empty")
+        return None
+    return frozenset(kinds)
+
+
+def _read_upgrade_targets(value: object, errors: list[str]) -> tuple[str, ...] | None:
+    targets = _str_list("upgrade_targets", value, errors)
+    if targets is None:
+        return None
+    bad = [t for t in targets if t not in PRODUCTS]
+    if bad:
+        errors.append(f"{TABLE}.upgrade_targets: unknown product(s) {', '.join(map(repr, bad))}")
+        return None
+    return tuple(targets)
+
+
+def _read_cloud_host_suffixes(value: object, errors: list[str]) -> tuple[str, ...] | None:
+    suffixes = _str_list("cloud_host_suffixes", value, errors)
+    if suffixes is None:
+        return None
+    bad = [s for s in suffixes if not s.startswith(".") or len(s) < 3 or any(c.isspace() for c in s)]
+    if bad:
+        errors.append(
+            f"{TABLE}.cloud_host_suffixes: each must start with '.' and be a domain, got {', '.join(map(repr, bad))}"
+        )
+        return None
+    return tuple(s.lower() for s in suffixes)
+
+
+def _read_serviced_cus(value: object, errors: list[str]) -> Mapping[str, frozenset[str]] | None:
+    if not isinstance(value, Mapping):
+        errors.append(f"{TABLE}.serviced_cus: must be a table of product = [CU, ...], got {value!r}")
+        return None
+    serviced: dict[str, frozenset[str]] = {}
+    for product, cus in value.items():
+        if product not in PRODUCTS:
+            errors.append(f"{TABLE}.serviced_cus: unknown product {product!r}")
+            continue
+        lst = _str_list(f"serviced_cus.{product!r}", cus, errors)
+        if lst is not None:
+            serviced[product] = frozenset(lst)
+    return MappingProxyType(serviced)
+
+
+def _read_baselines(value: object, errors: list[str]) -> tuple[Baseline, ...] | None:
+    if not isinstance(value, list):
+        errors.append(f"{TABLE}.baselines: must be an array of tables, got {value!r}")
+        return None
+    baselines = (_read_baseline(f"{TABLE}.baselines[{i}]", entry, errors) for i, entry in enumerate(value))
+    return tuple(b for b in baselines if b is not None)
+
+
+def _read_baseline(where: str, entry: object, errors: list[str]) -> Baseline | None:
+    """One ``[[classification.baselines]]`` entry; ``None`` if it is invalid (``errors`` says why)."""
+    if not isinstance(entry, Mapping):
+        errors.append(f"{where}: must be a table, got {entry!r}")
+        return None
+    for key in sorted(set(entry) - _BASELINE_KEYS):
+        errors.append(f"{where}.{key}: unknown key")
+    for key in ("product", "cu", "min_build", "from"):
+        if key not in entry:
+            errors.append(f"{where}.{key}: missing")
+    product = _baseline_product(where, entry.get("product"), errors)
+    cu = _baseline_cu(where, entry.get("cu"), errors)
+    build = _baseline_min_build(where, entry.get("min_build"), errors)
+    since = _baseline_from(where, entry, errors)
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        errors.append(f"{where}.note: must be a string, got {note!r}")
+        note = ""
+    if product is None or cu is None or build is None or since is None:
+        return None
+    return Baseline(product=product, cu=cu, min_build=build, since=since, note=note)
+
+
+def _baseline_product(where: str, product: object, errors: list[str]) -> str | None:
+    if product is not None and product not in PRODUCTS:
+        errors.append(f"{where}.product: unknown product {product!r}")
+    return product if isinstance(product, str) and product in PRODUCTS else None
+
+
+def _baseline_cu(where: str, cu: object, errors: list[str]) -> str | None:
+    if cu is not None and (not isinstance(cu, str) or not cu.strip()):
+        errors.append(f"{where}.cu: must be a non-empty string, got {cu!r}")
+    return cu if isinstance(cu, str) and cu.strip() else None
+
+
+def _baseline_min_build(where: str, raw_build: object, errors: list[str]) -> BuildTuple | None:
+    build = parse_build(raw_build) if isinstance(raw_build, str) else None
+    if raw_build is not None and build is None:
+        errors.append(f"{where}.min_build: must be a build like 15.1.2507.61 or 15.01.2507.061, got {raw_build!r}")
+    return build
+
+
+def _baseline_from(where: str, entry: Mapping[str, Any], errors: list[str]) -> date | None:
+    if "from" not in entry:
+        return None
+    since = _as_date(entry["from"])
+    if since is None:
+        errors.append(f"{where}.from: must be a date (YYYY-MM-DD), got {entry['from']!r}")
+    return since
+
+
+#: One reader per key of the table, in the order their errors are reported.
+_READERS: tuple[tuple[str, Callable[[object, list[str]], Any]], ...] = (
+    ("grace_days", _read_grace_days),
+    ("esu", _read_esu),
+    ("security_kinds", _read_security_kinds),
+    ("upgrade_targets", _read_upgrade_targets),
+    ("cloud_host_suffixes", _read_cloud_host_suffixes),
+    ("serviced_cus", _read_serviced_cus),
+    ("baselines", _read_baselines),
+)
 
 
 def parse_policy_text(text: str, *, source: str = "<memory>") -> ClassificationPolicy:

@@ -5,11 +5,14 @@ Usage::
     from processors.contracts import contracts, ContractError
     contracts.metadata_record(event)      # raises ContractError("$.client.ip: expected string, ...")
 
-The schema folder is the repository's ``schemas/`` (override with ``PATCHGATE_SCHEMAS_DIR``).
+The schema folder is the copy of the repository's ``schemas/`` that the wheel ships as
+``processors._schemas``, or in a source checkout the repository's ``schemas/`` itself; set
+``PATCHGATE_SCHEMAS_DIR`` to use another folder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -32,10 +35,19 @@ __all__ = [
 ]
 
 
+PACKAGED_SCHEMAS = "processors._schemas"
+_PROBE = "metadata.v1.json"
+
+
 def schemas_dir() -> Path:
+    """``PATCHGATE_SCHEMAS_DIR``, else the packaged copy, else the checkout's ``schemas/``."""
     explicit = os.environ.get("PATCHGATE_SCHEMAS_DIR")
     if explicit:
         return Path(explicit)
+    spec = importlib.util.find_spec(PACKAGED_SCHEMAS)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / _PROBE).is_file():
+            return Path(folder)
     return Path(__file__).resolve().parents[2] / "schemas"
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from processors.errors import PatchgateError
+
 Check = Callable[[Any], None]
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "$defs", "$comment", "examples", "default"}
@@ -29,7 +31,7 @@ _SUPPORTED = _ANNOTATIONS | {
 }
 
 
-class ContractError(ValueError):
+class ContractError(PatchgateError, ValueError):
     """A value does not satisfy its contract; ``path`` is the JSON path of the offending value.
 
     Checks raise it with the reason only; each enclosing object or array adds its segment while the
@@ -54,7 +56,7 @@ class ContractError(ValueError):
         return f"{self.path}: {self.reason}"
 
 
-class SchemaCompileError(Exception):
+class SchemaCompileError(PatchgateError):
     """The schema uses something this compiler does not support."""
 
 

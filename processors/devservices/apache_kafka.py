@@ -313,8 +313,10 @@ class ApacheKafkaBroker(ProcessService):
         return self._process.log_tail(lines) if self._process else "(not started)"
 
     def close(self) -> None:
-        """Stop the broker and delete its data folder."""
+        """Stop the broker and delete its data and log folders."""
         self.stop()
+        if self._process is not None:
+            self._process.close()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

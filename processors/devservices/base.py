@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +32,12 @@ def tcp_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 class ManagedProcess:
-    """One child process with its log file, readiness probe and PID-based stop."""
+    """One child process with its log file, readiness probe and PID-based stop.
+
+    The log lives in a ``patchgate-<name>-*`` temp folder made at the first :meth:`start` (or the
+    first look at :attr:`log_path`); it outlives :meth:`stop` so that a failure can still be read,
+    and :meth:`close` stops the process and deletes the folder.
+    """
 
     def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
                  cwd: str | Path | None = None) -> None:
@@ -40,7 +46,20 @@ class ManagedProcess:
         self.env = env
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkdtemp(prefix=f"patchgate-{name}-")) / f"{name}.log"
+        self._log_dir: Path | None = None
+
+    @property
+    def log_path(self) -> Path:
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix=f"patchgate-{self.name}-"))
+        return self._log_dir / f"{self.name}.log"
+
+    def close(self) -> None:
+        """Stop the process and delete its log folder."""
+        self.stop()
+        if self._log_dir is not None:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = None
 
     def start(self) -> None:
         log = self.log_path.open("wb")
@@ -66,6 +85,8 @@ class ManagedProcess:
         raise ServiceUnavailable(f"{self.name} did not become ready within {timeout:.0f}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
+        if self._log_dir is None:
+            return "(no log)"
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
@@ -116,3 +137,9 @@ class ProcessService:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def close(self) -> None:
+        """Stop the service and delete every temporary file it made (its log included)."""
+        if self._process:
+            self._process.stop(timeout=self.stop_timeout)
+            self._process.close()

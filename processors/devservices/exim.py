@@ -18,7 +18,8 @@ from processors.devservices.base import ServiceUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNPACKED = PROJECT_ROOT / ".cache" / "exim" / "root"
-INSTALL_HINT = "run scripts/exim/fetch.sh as root (unpacks Debian's exim4-daemon-light into .cache/exim)"
+INSTALL_HINT = ("run `make test` or scripts/exim/fetch.sh as root "
+                "(unpacks Debian's exim4-daemon-light into .cache/exim)")
 
 #: What the host-checking session needs besides the ACLs under test: its own spool and log
 #: directories, and a user that exists on any Debian machine.

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from processors.devservices import free_port
-from processors.devservices.base import tcp_answers
+from processors.devservices.base import ServiceUnavailable, tcp_answers
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
@@ -47,9 +47,9 @@ postlog   unix-dgram n - n - 1 postlogd
 class PostfixInstance:
     def __init__(self, milters: str, *, extra: dict[str, str] | None = None, parent: Path | None = None) -> None:
         if os.geteuid() != 0:
-            raise RuntimeError("the Postfix end-to-end test must run as root (Postfix drops privileges itself)")
+            raise ServiceUnavailable("Postfix must be started as root (it drops privileges itself): run as root")
         if not Path(POSTFIX).exists():
-            raise RuntimeError("postfix is not installed: apt-get install postfix")
+            raise ServiceUnavailable("postfix is not installed: apt-get install postfix (`make test` as root does)")
         # Not under pytest's 0700 tmp dirs: Postfix daemons run as 'postfix' and must reach the queue.
         self.dir = Path(tempfile.mkdtemp(prefix="patchgate-postfix-", dir=parent))
         self.dir.chmod(0o755)

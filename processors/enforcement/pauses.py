@@ -1,4 +1,6 @@
-"""Tenant enforcement pauses (domain.md §6): create or extend by N days, end early, quota per year.
+"""Tenant enforcement pauses: a tenant suspends throttling and blocking of all its servers for N days.
+
+A pause is created or extended by N days, can be ended early, and draws on a yearly quota of days.
 
 Rules (our defaults, documented in policy.toml):
 - A tenant has at most one pause; creating one while another runs extends it.

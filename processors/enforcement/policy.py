@@ -18,10 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from processors.errors import PatchgateError
+
 VULNERABLE_STATUSES = frozenset({"behind", "unsupported"})
 
 
-class PolicyError(ValueError):
+class PolicyError(PatchgateError, ValueError):
     """The policy file is invalid; the message names the key."""
 
 
@@ -53,7 +55,7 @@ class PausePolicy:
     max_days_per_request: int = 90
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EnforcementPolicy:
     stages: tuple[Stage, ...]
     upcoming_lead_days: int = 7

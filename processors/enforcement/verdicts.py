@@ -42,7 +42,7 @@ def window_offset(server_key: str) -> int:
     return zlib.crc32(server_key.encode("utf-8")) % 60
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerState:
     """The fields of a server's Redis hash that enforcement needs."""
 
@@ -91,7 +91,7 @@ class ServerState:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Evaluation:
     """What should be true now; ``verdict`` is None when the server needs no (new) verdict."""
 
@@ -112,7 +112,16 @@ def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, a
         at = state.issued_at  # never evaluate a verdict earlier than the one already issued
     if not state.enforced_by(policy):
         if state.stage == 0:
-            return Evaluation(0, None, None, None, (), (), None, at)
+            return Evaluation(
+                stage=0,
+                fingerprint=None,
+                verdict_prefix=None,
+                verdict_suffix=None,
+                notifications=(),
+                once_notifications=(),
+                next_due=None,
+                at=at,
+            )
         return _verdict(state, policy, at, stage=0, throttle=0, block=0, effective_at=at, valid_until=None,
                         paused_until=None, notifications=(_remediated(state, at),), once=(), next_due=None)
     assert state.detected_at is not None
@@ -167,7 +176,18 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
         action = "paused"
     else:
         action = "block" if block else ("throttle" if throttle else "report")
-    return Evaluation(stage, fingerprint, prefix, suffix, notifications, once, next_due, at, history, action)
+    return Evaluation(
+        stage=stage,
+        fingerprint=fingerprint,
+        verdict_prefix=prefix,
+        verdict_suffix=suffix,
+        notifications=notifications,
+        once_notifications=once,
+        next_due=next_due,
+        at=at,
+        history=history,
+        action=action,
+    )
 
 
 def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_at: datetime | None,

@@ -21,7 +21,7 @@ from processors.events.command import pause_command as events_pause_command
 from processors.events.wire import encode_event
 from processors.settings import Settings, SettingsError
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,8 +2,8 @@
 # Unpack Debian's Exim (exim4-daemon-light and the one library it needs beyond a Postfix machine's)
 # into .cache/exim/root, without installing it: Debian's MTAs conflict, and installing Exim would
 # remove Postfix, which the edge tests also need. The Exim test runs this binary in host-checking
-# mode (`exim -bh`), which needs no daemon, only Exim's compiled-in user to exist. CI runs this as
-# root after apt-get update; idempotent.
+# mode (`exim -bh`), which needs no daemon, only Exim's compiled-in user to exist.
+# scripts/system-deps.sh (make test) runs this as root, with the package lists in place; idempotent.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="$root/.cache/exim"

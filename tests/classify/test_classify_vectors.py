@@ -42,7 +42,21 @@ def load_vectors() -> list[Vector]:
         assert len(cols) == 11, line
         label, at, helo, ip, server, source, build, product, status, rule, hdr = cols
         headers = hdr.encode("ascii").decode("unicode_escape")
-        out.append(Vector(label, at, _opt(helo), ip, server, source, _opt(build), _opt(product), status, rule, headers))
+        out.append(
+            Vector(
+                label=label,
+                at=at,
+                helo=_opt(helo),
+                ip=ip,
+                server=server,
+                server_source=source,
+                build=_opt(build),
+                product=_opt(product),
+                status=status,
+                rule=rule,
+                headers=headers,
+            )
+        )
     return out
 
 

@@ -78,7 +78,7 @@ def test_many_verdicts_catch_up(kafka_bootstrap: str, unique_name: Callable[[str
     produce(kafka_bootstrap, topic, [(k, verdict_bytes(server_key=k, throttle=60)) for k in keys])
     with VerdictCache(kafka_bootstrap, topic=topic) as cache:
         assert cache.wait_caught_up(30)
-        # Tansu can under-report end offsets right after producing (perf-notes): allow the tail
+        # Tansu can under-report end offsets right after producing (seen in these tests): allow the tail
         # to arrive after caught_up, but it must arrive.
         assert cache.wait_until(lambda: len(cache) == 2000, 20)
         assert all(cache.decide(k, NOW).action == THROTTLE for k in keys)

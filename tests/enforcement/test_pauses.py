@@ -1,4 +1,4 @@
-"""Pause quota arithmetic (domain.md §6): create, extend, end early, refuse over quota."""
+"""Pause quota arithmetic: create, extend, end early, refuse over quota."""
 
 from __future__ import annotations
 

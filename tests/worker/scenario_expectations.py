@@ -1,5 +1,5 @@
 """The expected verdicts and notifications of the shipped 120-day sample (processors/replay/sample.py),
-written out from domain.md's rules by hand: stage N starts at 00:00 UTC of detection day + 0, 30, 40,
+written out from the enforcement rules by hand: stage N starts at 00:00 UTC of detection day + 0, 30, 40,
 50, 60, 70, 80, 90; notices 7 days before the first throttling (stage 2) and blocking (stage 5) stage;
 a pause sets paused_until without stopping the clock; mail arrives at 13:00, pauses at 12:30."""
 

@@ -136,7 +136,7 @@ def test_redis_outage_stops_processing_and_loses_nothing(kafka_bootstrap: str, u
         assert counts == [1] * 20
     finally:
         worker.stop()
-        own_redis.stop()
+        own_redis.close()
 
 
 def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> None:
