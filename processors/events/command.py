@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from processors.contracts import COMMAND_SCHEMA, ContractError, contracts
+from processors.errors import PatchgateError
 from processors.events.times import rfc3339
 from processors.events.wire import decode_checked
 
@@ -27,7 +28,7 @@ class Command(TypedDict):
     days: NotRequired[int]
 
 
-class CommandKeyMismatch(ValueError):
+class CommandKeyMismatch(PatchgateError, ValueError):
     """A command whose tenant_id is not its Kafka key (the commands topic is keyed by tenant id)."""
 
 

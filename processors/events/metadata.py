@@ -18,6 +18,7 @@ from typing import Any, NotRequired, TypedDict
 import orjson
 
 from processors.contracts import METADATA_BATCH_SCHEMA, METADATA_SCHEMA, contracts
+from processors.errors import PatchgateError
 
 MAX_BATCH_RECORDS = 1000  # the envelope schema's maxItems
 
@@ -65,7 +66,7 @@ class MetadataRecord(TypedDict):
     headers_truncated: NotRequired[HeadersTruncated]
 
 
-class BadEnvelope(ValueError):
+class BadEnvelope(PatchgateError, ValueError):
     """A metadata message that is neither a record nor a well-formed envelope for its key.
 
     ``path`` names the offending JSON value when the problem is the document's shape."""

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from processors.contracts import ContractError, contracts
+from processors.errors import PatchgateError
 from processors.events.command import CommandKeyMismatch, parse_command, pause_command
 from processors.events.deadletter import (
     ORIGINAL_CAP,
@@ -187,3 +188,8 @@ def test_the_parsers_refuse_every_invalid_example(name: str) -> None:
             parse_verdict(data)
         else:
             parse_metadata_record(orjson.loads(data))
+
+
+@pytest.mark.parametrize("error", [BadEnvelope, CommandKeyMismatch])
+def test_the_event_errors_are_patchgate_value_errors(error: type[Exception]) -> None:
+    assert issubclass(error, PatchgateError) and issubclass(error, ValueError)
