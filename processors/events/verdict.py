@@ -1,5 +1,9 @@
 """``patchgate.verdict/1``: the latest enforcement verdict for one server (key = server key).
 
+Window rule: during ``block_minutes + throttle_minutes`` minutes of each hour the server gets a
+reply instead of acceptance, in one window that starts at minute ``window_offset`` of the UTC hour,
+block minutes first (:func:`window_position`, :func:`window_action`).
+
 The worker builds a verdict in two halves (:func:`verdict_parts`) because its ``sequence`` is
 assigned inside Redis when the verdict is committed (``commit_verdict.lua`` writes
 ``prefix + sequence + suffix``); :func:`join_verdict` does the same in Python.
@@ -16,6 +20,10 @@ import orjson
 from processors.contracts import VERDICT_SCHEMA, contracts
 from processors.events.times import rfc3339
 from processors.events.wire import decode_checked
+
+ACCEPT = "accept"
+THROTTLE = "throttle"
+BLOCK = "block"
 
 
 class RecommendedBuild(TypedDict):
@@ -100,3 +108,17 @@ def parse_verdict(data: bytes) -> Verdict:
     """A verdict from its JSON, checked against its contract; raises ``orjson.JSONDecodeError`` or
     ``ContractError``. (An edge compiles verdicts leniently instead: :mod:`edge.verdicts`.)"""
     return decode_checked(data, contracts.verdict)  # type: ignore[no-any-return]
+
+
+def window_position(minute: int, window_offset: int) -> int:
+    """Where ``minute`` (of the UTC hour, or since the epoch: equal modulo 60) falls in the hourly window cycle."""
+    return (minute - window_offset) % 60
+
+
+def window_action(position: int, block_minutes: int, throttle_minutes: int) -> str:
+    """:data:`BLOCK`, :data:`THROTTLE` or :data:`ACCEPT` at ``position`` of the cycle."""
+    if position < block_minutes:
+        return BLOCK
+    if position < block_minutes + throttle_minutes:
+        return THROTTLE
+    return ACCEPT
