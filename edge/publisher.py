@@ -40,6 +40,7 @@ from confluent_kafka import KafkaError, Producer
 from edge.supervision import SupervisedThread
 from processors.events.metadata import (
     MAX_BATCH_RECORDS,
+    TLS_FIELDS,
     HeadersTruncated,
     MetadataRecord,
     Tls,
@@ -106,9 +107,6 @@ def cap_headers(headers: Iterable[tuple[str, str]], *, max_received: int = MAX_R
                   "reason": "; ".join(sorted(reasons))[:200]}
 
 
-
-
-
 def build_metadata_record(
     *, edge: str, tenant_id: str, connector_id: str, connector_type: str, client_ip: str,
     helo: str | None, headers: Sequence[tuple[str, str]], queue_id: str | None = None,
@@ -137,7 +135,7 @@ def build_metadata_record(
 
 def _tls(tls: dict[str, str | None]) -> Tls:
     """The TLS fields the contract knows, cleaned and capped."""
-    return cast(Tls, {k: (_clean(v)[:1024] if v else None) for k, v in tls.items() if k in Tls.__annotations__})
+    return cast(Tls, {k: (_clean(v)[:1024] if v else None) for k, v in tls.items() if k in TLS_FIELDS})
 
 
 class RecordRejected(ValueError):

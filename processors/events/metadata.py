@@ -34,6 +34,9 @@ class Tls(TypedDict, total=False):
     cert_subject: str | None
 
 
+TLS_FIELDS = frozenset(Tls.__annotations__)
+
+
 class Client(TypedDict):
     ip: str
     helo: str | None
