@@ -33,7 +33,7 @@ import faust
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
-from processors.worker.clock import Clock, RedisClock, WallClock
+from processors.worker.clock import Clock, StoreClock, WallClock
 from processors.worker.lag import ConsumerLag
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
@@ -129,7 +129,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
     async def start_runtime() -> None:
         store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
         kind = (clock_kind or os.environ.get("PATCHGATE_CLOCK", "wall")).lower()
-        clock: Clock = RedisClock(store.client, store.keys.clock) if kind == "redis" else WallClock()
+        clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
         holder["runtime"] = WorkerRuntime(
             settings, store, KafkaOutput(settings.kafka_bootstrap),
             PolicySource(settings.policy_file, settings.catalog_file), clock,
