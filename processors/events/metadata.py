@@ -83,7 +83,9 @@ def metadata_record(*, event_id: str, observed_at: str, edge: str, tenant_id: st
                     connector_type: str, client_ip: str, helo: str | None, headers: list[list[str]],
                     message_id: str | None, size: int, recipients: int, ptr: str | None = None,
                     tls: Tls | None = None, headers_truncated: HeadersTruncated | None = None) -> MetadataRecord:
-    """One record; ``tls`` and ``headers_truncated`` are left out when None."""
+    """One record; ``tls`` and ``headers_truncated`` are left out when None.
+
+    ``observed_at`` is RFC 3339 UTC text (:mod:`processors.events.times`: an edge keeps milliseconds)."""
     record: MetadataRecord = {
         "schema": METADATA_SCHEMA,
         "event_id": event_id,
@@ -153,5 +155,4 @@ def record_parser() -> RecordParser:
 
 def parse_metadata_record(item: Any) -> tuple[MetadataRecord, datetime]:
     """``item`` checked against the record contract, and its event time; raises ``ContractError``."""
-    contracts.metadata_record(item)
-    return item, datetime.fromisoformat(item["observed_at"])
+    return record_parser()(item)
