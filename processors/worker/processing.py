@@ -478,13 +478,13 @@ class BatchProcessor:
                     issued_at=evaluation.at.timestamp(),
                     stage=evaluation.stage, kafka_key=server_key, action=evaluation.action,
                     history=orjson.dumps(evaluation.history),
-                    notifications=[outbox_record(topic_notifications, tenant, orjson.dumps(n))
+                    notifications=[outbox_record(topic_notifications, tenant, encode_event(n))
                                    for n in evaluation.notifications],
                 ))
             for notification in evaluation.once_notifications:  # emit_once.lua drops repeats
                 once.append((server_key, notification["notification_id"],
                              outbox_record(topic_notifications, fields[ServerField.TENANT_ID],
-                                           orjson.dumps(notification))))
+                                           encode_event(notification))))
             if evaluation.next_due is not None:
                 when = evaluation.next_due.timestamp()
                 if force_due or fields.get(ServerField.DUE_AT) != repr(when):
