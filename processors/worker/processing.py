@@ -56,6 +56,7 @@ from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
 from processors.events.deadletter import dead_letter
 from processors.events.metadata import BadEnvelope, MetadataRecord, metadata_items, record_parser
 from processors.events.wire import encode_event
+from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.keys import ServerField
 from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
@@ -70,7 +71,6 @@ from processors.worker.admission import (
     key_parts,
     topic_tenant,
 )
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
 log = logging.getLogger(__name__)
