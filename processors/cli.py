@@ -1,7 +1,8 @@
 """The ``patchgate`` command: one entry point, one subcommand per concern.
 
 Each concern registers its own subcommands through a ``register(subparsers)`` function, so this
-module only wires them together. Run ``patchgate --help`` for the list.
+module only wires them together, after setting up logging (:mod:`processors.logsetup`) for the
+command. Run ``patchgate --help`` for the list.
 """
 
 from __future__ import annotations
@@ -39,9 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from processors.logsetup import LogFormatError, setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    try:  # warnings and errors of every command in PATCHGATE_LOG_FORMAT; services set their own level
+        setup_logging(args.command, "WARNING")
+    except LogFormatError as error:
+        print(f"patchgate: {error}", file=sys.stderr)
+        return 2
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from processors.contracts import NOTIFICATION_SCHEMA, contracts
 from processors.events.times import rfc3339
@@ -28,6 +28,8 @@ class Notification(TypedDict):
     stage: int | None
     next_stage_at: str | None
     build: str | None
+    product_id: NotRequired[str | None]  # optional in v1: the product whose stamp decided
+    version: NotRequired[str | None]  # optional in v1: the version that product stamped
     recommended_builds: list[RecommendedBuild]
     text: str
 
@@ -39,8 +41,8 @@ def notification_id(subject: str, kind: str, identity: str) -> str:
 
 def notification(*, tenant_id: str, kind: str, identity: str, at: datetime, text: str,
                  server_key: str | None = None, server: str | None = None, stage: int | None = None,
-                 next_stage_at: datetime | None = None, build: str | None = None,
-                 recommended_builds: Sequence[RecommendedBuild] = ()) -> Notification:
+                 next_stage_at: datetime | None = None, build: str | None = None, product_id: str | None = None,
+                 version: str | None = None, recommended_builds: Sequence[RecommendedBuild] = ()) -> Notification:
     """A server's notification (``server_key`` given) or a tenant-wide one (``server_key`` None)."""
     return {
         "schema": NOTIFICATION_SCHEMA,
@@ -53,6 +55,8 @@ def notification(*, tenant_id: str, kind: str, identity: str, at: datetime, text
         "stage": stage,
         "next_stage_at": rfc3339(next_stage_at),
         "build": build,
+        "product_id": product_id,
+        "version": version,
         "recommended_builds": list(recommended_builds),
         "text": text,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import orjson
 
@@ -54,6 +54,8 @@ class Verdict(TypedDict):
     paused_until: str | None
     product: str | None
     build: str | None
+    product_id: NotRequired[str | None]  # optional in v1: the product whose stamp decided
+    version: NotRequired[str | None]  # optional in v1: the version that product stamped
     status: str
     rule: str
     recommended_builds: list[RecommendedBuild]
@@ -76,7 +78,8 @@ def verdict_parts(*, server_key: str, tenant_id: str, server: str, issued_at: da
                   valid_until: datetime | None, stage: int, throttle_minutes: int, block_minutes: int,
                   window_offset: int, throttle_reply: str, block_reply: str, paused_until: datetime | None,
                   product: str | None, build: str | None, status: str, rule: str,
-                  recommended_builds: Sequence[RecommendedBuild], client_ips: Sequence[str]) -> VerdictParts:
+                  recommended_builds: Sequence[RecommendedBuild], client_ips: Sequence[str],
+                  product_id: str | None = None, version: str | None = None) -> VerdictParts:
     """The verdict's two halves around its ``sequence`` (see the module docstring)."""
     before = {"schema": VERDICT_SCHEMA, "server_key": server_key, "tenant_id": tenant_id, "server": server}
     after = {
@@ -91,6 +94,8 @@ def verdict_parts(*, server_key: str, tenant_id: str, server: str, issued_at: da
         "paused_until": rfc3339(paused_until),
         "product": product,
         "build": build,
+        "product_id": product_id,
+        "version": version,
         "status": status,
         "rule": rule,
         "recommended_builds": list(recommended_builds),

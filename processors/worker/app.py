@@ -35,6 +35,7 @@ import faust
 from processors.kafka.delivery import KafkaOutput
 from processors.kafka.faust_auth import faust_broker_options
 from processors.kafka.lag import ConsumerLag
+from processors.kafka.logs import kafka_logger
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
@@ -143,8 +144,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
         holder["store"] = store  # the Redis store itself: the outbox gauges read it beyond the Store protocol
         holder["runtime"] = WorkerRuntime(
-            settings, store, KafkaOutput(settings.kafka),
-            PolicySource(settings.policy_file, settings.catalog_file), clock,
+            settings, store, KafkaOutput(settings.kafka, logger=kafka_logger("patchgate.worker.kafka")),
+            PolicySource(settings.policy_file, settings.catalog_file, products_dir=settings.products_dir), clock,
         )
         holder["started"] = True
         await runtime().start()
@@ -212,15 +213,17 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.kafka.topics import ensure_topics
 
     faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
+    from processors.logsetup import logging_config
+    from processors.worker.readiness import install_worker_probes
+
     check_connection(settings.kafka)
     ensure_topics(settings)
-    if settings.metrics_port:
-        from processors.metrics import start_metrics_server
-
-        start_metrics_server(settings.metrics_port, addr=settings.metrics_bind)
-    app, _ = create_app(settings)
+    app, holder = create_app(settings)
+    if settings.metrics_port:  # /metrics, /livez and /readyz on the metrics address
+        install_worker_probes(app, holder, settings)
     # faust's `-l warn` turns the root logger to DEBUG (measured: debug logging costs throughput):
     # keep it at info or above.
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
+                          logging_config=logging_config("worker", loglevel.upper()))
     worker.execute_from_commandline()
     return 0

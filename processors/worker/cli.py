@@ -46,11 +46,13 @@ def _settings() -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     from processors.kafka.clients import KafkaUnreachable
     from processors.kafka.config import KafkaConfigError
+    from processors.logsetup import LogFormatError, setup_logging
     from processors.worker.app import run_worker
 
     try:
+        setup_logging("worker", args.loglevel)
         return run_worker(_settings(), args.loglevel)
-    except (KafkaConfigError, KafkaUnreachable) as error:  # configuration, not an outage: do not loop
+    except (KafkaConfigError, KafkaUnreachable, LogFormatError) as error:  # configuration, not an outage: do not loop
         print(f"patchgate worker: {error}", file=sys.stderr)
         return 2
 

@@ -96,7 +96,8 @@ def test_the_verdict_example_is_rebuilt_from_its_parts() -> None:
         recommended_builds=[recommended_build(r) for r in verdict["recommended_builds"]],
         client_ips=verdict["client_ips"])
     joined = join_verdict(parts, verdict["sequence"])
-    assert orjson.loads(joined) == orjson.loads(data)
+    optional_absent = {"product_id": None, "version": None}  # the optional v1 fields, null when unknown
+    assert orjson.loads(joined) == {**orjson.loads(data), **optional_absent}
     contracts.verdict(orjson.loads(joined))
 
 
@@ -109,7 +110,8 @@ def test_the_notification_example_is_rebuilt_by_the_builder() -> None:
         next_stage_at=_time(original["next_stage_at"]), build=original["build"],
         recommended_builds=original["recommended_builds"])
     assert rebuilt["notification_id"] == "contoso/ex02.contoso.local|stage_upcoming|2|2026-10-31"
-    assert {**rebuilt, "notification_id": original["notification_id"]} == original
+    assert {**rebuilt, "notification_id": original["notification_id"]} == {**original, "product_id": None,
+                                                                         "version": None}
     assert parse_notification(encode_event(rebuilt)) == rebuilt
 
 
@@ -193,3 +195,20 @@ def test_the_parsers_refuse_every_invalid_example(name: str) -> None:
 @pytest.mark.parametrize("error", [BadEnvelope, CommandKeyMismatch])
 def test_the_event_errors_are_patchgate_value_errors(error: type[Exception]) -> None:
     assert issubclass(error, PatchgateError) and issubclass(error, ValueError)
+
+
+def test_product_and_version_travel_in_verdicts_and_notifications() -> None:
+    parts = verdict_parts(
+        server_key="contoso/mx.contoso.com", tenant_id="contoso", server="mx.contoso.com", issued_at=AT,
+        effective_at=AT, valid_until=None, stage=1, throttle_minutes=0, block_minutes=0, window_offset=3,
+        throttle_reply="450 4.7.230 x", block_reply="550 5.7.230 x", paused_until=None, product="Exim",
+        build=None, product_id="exim", version="4.92", status="unsupported", rule="end_of_support",
+        recommended_builds=[], client_ips=["192.0.2.1"])
+    verdict = orjson.loads(join_verdict(parts, 2))
+    contracts.verdict(verdict)
+    assert (verdict["product_id"], verdict["version"], verdict["sequence"]) == ("exim", "4.92", 2)
+    record = notification(tenant_id="contoso", kind="detected", identity="2026-11-28", at=AT, text="Detected.",
+                          server_key="contoso/mx.contoso.com", server="mx.contoso.com", stage=1,
+                          product_id="exim", version="4.92")
+    contracts.notification(record)
+    assert (record["product_id"], record["version"]) == ("exim", "4.92")
