@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NotRequired, TypedDict
 
 from processors.contracts import NOTIFICATION_SCHEMA, contracts
 from processors.events.times import rfc3339
-from processors.events.verdict import RecommendedBuild
+from processors.events.verdict import ProductStamp, RecommendedBuild
 from processors.events.wire import decode_checked
 
 
-class Notification(TypedDict):
+class Notification(ProductStamp):
     schema: str
     notification_id: str
     tenant_id: str
@@ -28,8 +27,6 @@ class Notification(TypedDict):
     stage: int | None
     next_stage_at: str | None
     build: str | None
-    product_id: NotRequired[str | None]  # optional in v1: the product whose stamp decided
-    version: NotRequired[str | None]  # optional in v1: the version that product stamped
     recommended_builds: list[RecommendedBuild]
     text: str
 

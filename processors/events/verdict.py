@@ -37,7 +37,14 @@ class Replies(TypedDict):
     block: str
 
 
-class Verdict(TypedDict):
+class ProductStamp(TypedDict):
+    """The optional v1 fields of verdicts and notifications: the product whose stamp decided, and its version."""
+
+    product_id: NotRequired[str | None]
+    version: NotRequired[str | None]
+
+
+class Verdict(ProductStamp):
     schema: str
     server_key: str
     tenant_id: str
@@ -54,8 +61,6 @@ class Verdict(TypedDict):
     paused_until: str | None
     product: str | None
     build: str | None
-    product_id: NotRequired[str | None]  # optional in v1: the product whose stamp decided
-    version: NotRequired[str | None]  # optional in v1: the version that product stamped
     status: str
     rule: str
     recommended_builds: list[RecommendedBuild]
