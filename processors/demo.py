@@ -215,7 +215,8 @@ class DemoRun:
         api = self._own(ManagedProcess(
             "api", [*patchgate_executable(), "api"],
             env={**os.environ, **settings.to_env(), "PATCHGATE_API_PORT": str(self.api_port),
-                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*"}))
+                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*",
+                 "PATCHGATE_API_PROBE_PORT": "0"}))  # no fixed probe port: the demo must run beside anything
         api.start()
         api.wait_ready(lambda: api_answers(self.api_port, self.token), READY_TIMEOUT_S)
 
