@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from edge.supervision import SupervisedThread
+from processors.errors import PatchgateError
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.kafka.types import KafkaError, Producer
@@ -145,7 +146,7 @@ def build_metadata_record(
     return record
 
 
-class RecordRejected(ValueError):
+class RecordRejected(PatchgateError, ValueError):
     """A record that cannot be published; ``reason`` names the drop counter (``records_dropped_<reason>``)."""
 
     def __init__(self, reason: str, detail: str) -> None:

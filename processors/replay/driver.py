@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from processors.contracts import METADATA_BATCH_SCHEMA
+from processors.errors import PatchgateError
 from processors.kafka import clients
 from processors.kafka.commands import pause_command
 from processors.replay.sample import Step
@@ -24,7 +25,7 @@ from processors.state.keys import PROGRESS_TIMER, KeySchema, progress_partition
 from processors.state.store import ScenarioControl
 
 
-class ReplayTimeout(RuntimeError):
+class ReplayTimeout(PatchgateError, RuntimeError):
     """The worker did not finish a step in time."""
 
 

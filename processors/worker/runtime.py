@@ -27,6 +27,7 @@ from processors.classify import Connection, classify
 from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
+from processors.errors import PatchgateError
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput, published_since
 from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
@@ -49,7 +50,7 @@ T = TypeVar("T")
 RETRYABLE = (StoreUnavailable, DeliveryFailed, OSError)
 
 
-class CommandKeyMismatch(ValueError):
+class CommandKeyMismatch(PatchgateError, ValueError):
     """A command whose tenant_id is not its Kafka key (the commands topic is keyed by tenant id)."""
 
 
