@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-from processors.classify.catalog import CatalogError, _end_of_month
+from processors.classify.catalog import CatalogError, _end_of_month, errors_summary
 from processors.errors import PatchgateError
 
 PRODUCTS_FOLDER = "products"
@@ -115,9 +115,7 @@ class ProductCatalogError(PatchgateError, ValueError):
     def __init__(self, source: str, errors: list[CatalogError]) -> None:
         self.source = source
         self.errors = errors
-        shown = "; ".join(str(e) for e in errors[:5])
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"{source}: invalid product catalog: {shown}{more}")
+        super().__init__(f"{source}: invalid product catalog: {errors_summary(errors)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
