@@ -21,12 +21,13 @@ from edge.publisher import MetadataPublisher
 from edge.settings import EdgeSettings
 from edge.verdict_cache import VerdictCache
 from processors.devservices.apache_kafka import ApacheKafkaBroker
-from processors.devservices.base import ServiceUnavailable, free_port
+from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from processors.kafka import clients
 from processors.kafka.clients import KafkaUnreachable, check_connection
 from processors.kafka.config import KafkaConfig
 from tests.kafka.tls import TlsFiles, make_tls_files
+from tests.services import started
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
@@ -70,16 +71,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture(scope="module")
 def broker(tls: TlsFiles) -> Iterator[SaslSslBroker]:
-    broker = SaslSslBroker(tls)
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+    with started(SaslSslBroker(tls)) as broker:
         add_scram_user(broker, "worker", WORKER_PASSWORD)
         yield broker
-    finally:
-        broker.close()
 
 
 def add_scram_user(broker: SaslSslBroker, user: str, password: str) -> None:
