@@ -35,6 +35,7 @@ BUILTIN_BASES: dict[str, type[BaseException]] = {
     "edge.publisher.RecordRejected": ValueError,
     "edge.verdicts.BadVerdict": ValueError,
     "processors.api.auth.TokenConfigError": ValueError,
+    "processors.classify.catalog.CatalogFileError": ValueError,
     "processors.classify.catalog.CatalogFormatError": ValueError,
     "processors.classify.policy.PolicyError": ValueError,
     "processors.classify.products.ProductCatalogError": ValueError,

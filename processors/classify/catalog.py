@@ -189,13 +189,21 @@ def errors_summary(errors: Sequence[CatalogError]) -> str:
     return shown + more
 
 
-class CatalogFormatError(PatchgateError, ValueError):
-    """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
+class CatalogFileError(PatchgateError, ValueError):
+    """A catalog file that fails its check: its source, every problem, the first few in the message."""
+
+    what = "catalog"
 
     def __init__(self, source: str, errors: list[CatalogError]) -> None:
         self.source = source
         self.errors = errors
-        super().__init__(f"{source}: invalid build catalog: {errors_summary(errors)}")
+        super().__init__(f"{source}: invalid {self.what}: {errors_summary(errors)}")
+
+
+class CatalogFormatError(CatalogFileError):
+    """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
+
+    what = "build catalog"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -231,3 +231,4 @@ def test_both_catalog_errors_list_five_problems_then_how_many_more() -> None:
     assert str(CatalogFormatError("b.csv", problems)) == f"b.csv: invalid build catalog: {shown}"
     assert str(ProductCatalogError("p.csv", problems)) == f"p.csv: invalid product catalog: {shown}"
     assert str(CatalogFormatError("b.csv", problems[:1])) == "b.csv: invalid build catalog: line 2: bad"
+    assert not issubclass(ProductCatalogError, CatalogFormatError)  # one handler does not catch the other
