@@ -20,12 +20,13 @@ def _registrars() -> list[Registrar]:
     from processors import demo
     from processors.api import cli as api_cli
     from processors.classify import cli as classify_cli
+    from processors.kafka import topics_cli
     from processors.notify import cli as notify_cli
     from processors.report import cli as report_cli
     from processors.worker import cli as worker_cli
 
     return [classify_cli.register, worker_cli.register, report_cli.register, api_cli.register,
-            notify_cli.register, edge_cli.register, demo.register]
+            notify_cli.register, edge_cli.register, demo.register, topics_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacte
 PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
 PATCHGATE_TOPIC_DEADLETTER         patchgate.deadletter       rejected input (output)
 PATCHGATE_TOPIC_COMMANDS           patchgate.commands         operator commands, e.g. pauses (input)
-PATCHGATE_METADATA_PARTITIONS      8                          partitions when patchgate creates topics
+PATCHGATE_METADATA_PARTITIONS      8                          partitions of the metadata topics (below)
 PATCHGATE_CONSUMER_GROUP           patchgate-worker           consumer group of the workers
 PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-read when it changes
 PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
@@ -71,6 +71,22 @@ PATCHGATE_METADATA_TENANT_PATTERN  [A-Za-z0-9][A-Za-z0-9._-]  regular expression
 PATCHGATE_EVENT_MAX_FUTURE_S       86400                      how far ``observed_at`` may lie after the
                                                               broker's timestamp of its Kafka message
 =================================  =========================  ============================================
+
+Topics (:mod:`processors.kafka.topics`; an existing topic with fewer partitions or replicas, or a lower
+``min.insync.replicas``, than these contradicts patchgate: workers refuse to start):
+
+===================================  =========================  ==========================================
+Environment variable                 Default                    Meaning
+===================================  =========================  ==========================================
+PATCHGATE_METADATA_PARTITIONS        8                          partitions of the metadata topics
+PATCHGATE_COMMANDS_PARTITIONS        0 (= METADATA_PARTITIONS)  partitions of the commands topic
+PATCHGATE_VERDICTS_PARTITIONS        0 (= METADATA_PARTITIONS)  partitions of the verdicts topic
+PATCHGATE_NOTIFICATIONS_PARTITIONS   0 (= METADATA_PARTITIONS)  partitions of the notifications topic
+PATCHGATE_DEADLETTER_PARTITIONS      0 (= METADATA_PARTITIONS)  partitions of the dead-letter topic
+PATCHGATE_TOPIC_REPLICATION_FACTOR   1                          replication factor of every topic
+PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS  0 (the broker's default)   ``min.insync.replicas`` of every topic (at
+                                                                most the replication factor)
+===================================  =========================  ==========================================
 """
 
 from __future__ import annotations
@@ -91,6 +107,8 @@ from processors.state.urls import RedisUrlError, check_url
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
+PER_TOPIC_PARTITIONS = ("commands_partitions", "verdicts_partitions", "notifications_partitions",
+                        "deadletter_partitions")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -253,6 +271,12 @@ class Settings(EnvSettings):
     topic_deadletter: str = "patchgate.deadletter"
     topic_commands: str = "patchgate.commands"
     metadata_partitions: int = 8
+    commands_partitions: int = 0  # 0: metadata_partitions
+    verdicts_partitions: int = 0
+    notifications_partitions: int = 0
+    deadletter_partitions: int = 0
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 0  # 0: the broker's default
     consumer_group: str = "patchgate-worker"
     policy_file: Path | None = None
     catalog_file: Path | None = None
@@ -281,6 +305,7 @@ class Settings(EnvSettings):
         check_topic(self, "topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
                     "topic_commands")
         check_range(self, "metadata_partitions", 1, 10000)
+        self._check_topic_layout()
         check_range(self, "batch_max_messages", 1, 100000)
         check_range(self, "batch_max_wait_ms", 1, 60000)
         check_range(self, "fetch_max_wait_ms", 1, 10000)
@@ -319,6 +344,20 @@ class Settings(EnvSettings):
     def tenant_metadata_topic(self, tenant_id: str) -> str:
         """The metadata topic of one tenant in the per-tenant mode."""
         return f"{self.topic_metadata}.{tenant_id}"
+
+    def _check_topic_layout(self) -> None:
+        for name in PER_TOPIC_PARTITIONS:
+            check_range(self, name, 0, 10000)
+        check_range(self, "topic_replication_factor", 1, 32)
+        check_range(self, "topic_min_insync_replicas", 0, 32)
+        factor = self.topic_replication_factor
+        require(self.topic_min_insync_replicas <= factor, "topic_min_insync_replicas",
+                f"must not exceed PATCHGATE_TOPIC_REPLICATION_FACTOR={factor} (no acks=all write could succeed)")
+
+    def partitions_of(self, field_name: str) -> int:
+        """The partition count of a ``<topic>_partitions`` field; 0 means the metadata topic's."""
+        count: int = getattr(self, field_name)
+        return count or self.metadata_partitions
 
 
 def _compiles(pattern: str) -> bool:

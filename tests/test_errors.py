@@ -42,17 +42,20 @@ BUILTIN_BASES: dict[str, type[BaseException]] = {
     "processors.contracts.compiler.ContractError": ValueError,
     "processors.devservices.base.ServiceUnavailable": RuntimeError,
     "processors.enforcement.policy.PolicyError": ValueError,
+    "processors.events.command.CommandKeyMismatch": ValueError,
+    "processors.events.metadata.BadEnvelope": ValueError,
     "processors.kafka.clients.KafkaUnreachable": RuntimeError,
     "processors.kafka.commands.CommandSendFailed": RuntimeError,
     "processors.kafka.config.KafkaConfigError": ValueError,
     "processors.kafka.delivery.DeliveryFailed": RuntimeError,
+    "processors.kafka.topics.TopicsContradict": RuntimeError,
+    "processors.kafka.topics.TopicsNotCreated": RuntimeError,
     "processors.logsetup.LogFormatError": ValueError,
     "processors.notify.config.NotifyConfigError": ValueError,
     "processors.replay.driver.ReplayTimeout": RuntimeError,
     "processors.settings.SettingsError": ValueError,
     "processors.state.urls.RedisUrlError": ValueError,
     "processors.worker.admission.Refused": ValueError,
-    "processors.worker.runtime.CommandKeyMismatch": ValueError,
 }
 
 

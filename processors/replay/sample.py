@@ -27,7 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+
+from processors.events.metadata import MetadataRecord
+from processors.events.metadata import metadata_record as build_metadata_record
+from processors.events.times import rfc3339
 
 DAY0 = datetime(2026, 10, 5, tzinfo=UTC)
 DAYS = 120
@@ -94,19 +97,14 @@ def received_headers(server: SampleServer, build: str | None, when: datetime) ->
     return [["Received", hop] for hop in hops] + [["X-MS-Exchange-Organization-AuthAs", "Internal"]]
 
 
-def metadata_record(server: SampleServer, build: str | None, when: datetime, serial: int) -> dict[str, Any]:
-    event_id = f"mx1.example.net:{server.name}:{serial}"
-    return {
-        "schema": "patchgate.metadata/1",
-        "event_id": event_id,
-        "observed_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "edge": "mx1.example.net",
-        "tenant_id": server.tenant,
-        "connector": {"id": f"{server.tenant}-{server.connector.lower()}", "type": server.connector},
-        "client": {"ip": server.ip, "helo": server.name},
-        "message": {"id": f"<{serial}.{server.name}@{server.tenant}.example>", "size": 4096 + serial, "recipients": 1},
-        "headers": received_headers(server, build, when),
-    }
+def metadata_record(server: SampleServer, build: str | None, when: datetime, serial: int) -> MetadataRecord:
+    return build_metadata_record(
+        event_id=f"mx1.example.net:{server.name}:{serial}", observed_at=rfc3339(when) or "",
+        edge="mx1.example.net", tenant_id=server.tenant, connector_id=f"{server.tenant}-{server.connector.lower()}",
+        connector_type=server.connector, client_ip=server.ip, helo=server.name,
+        message_id=f"<{serial}.{server.name}@{server.tenant}.example>", size=4096 + serial, recipients=1,
+        headers=received_headers(server, build, when),
+    )
 
 
 def build_on(server: SampleServer, day: int) -> str | None:
@@ -127,7 +125,7 @@ class Step:
 
     kind: str  # clock | mail | pause
     at: datetime
-    records: tuple[tuple[str, dict[str, Any]], ...] = ()  # (server key, metadata record)
+    records: tuple[tuple[str, MetadataRecord], ...] = ()  # (server key, metadata record)
     tenant: str | None = None
     days: int | None = None
 

@@ -120,7 +120,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.metadata_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,  # Faust's own (leader) topic
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
@@ -130,8 +130,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
     metadata_topic = app.topic(*metadata_topic_names(settings), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
     metadata_topic.topics = list(metadata_topic.topics)  # one growable list, shared by the agent's clones
-    commands_topic = app.topic(settings.topic_commands, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
+    commands_topic = app.topic(settings.topic_commands, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw", partitions=settings.partitions_of("commands_partitions"))
     holder: dict[str, Any] = {}
 
     def runtime() -> WorkerRuntime:
@@ -210,7 +210,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.kafka.clients import check_connection
-    from processors.kafka.topics import ensure_topics
+    from processors.kafka.topics import ensure_topics, require_no_contradictions
 
     faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
     from processors.logsetup import logging_config
@@ -218,6 +218,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     check_connection(settings.kafka)
     ensure_topics(settings)
+    require_no_contradictions(settings)
     app, holder = create_app(settings)
     if settings.metrics_port:  # /metrics, /livez and /readyz on the metrics address
         install_worker_probes(app, holder, settings)

@@ -72,7 +72,7 @@ def test_the_issues_alerts_are_there() -> None:
     wanted = {
         "PatchgateConsumerLagGrowing": "patchgate_consumer_lag",
         "PatchgateOutboxStuck": "patchgate_outbox_claim_age_seconds",
-        "PatchgateDeadLettersRising": "patchgate_dead_letters_total",
+        "PatchgateDeadLettersRising": "patchgate_deadletter_total",
         "PatchgateEdgeVerdictCacheNotCaughtUp": "patchgate_edge_cache_caught_up",
         "PatchgateEdgeVerdictCacheStale": "verdicts_applied",
         "PatchgateEdgePublisherDropping": "records_dropped_",
