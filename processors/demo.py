@@ -216,7 +216,8 @@ class DemoRun:
         api = self._own(ManagedProcess(
             "api", [*patchgate_executable(), "api"],
             env={**os.environ, **settings.to_env(), "PATCHGATE_API_PORT": str(self.api_port),
-                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*"}))
+                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*",
+                 "PATCHGATE_API_PROBE_PORT": "0"}))  # no fixed probe port: the demo must run beside anything
         api.start()
         api.wait_ready(lambda: api_answers(self.api_port, self.token), READY_TIMEOUT_S)
 
@@ -229,7 +230,9 @@ class DemoRun:
         return short
 
     def replay_and_report(self, settings: Settings) -> None:
-        print("\nReplaying 120 days of traffic from 10 servers of 3 tenants (event time, accelerated):")
+        tenants = {server.tenant for server in SERVERS}
+        print(f"\nReplaying 120 days of traffic from {len(SERVERS)} servers of {len(tenants)} tenants "
+              "(event time, accelerated):")
         all_steps = steps()
         driver = ReplayDriver(settings, step_timeout=120, on_step=ProgressBar(len(all_steps)))
         try:
@@ -240,7 +243,7 @@ class DemoRun:
         print("\n")
         from processors.report.cli import render_report
 
-        for tenant in sorted({server.tenant for server in SERVERS}):
+        for tenant in sorted(tenants):
             text = asyncio.run(render_report(settings.redis_url, settings.key_prefix, None, tenant, "table",
                                              sys.stdout.isatty(), now=all_steps[-1].at))
             print(text)

@@ -50,6 +50,20 @@ def _broker_kind() -> str:
     return kind
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_fixed_probe_ports() -> Iterator[None]:
+    """API and notifier processes started by tests serve no probes on the fixed default ports (9465,
+    9466), so two of them, or another suite on this machine, never collide; probe tests set a port."""
+    saved = {name: os.environ.get(name) for name in ("PATCHGATE_API_PROBE_PORT", "PATCHGATE_NOTIFY_PROBE_PORT")}
+    for name, value in saved.items():
+        if value is None:
+            os.environ[name] = "0"
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[Any]:
     """The running broker object (``.bootstrap``, ``.kind``), or None for an external broker."""
