@@ -37,6 +37,7 @@ from typing import Any, cast
 import orjson
 
 from edge.supervision import SupervisedThread
+from processors.errors import PatchgateError
 from processors.events.metadata import (
     MAX_BATCH_RECORDS,
     TLS_FIELDS,
@@ -140,7 +141,7 @@ def _tls(tls: dict[str, str | None]) -> Tls:
     return cast(Tls, {k: (_clean(v)[:1024] if v else None) for k, v in tls.items() if k in TLS_FIELDS})
 
 
-class RecordRejected(ValueError):
+class RecordRejected(PatchgateError, ValueError):
     """A record that cannot be published; ``reason`` names the drop counter (``records_dropped_<reason>``)."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Final
 import orjson
 
 from edge.config import normalise_ip
+from processors.errors import PatchgateError
 from processors.events.verdict import ACCEPT, BLOCK, THROTTLE, VERDICT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ ACCEPT_NOT_EFFECTIVE: Final = Decision(ACCEPT, None, "not-yet-effective")
 ACCEPT_EXPIRED: Final = Decision(ACCEPT, None, "expired")
 
 
-class BadVerdict(ValueError):
+class BadVerdict(PatchgateError, ValueError):
     """A verdict record that cannot be applied; the message says which field and why."""
 
 

@@ -37,6 +37,7 @@ from processors.devservices.base import ManagedProcess, free_port
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.tansu import TansuBroker
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.errors import PatchgateError
 from processors.kafka.topics import ensure_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.set_defaults(handler=run_demo)
 
 
-class DemoError(Exception):
+class DemoError(PatchgateError):
     """A start-up failure the user can fix; the message is one line saying how."""
 
 

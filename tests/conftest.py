@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from processors.devservices import ServiceUnavailable
+from tests.services import started
 
 
 @pytest.hookimpl(wrapper=True)
@@ -77,12 +78,8 @@ def kafka_broker() -> Iterator[Any]:
         from processors.devservices.tansu import TansuBroker
 
         broker = TansuBroker()
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield broker
-    broker.close()
+    with started(broker):
+        yield broker
 
 
 @pytest.fixture(scope="session")
@@ -96,14 +93,9 @@ def own_apache_broker() -> Iterator[Any]:
     the broker (Tansu keeps nothing across a restart) or need compaction."""
     from processors.devservices.apache_kafka import ApacheKafkaBroker, fetch_jars
 
-    try:
-        fetch_jars()
-        broker = ApacheKafkaBroker(partitions=8)
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield broker
-    broker.close()
+    fetch_jars()
+    with started(ApacheKafkaBroker(partitions=8)) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
@@ -114,12 +106,8 @@ def redis_server() -> Iterator[Any]:
     from processors.devservices.redis_server import RedisServer
 
     server = RedisServer()
-    try:
-        server.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield server
-    server.close()
+    with started(server):
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +120,8 @@ def redis_cluster_url() -> Iterator[str]:
     """A real three-master Redis Cluster (one per session): its ``redis+cluster://`` URL."""
     from processors.devservices.redis_cluster import RedisCluster
 
-    cluster = RedisCluster()
-    try:
-        cluster.start()
-    except ServiceUnavailable as error:
-        cluster.close()
-        pytest.fail(str(error), pytrace=False)
-    yield cluster.url
-    cluster.close()
+    with started(RedisCluster()) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")
@@ -147,14 +129,8 @@ def redis_tls_server() -> Iterator[Any]:
     """A real Redis reachable only over TLS (throwaway CA) as an ACL user (``default`` disabled)."""
     from processors.devservices.redis_tls import RedisTlsServer
 
-    server = RedisTlsServer()
-    try:
-        server.start()
-    except ServiceUnavailable as error:
-        server.close()
-        pytest.fail(str(error), pytrace=False)
-    yield server
-    server.close()
+    with started(RedisTlsServer()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from processors.errors import PatchgateError
 from processors.events.command import command_key, pause_command
 from processors.events.metadata import MetadataRecord, encode_batch
 from processors.events.wire import encode_event
@@ -25,7 +26,7 @@ from processors.state.keys import PROGRESS_TIMER, KeySchema, progress_partition
 from processors.state.store import ScenarioControl
 
 
-class ReplayTimeout(RuntimeError):
+class ReplayTimeout(PatchgateError, RuntimeError):
     """The worker did not finish a step in time."""
 
 

@@ -3,14 +3,10 @@ test itself uses to set the broker up (users, topics), served with a certificate
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from processors.devservices.apache_kafka import ApacheKafkaBroker
-from processors.devservices.base import ServiceUnavailable, free_port
+from processors.devservices.base import free_port
 from tests.kafka.tls import TlsFiles
 
 
@@ -39,16 +35,3 @@ class SecuredListenerBroker(ApacheKafkaBroker):
             **{prefix + key: value for key, value in self.listener_properties.items()},
         }
         return super().server_properties(log_dir) + "".join(f"{key}={value}\n" for key, value in extra.items())
-
-
-@contextmanager
-def running(broker: ApacheKafkaBroker) -> Iterator[ApacheKafkaBroker]:
-    """For a fixture: the broker started (a start failure fails the test with its reason), closed after."""
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        yield broker
-    finally:
-        broker.close()

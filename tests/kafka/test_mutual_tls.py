@@ -23,8 +23,9 @@ from edge.verdict_cache import VerdictCache
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from processors.kafka.clients import check_connection
 from processors.kafka.config import KafkaConfig
-from tests.kafka.secured_broker import SecuredListenerBroker, running
+from tests.kafka.secured_broker import SecuredListenerBroker
 from tests.kafka.tls import TlsFiles, make_tls_files
+from tests.services import started
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
@@ -44,7 +45,7 @@ def broker(tls: TlsFiles) -> Iterator[SecuredListenerBroker]:
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": str(tls.ca),
     })
-    with running(broker):
+    with started(broker):
         yield broker
 
 

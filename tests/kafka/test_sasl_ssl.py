@@ -24,8 +24,9 @@ from processors.devservices.worker_process import WorkerProcess, patchgate_execu
 from processors.kafka import clients
 from processors.kafka.clients import KafkaUnreachable, check_connection
 from processors.kafka.config import KafkaConfig
-from tests.kafka.secured_broker import SecuredListenerBroker, running
+from tests.kafka.secured_broker import SecuredListenerBroker
 from tests.kafka.tls import TlsFiles, make_tls_files
+from tests.services import started
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
@@ -53,7 +54,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture(scope="module")
 def broker(tls: TlsFiles) -> Iterator[SecuredListenerBroker]:
     broker = sasl_ssl_broker(tls)
-    with running(broker):
+    with started(broker):
         add_scram_user(broker, "worker", WORKER_PASSWORD)
         yield broker
 
