@@ -31,7 +31,8 @@ $(DEMO_STAMP): pyproject.toml | $(PY)
 
 install: $(TEST_STAMP)
 
-# The whole suite on Tansu, then every integration suite again on Apache Kafka (KRaft).
+# The whole suite on Tansu, then again on Apache Kafka (KRaft) every integration test that runs on the
+# session's broker (marked shared_broker by tests/conftest.py; the others start brokers of their own).
 # test-deps installs (root) or names (otherwise) the system tools and Exim first.
 test: test-deps test-tansu test-apache
 
@@ -55,7 +56,7 @@ test-tansu: test-deps kafka-jars promtool helm
 	PATCHGATE_TEST_KAFKA=tansu $(PY) -m pytest
 
 test-apache: test-deps kafka-jars
-	PATCHGATE_TEST_KAFKA=apache $(PY) -m pytest -m integration
+	PATCHGATE_TEST_KAFKA=apache $(PY) -m pytest -m "integration and shared_broker"
 
 # style, types and the import layering (tests/test_layering.py: AST only, no services)
 lint: $(TEST_STAMP)

@@ -50,6 +50,14 @@ def _broker_kind() -> str:
     return kind
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run on the session's broker: the Apache Kafka tier re-runs only those (the
+    others start brokers of their own, or none, and gain nothing from a second run)."""
+    for item in items:
+        if {"kafka_broker", "kafka_bootstrap"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared_broker)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_fixed_probe_ports() -> Iterator[None]:
     """API and notifier processes started by tests serve no probes on the fixed default ports (9465,
