@@ -183,7 +183,8 @@ def running_milter(postfix: PostfixInstance, kind: str | None, publish: bool, ne
     argv = [sys.executable, str(Path(__file__).with_name("null_milter.py")), str(sock)]
     if kind == "patchgate":
         argv = [*patchgate_executable(), "edge", "milter", "--config", str(config), "--listen", f"unix:{sock}",
-                "--socket-group", "postfix", "--bootstrap", bootstrap, "--catchup-timeout", "20", "--metrics-interval", "3600"]
+                "--socket-group", "postfix", "--bootstrap", bootstrap, "--catchup-timeout", "20",
+                "--metrics-interval", "3600"]
     milter = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               env={**os.environ, "PATCHGATE_EDGE_PUBLISH": "1" if publish else "0"})
     try:

@@ -210,8 +210,8 @@ class DemoRun:
                  "PATCHGATE_EDGE_METADATA_TOPIC": settings.topic_metadata}))
         edge.start()
         edge.wait_ready(lambda: unix_socket_answers(socket_path), READY_TIMEOUT_S)
-        print(f"  edge milter on unix:{socket_path} "
-              f"(Postfix: smtpd_milters = {{ unix:{socket_path}, default_action=accept }})")
+        print(f"  edge milter on unix:{socket_path} (mode 0660, private to this demo; to serve a Postfix, "
+              "run `patchgate edge milter --socket-group postfix` in a folder Postfix can reach: edge/README.md)")
         api = self._own(ManagedProcess(
             "api", [*patchgate_executable(), "api"],
             env={**os.environ, **settings.to_env(), "PATCHGATE_API_PORT": str(self.api_port),

@@ -1,4 +1,5 @@
-"""The per-tenant server report (per server: build, status, stage, dates, recommended builds), shared by the HTTP API, the report page and the CLI.
+"""The per-tenant server report (per server: build, status, stage, dates, recommended builds),
+shared by the HTTP API, the report page and the CLI.
 
 - :mod:`processors.report.model`: pure row building (report fields, reply now, daily estimates);
 - :mod:`processors.report.reader`: pipelined Redis reads (one round trip per chunk of servers);

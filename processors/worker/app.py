@@ -202,7 +202,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
         start_metrics_server(settings.metrics_port, addr=settings.metrics_bind)
     app, _ = create_app(settings)
-    # faust's `-l warn` turns the root logger to DEBUG (measured: debug logging costs throughput): keep it at info or above.
+    # faust's `-l warn` turns the root logger to DEBUG (measured: debug logging costs throughput):
+    # keep it at info or above.
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
