@@ -30,6 +30,10 @@ test_packages=(
   "chromium:/usr/bin/chromium"               # the report page test, driven by Playwright
   "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu"
   "docker-compose:docker-compose"            # only `docker-compose config`: no engine needed
+  # the shared libraries of the Exim that scripts/exim/fetch.sh unpacks (not installed: it would
+  # replace Postfix); libraries only, so they sit beside Postfix
+  "libgnutls-dane0:/usr/lib/x86_64-linux-gnu/libgnutls-dane.so.0"
+  "libidn12:/usr/lib/x86_64-linux-gnu/libidn.so.12"
 )
 bench_packages=("python3-venv:py:ensurepip" "redis-server:redis-server" "postfix:/usr/sbin/postfix")
 
