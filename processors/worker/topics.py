@@ -11,6 +11,7 @@ write to ``<PATCHGATE_TOPIC_METADATA>.<tenant_id>``: :func:`ensure_tenant_topics
 from __future__ import annotations
 
 import re
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -82,4 +83,20 @@ def _create_missing(settings: Settings, specs: list[NewTopic], timeout: float) -
         except KafkaException as error:
             if error.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another worker won the race
                 raise
+    _wait_listed(admin, [spec.topic for spec in missing], timeout)
     return created
+
+
+def _wait_listed(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Return once the broker lists every topic of ``names``: Apache Kafka's brokers learn of a created
+    topic shortly after the controller acknowledges it, and a client asking in between (a worker
+    starting, a tenant listing) would not see it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = admin.list_topics(timeout=timeout).topics
+        absent = [name for name in names if name not in listed or listed[name].error is not None]
+        if not absent:
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaException(f"created topics not listed by the broker within {timeout:.0f}s: {absent}")
+        time.sleep(0.05)  # polling the broker's metadata for the condition
