@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # `make demo PORT=8081`: the demo's API on that port (a free one otherwise)
 PORT ?=
 
-.PHONY: install test test-deps kafka-jars test-tansu test-apache lint bench bench-quick bench-deps \
+.PHONY: install test test-deps kafka-jars promtool test-tansu test-apache lint bench bench-quick bench-deps \
         demo demo-once up down clean
 # one run at a time: the suites and benchmarks each start their own services on a 2-core budget
 .NOTPARALLEL:
@@ -42,7 +42,12 @@ test-deps:
 kafka-jars: $(TEST_STAMP)
 	@scripts/apache-kafka/fetch.sh >/dev/null
 
-test-tansu: test-deps kafka-jars
+# promtool (checks and unit-tests the alert rules) built with Go from the module proxy into
+# .cache/promtool, once (a few minutes; then the binary answers)
+promtool:
+	@scripts/promtool/fetch.sh >/dev/null
+
+test-tansu: test-deps kafka-jars promtool
 	PATCHGATE_TEST_KAFKA=tansu $(PY) -m pytest
 
 test-apache: test-deps kafka-jars

@@ -261,15 +261,14 @@ class DemoRun:
 
 def delete_keys(redis_url: str, key_prefix: str) -> None:
     """Delete the demo's keys from an external Redis (SCAN in bounded pages, never KEYS)."""
-    import redis
+    from processors.state.keys import KeySchema
+    from processors.state.store import ScenarioControl
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    state = ScenarioControl(redis_url, KeySchema(key_prefix))
     try:
-        batch = list(client.scan_iter(match=f"{key_prefix}:*", count=CLEANUP_SCAN_COUNT))
-        for start in range(0, len(batch), CLEANUP_SCAN_COUNT):
-            client.delete(*batch[start:start + CLEANUP_SCAN_COUNT])
+        state.delete_all(CLEANUP_SCAN_COUNT)
     finally:
-        client.close()
+        state.close()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -25,6 +25,11 @@ patchgate_batch_size                 histogram  kind                   messages 
 patchgate_consumer_lag               gauge      topic, partition       the group's lag: high watermark minus its
                                                                        committed offset (each worker measures
                                                                        every partition, see worker/lag.py)
+patchgate_outbox_claims              gauge      -                      outbox claims whose records wait for the
+                                                                       broker's acknowledgement
+patchgate_outbox_claim_age_seconds   gauge      -                      age of the oldest such claim (0: none;
+                                                                       every worker measures, see
+                                                                       worker/outbox_backlog.py)
 patchgate_edge_cache_caught_up       gauge      -                      1 once the edge's verdict cache has read
                                                                        the verdicts topic to its end, else 0
 patchgate_edge_cache_verdicts        gauge      -                      verdicts held by the edge's cache
@@ -83,6 +88,12 @@ BATCH_SIZE = Histogram(
 )
 CONSUMER_LAG = Gauge("patchgate_consumer_lag", "The consumer group's lag: high watermark minus committed offset",
                      ["topic", "partition"], registry=REGISTRY)
+OUTBOX_CLAIMS = Gauge("patchgate_outbox_claims",
+                      "Outbox claims (server or tenant) whose records wait for the broker's acknowledgement",
+                      registry=REGISTRY)
+OUTBOX_OLDEST_CLAIM = Gauge("patchgate_outbox_claim_age_seconds",
+                            "Age of the oldest outbox claim still waiting for the broker's acknowledgement (0: none)",
+                            registry=REGISTRY)
 API_REQUESTS = Counter("patchgate_api_requests_total", "HTTP API requests, by route template, method and status",
                        ["route", "method", "status"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter("patchgate_webhook_deliveries_total",

@@ -1,14 +1,27 @@
-"""Deployment files: docker-compose.yml (and the scale-out override) are valid and complete."""
+"""Deployment files: docker-compose.yml (and the scale-out override) are valid and complete.
+
+The compose file is checked with ``docker-compose config`` (no engine needed, none runs here): every
+service of the pipeline is there, uses settings patchgate reads, and Prometheus scrapes each
+component's metrics port under the job names the alert rules select.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"kafka", "redis", "worker", "api", "notify", "edge", "prometheus", "grafana"}
+# where patchgate reads its PATCHGATE_* variables
+SETTING_SOURCES = ("processors/settings.py", "processors/api/cli.py", "processors/notify/cli.py", "edge/cli.py")
 
 
 def _compose() -> list[str]:
@@ -20,16 +33,108 @@ def _compose() -> list[str]:
                 "`apt-get install docker-compose` (no engine is needed to check the files)", pytrace=False)
 
 
+@cache
+def compose_config(*files: str) -> dict[str, Any]:
+    """``docker-compose config`` of ``files``: the merged, validated model."""
+    args = [part for name in files for part in ("-f", str(ROOT / name))]
+    result = subprocess.run([*_compose(), *args, "config"], capture_output=True, text=True, cwd=ROOT,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")})
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def services(*files: str) -> dict[str, dict[str, Any]]:
+    return compose_config(*files)["services"]  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.scale.yml"]])
 def test_compose_config_is_valid(files: list[str]) -> None:
-    args = [part for name in files for part in ("-f", str(ROOT / name))]
-    result = subprocess.run([*_compose(), *args, "config"], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    for service in ("kafka:", "redis:", "worker:"):
-        assert service in result.stdout
-    assert "PATCHGATE_KAFKA_BOOTSTRAP: kafka:9092" in result.stdout
+    found = services(*files)
+    assert set(found) == SERVICES
+    assert found["worker"]["environment"]["PATCHGATE_KAFKA_BOOTSTRAP"] == "kafka:9092"
     if "docker-compose.scale.yml" in files:
-        assert "replicas: 3" in result.stdout and "PATCHGATE_METADATA_PARTITIONS: '12'" in result.stdout
+        assert found["worker"]["deploy"]["replicas"] == 3
+        assert found["worker"]["environment"]["PATCHGATE_METADATA_PARTITIONS"] == "12"
+        assert found["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == "12"
+
+
+def patchgate_services() -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in services("docker-compose.yml").items()
+            if service.get("image") == "patchgate:local"}
+
+
+def test_every_component_runs_from_the_patchgate_image_with_its_command() -> None:
+    commands = {name: service["command"] for name, service in patchgate_services().items()}
+    assert commands == {"worker": ["worker"], "api": ["api"], "notify": ["notify"], "edge": ["edge", "milter"]}
+    for name, service in patchgate_services().items():
+        assert service["build"]["context"] == str(ROOT), name
+        assert service["restart"] == "unless-stopped", name
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy", name
+        bootstrap = service["environment"].get("PATCHGATE_KAFKA_BOOTSTRAP") or \
+            service["environment"].get("PATCHGATE_EDGE_KAFKA_BOOTSTRAP")
+        assert bootstrap == "kafka:9092", name
+    for name in ("worker", "api", "notify"):
+        assert patchgate_services()[name]["environment"]["PATCHGATE_REDIS_URL"] == "redis://redis:6379/0", name
+
+
+def known_setting_names() -> set[str]:
+    return {name for source in SETTING_SOURCES
+            for name in re.findall(r"PATCHGATE_[A-Z0-9_]+", (ROOT / source).read_text())}
+
+
+def test_the_compose_file_sets_only_variables_patchgate_reads() -> None:
+    used = {variable for service in patchgate_services().values() for variable in service["environment"]}
+    assert used - known_setting_names() == set()
+    assert "PATCHGATE_MADE_UP" not in known_setting_names()
+
+
+def mounted_files(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host file, for the service's read-only bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, mode = volume.split(":")
+        assert mode == "ro" and Path(source).is_file(), volume
+        mounts[target] = Path(source)
+    return mounts
+
+
+def test_the_mounted_edge_and_notify_configurations_load() -> None:
+    from edge.config import load_config
+    from processors.notify.config import load_notify_config
+
+    edge, notify = patchgate_services()["edge"], patchgate_services()["notify"]
+    load_config(str(mounted_files(edge)[edge["environment"]["PATCHGATE_EDGE_CONFIG"]]))
+    load_notify_config(mounted_files(notify)[notify["environment"]["PATCHGATE_NOTIFY_CONFIG"]])
+
+
+def metrics_endpoints() -> dict[str, str]:
+    """Scrape job -> the compose service:port where that component serves /metrics."""
+    env = {name: service["environment"] for name, service in patchgate_services().items()}
+    assert env["worker"]["PATCHGATE_METRICS_BIND"] == "0.0.0.0"
+    assert env["edge"]["PATCHGATE_EDGE_METRICS_BIND"] == "0.0.0.0"
+    assert env["api"]["PATCHGATE_API_BIND"] == "0.0.0.0"  # /metrics is one of the API's routes
+    return {"patchgate-worker": f"worker:{env['worker']['PATCHGATE_METRICS_PORT']}",
+            "patchgate-api": f"api:{env['api']['PATCHGATE_API_PORT']}",
+            "patchgate-edge": f"edge:{env['edge']['PATCHGATE_EDGE_METRICS_PORT']}"}
+
+
+def test_prometheus_scrapes_every_components_metrics_port_and_loads_the_alert_rules() -> None:
+    prometheus = services("docker-compose.yml")["prometheus"]
+    mounts = mounted_files(prometheus)
+    (config_flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    config = yaml.safe_load(mounts[config_flag.split("=", 1)[1]].read_text())
+    scraped = {job["job_name"]: [target for static in job["static_configs"] for target in static["targets"]]
+               for job in config["scrape_configs"]}
+    assert scraped == {job: [endpoint] for job, endpoint in metrics_endpoints().items()}
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
+    assert [mounts[path] for path in config["rule_files"]] == [ROOT / "deploy" / "prometheus" / "alerts.yml"]
+
+
+def test_the_alert_rules_select_the_scrape_jobs() -> None:
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    exact = set(re.findall(r'job="([^"]+)"', rules))
+    assert exact and exact <= set(metrics_endpoints())
 
 
 def _dockerfile_stages() -> list[list[str]]:
@@ -75,3 +180,15 @@ def test_dockerignore_keeps_the_build_context_to_the_package_sources() -> None:
                if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", ".cache", "tests"} <= ignored
     assert not ignored & {"processors", "edge", "schemas", "pyproject.toml", "README.md"}
+
+
+def test_grafana_shows_the_dashboard_from_the_compose_prometheus() -> None:
+    mounts = mounted_files(services("docker-compose.yml")["grafana"])
+    (sources,) = [path for target, path in mounts.items() if "/provisioning/datasources/" in target]
+    (source,) = yaml.safe_load(sources.read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090" and source["isDefault"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services("docker-compose.yml")["prometheus"]["command"]
+    (boards,) = [path for target, path in mounts.items() if "/provisioning/dashboards/" in target]
+    (provider,) = yaml.safe_load(boards.read_text())["providers"]
+    folder = provider["options"]["path"]
+    assert mounts[f"{folder}/patchgate.json"] == ROOT / "deploy" / "grafana" / "patchgate.json"

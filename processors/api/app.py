@@ -32,13 +32,11 @@ from importlib import resources
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
-from redis.exceptions import RedisError
 
 from processors import metrics
 from processors.api.auth import TENANT, Principal, TokenStore
@@ -50,7 +48,9 @@ from processors.enforcement.verdicts import rfc3339
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
 from processors.report.reader import ReportReader
 from processors.report.render import to_csv
-from processors.state.keys import NOTIFICATIONS_KEPT, KeySchema
+from processors.state.errors import StoreUnavailable
+from processors.state.keys import NOTIFICATIONS_KEPT
+from processors.state.protocol import Store
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ class KafkaCommandSink:
 
 @dataclass
 class ApiContext:
-    redis: aioredis.Redis
-    keys: KeySchema
+    store: Store
     policy: EnforcementPolicy
     tokens: TokenStore
     commands: CommandSink
@@ -113,7 +112,7 @@ class ApiContext:
 
     @property
     def reader(self) -> ReportReader:
-        return ReportReader(self.redis, self.keys, self.policy)
+        return ReportReader(self.store, self.policy)
 
 
 CONTEXT = web.AppKey("patchgate_context", ApiContext)
@@ -146,7 +145,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if error.status < 400:
             raise
         return _http_error(request, error)
-    except RedisError as error:
+    except StoreUnavailable as error:
         log.error("Redis failed while serving %s %s: %s", request.method, request.path, error)
         return json_error(503, "store_unavailable", "the state store (Redis) is unavailable; try again shortly")
     except CommandSendFailed as error:
@@ -347,7 +346,7 @@ async def notifications(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    await _ctx(request).redis.ping()
+    await _ctx(request).store.ping()
     return _json({"status": "ok"})
 
 

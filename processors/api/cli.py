@@ -111,18 +111,17 @@ def _max_connections(option: int | None) -> int:
 
 async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, bind: str, port: int,
                  read_timeout: float, max_connections: int) -> int:
-    import redis.asyncio as aioredis
     from aiohttp import web
 
     from processors.api.app import AccessLogger, ApiContext, KafkaCommandSink, create_app
     from processors.api.server import GuardedAppRunner
     from processors.kafka_log import poll_kafka_events
     from processors.state.keys import KeySchema
+    from processors.state.store import StateStore
 
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
     sink = KafkaCommandSink(settings.kafka_bootstrap, settings.topic_commands)
-    ctx = ApiContext(redis=client, keys=KeySchema(settings.key_prefix), policy=policy, tokens=tokens, commands=sink,
-                     read_timeout_s=read_timeout)
+    ctx = ApiContext(store=store, policy=policy, tokens=tokens, commands=sink, read_timeout_s=read_timeout)
     runner = GuardedAppRunner(create_app(ctx), read_timeout_s=read_timeout, max_connections=max_connections,
                               access_log=logging.getLogger("patchgate.api.access"), access_log_class=AccessLogger)
     await runner.setup()
@@ -141,6 +140,6 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
         stop.set()
         await broker_events
         await runner.cleanup()
-        await client.aclose()
+        await store.close()
         sink.close()
     return 0

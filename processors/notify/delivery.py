@@ -38,12 +38,12 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 
 from processors import metrics
 from processors.contracts import DEADLETTER_SCHEMA, ContractError, contracts
 from processors.enforcement.verdicts import rfc3339
 from processors.notify.config import DeliveryPolicy, NotifyConfig, Webhook
+from processors.state.protocol import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 HEADER_SAFE_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 USER_AGENT = "patchgate-notify/1"
 DEADLETTER_ORIGINAL_CAP = 256 * 1024
-
-
-def delivered_key(prefix: str, tenant: str) -> str:
-    return f"{prefix}:ten:{{t:{tenant}}}:webhook-delivered"
 
 
 def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -78,23 +74,18 @@ def webhook_headers(hook: Webhook, message_id: str, timestamp: int, body: bytes,
 
 
 class DeliveredIds:
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: int) -> None:
-        self.client = client
-        self.prefix = prefix
+    """Notification ids delivered in the last ``ttl_s`` seconds, per tenant, kept by the state store."""
+
+    def __init__(self, store: Store, ttl_s: int) -> None:
+        self.store = store
         self.ttl_s = ttl_s
 
     async def contains(self, tenant: str, notification_id: str) -> bool:
-        score = await self.client.zscore(delivered_key(self.prefix, tenant), notification_id)
-        return score is not None and float(score) > time.time() - self.ttl_s
+        delivered_at = await self.store.webhook_delivered_at(tenant, notification_id)
+        return delivered_at is not None and delivered_at > time.time() - self.ttl_s
 
     async def add(self, tenant: str, notification_id: str) -> None:
-        key = delivered_key(self.prefix, tenant)
-        now = time.time()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(key, {notification_id: now})
-        pipe.zremrangebyscore(key, "-inf", now - self.ttl_s)
-        pipe.expire(key, self.ttl_s)
-        await pipe.execute()
+        await self.store.mark_webhook_delivered(tenant, notification_id, time.time(), self.ttl_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
-import redis.asyncio as aioredis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from redis.exceptions import RedisError
 
 from processors import metrics
 from processors.kafka_log import kafka_logger
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
+from processors.state.errors import StoreUnavailable
+from processors.state.keys import KeySchema
+from processors.state.store import StateStore
 from processors.worker.output import DeliveryFailed, KafkaOutput
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class NotifyService:
         loop = asyncio.get_running_loop()
         consumer = self._consumer()
         output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
-        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        delivered = DeliveredIds(client, self.key_prefix, self.config.delivery.dedupe_ttl_s)
+        store = StateStore.from_url(self.redis_url, KeySchema(self.key_prefix))
+        delivered = DeliveredIds(store, self.config.delivery.dedupe_ttl_s)
         try:
             async with aiohttp.ClientSession(headers={"User-Agent": "patchgate-notify/1"}) as session:
                 deliverer = WebhookDeliverer(self.config, session, delivered)
@@ -97,7 +98,7 @@ class NotifyService:
                                                                        asynchronous=False))
         finally:
             await loop.run_in_executor(None, consumer.close)
-            await client.aclose()
+            await store.close()
             output.producer.flush(5)
             output.producer.close()
         return self.stats
@@ -129,7 +130,7 @@ class NotifyService:
             try:
                 await self.process(records, deliverer, output)
                 return
-            except (RedisError, DeliveryFailed, KafkaException, OSError) as error:
+            except (StoreUnavailable, DeliveryFailed, KafkaException, OSError) as error:
                 if stop.is_set():
                     raise
                 log.error("notification batch failed, retrying in %.1fs: %s", delay, error)

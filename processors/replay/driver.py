@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis
 from confluent_kafka import Producer
 
 from processors.contracts import METADATA_BATCH_SCHEMA
 from processors.replay.sample import Step
 from processors.settings import Settings
-from processors.state.keys import KeySchema
+from processors.state.keys import PROGRESS_TIMER, KeySchema, progress_partition
+from processors.state.store import ScenarioControl
 from processors.worker.cli import pause_command
 
 
@@ -35,14 +35,13 @@ class ReplayDriver:
         self.envelopes = envelopes
         self.step_timeout = step_timeout
         self.on_step = on_step
-        self.keys = KeySchema(settings.key_prefix)
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.state = ScenarioControl(settings.redis_url, KeySchema(settings.key_prefix))
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "linger.ms": 2, "partitioner": "murmur2_random"})
 
     def close(self) -> None:
         self.producer.flush(10)
-        self.redis.close()
+        self.state.close()
 
     def run(self, steps: Sequence[Step], start: int = 0, stop: int | None = None) -> None:
         selected = list(steps)[start:stop]
@@ -97,7 +96,7 @@ class ReplayDriver:
             raise ReplayTimeout(f"could not produce the step: {errors or 'unacknowledged records'}")
         need: dict[str, int] = {}
         for topic, partition, offset in placed:
-            field = f"{topic}:{partition}"
+            field = progress_partition(topic, partition)
             need[field] = max(need.get(field, -1), offset)
         self._wait(lambda marks: all(int(marks.get(f, -1)) >= o for f, o in need.items()), f"messages {need}")
 
@@ -105,15 +104,14 @@ class ReplayDriver:
         # the worker's clock is a datetime (microseconds): compare at that precision, or a time
         # like 1795865565.2107165 (rounded down to .210716) would never count as reached
         epoch = round(epoch, 6)
-        self.redis.set(self.keys.clock, repr(epoch))
-        self._wait(lambda marks: float(marks.get("timer", "-1")) >= epoch - 1e-6, f"the timer at {epoch}")
+        self.state.set_clock(epoch)
+        self._wait(lambda marks: float(marks.get(PROGRESS_TIMER, "-1")) >= epoch - 1e-6, f"the timer at {epoch}")
 
     def _wait(self, done: Callable[[dict[str, str]], bool], what: str) -> None:
         deadline = time.monotonic() + self.step_timeout
         delay = 0.005
         while True:
-            raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.progress)  # type: ignore[assignment]
-            marks = {k.decode(): v.decode() for k, v in raw.items()}
+            marks = self.state.progress()
             if done(marks):
                 return
             if time.monotonic() > deadline:

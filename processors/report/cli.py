@@ -48,25 +48,24 @@ def _report(args: argparse.Namespace) -> int:
 
 async def render_report(redis_url: str, key_prefix: str, policy_file: Path | None, tenant: str, fmt: str,
                         colour: bool = False, now: datetime | None = None) -> str:
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
     from processors.enforcement.policy import load_enforcement_policy
     from processors.report.reader import ReportReader
     from processors.report.render import pause_line, to_csv, to_json, to_table
+    from processors.state.errors import StoreUnavailable
     from processors.state.keys import KeySchema
+    from processors.state.store import StateStore
 
     now = now or datetime.now(UTC)
     policy = load_enforcement_policy(policy_file)
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    store = StateStore.from_url(redis_url, KeySchema(key_prefix))
     try:
-        reader = ReportReader(client, KeySchema(key_prefix), policy)
+        reader = ReportReader(store, policy)
         rows = await reader.rows(tenant, now)
         pause = await reader.pause(tenant, now)
-    except RedisError as error:
+    except StoreUnavailable as error:
         raise OSError(str(error)) from None
     finally:
-        await client.aclose()
+        await store.close()
     if fmt == "json":
         return to_json(tenant, rows, pause, now).decode() + "\n"
     if fmt == "csv":

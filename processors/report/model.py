@@ -27,6 +27,7 @@ import orjson
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES, EnforcementPolicy
 from processors.enforcement.verdicts import from_epoch, rfc3339
+from processors.state.keys import ServerField
 
 HISTORY_DAYS = 30
 ACCEPT_REPLY = "250"
@@ -184,18 +185,18 @@ def _json_field(raw: str | None) -> Any:
 def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], helos: Sequence[str],
               day_counts: Sequence[tuple[str, int]], policy: EnforcementPolicy, now: datetime) -> ServerRow:
     """One report row from a server's hash (decoded), its sets and its per-day message counts."""
-    verdict = _json_field(fields.get("verdict"))
+    verdict = _json_field(fields.get(ServerField.VERDICT))
     if not isinstance(verdict, dict):
         verdict = None
-    recommended_raw = _json_field(fields.get("recommended"))
+    recommended_raw = _json_field(fields.get(ServerField.RECOMMENDED))
     recommended = tuple(
         {"short": str(r.get("short")), "long": str(r.get("long")), "name": r.get("name")}
         for r in (recommended_raw if isinstance(recommended_raw, list) else []) if isinstance(r, dict)
     )
-    status = fields.get("status") or fields.get("last_status") or "no_build"
-    detected_at = _epoch(fields.get("detected_at"))
+    status = fields.get(ServerField.STATUS) or fields.get(ServerField.LAST_STATUS) or "no_build"
+    detected_at = _epoch(fields.get(ServerField.DETECTED_AT))
     vulnerable = detected_at is not None and status in VULNERABLE_STATUSES
-    connector_type = fields.get("connector_type")
+    connector_type = fields.get(ServerField.CONNECTOR_TYPE)
     # a server seen over a connector outside the enforcement scope (e.g. Partner) is reported, never
     # enforced: no throttle or block dates, no next stage
     enforceable = connector_type is None or connector_type in policy.enforced_connector_types
@@ -215,16 +216,16 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
             next_throttle = position.next_stage.throttle_minutes
             next_block = position.next_stage.block_minutes
             next_at = position.next_at
-    stage = int(fields.get("stage") or 0)
-    sequence = fields.get("sequence")
+    stage = int(fields.get(ServerField.STAGE) or 0)
+    sequence = fields.get(ServerField.SEQUENCE)
     return ServerRow(
         server_key=server_key,
-        tenant_id=fields.get("tenant_id", server_key.partition("/")[0]),
-        ServerFQDN=fields.get("server", server_key.partition("/")[2]),
-        Build=fields.get("build"),
-        BuildLong=fields.get("build_long"),
-        ExchangeServer=fields.get("product"),
-        ReleaseName=fields.get("release_name"),
+        tenant_id=fields.get(ServerField.TENANT_ID, server_key.partition("/")[0]),
+        ServerFQDN=fields.get(ServerField.SERVER, server_key.partition("/")[2]),
+        Build=fields.get(ServerField.BUILD),
+        BuildLong=fields.get(ServerField.BUILD_LONG),
+        ExchangeServer=fields.get(ServerField.PRODUCT),
+        ReleaseName=fields.get(ServerField.RELEASE_NAME),
         FirstDetectedDate=detected_at if vulnerable else None,
         RecommendedBuildVersions=recommended,
         ThrottleEnabledDate=throttle_at,
@@ -234,11 +235,11 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
         NextStageBlockRate=next_block,
         NextStageStartDate=next_at,
         status=status,
-        rule=fields.get("rule") or fields.get("last_rule"),
-        reason=fields.get("reason"),
+        rule=fields.get(ServerField.RULE) or fields.get(ServerField.LAST_RULE),
+        reason=fields.get(ServerField.REASON),
         connector_type=connector_type,
-        first_seen=_epoch(fields.get("first_seen")),
-        last_seen=_epoch(fields.get("last_seen")),
+        first_seen=_epoch(fields.get(ServerField.FIRST_SEEN)),
+        last_seen=_epoch(fields.get(ServerField.LAST_SEEN)),
         client_ips=tuple(sorted(ips)),
         helos=tuple(sorted(helos)),
         messages_per_day=tuple(day_counts),

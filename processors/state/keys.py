@@ -50,6 +50,84 @@ HISTORY_LENGTH = 200
 NOTIFICATIONS_KEPT = 500
 
 
+class ServerField:
+    """Field names of the server hash ``<p>:srv:{<server_key>}``: written by ``observe.lua`` (the
+    evidence fold), ``commit_verdict.lua`` (the verdict) and the store (``due_at``)."""
+
+    TENANT_ID = "tenant_id"
+    SERVER = "server"
+    FIRST_SEEN = "first_seen"
+    LAST_SEEN = "last_seen"
+    EVIDENCE_AT = "evidence_at"
+    STATUS = "status"
+    RULE = "rule"
+    PRODUCT = "product"
+    BUILD = "build"
+    BUILD_LONG = "build_long"
+    RELEASE_NAME = "release_name"
+    REASON = "reason"
+    RECOMMENDED = "recommended"
+    HOP = "hop"
+    LAST_STATUS = "last_status"
+    LAST_RULE = "last_rule"
+    LAST_STATUS_AT = "last_status_at"
+    CONNECTOR_TYPE = "connector_type"
+    LAST_HELO = "last_helo"
+    DETECTED_AT = "detected_at"
+    CURRENT_AT = "current_at"
+    VERDICT = "verdict"
+    FINGERPRINT = "fingerprint"
+    SEQUENCE = "sequence"
+    STAGE = "stage"
+    ISSUED_AT = "issued_at"
+    DUE_AT = "due_at"
+    SENT_PREFIX = "sent:"  # sent:<notification_id>, set once by emit_once.lua
+
+
+class PauseField:
+    """Field names of the tenant pause hash ``<p>:ten:{t:<tenant_id>}:pause``."""
+
+    UNTIL = "until"
+    STARTED_AT = "started_at"
+    CHARGED_YEAR = "charged_year"
+    USED_PREFIX = "used:"  # used:<year> -> days used that year
+
+
+# The server-hash fields a batch needs back from observe.lua (enforcement.verdicts.ServerState and
+# the change checks of the batch processor); the rest of the hash (verdict JSON, hop, ...) stays put.
+STATE_FIELDS = (ServerField.TENANT_ID, ServerField.SERVER, ServerField.STATUS, ServerField.RULE,
+                ServerField.PRODUCT, ServerField.BUILD, ServerField.RELEASE_NAME, ServerField.RECOMMENDED,
+                ServerField.DETECTED_AT, ServerField.CONNECTOR_TYPE, ServerField.STAGE, ServerField.ISSUED_AT,
+                ServerField.FINGERPRINT, ServerField.DUE_AT, ServerField.SEQUENCE)
+
+# Members of the timer's ``<p>:due`` sorted set: a server's next stage time or a tenant's pause end.
+DUE_SERVER = "s"
+DUE_TENANT = "t"
+
+
+def due_member(kind: str, name: str) -> str:
+    """The ``<p>:due`` member for a server key (``DUE_SERVER``) or a tenant id (``DUE_TENANT``)."""
+    return f"{kind}|{name}"
+
+
+def parse_due_member(member: str) -> tuple[str, str]:
+    """(kind, name) of a ``<p>:due`` member: the inverse of :func:`due_member`."""
+    kind, _, name = member.partition("|")
+    return kind, name
+
+
+# Progress marks (``<p>:progress`` fields): ``<topic>:<partition>``, ``owner:<topic>:<partition>``, ``timer``.
+PROGRESS_TIMER = "timer"
+
+
+def progress_partition(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def progress_owner(topic: str, partition: int) -> str:
+    return f"owner:{topic}:{partition}"
+
+
 @dataclass(frozen=True, slots=True)
 class KeySchema:
     prefix: str = "pg"
@@ -89,6 +167,17 @@ class KeySchema:
 
     def tenant_outbox(self, tenant_id: str) -> str:
         return f"{self.prefix}:ten:{{t:{tenant_id}}}:outbox"
+
+    def tenant_webhook_delivered(self, tenant_id: str) -> str:
+        return f"{self.prefix}:ten:{{t:{tenant_id}}}:webhook-delivered"
+
+    @staticmethod
+    def outbox_inflight(outbox: str) -> str:
+        return f"{outbox}:inflight"
+
+    @staticmethod
+    def outbox_claimed_at(outbox: str) -> str:
+        return f"{outbox}:claimed_at"
 
     @property
     def tenants(self) -> str:

@@ -1,8 +1,9 @@
 """The async Redis store: one pipelined round trip per batch, atomic per-server scripts.
 
-Scripts are loaded once (``SCRIPT LOAD``) and called by SHA inside non-transactional pipelines;
-a Redis that lost its scripts (restart) answers NOSCRIPT, and the caller retries after
-:meth:`StateStore.load_scripts`.
+Scripts are loaded once (``SCRIPT LOAD``, :meth:`StateStore.load_scripts`, the only place) and
+called by SHA inside non-transactional pipelines; a Redis that lost its scripts (restart) answers
+NOSCRIPT (:data:`processors.state.errors.ScriptsLost`), and the caller retries after loading them
+again.
 
 Bounded calls: no Redis call (script or command) gets more than :data:`ARGUMENTS_MAX` elements of
 any variadic list. A server with more event ids or evidence in one batch is folded by several
@@ -14,134 +15,94 @@ evidence fold keeps the newest evidence by event time; there are no counters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
-from processors.enforcement.pauses import PauseState
-from processors.state.keys import HISTORY_LENGTH, HLL_RETENTION_SECONDS, NOTIFICATIONS_KEPT, KeySchema
+from processors.enforcement.pauses import PauseOutcome, PauseState
+from processors.state.keys import (
+    DUE_SERVER,
+    DUE_TENANT,
+    HISTORY_LENGTH,
+    HLL_RETENTION_SECONDS,
+    NOTIFICATIONS_KEPT,
+    STATE_FIELDS,
+    KeySchema,
+    ServerField,
+    due_member,
+)
+from processors.state.model import (
+    ARGUMENTS_MAX,
+    SET_CAP,
+    CommandState,
+    Commit,
+    LeaseState,
+    Observation,
+    ObservedState,
+    OutboxRecord,
+    ServerReport,
+    chunked,
+    observation_parts,
+    outbox_record,
+    parse_outbox,
+    pause_state_from_hash,
+    pause_state_to_hash,
+    text,
+)
+from processors.state.protocol import CommandDecision
 
-T = TypeVar("T")
-SET_CAP = 64  # client IPs / HELO names remembered per server
-# Elements of one variadic argument list per Redis call (event ids, evidence items, set members).
-# Lua's unpack() fails near 8,000 values (its C stack), and a long script blocks every client.
-ARGUMENTS_MAX = 1000
-# The server-hash fields a batch needs back from observe.lua (enforcement.verdicts.ServerState and
-# the change checks of the batch processor); the rest of the hash (verdict JSON, hop, ...) stays put.
-STATE_FIELDS = ("tenant_id", "server", "status", "rule", "product", "build", "release_name", "recommended",
-                "detected_at", "connector_type", "stage", "issued_at", "fingerprint", "due_at", "sequence")
+__all__ = ["ARGUMENTS_MAX", "SET_CAP", "STATE_FIELDS", "Commit", "Observation", "OutboxRecord", "ScenarioControl",
+           "StateStore", "chunked", "observation_parts", "outbox_record", "parse_outbox", "pause_state_from_hash",
+           "pause_state_to_hash", "text"]
+
+SCRIPTS = ("observe", "commit_verdict", "emit_once", "claim_outbox")
 _STATE_FIELDS_JSON = orjson.dumps(STATE_FIELDS)
+SOCKET_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
 
 
 def _script(name: str) -> str:
     return resources.files("processors.state").joinpath(f"scripts/{name}.lua").read_text()
 
 
-@dataclass(slots=True)
-class Observation:
-    """One batch's worth of one server's messages, folded for ``observe.lua``."""
-
-    server_key: str
-    tenant_id: str
-    server: str
-    first_at: float
-    last_at: float
-    evidence: list[dict[str, Any]]
-    latest: dict[str, Any]
-    ips: list[str]
-    helos: list[str]
-    event_ids_by_day: dict[str, list[str]]
-
-
-@dataclass(slots=True)
-class Commit:
-    server_key: str
-    fingerprint: str
-    verdict_prefix: bytes
-    verdict_suffix: bytes
-    stage: int
-    issued_at: float
-    kafka_key: str
-    history: bytes
-    action: str  # for metrics: report / throttle / block / paused / remediated
-    notifications: list[bytes]  # outbox records
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
-    outbox: str
-    topic: str
-    key: bytes
-    value: bytes
-
-
-def chunked(items: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
-    """``items`` in consecutive slices of at most ``size`` (default :data:`ARGUMENTS_MAX`)."""
-    size = size or ARGUMENTS_MAX
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def observation_parts(obs: Observation, size: int | None = None) -> list[Observation]:
-    """``obs`` split so that no part carries more than ``size`` event ids or evidence items.
-
-    Parts keep the event-time order of the evidence and the batch's scalar fields (first/last
-    seen, latest message, IPs, HELO names), so each part is a valid observation on its own; folding
-    them in order equals folding ``obs`` whole."""
-    size = size or ARGUMENTS_MAX
-    ids = [(day, event_id) for day in sorted(obs.event_ids_by_day) for event_id in obs.event_ids_by_day[day]]
-    count = max(1, -(-len(ids) // size), -(-len(obs.evidence) // size))
-    if count == 1:
-        return [obs]
-    parts = []
-    for index in range(count):
-        by_day: dict[str, list[str]] = {}
-        for day, event_id in ids[index * size:(index + 1) * size]:
-            by_day.setdefault(day, []).append(event_id)
-        parts.append(replace(obs, evidence=obs.evidence[index * size:(index + 1) * size], event_ids_by_day=by_day))
-    return parts
-
-
-def outbox_record(topic: str, key: str, value: bytes) -> bytes:
-    return f"{topic}\n{key}\n".encode() + value
-
-
-def parse_outbox(outbox: str, raw: bytes) -> OutboxRecord:
-    topic, key, value = raw.split(b"\n", 2)
-    return OutboxRecord(outbox, topic.decode(), key, value)
-
-
-def text(value: Any) -> str:
-    """A Redis reply item as text (the client returns bytes)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 class StateStore:
+    """Patchgate's state in Redis; every Redis command the worker, timer, api, report and notifier
+    issue is one of these methods (see :class:`processors.state.protocol.Store`)."""
+
     def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
         self.client = client
         self.keys = keys
         self._sha: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, keys: KeySchema) -> StateStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5), keys)
+    def from_url(cls, url: str, keys: KeySchema, socket_timeout: float = SOCKET_TIMEOUT_S,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> StateStore:
+        return cls(aioredis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                           socket_connect_timeout=connect_timeout), keys)
 
     async def load_scripts(self) -> None:
-        for name in ("observe", "commit_verdict", "emit_once", "claim_outbox"):
+        for name in SCRIPTS:
             self._sha[name] = await self.client.script_load(_script(name))
 
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def ping(self) -> None:
+        await self.client.ping()
+
     # ----------------------------------------------------------------------------- batch round trips
 
     async def observe(self, observations: Sequence[Observation], tenants: Iterable[str]
-                      ) -> tuple[list[tuple[dict[str, str], list[str], int]], dict[str, PauseState]]:
+                      ) -> tuple[list[ObservedState], dict[str, PauseState]]:
         """Fold every observation in, and read the pause state of the batch's tenants: one round trip.
 
         Returns per observation (state hash, client IPs, outbox length) and the pauses by tenant."""
@@ -164,7 +125,7 @@ class StateStore:
             pipe.hgetall(keys.tenant_pause(tenant))
         results = await pipe.execute()
         states = [({name: text(value) for name, value in zip(STATE_FIELDS, result[0], strict=True)
-                    if value is not None}, [ip.decode() for ip in result[1]], int(result[2]))
+                    if value is not None}, sorted(ip.decode() for ip in result[1]), int(result[2]))
                   for result in (results[position] for position in answers)]
         pauses = {tenant: pause_state_from_hash(raw) for tenant, raw in zip(tenant_list, results[queued:], strict=True)}
         return states, pauses
@@ -213,21 +174,25 @@ class StateStore:
         for outboxes in chunked(claim):
             pipe.sadd(keys.outbox_pending, *outboxes)
         for server_key, when in due:
-            pipe.zadd(keys.due, {f"s|{server_key}": when})
-            pipe.hset(keys.server(server_key), "due_at", repr(when))
+            pipe.zadd(keys.due, {due_member(DUE_SERVER, server_key): when})
+            pipe.hset(keys.server(server_key), ServerField.DUE_AT, repr(when))
         for outbox in claim:  # after the commits above, in the same round trip
-            pipe.evalsha(self._sha["claim_outbox"], 3, outbox, f"{outbox}:inflight", f"{outbox}:claimed_at", repr(now))
+            self._queue_claim(pipe, outbox, now)
         results = await pipe.execute()
         claimed: list[OutboxRecord] = []
         for outbox, raws in zip(claim, results[len(results) - len(claim):], strict=True):
             claimed.extend(parse_outbox(outbox, raw) for raw in raws)
         return [int(r) for r in results[: len(commits)]], claimed
 
+    def _queue_claim(self, pipe: Any, outbox: str, now: float) -> None:
+        pipe.evalsha(self._sha["claim_outbox"], 3, outbox, self.keys.outbox_inflight(outbox),
+                     self.keys.outbox_claimed_at(outbox), repr(now))
+
     async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
         """Claim the given outboxes for publishing (exclusive); returns their records."""
         pipe = self.client.pipeline(transaction=False)
         for outbox in outboxes:
-            pipe.evalsha(self._sha["claim_outbox"], 3, outbox, f"{outbox}:inflight", f"{outbox}:claimed_at", repr(now))
+            self._queue_claim(pipe, outbox, now)
         records: list[OutboxRecord] = []
         for outbox, raws in zip(outboxes, await pipe.execute(), strict=True):
             records.extend(parse_outbox(outbox, raw) for raw in raws)
@@ -248,7 +213,7 @@ class StateStore:
                 pipe.lpush(keys.tenant_notifications(tenant), record.value)
                 pipe.ltrim(keys.tenant_notifications(tenant), 0, NOTIFICATIONS_KEPT - 1)
         for outbox in outboxes:
-            pipe.delete(f"{outbox}:inflight", f"{outbox}:claimed_at")
+            pipe.delete(keys.outbox_inflight(outbox), keys.outbox_claimed_at(outbox))
         for marks in chunked(sorted((progress or {}).items())):
             pipe.hset(keys.progress, mapping=dict(marks))  # type: ignore[arg-type]
         for outbox in outboxes:
@@ -264,8 +229,8 @@ class StateStore:
         pending = await self.pending_outboxes()
         pipe = self.client.pipeline(transaction=False)
         for outbox in pending:
-            pipe.get(f"{outbox}:claimed_at")
-            pipe.lrange(f"{outbox}:inflight", 0, -1)
+            pipe.get(self.keys.outbox_claimed_at(outbox))
+            pipe.lrange(self.keys.outbox_inflight(outbox), 0, -1)
         results = await pipe.execute()
         abandoned = []
         for index, outbox in enumerate(pending):
@@ -277,7 +242,19 @@ class StateStore:
     async def pending_outboxes(self) -> list[str]:
         return sorted(text(m) for m in await self.client.smembers(self.keys.outbox_pending))
 
-    # ---------------------------------------------------------------------------------- timer reads
+    async def mark_progress(self, marks: Mapping[str, int | str]) -> None:
+        """Record progress marks (``<p>:progress``): offsets processed, by whom, the timer's clock."""
+        if not marks:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for part in chunked(sorted(marks.items())):
+            pipe.hset(self.keys.progress, mapping=dict(part))  # type: ignore[arg-type]
+        await pipe.execute()
+
+    async def progress(self) -> dict[str, str]:
+        return _decoded(await self.client.hgetall(self.keys.progress))
+
+    # ---------------------------------------------------------------------------------- state reads
 
     async def server_states(self, server_keys: Sequence[str]) -> list[tuple[dict[str, str], list[str]]]:
         pipe = self.client.pipeline(transaction=False)
@@ -285,11 +262,7 @@ class StateStore:
             pipe.hgetall(self.keys.server(server_key))
             pipe.smembers(self.keys.server_ips(server_key))
         results = await pipe.execute()
-        return [
-            ({k.decode(): v.decode("utf-8", "replace") for k, v in results[i].items()},
-             sorted(ip.decode() for ip in results[i + 1]))
-            for i in range(0, len(results), 2)
-        ]
+        return [(_decoded(results[i]), sorted(text(ip) for ip in results[i + 1])) for i in range(0, len(results), 2)]
 
     async def pause_states(self, tenants: Sequence[str]) -> dict[str, PauseState]:
         pipe = self.client.pipeline(transaction=False)
@@ -300,29 +273,188 @@ class StateStore:
     async def tenant_servers(self, tenant_id: str) -> list[str]:
         return sorted(text(m) for m in await self.client.smembers(self.keys.tenant_servers(tenant_id)))
 
+    async def tenants(self) -> list[str]:
+        return sorted(text(m) for m in await self.client.smembers(self.keys.tenants))
 
-def pause_state_from_hash(raw: Any) -> PauseState:
-    fields = raw if isinstance(raw, dict) else {}
-    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-               for k, v in fields.items()}
-    used = tuple(sorted((int(k[5:]), int(v)) for k, v in decoded.items() if k.startswith("used:")))
-    until = decoded.get("until")
-    started = decoded.get("started_at")
-    charged = decoded.get("charged_year")
-    return PauseState(
-        until=datetime.fromisoformat(until) if until else None,
-        started_at=datetime.fromisoformat(started) if started else None,
-        charged_year=int(charged) if charged else None,
-        used=used,
-    )
+    async def tenant_known(self, tenant_id: str) -> bool:
+        return bool(await self.client.sismember(self.keys.tenants, tenant_id))  # type: ignore[misc]
+
+    # ------------------------------------------------------------------------------ operator commands
+
+    async def record_command(self, tenant_id: str, command_id: str, decide: CommandDecision
+                             ) -> tuple[str, PauseOutcome | None]:
+        """Mark the command applied (and open) and change the pause, in one transaction on the
+        tenant's keys (one Redis Cluster slot); ``decide`` computes the outcome and the notification
+        record from the current pause, and runs again if a concurrent writer changed it.
+
+        Returns (APPLIED, outcome), or (OPEN | CLOSED, None) for a command applied before whose
+        effects may be incomplete / are complete (:class:`CommandState`)."""
+        keys = self.keys
+        pause, commands, still_open = (keys.tenant_pause(tenant_id), keys.tenant_commands(tenant_id),
+                                       keys.tenant_commands_open(tenant_id))
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(pause, commands, still_open)
+                    if await pipe.sismember(commands, command_id):
+                        is_open = await pipe.sismember(still_open, command_id)
+                        await pipe.reset()
+                        return (CommandState.OPEN if is_open else CommandState.CLOSED), None
+                    outcome, record = decide(pause_state_from_hash(await pipe.hgetall(pause)))
+                    pipe.multi()
+                    pipe.sadd(commands, command_id)
+                    pipe.sadd(still_open, command_id)
+                    if outcome.kind != "pause_refused":
+                        pipe.delete(pause)
+                        pipe.hset(pause, mapping=pause_state_to_hash(outcome.state))  # type: ignore[arg-type]
+                    pipe.rpush(keys.tenant_outbox(tenant_id), record)
+                    await pipe.execute()
+                    return CommandState.APPLIED, outcome
+                except WatchError:
+                    continue
+
+    async def queue_tenant_work(self, tenant_id: str, pause_end: float | None) -> None:
+        """Mark the tenant's outbox pending and, given ``pause_end``, schedule the timer for it."""
+        keys = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(keys.outbox_pending, keys.tenant_outbox(tenant_id))
+        if pause_end is not None:
+            pipe.zadd(keys.due, {due_member(DUE_TENANT, tenant_id): pause_end})
+        await pipe.execute()
+
+    async def complete_command(self, tenant_id: str, command_id: str) -> None:
+        """The command's effects are complete: seen again, it changes nothing."""
+        await self.client.srem(self.keys.tenant_commands_open(tenant_id), command_id)  # type: ignore[misc]
+
+    async def emit_tenant_once(self, tenant_id: str, notification_id: str, record: bytes) -> bool:
+        """Queue a tenant notification once per id (``emit_once.lua`` on the pause hash); mark the
+        outbox pending. Returns whether it was queued now."""
+        keys = self.keys
+        queued = await self.client.evalsha(self._sha["emit_once"], 2, keys.tenant_pause(tenant_id),  # type: ignore[misc]
+                                           keys.tenant_outbox(tenant_id), notification_id, record)
+        await self.client.sadd(keys.outbox_pending, keys.tenant_outbox(tenant_id))  # type: ignore[misc]
+        return bool(queued)
+
+    # ------------------------------------------------------------------------------------ the timer
+
+    async def due_items(self, until: float, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` timer items due at or before ``until``: (member, due epoch), earliest first."""
+        due: list[tuple[bytes, float]] = await self.client.zrangebyscore(  # type: ignore[assignment]
+            self.keys.due, "-inf", until, start=0, num=limit, withscores=True)
+        return [(text(member), float(score)) for member, score in due]
+
+    async def remove_due(self, member: str) -> None:
+        await self.client.zrem(self.keys.due, member)
+
+    async def remove_due_unless_renewed(self, member: str, score: float) -> None:
+        """Remove a handled item unless handling it scheduled a later time (which replaced the score)."""
+        current = await self.client.zscore(self.keys.due, member)
+        if current is not None and float(current) <= score:
+            await self.client.zrem(self.keys.due, member)
+
+    async def hold_timer_lease(self, identity: str, ttl_ms: int) -> str:
+        """Take or renew the lease that makes ``identity`` the one running the timer (:class:`LeaseState`)."""
+        key = self.keys.timer_lease
+        if await self.client.set(key, identity, nx=True, px=ttl_ms):
+            return LeaseState.ACQUIRED
+        if text(await self.client.get(key) or b"") == identity:
+            await self.client.pexpire(key, ttl_ms)
+            return LeaseState.RENEWED
+        return LeaseState.HELD_ELSEWHERE
+
+    async def clock_now(self) -> float | None:
+        """The scenario clock (epoch seconds), or None while nobody set it."""
+        raw = await self.client.get(self.keys.clock)
+        return float(raw) if raw else None
+
+    async def set_clock(self, epoch: float) -> None:
+        await self.client.set(self.keys.clock, repr(epoch))
+
+    # ------------------------------------------------------------------------- reports, api, notifier
+
+    async def server_reports(self, server_keys: Sequence[str], days: Sequence[str], chunk: int
+                             ) -> list[ServerReport]:
+        """Hash, IPs, HELO names and messages per day (HyperLogLog counts) of each server that
+        has state, one round trip per ``chunk`` servers."""
+        reports: list[ServerReport] = []
+        for part in chunked(server_keys, chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for server_key in part:
+                pipe.hgetall(self.keys.server(server_key))
+                pipe.smembers(self.keys.server_ips(server_key))
+                pipe.smembers(self.keys.server_helos(server_key))
+                for day in days:
+                    pipe.pfcount(self.keys.server_day_hll(server_key, day))
+            results = iter(await pipe.execute())
+            for server_key in part:
+                raw, ips, helos = next(results), next(results), next(results)
+                counts = [(day, int(next(results))) for day in days]
+                if raw:  # else: listed in the tenant set but its state is gone
+                    reports.append(ServerReport(server_key, _decoded(raw), [text(ip) for ip in ips],
+                                                [text(helo) for helo in helos], counts))
+        return reports
+
+    async def server_stages(self, server_keys: Sequence[str], chunk: int) -> list[str | None]:
+        """The committed stage of each server (None: no verdict yet), one round trip per ``chunk``."""
+        stages: list[str | None] = []
+        for part in chunked(server_keys, chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for server_key in part:
+                pipe.hget(self.keys.server(server_key), ServerField.STAGE)
+            stages.extend(None if stage is None else text(stage) for stage in await pipe.execute())
+        return stages
+
+    async def tenant_overview(self, tenants: Sequence[str]) -> list[tuple[list[str], PauseState]]:
+        """Per tenant: its server keys (sorted) and its pause, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.smembers(self.keys.tenant_servers(tenant))
+            pipe.hgetall(self.keys.tenant_pause(tenant))
+        results = await pipe.execute()
+        return [(sorted(text(m) for m in results[2 * i]), pause_state_from_hash(results[2 * i + 1]))
+                for i in range(len(tenants))]
+
+    async def notifications(self, tenant_id: str, limit: int) -> list[bytes]:
+        """The tenant's newest ``limit`` notifications as published (JSON), newest first."""
+        raws = await self.client.lrange(self.keys.tenant_notifications(tenant_id), 0, limit - 1)  # type: ignore[misc]
+        return [raw if isinstance(raw, bytes) else raw.encode() for raw in raws]
+
+    async def webhook_delivered_at(self, tenant_id: str, notification_id: str) -> float | None:
+        score = await self.client.zscore(self.keys.tenant_webhook_delivered(tenant_id), notification_id)
+        return None if score is None else float(score)
+
+    async def mark_webhook_delivered(self, tenant_id: str, notification_id: str, now: float, ttl_s: int) -> None:
+        """Remember a delivered id; forget ids older than ``ttl_s``; the set expires ``ttl_s`` after."""
+        key = self.keys.tenant_webhook_delivered(tenant_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {notification_id: now})
+        pipe.zremrangebyscore(key, "-inf", now - ttl_s)
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
 
 
-def pause_state_to_hash(state: PauseState) -> dict[str, str]:
-    fields = {f"used:{year}": str(days) for year, days in state.used}
-    if state.until is not None:
-        fields["until"] = state.until.isoformat()
-    if state.started_at is not None:
-        fields["started_at"] = state.started_at.isoformat()
-    if state.charged_year is not None:
-        fields["charged_year"] = str(state.charged_year)
-    return fields
+class ScenarioControl:
+    """Blocking access for scenario drivers (replay, demo): move the scenario clock, read progress
+    marks, delete a finished scenario's keys."""
+
+    def __init__(self, url: str, keys: KeySchema) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
+                                           socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.keys = keys
+
+    def set_clock(self, epoch: float) -> None:
+        self.client.set(self.keys.clock, repr(epoch))
+
+    def progress(self) -> dict[str, str]:
+        return _decoded(self.client.hgetall(self.keys.progress))  # type: ignore[arg-type]
+
+    def delete_all(self, page: int) -> int:
+        """Delete every key under the prefix (SCAN and DELETE in pages of ``page``, never KEYS);
+        returns how many were deleted."""
+        found = list(self.client.scan_iter(match=f"{self.keys.prefix}:*", count=page))
+        for part in chunked(found, page):
+            self.client.delete(*part)
+        return len(found)
+
+    def close(self) -> None:
+        self.client.close()

@@ -15,7 +15,8 @@ Agents:
   Faust's leader election: it does not depend on one topic partition's assignment, and a dead
   holder is replaced once its lease expires.
 - a timer on every worker that sets ``patchgate_consumer_lag`` from the broker
-  (:mod:`processors.worker.lag`, every ``PATCHGATE_LAG_INTERVAL_S``).
+  (:mod:`processors.worker.lag`, every ``PATCHGATE_LAG_INTERVAL_S``) and the outbox backlog gauges
+  from Redis (:mod:`processors.worker.outbox_backlog`).
 
 Faust's own per-event machinery is the bottleneck for unbatched input (~90 µs per Kafka message on
 a 2-core machine), which is why producers should send batch envelopes.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import faust
@@ -33,8 +35,9 @@ import faust
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
-from processors.worker.clock import Clock, RedisClock, WallClock
+from processors.worker.clock import Clock, StoreClock, WallClock
 from processors.worker.lag import ConsumerLag
+from processors.worker.outbox_backlog import measure_outbox_backlog
 from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
@@ -129,7 +132,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
     async def start_runtime() -> None:
         store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
         kind = (clock_kind or os.environ.get("PATCHGATE_CLOCK", "wall")).lower()
-        clock: Clock = RedisClock(store.client, store.keys.clock) if kind == "redis" else WallClock()
+        clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
         holder["runtime"] = WorkerRuntime(
             settings, store, KafkaOutput(settings.kafka_bootstrap),
             PolicySource(settings.policy_file, settings.catalog_file), clock,
@@ -171,6 +174,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
                 await asyncio.get_running_loop().run_in_executor(None, lag.export)
             except Exception as error:  # the gauge keeps its last value; the next run retries
                 log.warning("could not measure the consumer lag: %s", error)
+            if "runtime" in holder:
+                await measure_outbox_backlog(runtime().store, time.time())
 
     if settings.per_tenant_topics:
 

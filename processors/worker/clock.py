@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from processors.state.protocol import Store
 
 
 class Clock(Protocol):
@@ -23,13 +23,12 @@ class WallClock:
         return datetime.now(UTC)
 
 
-class RedisClock:
-    """Scenario time kept in Redis; None until someone sets it (the timer then does nothing)."""
+class StoreClock:
+    """Scenario time kept in the state store; None until someone sets it (the timer then does nothing)."""
 
-    def __init__(self, client: aioredis.Redis, key: str) -> None:
-        self.client = client
-        self.key = key
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def now(self) -> datetime | None:
-        raw = await self.client.get(self.key)
-        return datetime.fromtimestamp(float(raw), UTC) if raw else None
+        epoch = await self.store.clock_now()
+        return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None

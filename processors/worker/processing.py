@@ -61,7 +61,9 @@ from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import Commit, Observation, OutboxRecord, StateStore, outbox_record
+from processors.state.keys import ServerField
+from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
+from processors.state.protocol import Store
 from processors.worker.admission import (
     Refused,
     check_event_time,
@@ -179,7 +181,7 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 
 class BatchProcessor:
-    def __init__(self, settings: Settings, store: StateStore, output: KafkaOutput, policies: PolicySource) -> None:
+    def __init__(self, settings: Settings, store: Store, output: KafkaOutput, policies: PolicySource) -> None:
         self.settings = settings
         self.store = store
         self.output = output
@@ -493,10 +495,10 @@ class BatchProcessor:
         once: list[tuple[str, str, bytes]] = []
         due: list[tuple[str, float]] = []
         for fields, evaluation in evaluations:
-            server_key = f"{fields.get('tenant_id')}/{fields.get('server')}"
-            if evaluation.fingerprint is not None and evaluation.fingerprint != fields.get("fingerprint"):
+            server_key = f"{fields.get(ServerField.TENANT_ID)}/{fields.get(ServerField.SERVER)}"
+            if evaluation.fingerprint is not None and evaluation.fingerprint != fields.get(ServerField.FINGERPRINT):
                 assert evaluation.verdict_prefix is not None and evaluation.verdict_suffix is not None
-                tenant = fields["tenant_id"]
+                tenant = fields[ServerField.TENANT_ID]
                 commits.append(Commit(
                     server_key=server_key, fingerprint=evaluation.fingerprint,
                     verdict_prefix=evaluation.verdict_prefix,
@@ -509,10 +511,11 @@ class BatchProcessor:
                 ))
             for notification in evaluation.once_notifications:  # emit_once.lua drops repeats
                 once.append((server_key, notification["notification_id"],
-                             outbox_record(topic_notifications, fields["tenant_id"], orjson.dumps(notification))))
+                             outbox_record(topic_notifications, fields[ServerField.TENANT_ID],
+                                           orjson.dumps(notification))))
             if evaluation.next_due is not None:
                 when = evaluation.next_due.timestamp()
-                if force_due or fields.get("due_at") != repr(when):
+                if force_due or fields.get(ServerField.DUE_AT) != repr(when):
                     due.append((server_key, when))
         outboxes = set(extra_outboxes)
         outboxes |= {self.store.keys.server_outbox(c.server_key) for c in commits}

@@ -1,5 +1,6 @@
 """Everything a worker process runs besides the Faust plumbing: batches with retry, operator
-commands (pauses), and the time-driven work (one worker at a time, by Redis lease).
+commands (pauses), and the time-driven work (one worker at a time, by a lease in the state store).
+All state goes through the store's named operations (:class:`processors.state.protocol.Store`).
 
 Failure behaviour: when Redis or the broker fails, the batch is retried whole with exponential
 backoff (0.1 s doubling to 10 s) and the agent consumes nothing meanwhile; offsets are committed
@@ -20,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from redis.exceptions import NoScriptError, RedisError, WatchError
 
 from processors import metrics
 from processors.classify import Connection, classify
@@ -28,14 +28,17 @@ from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
 from processors.settings import Settings
-from processors.state.store import (
-    Observation,
-    StateStore,
-    outbox_record,
-    pause_state_from_hash,
-    pause_state_to_hash,
-    text,
+from processors.state.errors import ScriptsLost, StoreUnavailable
+from processors.state.keys import (
+    DUE_TENANT,
+    PROGRESS_TIMER,
+    ServerField,
+    parse_due_member,
+    progress_owner,
+    progress_partition,
 )
+from processors.state.model import TIMER_BATCH, CommandState, LeaseState, Observation, outbox_record
+from processors.state.protocol import Store
 from processors.worker.clock import Clock
 from processors.worker.output import DeliveryFailed, KafkaOutput, published_since
 from processors.worker.policies import PolicySource
@@ -43,7 +46,7 @@ from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchSta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRYABLE = (RedisError, DeliveryFailed, OSError)
+RETRYABLE = (StoreUnavailable, DeliveryFailed, OSError)
 
 
 class CommandKeyMismatch(ValueError):
@@ -83,7 +86,7 @@ def record_batch_metrics(messages: Sequence[RawMessage], stats: BatchStats) -> N
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings, store: StateStore, output: KafkaOutput, policies: PolicySource,
+    def __init__(self, settings: Settings, store: Store, output: KafkaOutput, policies: PolicySource,
                  clock: Clock) -> None:
         self.settings = settings
         self.store = store
@@ -111,7 +114,7 @@ class WorkerRuntime:
         while True:
             try:
                 return await action()
-            except NoScriptError:
+            except ScriptsLost:
                 log.warning("Redis lost the scripts (restart?): loading them again")
                 await self._reload_scripts()
             except RETRYABLE as error:
@@ -122,7 +125,7 @@ class WorkerRuntime:
     async def _reload_scripts(self) -> None:
         try:
             await self.store.load_scripts()
-        except RedisError as error:
+        except StoreUnavailable as error:
             log.error("cannot load Redis scripts: %s", error)
             await asyncio.sleep(1.0)
 
@@ -144,15 +147,13 @@ class WorkerRuntime:
         """The last offset fully processed per partition, and by whom: for operators and replay drivers."""
         marks: dict[str, int | str] = {}
         for message in messages:
-            field = f"{message.topic}:{message.partition}"
+            field = progress_partition(message.topic, message.partition)
             marks[field] = max(int(marks.get(field, -1)), message.offset)
-            marks[f"owner:{field}"] = self.identity
+            marks[progress_owner(message.topic, message.partition)] = self.identity
         return marks
 
     async def _mark_progress(self, messages: Sequence[RawMessage]) -> None:
-        marks = self._progress_marks(messages)
-        if marks:
-            await self.store.client.hset(self.store.keys.progress, mapping=marks)  # type: ignore[arg-type]
+        await self.store.mark_progress(self._progress_marks(messages))
 
     # ------------------------------------------------------------------------------ operator commands
 
@@ -192,7 +193,7 @@ class WorkerRuntime:
         tenant = command["tenant_id"]
         at = datetime.fromisoformat(command["issued_at"])
         state, outcome = await self.retry(lambda: self._record_command(command, tenant, at), "applying a command")
-        if state == "closed":
+        if state == CommandState.CLOSED:
             return None
         await self.retry(lambda: self._complete_command(tenant, command["command_id"], at, outcome),
                          "completing a command's re-evaluation and notification")
@@ -200,51 +201,30 @@ class WorkerRuntime:
 
     async def _record_command(self, command: dict[str, Any], tenant: str, at: datetime
                               ) -> tuple[str, PauseOutcome | None]:
-        """Mark the command applied and change the pause, in one transaction on the tenant's keys
-        (one Redis Cluster slot). Returns ("applied", outcome), or ("open" | "closed", None) for a
-        command applied before whose effects may be incomplete / are complete."""
-        keys = self.store.keys
+        """Mark the command applied and change the pause, in one transaction of the store.
+        Returns (APPLIED, outcome), or (OPEN | CLOSED, None) for a command applied before whose
+        effects may be incomplete / are complete."""
         command_id = command["command_id"]
         policy = self.policies.current.enforcement.pauses
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(keys.tenant_pause(tenant), keys.tenant_commands(tenant),
-                                     keys.tenant_commands_open(tenant))
-                    if await pipe.sismember(keys.tenant_commands(tenant), command_id):
-                        still_open = await pipe.sismember(keys.tenant_commands_open(tenant), command_id)
-                        await pipe.reset()
-                        return ("open" if still_open else "closed"), None
-                    state = pause_state_from_hash(await pipe.hgetall(keys.tenant_pause(tenant)))
-                    outcome = apply_pause_command(state, command["action"], command.get("days"), at, policy)
-                    pipe.multi()
-                    pipe.sadd(keys.tenant_commands(tenant), command_id)
-                    pipe.sadd(keys.tenant_commands_open(tenant), command_id)
-                    if outcome.kind != "pause_refused":
-                        pipe.delete(keys.tenant_pause(tenant))
-                        pipe.hset(keys.tenant_pause(tenant), mapping=pause_state_to_hash(outcome.state))  # type: ignore[arg-type]
-                    pipe.rpush(keys.tenant_outbox(tenant), self._pause_notification(tenant, outcome, command_id, at))
-                    await pipe.execute()
-                    return "applied", outcome
-                except WatchError:
-                    continue
+
+        def decide(state: PauseState) -> tuple[PauseOutcome, bytes]:
+            outcome = apply_pause_command(state, command["action"], command.get("days"), at, policy)
+            return outcome, self._pause_notification(tenant, outcome, command_id, at)
+
+        return await self.store.record_command(tenant, command_id, decide)
 
     async def _complete_command(self, tenant: str, command_id: str, at: datetime,
                                 outcome: PauseOutcome | None) -> None:
         """The effects of an applied command; safe to repeat. ``outcome`` None: it was applied
         earlier and its effects may be incomplete, so they are completed from the stored pause."""
-        keys = self.store.keys
         changed = outcome is None or outcome.kind != "pause_refused"
         pause = outcome.state if outcome is not None else (await self.store.pause_states([tenant]))[tenant]
-        pipe = self.store.client.pipeline(transaction=False)
-        pipe.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
-        if changed and pause.until is not None and pause.until > at:
-            pipe.zadd(keys.due, {f"t|{tenant}": pause.until.timestamp()})
-        await pipe.execute()
+        pause_end = pause.until.timestamp() if changed and pause.until is not None and pause.until > at else None
+        await self.store.queue_tenant_work(tenant, pause_end)
         if changed:
             await self.reevaluate_tenant(tenant, at, pause)
-        await self.processor.publish([keys.tenant_outbox(tenant)], BatchStats())
-        await self.store.client.srem(keys.tenant_commands_open(tenant), command_id)
+        await self.processor.publish([self.store.keys.tenant_outbox(tenant)], BatchStats())
+        await self.store.complete_command(tenant, command_id)
 
     def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
         notification: dict[str, Any] = {
@@ -292,15 +272,10 @@ class WorkerRuntime:
     async def _hold_timer_lease(self) -> bool:
         """Take or renew the lease that makes this worker the one running the timer."""
         ttl_ms = max(2000, int(self.settings.timer_interval_s * 3000))
-        key = self.store.keys.timer_lease
-        client = self.store.client
-        if await client.set(key, self.identity, nx=True, px=ttl_ms):
+        lease = await self.store.hold_timer_lease(self.identity, ttl_ms)
+        if lease == LeaseState.ACQUIRED:
             log.info("this worker (%s) now runs the timer", self.identity)
-            return True
-        if text(await client.get(key) or b"") == self.identity:
-            await client.pexpire(key, ttl_ms)
-            return True
-        return False
+        return lease != LeaseState.HELD_ELSEWHERE
 
     async def _tick(self) -> int:
         now = await self.clock.now()
@@ -313,7 +288,7 @@ class WorkerRuntime:
         handled = await self._run_due(now)
         await self.processor.flush_outboxes()
         await self.recover_abandoned_claims()
-        await self.store.client.hset(self.store.keys.progress, "timer", repr(now.timestamp()))
+        await self.store.mark_progress({PROGRESS_TIMER: repr(now.timestamp())})
         return handled
 
     async def dead_letter_batch(self, messages: Sequence[RawMessage], error: BaseException) -> None:
@@ -331,39 +306,31 @@ class WorkerRuntime:
     async def _run_due(self, now: datetime) -> int:
         handled = 0
         while True:
-            due: list[tuple[bytes, float]] = await self.store.client.zrangebyscore(
-                self.store.keys.due, "-inf", now.timestamp(), start=0, num=500, withscores=True)  # type: ignore[assignment]
+            due = await self.store.due_items(now.timestamp(), TIMER_BATCH)
             if not due:
                 return handled
-            for raw_member, score in due:
-                member = text(raw_member)
-                at = datetime.fromtimestamp(float(score), UTC)
-                kind, _, name = member.partition("|")
-                if kind == "t":
+            for member, score in due:
+                at = datetime.fromtimestamp(score, UTC)
+                kind, name = parse_due_member(member)
+                if kind == DUE_TENANT:
                     await self._pause_expired(name, at)
-                    await self.store.client.zrem(self.store.keys.due, member)
+                    await self.store.remove_due(member)
                 else:
                     tenant = name.partition("/")[0]
                     pauses = await self.store.pause_states([tenant])
                     await self._reevaluate([name], at, pauses, force_due=True)
-                    # a new due time (if any) replaced the score; remove only if it was not renewed
-                    current = await self.store.client.zscore(self.store.keys.due, member)
-                    if current is not None and float(current) <= float(score):
-                        await self.store.client.zrem(self.store.keys.due, member)
+                    await self.store.remove_due_unless_renewed(member, score)
                 handled += 1
 
     async def _pause_expired(self, tenant: str, at: datetime) -> None:
-        keys = self.store.keys
         pause = (await self.store.pause_states([tenant]))[tenant]
         if pause.until is not None and pause.until <= at:
             outcome = PauseOutcome("pause_ended", pause, f"The enforcement pause ended on {at:%Y-%m-%d %H:%M} UTC; "
                                    "throttling and blocking apply again.", 0)
             record = self._pause_notification(tenant, outcome, f"expired|{rfc3339(pause.until)}", at)
-            await self.store.client.evalsha(self.store._sha["emit_once"], 2, keys.tenant_pause(tenant),
-                                            keys.tenant_outbox(tenant), f"expired|{rfc3339(pause.until)}", record)
-            await self.store.client.sadd(keys.outbox_pending, keys.tenant_outbox(tenant))
+            await self.store.emit_tenant_once(tenant, f"expired|{rfc3339(pause.until)}", record)
             await self.reevaluate_tenant(tenant, at, pause)
-            await self.processor.publish([keys.tenant_outbox(tenant)], BatchStats())
+            await self.processor.publish([self.store.keys.tenant_outbox(tenant)], BatchStats())
 
     async def recover_abandoned_claims(self) -> int:
         """Publish what a crashed publisher claimed but may not have sent: only the records Kafka lacks."""
@@ -386,30 +353,34 @@ class WorkerRuntime:
 
     async def reclassify_all(self, now: datetime) -> None:
         """After a catalog or policy change: classify every server's last hop again, then re-evaluate."""
-        snapshot = self.policies.current
-        tenants = sorted(text(m) for m in await self.store.client.smembers(self.store.keys.tenants))
-        for tenant in tenants:
+        for tenant in await self.store.tenants():
             server_keys = await self.store.tenant_servers(tenant)
-            observations = []
-            for server_key, (fields, ips) in zip(server_keys, await self.store.server_states(server_keys),
-                                                 strict=True):
-                hop = fields.get("hop")
-                if not hop:
-                    continue
-                c = classify([("Received", hop)], Connection(ip=ips[0] if ips else "0.0.0.0",
-                                                            helo=fields.get("last_helo")),
-                             now, catalog=snapshot.catalog, policy=snapshot.classification)
-                if c.status not in BUILD_BEARING:
-                    continue
-                at = now.timestamp()
-                observations.append(Observation(
-                    server_key=server_key, tenant_id=tenant, server=fields.get("server", ""),
-                    first_at=float(fields.get("first_seen", at)), last_at=float(fields.get("last_seen", at)),
-                    evidence=[evidence_item(c, at)],
-                    latest={"at": at, "status": c.status, "rule": c.rule,
-                            "connector_type": fields.get("connector_type", ""), "helo": fields.get("last_helo", "")},
-                    ips=[], helos=[], event_ids_by_day={},
-                ))
+            states = await self.store.server_states(server_keys)
+            observations = [obs for server_key, (fields, ips) in zip(server_keys, states, strict=True)
+                            if (obs := self._reclassified(server_key, tenant, fields, ips, now)) is not None]
             if observations:
                 await self.store.observe(observations, [tenant])
             await self.reevaluate_tenant(tenant, now)
+
+    def _reclassified(self, server_key: str, tenant: str, fields: dict[str, str], ips: list[str],
+                      now: datetime) -> Observation | None:
+        """The server's last build-bearing hop classified again at ``now``, as an observation to fold."""
+        snapshot = self.policies.current
+        hop = fields.get(ServerField.HOP)
+        if not hop:
+            return None
+        helo = fields.get(ServerField.LAST_HELO)
+        c = classify([("Received", hop)], Connection(ip=ips[0] if ips else "0.0.0.0", helo=helo),
+                     now, catalog=snapshot.catalog, policy=snapshot.classification)
+        if c.status not in BUILD_BEARING:
+            return None
+        at = now.timestamp()
+        return Observation(
+            server_key=server_key, tenant_id=tenant, server=fields.get(ServerField.SERVER, ""),
+            first_at=float(fields.get(ServerField.FIRST_SEEN, at)),
+            last_at=float(fields.get(ServerField.LAST_SEEN, at)),
+            evidence=[evidence_item(c, at)],
+            latest={"at": at, "status": c.status, "rule": c.rule,
+                    "connector_type": fields.get(ServerField.CONNECTOR_TYPE, ""), "helo": helo or ""},
+            ips=[], helos=[], event_ids_by_day={},
+        )

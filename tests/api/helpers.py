@@ -21,6 +21,7 @@ from processors.api.auth import TokenStore
 from processors.api.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, GuardedAppRunner
 from processors.enforcement.policy import load_enforcement_policy
 from processors.state.keys import KeySchema
+from processors.state.store import StateStore
 
 TENANT_A_TOKEN = "tok-contoso-" + "a" * 24
 TENANT_B_TOKEN = "tok-fabrikam-" + "b" * 24
@@ -79,7 +80,7 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
     keys = KeySchema(prefix)
     sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
-    ctx = ApiContext(redis=client, keys=keys, policy=load_enforcement_policy(),
+    ctx = ApiContext(store=StateStore(client, keys), policy=load_enforcement_policy(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
                      read_timeout_s=body_timeout_s or read_timeout_s,
                      **extra)

@@ -21,8 +21,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.contracts import contracts
 from processors.notify.config import DeliveryPolicy, NotifyConfigError, notify_config_from_mapping
-from processors.notify.delivery import DeliveredIds, SourceRecord, WebhookDeliverer, delivered_key, webhook_headers
+from processors.notify.delivery import DeliveredIds, SourceRecord, WebhookDeliverer, webhook_headers
 from processors.notify.service import NotifyService
+from processors.state.keys import KeySchema
+from processors.state.store import StateStore
 from tests.api.helpers import create_topic, read_topic
 
 SECRET = "whsec_" + base64.b64encode(b"contoso-webhook-key-0123456789ab").decode()
@@ -119,8 +121,8 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
             await receivers.runner.cleanup()
         client = aioredis.Redis.from_url(redis_url)
         try:
-            delivered = await client.zrange(delivered_key(prefix, "contoso"), 0, -1)
-            ttl = await client.ttl(delivered_key(prefix, "contoso"))
+            delivered = await client.zrange(KeySchema(prefix).tenant_webhook_delivered("contoso"), 0, -1)
+            ttl = await client.ttl(KeySchema(prefix).tenant_webhook_delivered("contoso"))
         finally:
             await client.aclose()
         assert 0 < ttl <= DeliveryPolicy().dedupe_ttl_s
@@ -257,9 +259,11 @@ def test_a_readme_receiver_rejects_replayed_and_stale_deliveries(redis_url: str,
         config = notify_config_from_mapping({"delivery": {"max_attempts": 2, "initial_backoff_s": 0.01},
                                              "tenants": {"contoso": {"url": receiver.url, "secret": SECRET}}})
         client = aioredis.Redis.from_url(redis_url)
+        delivered = DeliveredIds(StateStore(client, KeySchema(unique_name("pg"))), 3600)
+        delivered_late = DeliveredIds(StateStore(client, KeySchema(unique_name("pg"))), 3600)
         try:
             async with aiohttp.ClientSession() as session:
-                deliverer = WebhookDeliverer(config, session, DeliveredIds(client, unique_name("pg"), 3600))
+                deliverer = WebhookDeliverer(config, session, delivered)
                 outcome = await deliverer.handle(SourceRecord("n", 0, 1, b"contoso", orjson.dumps(fresh)))
                 assert outcome.kind == "delivered" and handled == [fresh]
                 headers, body, _ = receiver.requests[-1]
@@ -276,7 +280,7 @@ def test_a_readme_receiver_rejects_replayed_and_stale_deliveries(redis_url: str,
 
                 # a delivery captured ten minutes ago and sent now is too old for the receiver (and for the
                 # library), so patchgate's answer is a final 401: dead-lettered, not handled
-                stale = WebhookDeliverer(config, session, DeliveredIds(client, unique_name("pg"), 3600),
+                stale = WebhookDeliverer(config, session, delivered_late,
                                          clock=lambda: time.time() - 600)
                 outcome = await stale.handle(SourceRecord("n", 0, 2, b"contoso", orjson.dumps(late)))
                 assert outcome.kind == "dead_letter" and "HTTP 401" in outcome.detail

@@ -20,6 +20,7 @@ from processors.report.cli import render_report
 from processors.report.model import daily_totals, reply_now
 from processors.report.reader import ReportReader
 from processors.state.keys import KeySchema
+from processors.state.store import StateStore
 from tests.report.seed import SeedServer, seed_pause, seed_server
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def at_window_minute(server_key: str, m: int, base: datetime = NOW) -> datetime:
 async def _reader(redis_url: str, prefix: str) -> tuple[aioredis.Redis, KeySchema, ReportReader]:
     client = aioredis.Redis.from_url(redis_url)
     keys = KeySchema(prefix)
-    return client, keys, ReportReader(client, keys, POLICY)
+    return client, keys, ReportReader(StateStore(client, keys), POLICY)
 
 
 def seeded_rows(redis_url: str, prefix: str, spec: SeedServer) -> Any:
@@ -207,7 +208,7 @@ def test_rows_are_read_in_pipelined_chunks(redis_url: str, unique_name: Callable
                 await seed_server(client, keys, POLICY, SeedServer("bulk", f"ex{n:02}.bulk.test",
                                                                   NOW - timedelta(days=n)), NOW)
             CountingRedis.pipelines = 0
-            rows = await ReportReader(client, keys, POLICY, chunk=20).rows("bulk", NOW)
+            rows = await ReportReader(StateStore(client, keys), POLICY, chunk=20).rows("bulk", NOW)
             return len(rows), CountingRedis.pipelines
         finally:
             await client.aclose()

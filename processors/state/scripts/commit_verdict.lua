@@ -10,7 +10,7 @@
 -- ARGV[4] stage   ARGV[5] verdicts topic   ARGV[6] Kafka key   ARGV[7] history entry (JSON)
 -- ARGV[8] history length cap   ARGV[9] issued_at (epoch seconds, event time)
 -- ARGV[10..] notification records "<topic>\n<key>\n<json>" (a handful; the caller refuses more than
---            processors.state.store.ARGUMENTS_MAX)
+--            processors.state.model.ARGUMENTS_MAX)
 -- Returns the new sequence, or 0 when the fingerprint was already committed.
 
 local state = KEYS[1]

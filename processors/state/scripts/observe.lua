@@ -4,7 +4,7 @@
 -- after only its first parts were applied (a crash between parts): HLL adds ignore repeats, first
 -- and last seen are min/max, evidence is kept by event time; nothing is counted up.
 -- Bounded: the caller sends at most ARGV[12] event ids and evidence items per call
--- (processors.state.store.ARGUMENTS_MAX, splitting a busy server's batch into parts), and every
+-- (processors.state.model.ARGUMENTS_MAX, splitting a busy server's batch into parts), and every
 -- unpack() here stays within ARGV[12] values (Lua's own limit is near 8,000).
 --
 -- KEYS[1]  <p>:srv:{<server_key>}          hash, the server state (fields below)

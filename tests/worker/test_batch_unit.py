@@ -1,0 +1,266 @@
+"""The worker's batch and timer logic without services, in the manner of a topology test driver:
+the same :class:`BatchProcessor` and :class:`WorkerRuntime` the worker runs, fed Kafka records in
+memory, on the in-memory state store, with a recording output in place of the Kafka producer and a
+clock the test sets. Output records and store state are inspected directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from processors.enforcement.verdicts import rfc3339
+from processors.report.reader import ReportReader
+from processors.settings import Settings
+from processors.state.memory import MemoryStateStore
+from processors.worker.cli import pause_command
+from processors.worker.output import DeliveryFailed, KafkaOutput
+from processors.worker.policies import PolicySource
+from processors.worker.processing import BatchStats, RawMessage
+from processors.worker.runtime import WorkerRuntime
+from tests.worker.factories import batch_envelope, encode, metadata_event
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+EX01 = "contoso/ex01.contoso.com"
+EX02 = "contoso/ex02.contoso.com"
+SETTINGS = Settings.from_env({})
+POLICIES = PolicySource()  # loading the catalog once keeps every test in milliseconds
+
+
+class RecordingOutput(KafkaOutput):
+    """The producer's interface, in memory: records become ``published`` when a flush succeeds."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, bytes | None, bytes | None]] = []
+        self.published: list[tuple[str, bytes | None, bytes | None]] = []
+        self.fail_flushes = 0  # the next n flushes fail (broker down): their records are not delivered
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self.pending.append((topic, key, value))
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        records, self.pending = self.pending, []
+        if self.fail_flushes:
+            self.fail_flushes -= 1
+            raise DeliveryFailed(f"{len(records)} records not acknowledged")
+        self.published.extend(records)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(value or b"") for name, _, value in self.published if name == topic]
+
+
+@dataclass
+class SetClock:
+    at: datetime | None = None
+
+    async def now(self) -> datetime | None:
+        return self.at
+
+
+@dataclass
+class Driver:
+    store: MemoryStateStore = field(default_factory=MemoryStateStore)
+    output: RecordingOutput = field(default_factory=RecordingOutput)
+    clock: SetClock = field(default_factory=SetClock)
+    policies: PolicySource = POLICIES
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.runtime = self.worker("test-worker:1")
+
+    def worker(self, identity: str) -> WorkerRuntime:
+        runtime = WorkerRuntime(SETTINGS, self.store, self.output, self.policies, self.clock)
+        runtime.identity = identity
+        runtime.ready.set()  # start() would also freeze the collector: not for a test process
+        return runtime
+
+    def message(self, key: bytes | None, value: bytes | None, topic: str = SETTINGS.topic_metadata) -> RawMessage:
+        self.offset += 1
+        return RawMessage(topic, 0, self.offset, key, value)
+
+    def events(self, *events: dict[str, Any]) -> list[RawMessage]:
+        return [self.message(f"{e['tenant_id']}/{e['client']['helo']}".encode(), encode(e)) for e in events]
+
+    def feed(self, messages: Sequence[RawMessage]) -> BatchStats:
+        return asyncio.run(self.runtime.process_batch(messages))
+
+    def tick(self, at: datetime, runtime: WorkerRuntime | None = None) -> int:
+        self.clock.at = at
+        return asyncio.run((runtime or self.runtime).tick())
+
+    def verdicts(self, server_key: str | None = None) -> list[dict[str, Any]]:
+        return [v for v in self.output.on(SETTINGS.topic_verdicts) if server_key in (None, v["server_key"])]
+
+    def notifications(self) -> list[tuple[str, str]]:
+        return [(n["kind"], n["server_key"] or n["tenant_id"]) for n in self.output.on(SETTINGS.topic_notifications)]
+
+    def server(self, server_key: str) -> dict[str, str]:
+        return self.store.hashes[self.store.keys.server(server_key)]
+
+
+def event(n: int, at: datetime, server: str = "ex01.contoso.com", tenant: str = "contoso",
+          build: str = "15.1.2507.39") -> dict[str, Any]:
+    return metadata_event(f"e{n}", at, tenant=tenant, server=server, build=build)
+
+
+# ---------------------------------------------------------------------------------------- batches
+
+def test_records_are_grouped_per_server_into_one_verdict_each() -> None:
+    driver = Driver()
+    envelope = batch_envelope(EX01, [event(1, T0), event(2, T0 + timedelta(minutes=1))])
+    stats = driver.feed([driver.message(EX01.encode(), encode(envelope)),
+                         *driver.events(event(3, T0, server="ex02.contoso.com"),
+                                        event(4, T0, server="mx.fabrikam.com", tenant="fabrikam"))])
+    assert (stats.messages, stats.records, stats.servers, stats.verdicts) == (3, 4, 3, 3)
+    assert sorted(v["server_key"] for v in driver.verdicts()) == [EX01, EX02, "fabrikam/mx.fabrikam.com"]
+    assert all(v["sequence"] == 1 and v["stage"] == 1 for v in driver.verdicts())
+    assert asyncio.run(driver.store.tenant_servers("contoso")) == [EX01, EX02]
+    assert sorted(driver.notifications()) == [("detected", EX01), ("detected", EX02),
+                                              ("detected", "fabrikam/mx.fabrikam.com")]
+
+
+def test_event_time_decides_not_arrival_order() -> None:
+    in_order, reversed_order = Driver(), Driver()
+    early, late = event(1, T0), event(2, T0 + timedelta(hours=5))
+    in_order.feed(in_order.events(early))
+    in_order.feed(in_order.events(late))
+    reversed_order.feed(reversed_order.events(late))
+    reversed_order.feed(reversed_order.events(early))
+    for driver in (in_order, reversed_order):
+        state = driver.server(EX01)
+        assert (state["first_seen"], state["last_seen"]) == (repr(T0.timestamp()), repr(late_at(late)))
+        assert state["detected_at"] == format(T0.timestamp(), ".14g")  # the earliest vulnerable evidence
+        assert [v["effective_at"] for v in driver.verdicts()] == ["2026-11-02T00:00:00Z"]
+    assert in_order.verdicts()[0]["issued_at"] == rfc3339(T0)  # judged at each batch's latest event
+    assert reversed_order.verdicts()[0]["issued_at"] == rfc3339(T0 + timedelta(hours=5))
+
+
+def late_at(document: dict[str, Any]) -> float:
+    return datetime.fromisoformat(document["observed_at"]).timestamp()
+
+
+def test_a_redelivered_batch_changes_nothing_and_publishes_nothing() -> None:
+    driver = Driver()
+    batch = driver.events(event(1, T0), event(2, T0 + timedelta(minutes=3)))
+    first = driver.feed(batch)
+    state, published = dict(driver.server(EX01)), list(driver.output.published)
+    again = driver.feed(batch)
+    assert (first.verdicts, first.notifications, again.verdicts, again.notifications) == (1, 1, 0, 0)
+    assert driver.server(EX01) == state and driver.output.published == published
+    assert len(driver.store.sets[driver.store.keys.server_day_hll(EX01, "2026-11-02")]) == 2
+
+
+def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_is_processed() -> None:
+    driver = Driver()
+    broken = event(2, T0)
+    del broken["event_id"]
+    messages = [driver.message(EX01.encode(), b"{not json"),
+                driver.message(EX01.encode(), None),
+                driver.message(EX01.encode(), encode({"schema": "patchgate.other/9"})),
+                driver.message(EX01.encode(), encode(batch_envelope(EX01, [event(1, T0), broken])))]
+    # the processor itself, not the runtime: the runtime would count these in the process-wide metrics
+    stats = asyncio.run(driver.runtime.processor.process(messages))
+    letters = driver.output.on(SETTINGS.topic_deadletter)
+    assert (stats.records, stats.dead_letters, stats.verdicts) == (1, 4, 1)
+    assert [letter["source"]["offset"] for letter in letters] == [m.offset for m in messages]
+    assert letters[2]["path"] == "$.schema"
+    assert letters[3]["source"]["record_index"] == 1 and letters[3]["path"].startswith("$.records[1]")
+    assert "event_id" in letters[3]["reason"]
+    assert all(letter["schema"] == "patchgate.deadletter/1" and letter["reason"] for letter in letters)
+
+
+# ----------------------------------------------------------------------------------------- outbox
+
+def test_an_outbox_left_by_a_crashed_run_goes_out_with_the_next_batch_of_its_server() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0)))
+    left = driver.store.keys.server_outbox(EX01)
+    driver.store.lists[left] = [b"patchgate.verdicts\n" + EX01.encode() + b"\n{\"left\":1}"]  # committed, unsent
+    driver.feed(driver.events(event(2, T0 + timedelta(minutes=1))))
+    assert driver.output.published[-1] == (SETTINGS.topic_verdicts, EX01.encode(), b'{"left":1}')
+    assert left not in driver.store.lists and asyncio.run(driver.store.pending_outboxes()) == []
+
+
+def test_a_failed_publish_keeps_the_claim_for_recovery_and_the_retry_sends_nothing_twice() -> None:
+    driver = Driver()
+    driver.output.fail_flushes = 1
+    with pytest.raises(DeliveryFailed):
+        asyncio.run(driver.runtime.processor.process(driver.events(event(1, T0))))
+    assert driver.output.published == []
+    driver.feed(driver.events(event(1, T0)))  # the retry of the same batch
+    assert driver.verdicts() == []  # the committed verdict is claimed by the failed attempt ...
+    (_, records), = asyncio.run(driver.store.abandoned_claims(float("inf")))
+    assert [r.topic for r in records] == [SETTINGS.topic_verdicts, SETTINGS.topic_notifications]  # ... for recovery
+
+
+# ------------------------------------------------------------------------------------------ timer
+
+def test_the_timer_moves_a_server_to_its_next_stage_once() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0)))
+    notice, due = datetime(2026, 11, 25, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    assert driver.tick(notice - timedelta(seconds=1)) == 0
+    assert driver.tick(notice) == 1  # a week ahead: the stage_upcoming notice, no new verdict
+    assert driver.notifications()[-1] == ("stage_upcoming", EX01) and len(driver.verdicts(EX01)) == 1
+    assert driver.tick(due - timedelta(seconds=1)) == 0
+    assert driver.tick(due) == 1
+    assert [(v["sequence"], v["stage"]) for v in driver.verdicts(EX01)] == [(1, 1), (2, 2)]
+    assert driver.verdicts(EX01)[1]["issued_at"] == rfc3339(due)
+    assert driver.tick(due) == 0 and len(driver.verdicts(EX01)) == 2
+    assert asyncio.run(driver.store.progress())["timer"] == repr(due.timestamp())
+
+
+def test_only_the_lease_holder_runs_the_timer() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0)))
+    other = driver.worker("other-worker:2")
+    due = datetime(2026, 12, 2, tzinfo=UTC)
+    assert driver.tick(T0) == 0  # the first worker takes the lease
+    assert driver.tick(due, other) == 0 and len(driver.verdicts(EX01)) == 1
+    assert driver.tick(due) == 2 and len(driver.verdicts(EX01)) == 2  # the notice, then the next stage
+
+
+def test_a_pause_command_applies_once_and_its_end_is_announced_once() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0)))
+    at = T0 + timedelta(hours=1)
+    command = pause_command("contoso", 7, False, "unit", at=at)
+    message = driver.message(b"contoso", encode(command), SETTINGS.topic_commands)
+    outcome = asyncio.run(driver.runtime.process_command(message))
+    assert outcome is not None and outcome.kind == "pause_started"
+    assert asyncio.run(driver.runtime.process_command(message)) is None  # redelivered: nothing again
+    assert driver.verdicts(EX01)[-1]["paused_until"] == rfc3339(at + timedelta(days=7))
+    assert driver.tick(at + timedelta(days=7)) >= 1
+    assert driver.tick(at + timedelta(days=7)) == 0
+    kinds = [kind for kind, owner in driver.notifications() if owner == "contoso"]
+    assert kinds == ["pause_started", "pause_ended"]
+
+
+def test_the_report_reads_what_the_batch_wrote() -> None:
+    driver = Driver()
+    driver.feed(driver.events(event(1, T0), event(2, T0 + timedelta(minutes=1)),
+                              event(3, T0, server="ex02.contoso.com")))
+    reader = ReportReader(driver.store, POLICIES.current.enforcement)
+    rows = asyncio.run(reader.rows("contoso", T0 + timedelta(hours=1)))
+    assert [(row.server_key, row.stage, row.messages_per_day[-1]) for row in rows] == [
+        (EX01, 1, ("2026-11-02", 2)), (EX02, 1, ("2026-11-02", 1))]
+    (summary,) = asyncio.run(reader.summaries(T0))
+    assert (summary.servers, summary.stages) == (2, {"1": 2})
+
+
+def test_after_a_policy_change_the_timer_classifies_every_server_again_without_new_verdicts() -> None:
+    policies = PolicySource()  # this test changes the version: its own source
+    driver = Driver(policies=policies)
+    driver.feed(driver.events(event(1, T0), event(2, T0, server="ex02.contoso.com")))
+    policies.current = replace(policies.current, version="changed")
+    later = T0 + timedelta(days=1)
+    driver.tick(later)
+    for server_key in (EX01, EX02):
+        assert driver.server(server_key)["evidence_at"] == format(later.timestamp(), ".14g")  # judged again
+    assert len(driver.verdicts()) == 2  # the same build under the same policy: the same verdicts
