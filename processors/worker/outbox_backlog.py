@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 
 from processors.metrics import OUTBOX_CLAIMS, OUTBOX_OLDEST_CLAIM
-from processors.state.store import StateStore
+from processors.state.protocol import Store
 
 log = logging.getLogger(__name__)
 
 
-async def export_outbox_backlog(store: StateStore, now: float) -> tuple[int, float]:
+async def export_outbox_backlog(store: Store, now: float) -> tuple[int, float]:
     """Set both gauges from Redis; returns (claims waiting, the oldest one's age in seconds)."""
     claims = await store.abandoned_claims(now)  # every claim made before now that still holds records
     oldest = max(0.0, max((now - claimed_at for claimed_at, _ in claims), default=0.0))
@@ -28,7 +28,7 @@ async def export_outbox_backlog(store: StateStore, now: float) -> tuple[int, flo
     return len(claims), oldest
 
 
-async def measure_outbox_backlog(store: StateStore, now: float) -> None:
+async def measure_outbox_backlog(store: Store, now: float) -> None:
     """:func:`export_outbox_backlog` for a timer: a Redis error is logged, the gauges keep their values."""
     try:
         await export_outbox_backlog(store, now)
