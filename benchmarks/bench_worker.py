@@ -40,17 +40,19 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 import redis  # noqa: E402
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition  # noqa: E402
 
 from benchmarks.run_scope import run_benchmark  # noqa: E402
 from processors.devservices.base import ManagedProcess  # noqa: E402
 from processors.devservices.redis_server import RedisServer  # noqa: E402
 from processors.devservices.tansu import TansuBroker  # noqa: E402
 from processors.devservices.worker_process import WorkerProcess  # noqa: E402
+from processors.kafka import clients  # noqa: E402
+from processors.kafka.config import KafkaConfig  # noqa: E402
+from processors.kafka.topics import ensure_topics  # noqa: E402
 from processors.replay.sample import SampleServer, metadata_record  # noqa: E402
 from processors.settings import Settings  # noqa: E402
 from processors.state.keys import KeySchema  # noqa: E402
-from processors.worker.topics import ensure_topics  # noqa: E402
 
 BUILDS = ["15.2.2562.53", "15.2.2562.29", "15.2.1748.53", "15.1.2507.39", "15.0.1497.48", "14.3.513.0"]
 T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
@@ -77,8 +79,8 @@ def fill(settings: Settings, envelopes: int, per_envelope: int, servers: int) ->
     """Produce ``envelopes`` Kafka messages of ``per_envelope`` records (1 = unbatched) from ``servers``
     servers in turn: the first message of each server is a first detection (verdict + notification),
     the rest is steady state. Returns the number of messages."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
-                         "partitioner": "murmur2_random", "compression.type": "lz4"})
+    producer = clients.producer(settings.kafka, {"linger.ms": 20,
+                                                 "partitioner": "murmur2_random", "compression.type": "lz4"})
     serial = 0
     for index in range(envelopes):
         srv = server(index % servers)
@@ -102,8 +104,8 @@ def fill(settings: Settings, envelopes: int, per_envelope: int, servers: int) ->
 
 def final_offsets(settings: Settings) -> dict[str, int]:
     """Last offset per partition, found by reading (Tansu under-reports end offsets per batch)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench-reader",
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = clients.consumer(settings.kafka, {"group.id": "bench-reader",
+                                                 "enable.auto.commit": False, "log_level": 3})
     topic = settings.topic_metadata
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.metadata_partitions)])
     last: dict[str, int] = {}
@@ -140,8 +142,8 @@ def time_until_done(client: redis.Redis, key: str, final: dict[str, int], timeou
 
 
 def bench_plain(settings: Settings, records_per_message: int) -> float:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench-plain",
-                         "enable.auto.commit": False, "log_level": 3, "fetch.max.bytes": 50_000_000})
+    consumer = clients.consumer(settings.kafka, {"group.id": "bench-plain", "enable.auto.commit": False,
+                                                 "log_level": 3, "fetch.max.bytes": 50_000_000})
     topic = settings.topic_metadata
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.metadata_partitions)])
     count, started, quiet_since = 0, None, time.monotonic()
@@ -268,8 +270,9 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, redis_url: str, 
     sent: dict[str, tuple[float, float]] = {}
     latencies: list[float] = []
     to_publish: list[float] = []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "log_level": 3,
-                         "fetch.wait.max.ms": 10})  # the reader must not add its own wait
+    # fetch.wait.max.ms 10: the reader must not add its own wait
+    consumer = clients.consumer(KafkaConfig(bootstrap), {"group.id": "bench-latency", "log_level": 3,
+                                                         "fetch.wait.max.ms": 10})
     consumer.assign([TopicPartition(settings.topic_verdicts, p, OFFSET_BEGINNING) for p in range(8)])
     stop = threading.Event()
 
@@ -289,8 +292,8 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, redis_url: str, 
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
     # configured like the edge publisher (lz4: envelopes of similar records shrink several times)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random",
-                         "compression.type": "lz4"})
+    producer = clients.producer(KafkaConfig(bootstrap), {"linger.ms": 1, "partitioner": "murmur2_random",
+                                                         "compression.type": "lz4"})
     warmup_envelopes = int(rate * warmup / 100)
     envelopes = warmup_envelopes + int(rate * duration / 100)
     interval = 100 / rate

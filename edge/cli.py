@@ -1,43 +1,8 @@
 """``patchgate edge milter|policy|cache-dump``: run the edge components.
 
-Settings come from the command line or, when an option is not given, from these environment
-variables:
-
-- ``PATCHGATE_EDGE_CONFIG``: edge config file (TOML, see :mod:`edge.config`); required for
-  ``milter`` and ``policy``.
-- ``PATCHGATE_EDGE_KAFKA_BOOTSTRAP``: Kafka bootstrap servers (``127.0.0.1:9092``).
-- ``PATCHGATE_EDGE_VERDICTS_TOPIC``: the compacted verdicts topic (``patchgate.verdicts``).
-- ``PATCHGATE_EDGE_METADATA_TOPIC``: where the milter publishes metadata (``patchgate.metadata``).
-- ``PATCHGATE_EDGE_MILTER_LISTEN``: comma-separated ``unix:/path`` / ``inet:host:port``
-  (``unix:/run/patchgate/milter.sock``).
-- ``PATCHGATE_EDGE_POLICY_LISTEN``: the same for the policy service (``policy`` command default
-  ``unix:/run/patchgate/policy.sock``); when set for ``milter``, that process also serves the policy
-  protocol, sharing the verdict cache and the IP -> server hints the milter learns.
-- ``PATCHGATE_EDGE_POLICY_MODE``: ``postfix`` (keep connections open, default) or ``exim`` (close
-  after each reply, for ``${readsocket}``).
-- ``PATCHGATE_EDGE_CATCHUP_TIMEOUT``: seconds to wait for the verdict cache to catch up before
-  listening anyway, failing open until it has (``30``).
-- ``PATCHGATE_EDGE_PUBLISH``: ``0`` disables metadata publishing (``1``).
-- ``PATCHGATE_EDGE_LOOP``: ``uvloop`` (default) or ``asyncio``: the event loop of the servers
-  (see :mod:`edge.eventloop`).
-- ``PATCHGATE_EDGE_LOG_LEVEL``: ``DEBUG`` / ``INFO`` / ``WARNING`` (``INFO``).
-- ``PATCHGATE_EDGE_METRICS_PORT``: serve Prometheus ``/metrics`` on this port (``0``: off, the
-  default); ``PATCHGATE_EDGE_METRICS_BIND``: its address (``127.0.0.1``). See :mod:`edge.prometheus`.
-- ``PATCHGATE_EDGE_SOCKET_GROUP``: group that owns the Unix sockets (e.g. ``postfix``; default: the
-  process's group); ``PATCHGATE_EDGE_SOCKET_MODE``: their mode (``0660``). The socket's directory
-  must exist, be owned by root or this user and not be writable by others (see :mod:`edge.listeners`).
-- ``PATCHGATE_EDGE_IDLE_TIMEOUT``: seconds without input before a connection is closed (milter
-  ``900``, policy service ``330``: above Postfix's own limits, so Postfix closes first; ``0`` = off);
-  ``PATCHGATE_EDGE_POLICY_IDLE_TIMEOUT``: the same for ``milter --policy-listen``.
-- ``PATCHGATE_EDGE_MAX_CONNECTIONS``: concurrent connections per listener kind (``512``); excess
-  connections are closed at once and counted.
-- ``PATCHGATE_EDGE_MAX_REPLY_BUFFER``: bytes of unwritten replies per connection above which reading
-  stops until the peer reads (``65536``).
-- ``PATCHGATE_EDGE_MAX_HEADERS`` / ``PATCHGATE_EDGE_MAX_HEADER_BYTES``: headers the milter stores per
-  message (``1000`` / ``262144``); the rest is counted, not stored.
-- ``PATCHGATE_EDGE_CLOCK_OFFSET_S``: seconds added to the edge's clock (``0``). For replays and tests
-  that run the processor on a scenario clock: the edge then decides, and stamps ``observed_at``, in
-  the same scenario time. Never set it in production.
+Settings: :class:`edge.settings.EdgeSettings`, one frozen, validated object built from the command line
+and, for every option not given, its ``PATCHGATE_*`` environment variable (the table is in
+:mod:`edge.settings`). A bad value ends the process with a message naming the variable.
 
 Once listening, the process prints one line ``patchgate edge <command> ready: ...`` to stdout (for
 supervisors and tests), logs counters every ``--metrics-interval`` seconds and stops cleanly on
@@ -50,30 +15,62 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from edge import eventloop
 
+if TYPE_CHECKING:
+    from edge.settings import EdgeSettings
+
 log = logging.getLogger("edge.cli")
 
 ENV = "PATCHGATE_EDGE_"
 
+# command-line option (argparse dest) -> EdgeSettings field; for --listen and --mode see _overrides
+OPTIONS = {
+    "bootstrap": "kafka_bootstrap", "verdicts_topic": "topic_verdicts", "metadata_topic": "topic_metadata",
+    "catchup_timeout": "edge_catchup_timeout", "log_level": "edge_log_level", "config": "edge_config",
+    "metrics_port": "edge_metrics_port", "metrics_bind": "edge_metrics_bind",
+    "socket_group": "edge_socket_group", "socket_mode": "edge_socket_mode", "idle_timeout": "edge_idle_timeout",
+    "policy_idle_timeout": "edge_policy_idle_timeout", "max_connections": "edge_max_connections",
+    "max_reply_buffer": "edge_max_reply_buffer", "max_headers": "edge_max_headers",
+    "max_header_bytes": "edge_max_header_bytes", "policy_listen": "edge_policy_listen",
+    "policy_mode": "edge_policy_mode", "mode": "edge_policy_mode",
+}
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(ENV + name, default)
+
+def edge_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> EdgeSettings:
+    """The settings of this run: options given on the command line, else the environment."""
+    from edge.settings import EdgeSettings
+    from processors.settings import component_settings
+
+    return component_settings(EdgeSettings, "edge", environ, **_overrides(args))
 
 
-def _clock() -> Callable[[], float]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {name: getattr(args, option) for option, name in OPTIONS.items()
+              if getattr(args, option, None) is not None}
+    command = getattr(args, "edge_command", None)
+    if getattr(args, "listen", None) is not None:
+        values["edge_policy_listen" if command == "policy" else "edge_milter_listen"] = args.listen
+    if getattr(args, "no_publish", False):
+        values["edge_publish"] = False
+    if "edge_config" in values:
+        values["edge_config"] = Path(values["edge_config"])
+    return values
+
+
+def _clock(settings: EdgeSettings) -> Callable[[], float]:
     """The edge's clock: wall time, shifted by PATCHGATE_EDGE_CLOCK_OFFSET_S (replays and tests only)."""
-    offset = float(_env("CLOCK_OFFSET_S", "0") or 0)
+    offset = settings.edge_clock_offset_s
     if not offset:
         return time.time
     log.warning("edge clock shifted by %.0f seconds (PATCHGATE_EDGE_CLOCK_OFFSET_S)", offset)
@@ -86,8 +83,8 @@ def register(subparsers: Any) -> None:
     sub = edge.add_subparsers(dest="edge_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bootstrap", default=None, help=f"Kafka bootstrap ({ENV}KAFKA_BOOTSTRAP)")
-        p.add_argument("--verdicts-topic", default=None, help=f"({ENV}VERDICTS_TOPIC)")
+        p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (PATCHGATE_KAFKA_BOOTSTRAP)")
+        p.add_argument("--verdicts-topic", default=None, help="(PATCHGATE_TOPIC_VERDICTS)")
         p.add_argument("--catchup-timeout", type=float, default=None, help=f"({ENV}CATCHUP_TIMEOUT)")
         p.add_argument("--log-level", default=None, help=f"({ENV}LOG_LEVEL)")
 
@@ -113,7 +110,7 @@ def register(subparsers: Any) -> None:
     m.add_argument("--listen", default=None, help=f"unix:/path or inet:host:port, comma-separated ({ENV}MILTER_LISTEN)")
     m.add_argument("--policy-listen", default=None, help=f"also serve the policy protocol here ({ENV}POLICY_LISTEN)")
     m.add_argument("--policy-mode", choices=("postfix", "exim"), default=None, help=f"({ENV}POLICY_MODE)")
-    m.add_argument("--metadata-topic", default=None, help=f"({ENV}METADATA_TOPIC)")
+    m.add_argument("--metadata-topic", default=None, help="(PATCHGATE_TOPIC_METADATA)")
     m.add_argument("--no-publish", action="store_true", help=f"do not publish metadata ({ENV}PUBLISH=0)")
     m.add_argument("--policy-idle-timeout", type=float, default=None, help=f"({ENV}POLICY_IDLE_TIMEOUT, 330)")
     m.add_argument("--max-headers", type=int, default=None, help=f"headers stored per message ({ENV}MAX_HEADERS)")
@@ -140,9 +137,8 @@ def register(subparsers: Any) -> None:
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _setup_logging(level: str | None) -> None:
-    lvl = (level or _env("LOG_LEVEL", "INFO") or "INFO").upper()
-    logging.basicConfig(level=getattr(logging, lvl, logging.INFO),
+def _setup_logging(settings: EdgeSettings) -> None:
+    logging.basicConfig(level=getattr(logging, settings.edge_log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -169,42 +165,22 @@ def parse_listen(spec: str) -> list[tuple[str, str, int]]:
     return out
 
 
-def _setting(args: argparse.Namespace, attr: str, env: str, default: str, kind: Callable[[str], Any]) -> Any:
-    """A command-line value, else the environment variable, else ``default``; a bad value exits clearly."""
-    value = getattr(args, attr, None)
-    text = str(value) if value is not None else (_env(env, default) or default)
-    try:
-        return kind(text)
-    except ValueError:
-        raise SystemExit(f"edge: --{attr.replace('_', '-')} / {ENV}{env}: invalid value {text!r}") from None
-
-
-def _limits(args: argparse.Namespace, idle_default: float, idle_attr: str = "idle_timeout",
-            idle_env: str = "IDLE_TIMEOUT") -> Any:
+def _limits(settings: EdgeSettings, idle_timeout: float) -> Any:
     from edge.listeners import ConnectionLimits
 
-    limits = ConnectionLimits(
-        max_connections=_setting(args, "max_connections", "MAX_CONNECTIONS", "512", int),
-        idle_timeout=_setting(args, idle_attr, idle_env, str(idle_default), float),
-        max_reply_buffer=_setting(args, "max_reply_buffer", "MAX_REPLY_BUFFER", "65536", int),
-    )
-    if limits.max_connections < 1 or limits.idle_timeout < 0 or limits.max_reply_buffer < 1024:
-        raise SystemExit(f"edge: connection limits out of range: {limits}")
-    return limits
+    return ConnectionLimits(max_connections=settings.edge_max_connections, idle_timeout=idle_timeout,
+                            max_reply_buffer=settings.edge_max_reply_buffer)
 
 
-async def _listen(server: Any, spec: str, args: argparse.Namespace) -> list[str]:
+async def _listen(server: Any, spec: str, settings: EdgeSettings) -> list[str]:
     from edge.listeners import UnsafeSocketPath
 
-    group = args.socket_group or _env("SOCKET_GROUP")
-    mode = _setting(args, "socket_mode", "SOCKET_MODE", "0660", lambda text: int(str(text), 8))
-    if mode & ~0o777:
-        raise SystemExit(f"edge: socket mode {mode:o}: expected permission bits like 0660")
+    group = settings.edge_socket_group or None
     bound = []
     for kind, where, port in parse_listen(spec):
         if kind == "unix":
             try:
-                await server.listen_unix(where, mode=mode, group=group)
+                await server.listen_unix(where, mode=settings.socket_mode, group=group)
             except UnsafeSocketPath as exc:
                 raise SystemExit(f"edge: {where}: {exc}") from None
             bound.append(f"unix:{where}")
@@ -217,46 +193,48 @@ async def _listen(server: Any, spec: str, args: argparse.Namespace) -> list[str]
     return bound
 
 
-def _start_cache(args: argparse.Namespace) -> Any:
-    from edge.verdict_cache import DEFAULT_TOPIC, VerdictCache
+def _start_cache(settings: EdgeSettings) -> Any:
+    from edge.verdict_cache import VerdictCache
 
-    bootstrap = args.bootstrap or _env("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    topic = args.verdicts_topic or _env("VERDICTS_TOPIC", DEFAULT_TOPIC)
-    timeout = args.catchup_timeout if args.catchup_timeout is not None else float(_env("CATCHUP_TIMEOUT", "30") or 30)
-    cache = VerdictCache(str(bootstrap), topic=str(topic))
+    timeout = settings.edge_catchup_timeout
+    cache = VerdictCache(settings.kafka, topic=settings.topic_verdicts)
     cache.start()
-    if cache.wait_caught_up(timeout):
-        log.info("verdict cache caught up: %d verdicts from %s", len(cache), topic)
+    caught_up = cache.wait_settled(timeout)
+    if cache.refused is not None:  # wrong credentials or TLS: a configuration error, not an outage
+        cache.stop()
+        print(f"edge: {cache.refusal.message()}", file=sys.stderr)
+        raise SystemExit(2)
+    if caught_up:
+        log.info("verdict cache caught up: %d verdicts from %s", len(cache), settings.topic_verdicts)
     else:
         log.warning("verdict cache not caught up after %.0fs; serving anyway and failing open until it is",
                     timeout)
     return cache
 
 
-def _load_config(args: argparse.Namespace) -> Any:
+def _load_config(settings: EdgeSettings) -> Any:
     from edge.config import ConfigError, load_config
 
-    path = args.config or _env("CONFIG")
-    if not path:
+    if settings.edge_config is None:
         raise SystemExit(f"edge: no config file: pass --config or set {ENV}CONFIG")
     try:
-        return load_config(path)
+        return load_config(settings.edge_config)
     except ConfigError as exc:
         raise SystemExit(f"edge: {exc}") from None
 
 
-async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Mapping[str, Any],
-                 threads: Mapping[str, Any]) -> None:
+async def _serve(ready: str, args: argparse.Namespace, settings: EdgeSettings, cache: Any,
+                 counters: Mapping[str, Any], threads: Mapping[str, Any]) -> None:
     """Print the ready line, export ``counters`` (component -> counters dataclass), log them every
     ``--metrics-interval`` seconds and once more at SIGTERM/SIGINT, then return."""
-    port = args.metrics_port if args.metrics_port is not None else int(_env("METRICS_PORT", "0") or 0)
+    port = settings.edge_metrics_port
     exporter = None
     if port:
         from edge.prometheus import EdgeCollector
         from processors.metrics import REGISTRY, start_metrics_server
 
         REGISTRY.register(EdgeCollector(cache, counters, threads))
-        exporter = start_metrics_server(port, addr=args.metrics_bind or _env("METRICS_BIND", "127.0.0.1") or "")
+        exporter = start_metrics_server(port, addr=settings.edge_metrics_bind)
         ready += f" metrics=http://{exporter.server_address[0]}:{exporter.server_port}/metrics"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -279,37 +257,33 @@ async def _serve(ready: str, args: argparse.Namespace, cache: Any, counters: Map
 # --- commands ------------------------------------------------------------------------------------
 
 def run_milter(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    config = _load_config(args)
+    settings = edge_settings(args)
+    _setup_logging(settings)
+    config = _load_config(settings)
     from edge.milter.app import PatchgateMilter
     from edge.milter.server import MilterServer
     from edge.policy.server import PolicyServer, PolicyService
-    from edge.publisher import DEFAULT_TOPIC as METADATA_TOPIC
     from edge.publisher import MetadataPublisher
+    from edge.settings import MILTER_IDLE_S
 
-    cache = _start_cache(args)
+    cache = _start_cache(settings)
     publisher = None
-    if not args.no_publish and _env("PUBLISH", "1") != "0":
-        publisher = MetadataPublisher(
-            str(args.bootstrap or _env("KAFKA_BOOTSTRAP", "127.0.0.1:9092")),
-            topic=str(args.metadata_topic or _env("METADATA_TOPIC", METADATA_TOPIC)),
-        )
+    if settings.edge_publish:
+        publisher = MetadataPublisher(settings.kafka, topic=settings.topic_metadata)
         publisher.start()
-    app = PatchgateMilter(config, cache, publisher, clock=_clock())
-    milter = MilterServer(app, limits=_limits(args, 900.0),
-                          max_headers=_setting(args, "max_headers", "MAX_HEADERS", "1000", int),
-                          max_header_bytes=_setting(args, "max_header_bytes", "MAX_HEADER_BYTES", "262144", int))
-    policy_spec = args.policy_listen or _env("POLICY_LISTEN")
-    mode = args.policy_mode or _env("POLICY_MODE", "postfix")
-    policy = (PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim",
-                           limits=_limits(args, 330.0, "policy_idle_timeout", "POLICY_IDLE_TIMEOUT"))
+    app = PatchgateMilter(config, cache, publisher, clock=_clock(settings))
+    milter = MilterServer(app, limits=_limits(settings, settings.idle_timeout(MILTER_IDLE_S)),
+                          max_headers=settings.edge_max_headers, max_header_bytes=settings.edge_max_header_bytes)
+    policy_spec = settings.edge_policy_listen
+    policy = (PolicyServer(PolicyService(config, cache, clock=_clock(settings)),
+                           close_after_reply=settings.edge_policy_mode == "exim",
+                           limits=_limits(settings, settings.edge_policy_idle_timeout))
               if policy_spec else None)
 
     async def main() -> None:
-        bound = await _listen(milter, args.listen or _env("MILTER_LISTEN", "unix:/run/patchgate/milter.sock") or "",
-                              args)
+        bound = await _listen(milter, settings.edge_milter_listen, settings)
         if policy is not None and policy_spec:
-            bound += [f"policy={b}" for b in await _listen(policy, policy_spec, args)]
+            bound += [f"policy={b}" for b in await _listen(policy, policy_spec, settings)]
 
         counters: dict[str, Any] = {"milter": app.metrics, "server": milter.metrics, "cache": cache.metrics,
                                     "milter_listener": milter.listener_metrics}
@@ -322,14 +296,14 @@ def run_milter(args: argparse.Namespace) -> int:
             counters["policy_listener"] = policy.listener_metrics
         try:
             await _serve(f"patchgate edge milter ready: {' '.join(bound)} caught_up={cache.caught_up}",
-                         args, cache, counters, threads)
+                         args, settings, cache, counters, threads)
         finally:
             await milter.close()
             if policy is not None:
                 await policy.close()
 
     try:
-        eventloop.run(main())
+        eventloop.run(main(), settings.edge_loop)
     finally:
         if publisher is not None:
             publisher.stop(5.0)
@@ -338,36 +312,40 @@ def run_milter(args: argparse.Namespace) -> int:
 
 
 def run_policy(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
-    config = _load_config(args)
+    settings = edge_settings(args)
+    _setup_logging(settings)
+    config = _load_config(settings)
     from edge.policy.server import PolicyServer, PolicyService
+    from edge.settings import POLICY_IDLE_S, POLICY_LISTEN
 
-    cache = _start_cache(args)
-    mode = args.mode or _env("POLICY_MODE", "postfix")
-    server = PolicyServer(PolicyService(config, cache, clock=_clock()), close_after_reply=mode == "exim",
-                          limits=_limits(args, 330.0))
+    cache = _start_cache(settings)
+    mode = settings.edge_policy_mode
+    server = PolicyServer(PolicyService(config, cache, clock=_clock(settings)), close_after_reply=mode == "exim",
+                          limits=_limits(settings, settings.idle_timeout(POLICY_IDLE_S)))
 
     async def main() -> None:
-        bound = await _listen(server, args.listen or _env("POLICY_LISTEN", "unix:/run/patchgate/policy.sock") or "",
-                              args)
+        bound = await _listen(server, settings.edge_policy_listen or POLICY_LISTEN, settings)
         try:
             await _serve(f"patchgate edge policy ready: {' '.join(bound)} mode={mode} caught_up={cache.caught_up}",
-                         args, cache, {"policy": server.service.metrics, "cache": cache.metrics,
-                                       "policy_listener": server.listener_metrics},
+                         args, settings, cache, {"policy": server.service.metrics, "cache": cache.metrics,
+                                                 "policy_listener": server.listener_metrics},
                          {"verdict-follower": cache.thread})
         finally:
             await server.close()
 
     try:
-        eventloop.run(main())
+        eventloop.run(main(), settings.edge_loop)
     finally:
         cache.stop()
     return 0
 
 
 def run_cache_dump(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level or "WARNING")
-    cache = _start_cache(args)
+    if args.log_level is None:
+        args.log_level = "WARNING"
+    settings = edge_settings(args)
+    _setup_logging(settings)
+    cache = _start_cache(settings)
     try:
         now = args.decide_at if args.decide_at is not None else time.time()
         for record in cache.snapshot():

@@ -35,9 +35,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
 
 from edge.supervision import SupervisedThread
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.types import KafkaError, Producer
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ class PublisherMetrics:
 class MetadataPublisher:
     """Batches metadata records per server key onto ``topic``; see the module docstring."""
 
-    def __init__(self, bootstrap: str, *, topic: str = DEFAULT_TOPIC, max_buffer: int = 20_000,
+    def __init__(self, kafka: KafkaConfig | str, *, topic: str = DEFAULT_TOPIC, max_buffer: int = 20_000,
                  batch_records: int = 100, linger: float = 0.05, max_message_bytes: int = 900_000,
                  producer_config: dict[str, Any] | None = None, log_interval: float = 10.0) -> None:
         self.topic = topic
@@ -194,8 +196,8 @@ class MetadataPublisher:
         self.max_message_bytes = max_message_bytes
         self.log_interval = log_interval
         self.metrics = PublisherMetrics()
+        self.kafka = kafka if isinstance(kafka, KafkaConfig) else KafkaConfig(kafka)
         self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
             "client.id": "patchgate-edge-metadata",
             # murmur2 like the Java clients: CRC32 (librdkafka's default) of keys that differ in a
             # few characters can leave partitions empty, and every patchgate producer must agree
@@ -286,7 +288,7 @@ class MetadataPublisher:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("MetadataPublisher already started")
-        self._producer = Producer(self._config, logger=log)
+        self._producer = clients.producer(self.kafka, self._config, logger=log)
         self._thread = self.thread
         self.thread.start()
 

@@ -29,10 +29,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
 from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.logs import kafka_logger
+from processors.kafka.types import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,14 @@ DEFAULT_TOPIC = "patchgate.verdicts"
 class VerdictCache(VerdictIndex):
     """A :class:`~edge.verdicts.VerdictIndex` fed by a confluent-kafka consumer thread."""
 
-    def __init__(self, bootstrap: str, *, topic: str = DEFAULT_TOPIC,
+    def __init__(self, kafka: KafkaConfig | str, *, topic: str = DEFAULT_TOPIC,
                  consumer_config: dict[str, Any] | None = None, metadata_interval: float = 5.0,
                  max_learned_ips: int = 100_000) -> None:
         super().__init__(max_learned_ips=max_learned_ips)
-        self.bootstrap = bootstrap
+        self.kafka = kafka if isinstance(kafka, KafkaConfig) else KafkaConfig(kafka)
         self.topic = topic
         self.metadata_interval = metadata_interval
         self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
             # librdkafka wants a group id even for manual assignment; it is never used to commit.
             "group.id": f"patchgate-edge-cache-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
@@ -68,6 +69,10 @@ class VerdictCache(VerdictIndex):
         self._stopping = threading.Event()
         self.thread = SupervisedThread("verdict-follower", self._loop, self._stopping, on_exit=self._close)
         self._caught_up_event = threading.Event()
+        self._settled = threading.Event()  # caught up, or the brokers refused the client
+        # the client's errors with repeats summarised: with no broker it reports them several times a second
+        self.refusal = clients.RefusalWatch(self.kafka, kafka_logger("edge.verdict_cache.kafka"),
+                                            on_refused=self._settled.set)
         self._changed = threading.Condition()
         self._assigned: set[int] = set()
         self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
@@ -84,9 +89,19 @@ class VerdictCache(VerdictIndex):
         if self._thread is not None:
             raise RuntimeError("VerdictCache already started")
         self.started_at = time.monotonic()
-        self._consumer = Consumer(self._config, logger=log)
+        self._consumer = clients.consumer(self.kafka, {**self._config, "error_cb": self.refusal}, logger=log)
         self._thread = self.thread
         self.thread.start()
+
+    @property
+    def refused(self) -> str | None:
+        """The brokers' reason when they refused the consumer's credentials or TLS."""
+        return self.refusal.reason
+
+    def wait_settled(self, timeout: float | None = None) -> bool:
+        """Block until caught up (True) or the brokers refused the client or ``timeout`` passed (False)."""
+        self._settled.wait(timeout)
+        return self.caught_up
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the topic was read to the end noted at start; False on timeout."""
@@ -123,17 +138,19 @@ class VerdictCache(VerdictIndex):
             if now >= self._next_metadata:
                 self._next_metadata = now + self.metadata_interval
                 self._refresh_assignment(consumer)
-            if not self._assigned:
-                self._stopping.wait(0.2)
-                continue
-            try:
-                messages = consumer.consume(num_messages=500, timeout=0.2)
-            except KafkaException as exc:  # pragma: no cover - client-level failure
-                self.metrics.consumer_errors += 1
-                log.warning("verdict consumer: %s", exc)
-                continue
-            if messages:
-                self._apply_messages(messages)
+            # unassigned (no metadata yet), consuming still serves the client's events: a refusal
+            # of the credentials reaches _on_error
+            self._consume(consumer, 500 if self._assigned else 1)
+
+    def _consume(self, consumer: Consumer, limit: int) -> None:
+        try:
+            messages = consumer.consume(num_messages=limit, timeout=0.2)
+        except KafkaException as exc:  # pragma: no cover - client-level failure
+            self.metrics.consumer_errors += 1
+            log.warning("verdict consumer: %s", exc)
+            return
+        if messages:
+            self._apply_messages(messages)
 
     def _apply_messages(self, messages: list[Any]) -> None:
         for msg in messages:
@@ -242,5 +259,6 @@ class VerdictCache(VerdictIndex):
         self.caught_up = True
         self.caught_up_at = time.monotonic()
         self._caught_up_event.set()
+        self._settled.set()
         took = self.caught_up_at - (self.started_at or self.caught_up_at)
         log.info("verdict cache caught up: %d verdicts in %.3fs", len(self), took)

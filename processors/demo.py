@@ -37,10 +37,10 @@ from processors.devservices.base import ManagedProcess, free_port
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.tansu import TansuBroker
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.kafka.topics import ensure_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
 from processors.settings import Settings
-from processors.worker.topics import ensure_topics
 
 EDGE_CONFIG = """\
 [edge]
@@ -205,9 +205,9 @@ class DemoRun:
         edge = self._own(ManagedProcess(
             "edge", [*patchgate_executable(), "edge", "milter", "--config", str(self.workdir / "edge.toml"),
                      "--listen", f"unix:{socket_path}"],
-            env={**os.environ, "PATCHGATE_EDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                 "PATCHGATE_EDGE_VERDICTS_TOPIC": settings.topic_verdicts,
-                 "PATCHGATE_EDGE_METADATA_TOPIC": settings.topic_metadata}))
+            env={**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                 "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts,
+                 "PATCHGATE_TOPIC_METADATA": settings.topic_metadata}))
         edge.start()
         edge.wait_ready(lambda: unix_socket_answers(socket_path), READY_TIMEOUT_S)
         print(f"  edge milter on unix:{socket_path} (mode 0660, private to this demo; to serve a Postfix, "

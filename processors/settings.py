@@ -1,12 +1,26 @@
-"""Deployment settings: one frozen, validated object read from ``PATCHGATE_*`` environment variables.
+"""Deployment settings: one frozen, validated object per component, read from ``PATCHGATE_*`` variables.
 
 Policy (stages, classification rules, pause quota, replies) lives in the policy file, not here;
 these are the 12-factor knobs that differ between deployments.
 
+One mechanism for every component: a settings class is a frozen dataclass deriving from
+:class:`EnvSettings`; field ``foo_bar`` is read from ``PATCHGATE_FOO_BAR`` (one name per setting),
+converted by its annotated type (``int``, ``float``, ``bool``, ``Path``, ``str``), and checked in
+``__post_init__`` with :func:`require` and the checks below, so that a bad value fails with a
+:class:`SettingsError` naming the variable. The worker's :class:`Settings` is below; the API's,
+the notifier's and the edge's live next to them (``processors.api.settings``,
+``processors.notify.settings``, ``edge.settings``) and share the Kafka fields. Names that were
+used before are still read for one release, with a warning logged once per name
+(:data:`DEPRECATED_NAMES`).
+
 =================================  =========================  ============================================
 Environment variable               Default                    Meaning
 =================================  =========================  ============================================
-PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap servers
+PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap servers (else the properties
+                                                              file's ``bootstrap.servers``, else the default)
+PATCHGATE_KAFKA_CONFIG             (none)                     Kafka client properties file: SASL/TLS and
+                                                              other librdkafka properties, see
+                                                              :mod:`processors.kafka.config`
 PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL (redis:// or rediss://)
 PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
 PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
@@ -52,26 +66,167 @@ PATCHGATE_EVENT_MAX_FUTURE_S       86400                      how far ``observed
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from processors.errors import PatchgateError
+from processors.kafka.config import KafkaConfig, KafkaConfigError
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+# old variable -> its one name now; read (with a warning) for one release
+DEPRECATED_NAMES: Mapping[str, str] = {
+    "PATCHGATE_EDGE_KAFKA_BOOTSTRAP": "PATCHGATE_KAFKA_BOOTSTRAP",
+    "PATCHGATE_EDGE_VERDICTS_TOPIC": "PATCHGATE_TOPIC_VERDICTS",
+    "PATCHGATE_EDGE_METADATA_TOPIC": "PATCHGATE_TOPIC_METADATA",
+}
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+S = TypeVar("S", bound="EnvSettings")
 
 
 class SettingsError(PatchgateError, ValueError):
     """An environment variable has a value patchgate cannot use."""
 
 
+def env_name(field_name: str) -> str:
+    """The one environment variable of a settings field."""
+    return PREFIX + field_name.upper()
+
+
+def read_env(environ: Mapping[str, str], name: str) -> str | None:
+    """``name``'s value, else a deprecated name's (warned about once per process), else None."""
+    raw = environ.get(name)
+    if raw:
+        return raw
+    for old, new in DEPRECATED_NAMES.items():
+        if new == name and environ.get(old):
+            _warn_deprecated(old, new)
+            return environ[old]
+    return None
+
+
+def _warn_deprecated(old: str, new: str) -> None:
+    with _warned_lock:
+        if old in _warned:
+            return
+        _warned.add(old)
+    log.warning("%s is deprecated and will be ignored in the next release: use %s", old, new)
+
+
+def require(ok: bool, field_name: str, message: str) -> None:
+    """Raise a SettingsError naming the field's variable unless ``ok``."""
+    if not ok:
+        raise SettingsError(f"{env_name(field_name)}: {message}")
+
+
+def check_topic(settings: object, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        require(bool(value) and len(value) <= 249 and all(c.isalnum() or c in "._-" for c in value),
+                name, f"is not a valid Kafka topic name: {value!r}")
+
+
+def check_range(settings: object, name: str, low: float, high: float) -> None:
+    require(low <= getattr(settings, name) <= high, name, f"must be {_number(low)}..{_number(high)}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def check_file(settings: object, *names: str) -> None:
+    for name in names:
+        path = getattr(settings, name)
+        require(path is None or Path(path).is_file(), name, f"is not a readable file: {path}")
+
+
+class KafkaFields(Protocol):
+    """The two Kafka fields every component that talks to Kafka has."""
+
+    @property
+    def kafka_bootstrap(self) -> str: ...
+
+    @property
+    def kafka_config(self) -> Path | None: ...
+
+
+def load_kafka(settings: KafkaFields) -> KafkaConfig:
+    """The settings' Kafka configuration; fills in ``kafka_bootstrap`` when the file names the servers."""
+    path = settings.kafka_config
+    try:
+        kafka = KafkaConfig.load(settings.kafka_bootstrap or None, path)
+    except KafkaConfigError as error:
+        raise SettingsError(f"{env_name('kafka_config')}: {error}") from None
+    object.__setattr__(settings, "kafka_bootstrap", kafka.bootstrap)
+    return kafka
+
+
+class EnvSettings:
+    """Base of every component's settings: a frozen dataclass read from ``PATCHGATE_<FIELD>``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: object) -> S:
+        """Read ``PATCHGATE_<FIELD>`` variables; ``overrides`` (not None) win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if not item.init:
+                continue
+            raw = read_env(environ, env_name(item.name))
+            if raw is not None:
+                values[item.name] = _convert(item.name, str(item.type), raw)
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``PATCHGATE_<FIELD>`` variables that :meth:`from_env` reads back as these settings."""
+        return {env_name(item.name): _text(getattr(self, item.name))
+                for item in fields(self) if item.init and getattr(self, item.name) is not None}  # type: ignore[arg-type]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    base = type_name.split("|")[0].strip()
+    try:
+        if base == "int":
+            return int(raw)
+        if base == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name(name)}: expected a number, got {raw!r}") from None
+    if base == "bool":
+        word = raw.strip().lower()
+        require(word in TRUE_WORDS + FALSE_WORDS, name, f"expected 1/0 (true/false), got {raw!r}")
+        return word in TRUE_WORDS
+    if base == "Path":
+        return Path(raw)
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
-class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
+class Settings(EnvSettings):
+    kafka_bootstrap: str = ""  # empty: the properties file's bootstrap.servers, else 127.0.0.1:9092
+    kafka_config: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     topic_metadata: str = "patchgate.metadata"
     topic_verdicts: str = "patchgate.verdicts"
@@ -97,50 +252,33 @@ class Settings:
     metadata_topic_mode: str = "shared"
     metadata_tenant_pattern: str = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
     event_max_future_s: float = 86400.0
+    kafka: KafkaConfig = field(init=False, repr=False, compare=False)  # type: ignore[misc]
 
     def __post_init__(self) -> None:
-        _require(bool(self.kafka_bootstrap.strip()), "KAFKA_BOOTSTRAP", "must not be empty")
-        _require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "REDIS_URL",
-                 f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
-        for name in ("topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
-                     "topic_commands"):
-            value = getattr(self, name)
-            _require(bool(value) and len(value) <= 249 and all(c.isalnum() or c in "._-" for c in value),
-                     name.upper(), f"is not a valid Kafka topic name: {value!r}")
-        _require(1 <= self.metadata_partitions <= 10000, "METADATA_PARTITIONS", "must be 1..10000")
-        _require(1 <= self.batch_max_messages <= 100000, "BATCH_MAX_MESSAGES", "must be 1..100000")
-        _require(1 <= self.batch_max_wait_ms <= 60000, "BATCH_MAX_WAIT_MS", "must be 1..60000")
-        _require(1 <= self.fetch_max_wait_ms <= 10000, "FETCH_MAX_WAIT_MS", "must be 1..10000")
-        _require(1000 <= self.session_timeout_ms <= 300000, "SESSION_TIMEOUT_MS", "must be 1000..300000")
-        _require(0.01 <= self.timer_interval_s <= 3600, "TIMER_INTERVAL_S", "must be 0.01..3600")
-        _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
-                 "KEY_PREFIX", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
-        _require(0.5 <= self.outbox_recovery_s <= 86400, "OUTBOX_RECOVERY_S", "must be 0.5..86400")
-        _require(0 <= self.web_port <= 65535, "WEB_PORT", "must be 0..65535")
-        _require(0 <= self.metrics_port <= 65535, "METRICS_PORT", "must be 0..65535")
-        _require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "LAG_INTERVAL_S",
-                 "must be 0 (off) or 1..3600")
-        _require(self.metadata_topic_mode in METADATA_TOPIC_MODES, "METADATA_TOPIC_MODE",
-                 f"must be one of {', '.join(METADATA_TOPIC_MODES)}, got {self.metadata_topic_mode!r}")
-        _require(_compiles(self.metadata_tenant_pattern), "METADATA_TENANT_PATTERN",
-                 f"is not a regular expression: {self.metadata_tenant_pattern!r}")
-        _require(60 <= self.event_max_future_s <= 30 * 86400, "EVENT_MAX_FUTURE_S", "must be 60..2592000")
-        for name in ("policy_file", "catalog_file"):
-            path = getattr(self, name)
-            _require(path is None or Path(path).is_file(), name.upper(), f"is not a readable file: {path}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read ``PATCHGATE_<FIELD>`` variables; ``overrides`` win over the environment."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            raw = environ.get(PREFIX + field.name.upper())
-            if raw is None or raw == "":
-                continue
-            values[field.name] = _convert(field.name, str(field.type), raw)
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        object.__setattr__(self, "kafka", load_kafka(self))
+        require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "redis_url",
+                f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        check_topic(self, "topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
+                    "topic_commands")
+        check_range(self, "metadata_partitions", 1, 10000)
+        check_range(self, "batch_max_messages", 1, 100000)
+        check_range(self, "batch_max_wait_ms", 1, 60000)
+        check_range(self, "fetch_max_wait_ms", 1, 10000)
+        check_range(self, "session_timeout_ms", 1000, 300000)
+        check_range(self, "timer_interval_s", 0.01, 3600)
+        require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
+                "key_prefix", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
+        check_range(self, "outbox_recovery_s", 0.5, 86400)
+        check_range(self, "web_port", 0, 65535)
+        check_range(self, "metrics_port", 0, 65535)
+        require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "lag_interval_s",
+                "must be 0 (off) or 1..3600")
+        require(self.metadata_topic_mode in METADATA_TOPIC_MODES, "metadata_topic_mode",
+                f"must be one of {', '.join(METADATA_TOPIC_MODES)}, got {self.metadata_topic_mode!r}")
+        require(_compiles(self.metadata_tenant_pattern), "metadata_tenant_pattern",
+                f"is not a regular expression: {self.metadata_tenant_pattern!r}")
+        check_range(self, "event_max_future_s", 60, 30 * 86400)
+        check_file(self, "policy_file", "catalog_file")
 
     @property
     def faust_data_dir(self) -> Path:
@@ -159,29 +297,6 @@ class Settings:
         """The metadata topic of one tenant in the per-tenant mode."""
         return f"{self.topic_metadata}.{tenant_id}"
 
-    def to_env(self) -> dict[str, str]:
-        """The ``PATCHGATE_<FIELD>`` variables that :meth:`from_env` reads back as these settings."""
-        return {PREFIX + field.name.upper(): str(getattr(self, field.name))
-                for field in fields(self) if getattr(self, field.name) is not None}
-
-
-def _convert(name: str, type_name: str, raw: str) -> object:
-    try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-    except ValueError:
-        raise SettingsError(f"{PREFIX}{name.upper()}: expected a number, got {raw!r}") from None
-    if "Path" in type_name:
-        return Path(raw)
-    return raw
-
-
-def _require(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise SettingsError(f"{PREFIX}{name}: {message}")
-
 
 def _compiles(pattern: str) -> bool:
     try:
@@ -189,3 +304,15 @@ def _compiles(pattern: str) -> bool:
     except re.error:
         return False
     return bool(pattern)
+
+
+def component_settings(cls: type[S], program: str, environ: Mapping[str, str] | None = None,
+                       **overrides: Any) -> S:
+    """``cls.from_env(...)``, or exit with status 2 and the error (naming the variable) on stderr."""
+    import sys
+
+    try:
+        return cls.from_env(environ, **overrides)
+    except SettingsError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

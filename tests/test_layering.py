@@ -1,8 +1,9 @@
 """Import layering of ``processors``, checked on the source (AST), no imports executed.
 
-Rule: only the state package talks to Redis (``processors.state``), and the dev services that start
+Rules: only the state package talks to Redis (``processors.state``), and the dev services that start
 Redis servers (``processors.devservices``). Everything else reaches patchgate's state through
-:class:`processors.state.protocol.Store`.
+:class:`processors.state.protocol.Store`. Only the Kafka package (``processors.kafka``) imports the
+Kafka client libraries (Faust's aiokafka transport in the worker's app wiring excepted).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "processors"
 # module family -> packages (dotted prefixes) that may import it
 ALLOWED_IMPORTERS = {
     "redis": ("processors.state", "processors.devservices"),
+    # the Kafka client libraries: the Kafka package, and Faust's transport in the worker's app wiring
+    "confluent_kafka": ("processors.kafka",),
+    "aiokafka": ("processors.kafka", "processors.worker.transport"),
 }
 
 
@@ -49,7 +53,7 @@ def violations() -> list[str]:
     return found
 
 
-def test_only_the_state_package_imports_redis() -> None:
+def test_only_the_state_package_imports_redis_and_the_kafka_package_the_kafka_clients() -> None:
     assert violations() == []
 
 

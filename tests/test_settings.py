@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.settings import Settings, SettingsError
+from processors.settings import EnvSettings, Settings, SettingsError
 
 
 def test_defaults_and_environment_names() -> None:
@@ -44,3 +44,54 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.kafka_bootstrap = "elsewhere:9092"  # type: ignore[misc]
+
+
+def test_every_component_reads_its_settings_the_same_way(tmp_path: Path) -> None:
+    from edge.settings import EdgeSettings
+    from processors.api.settings import ApiSettings
+    from processors.notify.settings import NotifySettings
+
+    webhooks = tmp_path / "notify.toml"
+    api = ApiSettings.from_env({"PATCHGATE_API_PORT": "9090", "PATCHGATE_API_READ_TIMEOUT": "2.5"}, api_bind="::1")
+    assert (api.api_port, api.api_bind, api.api_read_timeout, api.api_max_connections) == (9090, "::1", 2.5, 512)
+    notify = NotifySettings.from_env({"PATCHGATE_NOTIFY_CONFIG": str(webhooks)})
+    assert (notify.webhook_config, notify.notify_group) == (webhooks, "patchgate-notify")
+    edge = EdgeSettings.from_env({"PATCHGATE_EDGE_PUBLISH": "false", "PATCHGATE_KAFKA_BOOTSTRAP": "k:9092"})
+    assert edge.edge_publish is False and edge.kafka.bootstrap == "k:9092"
+    assert EdgeSettings.from_env(edge.to_env()) == edge  # booleans too read back
+    assert ApiSettings.from_env(api.to_env()) == api
+
+
+@pytest.mark.parametrize(("component", "environ", "message"), [
+    ("api", {"PATCHGATE_API_PORT": "70000"}, "PATCHGATE_API_PORT: must be 0..65535"),
+    ("api", {"PATCHGATE_API_MAX_CONNECTIONS": "lots"}, "PATCHGATE_API_MAX_CONNECTIONS: expected a number"),
+    ("notify", {}, "PATCHGATE_NOTIFY_CONFIG: no webhook configuration"),
+    ("edge", {"PATCHGATE_EDGE_LOOP": "tokio"}, "PATCHGATE_EDGE_LOOP: expected 'uvloop' or 'asyncio'"),
+    ("edge", {"PATCHGATE_KAFKA_CONFIG": "/nonexistent/client.properties"}, "PATCHGATE_KAFKA_CONFIG: "),
+])
+def test_component_settings_name_the_variable(component: str, environ: dict[str, str], message: str) -> None:
+    from edge.settings import EdgeSettings
+    from processors.api.settings import ApiSettings
+    from processors.notify.settings import NotifySettings
+
+    kinds: dict[str, type[EnvSettings]] = {"api": ApiSettings, "notify": NotifySettings, "edge": EdgeSettings}
+    kind = kinds[component]
+    with pytest.raises(SettingsError) as caught:
+        kind.from_env(environ)
+    assert str(caught.value).startswith(message)
+
+
+def test_an_old_name_is_read_with_one_warning_and_the_new_name_wins(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import processors.settings as settings_module
+
+    settings_module._warned.discard("PATCHGATE_EDGE_KAFKA_BOOTSTRAP")
+    with caplog.at_level(logging.WARNING, logger="processors.settings"):
+        old = Settings.from_env({"PATCHGATE_EDGE_KAFKA_BOOTSTRAP": "old:9092"})
+        Settings.from_env({"PATCHGATE_EDGE_KAFKA_BOOTSTRAP": "old:9092"})
+        new = Settings.from_env({"PATCHGATE_EDGE_KAFKA_BOOTSTRAP": "old:9092", "PATCHGATE_KAFKA_BOOTSTRAP": "new:9092"})
+    assert (old.kafka_bootstrap, new.kafka_bootstrap) == ("old:9092", "new:9092")
+    assert [r.getMessage() for r in caplog.records] == [
+        "PATCHGATE_EDGE_KAFKA_BOOTSTRAP is deprecated and will be ignored in the next release: "
+        "use PATCHGATE_KAFKA_BOOTSTRAP"]

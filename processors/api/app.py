@@ -45,6 +45,10 @@ from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
+from processors.kafka.clients import RefusalWatch
+from processors.kafka.commands import CommandPublisher, CommandSendFailed, pause_command
+from processors.kafka.config import KafkaConfig
+from processors.kafka.logs import kafka_logger
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
 from processors.report.reader import ReportReader
 from processors.report.render import to_csv
@@ -67,38 +71,13 @@ class CommandSink(Protocol):
     async def send(self, tenant: str, command: dict[str, Any]) -> None: ...
 
 
-class CommandSendFailed(RuntimeError):
-    pass
-
-
-class KafkaCommandSink:
-    """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
-
-    def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
-        from processors.kafka_log import kafka_logger
-        from processors.worker.output import KafkaOutput
-
-        # librdkafka's log with repeats summarised (no broker: 2 lines a second); polled by the CLI
-        self.output = KafkaOutput(bootstrap, **{"message.timeout.ms": int(timeout * 1000),
-                                                "logger": kafka_logger("patchgate.api.kafka")})
-        self.topic = topic
-        self.timeout = timeout
-        self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
-
-    async def send(self, tenant: str, command: dict[str, Any]) -> None:
-        from processors.worker.output import DeliveryFailed
-
-        async with self._lock:
-            self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
-            try:
-                await self.output.flush(self.timeout + 2)
-            except DeliveryFailed as error:
-                raise CommandSendFailed(str(error)) from None
-        metrics.EVENTS_OUT.labels(self.topic).inc()
-
-    def close(self) -> None:
-        self.output.producer.flush(5)
-        self.output.producer.close()
+def kafka_command_sink(kafka: KafkaConfig, topic: str, timeout: float = 10.0,
+                       on_refused: Callable[[], object] | None = None) -> tuple[CommandPublisher, RefusalWatch]:
+    """The API's command publisher: librdkafka's log with repeats summarised (no broker: 2 lines a
+    second), polled by the CLI; the watch says when the brokers refuse its credentials."""
+    logger = kafka_logger("patchgate.api.kafka")
+    watch = RefusalWatch(kafka, logger, on_refused)
+    return CommandPublisher(kafka, topic, timeout, logger=logger, error_cb=watch), watch
 
 
 @dataclass
@@ -296,8 +275,6 @@ async def _read_days(request: web.Request, maximum: int) -> int:
 
 
 async def post_pause(request: web.Request) -> web.Response:
-    from processors.worker.cli import pause_command
-
     tenant, principal = _tenant(request)
     ctx = _ctx(request)
     days = await _read_days(request, ctx.policy.pauses.max_days_per_request)
@@ -322,8 +299,6 @@ async def post_pause(request: web.Request) -> web.Response:
 
 
 async def delete_pause(request: web.Request) -> web.Response:
-    from processors.worker.cli import pause_command
-
     tenant, principal = _tenant(request)
     ctx = _ctx(request)
     now = ctx.now()

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 from processors.devservices.base import ManagedProcess, ProcessService, ServiceUnavailable, free_port, tcp_answers
 
 if TYPE_CHECKING:
-    from confluent_kafka.admin import AdminClient
+    from processors.kafka.types import AdminClient
 
 APACHE_KAFKA_VERSION = "4.4.0"
 
@@ -291,12 +291,13 @@ class ApacheKafkaBroker(ProcessService):
     def _answers_metadata(self) -> bool:
         if not tcp_answers("127.0.0.1", self.port):
             return False
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
+        from processors.kafka import clients
+        from processors.kafka.config import KafkaConfig
+        from processors.kafka.types import KafkaException
 
         if self._admin is None:
             # log_level 0: librdkafka would print every refused connection while the broker starts
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            self._admin = clients.admin(KafkaConfig(self.bootstrap), {"log_level": 0})
         try:
             metadata = self._admin.list_topics(timeout=2.0)
         except KafkaException:

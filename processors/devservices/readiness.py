@@ -10,9 +10,10 @@ def kafka_metadata_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     host, _, port = bootstrap.rpartition(":")
     if not tcp_answers(host, int(port)):
         return False
-    from confluent_kafka.admin import AdminClient
+    from processors.kafka import clients
+    from processors.kafka.config import KafkaConfig
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = clients.admin(KafkaConfig(bootstrap), {"log_level": 0})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except Exception:

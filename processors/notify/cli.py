@@ -1,7 +1,8 @@
 """``patchgate notify``: deliver notifications to the tenants' webhooks.
 
-Configuration: ``--config`` or ``PATCHGATE_NOTIFY_CONFIG`` (TOML, see :mod:`processors.notify.config`);
-Kafka, Redis, topics and key prefix from the ``PATCHGATE_*`` settings.
+Settings: :class:`processors.notify.settings.NotifySettings` (``--config`` / ``PATCHGATE_NOTIFY_CONFIG``,
+the webhook TOML of :mod:`processors.notify.config`; ``--group`` / ``PATCHGATE_NOTIFY_GROUP``); Kafka,
+Redis, topics and key prefix from the shared ``PATCHGATE_*`` settings.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from contextlib import suppress
@@ -20,31 +20,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     notify = subparsers.add_parser("notify", help="deliver notifications to the tenants' webhooks")
     notify.add_argument("--config", type=Path, default=None,
                         help="webhook configuration TOML (default: PATCHGATE_NOTIFY_CONFIG)")
-    notify.add_argument("--group", default="patchgate-notify", help="consumer group (default: patchgate-notify)")
+    notify.add_argument("--group", default=None,
+                        help="consumer group (default: PATCHGATE_NOTIFY_GROUP or patchgate-notify)")
     notify.set_defaults(handler=_notify)
 
 
 def _notify(args: argparse.Namespace) -> int:
     from processors.notify.config import NotifyConfigError, load_notify_config
     from processors.notify.service import NotifyService
+    from processors.notify.settings import NotifySettings
     from processors.settings import Settings, SettingsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = args.config or (Path(os.environ["PATCHGATE_NOTIFY_CONFIG"])
-                           if os.environ.get("PATCHGATE_NOTIFY_CONFIG") else None)
-    if path is None:
-        print("patchgate notify: no webhook configuration (use --config or PATCHGATE_NOTIFY_CONFIG)",
-              file=sys.stderr)
-        return 2
     try:
         settings = Settings.from_env()
-        config = load_notify_config(path)
+        own = NotifySettings.from_env(notify_config=args.config, notify_group=args.group)
+        config = load_notify_config(own.webhook_config)
     except (SettingsError, NotifyConfigError) as error:
         print(f"patchgate notify: {error}", file=sys.stderr)
         return 2
-    service = NotifyService(bootstrap=settings.kafka_bootstrap, notifications_topic=settings.topic_notifications,
+    service = NotifyService(kafka=settings.kafka, notifications_topic=settings.topic_notifications,
                             deadletter_topic=settings.topic_deadletter, redis_url=settings.redis_url,
-                            key_prefix=settings.key_prefix, config=config, group=args.group)
+                            key_prefix=settings.key_prefix, config=config, group=own.notify_group)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -54,6 +51,9 @@ def _notify(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         stats = await service.run(stop)
         logging.getLogger(__name__).info("stopped: %s", stats.outcomes)
+        if service.refusal.reason is not None:  # credentials or TLS that can never work: no retry loop
+            print(f"patchgate notify: {service.refusal.message()}", file=sys.stderr)
+            return 2
         return 0
 
     return asyncio.run(main())

@@ -17,16 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors import metrics
-from processors.kafka_log import kafka_logger
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.delivery import DeliveryFailed, KafkaOutput
+from processors.kafka.logs import kafka_logger
+from processors.kafka.types import PARTITION_EOF, Consumer, KafkaException, Message, TopicPartition
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
 from processors.state.errors import StoreUnavailable
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
-from processors.worker.output import DeliveryFailed, KafkaOutput
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,10 @@ class NotifyStats:
 
 
 class NotifyService:
-    def __init__(self, *, bootstrap: str, notifications_topic: str, deadletter_topic: str, redis_url: str,
+    def __init__(self, *, kafka: KafkaConfig, notifications_topic: str, deadletter_topic: str, redis_url: str,
                  key_prefix: str, config: NotifyConfig, group: str = GROUP, session_timeout_ms: int = 6000,
                  batch_size: int = 100) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = notifications_topic
         self.deadletter_topic = deadletter_topic
         self.redis_url = redis_url
@@ -57,29 +59,31 @@ class NotifyService:
         self.batch_size = batch_size
         self.stats = NotifyStats()
         self.assigned = asyncio.Event()
+        self.refusal = clients.RefusalWatch(kafka, KAFKA_LOG)  # says why when the brokers refuse the client
 
     def _consumer(self) -> Consumer:
         policy = self.config.delivery
         # the longest a batch can take: every attempt times out and waits the longest backoff
         worst_ms = int(policy.max_attempts * (policy.timeout_s + policy.max_backoff_s) * 1000) + 60_000
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+        consumer = clients.consumer(self.kafka, {
             "group.id": self.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
             "max.poll.interval.ms": max(300_000, worst_ms),
+            "error_cb": self.refusal,
             "log_level": 3,
-            "logger": KAFKA_LOG,  # repeats summarised: with no broker the consumer logs ~20 lines a second
-        })
+        }, logger=KAFKA_LOG)  # repeats summarised: with no broker the consumer logs ~20 lines a second
         consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
         return consumer
 
     async def run(self, stop: asyncio.Event) -> NotifyStats:
+        """Deliver until ``stop`` is set, or until the brokers refuse the client (``refusal.reason``)."""
         loop = asyncio.get_running_loop()
+        self.refusal.on_refused = lambda: loop.call_soon_threadsafe(stop.set)
         consumer = self._consumer()
-        output = KafkaOutput(self.bootstrap, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
+        output = KafkaOutput(self.kafka, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
         store = StateStore.from_url(self.redis_url, KeySchema(self.key_prefix))
         delivered = DeliveredIds(store, self.config.delivery.dedupe_ttl_s)
         try:
@@ -108,7 +112,7 @@ class NotifyService:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() != PARTITION_EOF:
                     log.warning("consumer error: %s", error)
                 continue
             records.append(SourceRecord(message.topic() or "", message.partition() or 0, message.offset() or 0,

@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
 from processors.contracts import METADATA_BATCH_SCHEMA
+from processors.kafka import clients
+from processors.kafka.commands import pause_command
 from processors.replay.sample import Step
 from processors.settings import Settings
 from processors.state.keys import PROGRESS_TIMER, KeySchema, progress_partition
 from processors.state.store import ScenarioControl
-from processors.worker.cli import pause_command
 
 
 class ReplayTimeout(RuntimeError):
@@ -36,8 +36,8 @@ class ReplayDriver:
         self.step_timeout = step_timeout
         self.on_step = on_step
         self.state = ScenarioControl(settings.redis_url, KeySchema(settings.key_prefix))
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                                  "linger.ms": 2, "partitioner": "murmur2_random"})
+        self.producer = clients.producer(settings.kafka, {"enable.idempotence": True, "linger.ms": 2,
+                                                          "partitioner": "murmur2_random"})
 
     def close(self) -> None:
         self.producer.flush(10)

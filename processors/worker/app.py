@@ -15,7 +15,7 @@ Agents:
   Faust's leader election: it does not depend on one topic partition's assignment, and a dead
   holder is replaced once its lease expires.
 - a timer on every worker that sets ``patchgate_consumer_lag`` from the broker
-  (:mod:`processors.worker.lag`, every ``PATCHGATE_LAG_INTERVAL_S``) and the outbox backlog gauges
+  (:mod:`processors.kafka.lag`, every ``PATCHGATE_LAG_INTERVAL_S``) and the outbox backlog gauges
   from Redis (:mod:`processors.worker.outbox_backlog`).
 
 Faust's own per-event machinery is the bottleneck for unbatched input (~90 µs per Kafka message on
@@ -32,13 +32,14 @@ from typing import Any
 
 import faust
 
+from processors.kafka.delivery import KafkaOutput
+from processors.kafka.faust_auth import faust_broker_options
+from processors.kafka.lag import ConsumerLag
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 from processors.worker.clock import Clock, StoreClock, WallClock
-from processors.worker.lag import ConsumerLag
 from processors.worker.outbox_backlog import measure_outbox_backlog
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
@@ -74,7 +75,7 @@ def metadata_topic_names(settings: Settings) -> list[str]:
     """
     if not settings.per_tenant_topics:
         return [settings.topic_metadata]
-    from processors.worker.topics import tenant_topics
+    from processors.kafka.topics import tenant_topics
 
     return [settings.topic_metadata, *tenant_topics(settings)]
 
@@ -97,13 +98,20 @@ def subscribe_new_tenant_topics(app: faust.App, topic: Any, settings: Settings) 
 
 
 def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust.App, dict[str, Any]]:
-    """Build the Faust app; the returned dict holds the runtime once the worker has started."""
+    """Build the Faust app; the returned dict holds the runtime once the worker has started.
+
+    Faust's clients get the bootstrap servers and the SASL/TLS properties of the same Kafka
+    configuration as the librdkafka ones (:mod:`processors.kafka.faust_auth`).
+    """
     session_timeout = settings.session_timeout_ms / 1000
+    broker = faust_broker_options(settings.kafka)
     settings.faust_data_dir.mkdir(parents=True, exist_ok=True)
     app = PatchgateApp(
         settings.consumer_group,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker.credentials,
+        **({"broker_client_id": broker.client_id} if broker.client_id else {}),
         value_serializer="raw",
         key_serializer="raw",
         broker_session_timeout=session_timeout,
@@ -133,8 +141,9 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
         kind = (clock_kind or os.environ.get("PATCHGATE_CLOCK", "wall")).lower()
         clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
+        holder["store"] = store  # the Redis store itself: the outbox gauges read it beyond the Store protocol
         holder["runtime"] = WorkerRuntime(
-            settings, store, KafkaOutput(settings.kafka_bootstrap),
+            settings, store, KafkaOutput(settings.kafka),
             PolicySource(settings.policy_file, settings.catalog_file), clock,
         )
         holder["started"] = True
@@ -166,7 +175,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
                 log.info("command applied for tenant: %s", outcome.text)
 
     if settings.lag_interval_s:
-        lag = ConsumerLag(settings.kafka_bootstrap, settings.consumer_group, settings.topic_metadata)
+        lag = ConsumerLag(settings.kafka, settings.consumer_group, settings.topic_metadata)
 
         @app.timer(settings.lag_interval_s)
         async def measure_lag() -> None:
@@ -175,7 +184,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
             except Exception as error:  # the gauge keeps its last value; the next run retries
                 log.warning("could not measure the consumer lag: %s", error)
             if "runtime" in holder:
-                await measure_outbox_backlog(runtime().store, time.time())
+                await measure_outbox_backlog(holder["store"], time.time())
 
     if settings.per_tenant_topics:
 
@@ -199,8 +208,11 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    from processors.worker.topics import ensure_topics
+    from processors.kafka.clients import check_connection
+    from processors.kafka.topics import ensure_topics
 
+    faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
+    check_connection(settings.kafka)
     ensure_topics(settings)
     if settings.metrics_port:
         from processors.metrics import start_metrics_server

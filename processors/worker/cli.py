@@ -10,14 +10,13 @@ import argparse
 import asyncio
 import re
 import sys
-import uuid
 from datetime import UTC, datetime
 
 import orjson
 
-from processors.contracts import COMMAND_SCHEMA, ContractError, contracts
+from processors.contracts import ContractError
 from processors.enforcement.verdicts import rfc3339
-from processors.settings import Settings, SettingsError
+from processors.settings import Settings, component_settings
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 
@@ -41,47 +40,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as error:
-        print(f"patchgate: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return component_settings(Settings, "patchgate")
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from processors.kafka.clients import KafkaUnreachable
+    from processors.kafka.config import KafkaConfigError
     from processors.worker.app import run_worker
 
-    return run_worker(_settings(), args.loglevel)
-
-
-def pause_command(tenant: str, days: int | None, end: bool, actor: str,
-                  at: datetime | None = None) -> dict[str, object]:
-    command: dict[str, object] = {
-        "schema": COMMAND_SCHEMA,
-        "command_id": f"cmd-{uuid.uuid4().hex}",
-        "tenant_id": tenant,
-        "issued_at": rfc3339(at or datetime.now(UTC)),
-        "actor": actor,
-        "action": "pause_end" if end else "pause_create",
-    }
-    if not end:
-        command["days"] = days
-    contracts.command(command)
-    return command
+    try:
+        return run_worker(_settings(), args.loglevel)
+    except (KafkaConfigError, KafkaUnreachable) as error:  # configuration, not an outage: do not loop
+        print(f"patchgate worker: {error}", file=sys.stderr)
+        return 2
 
 
 def _pause(args: argparse.Namespace) -> int:
-    from processors.worker.output import KafkaOutput
+    from processors.kafka.commands import CommandSendFailed, publish_pause
+    from processors.kafka.config import KafkaConfigError
 
     settings = _settings()
     try:
-        command = pause_command(args.tenant, args.days, args.end, args.actor)
+        command = publish_pause(settings.kafka, settings.topic_commands, args.tenant, args.days, args.end,
+                                args.actor)
     except ContractError as error:
         print(f"patchgate pause: invalid request: {error}", file=sys.stderr)
         return 2
-    output = KafkaOutput(settings.kafka_bootstrap, **{"message.timeout.ms": 10000})
-    output.produce(settings.topic_commands, args.tenant.encode(), orjson.dumps(command))
-    output.flush_sync(15)
+    except (KafkaConfigError, CommandSendFailed) as error:
+        print(f"patchgate pause: {error}", file=sys.stderr)
+        return 1
     print(f"pause command {command['command_id']} sent for tenant {args.tenant}")
     return 0
 

@@ -4,6 +4,10 @@ Reload is by watched file: every worker checks the modification time and size of
 ``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
 in the new version only if it validates; a bad file is logged and the old version stays. The
 timer (the worker holding the lease) then re-evaluates every server against the new version.
+
+The policy file holds both the ``[classification]`` and the ``[enforcement]``/``[pauses]`` tables:
+it is read and parsed once per load (:func:`load_policies`), so both halves always come from the same
+version of the file, even when it is replaced between two reads.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from processors.classify import Catalog, ClassificationPolicy, load_catalog, load_policy
-from processors.enforcement.policy import EnforcementPolicy, load_enforcement_policy
+from processors.classify import Catalog, ClassificationPolicy, PolicyError, load_catalog
+from processors.classify.policy import POLICY_FILE, TABLE, policy_from_mapping
+from processors.enforcement.policy import EnforcementPolicy, enforcement_policy_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,20 @@ def _stamp(path: Path | None) -> tuple[float, int] | None:
     return (stat.st_mtime, stat.st_size)
 
 
+def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, EnforcementPolicy]:
+    """Both policies of one policy file (the packaged one for None): one read, one TOML parse."""
+    if path is None:
+        text = resources.files("processors").joinpath("data", POLICY_FILE).read_text("utf-8")
+        source = f"processors/data/{POLICY_FILE}"
+    else:
+        text, source = Path(path).read_text("utf-8"), str(path)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(source, [f"invalid TOML: {error}"]) from None
+    return policy_from_mapping(document.get(TABLE, {}), source=source), enforcement_policy_from_mapping(document)
+
+
 class PolicySource:
     def __init__(self, policy_file: Path | None = None, catalog_file: Path | None = None,
                  check_interval: float = 2.0) -> None:
@@ -47,8 +68,7 @@ class PolicySource:
 
     def _load(self) -> PolicySnapshot:
         catalog = load_catalog(self.catalog_file)
-        classification = load_policy(self.policy_file)
-        enforcement = load_enforcement_policy(self.policy_file)
+        classification, enforcement = load_policies(self.policy_file)
         return PolicySnapshot(catalog, classification, enforcement,
                               version=f"{catalog.sha256[:12]}:{self._stamps}")
 

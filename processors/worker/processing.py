@@ -60,6 +60,7 @@ from processors.contracts import (
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
+from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.keys import ServerField
 from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
@@ -74,7 +75,6 @@ from processors.worker.admission import (
     key_parts,
     topic_tenant,
 )
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 
 log = logging.getLogger(__name__)

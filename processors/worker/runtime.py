@@ -27,6 +27,7 @@ from processors.classify import Connection, classify
 from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
+from processors.kafka.delivery import DeliveryFailed, KafkaOutput, published_since
 from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
 from processors.state.keys import (
@@ -40,7 +41,6 @@ from processors.state.keys import (
 from processors.state.model import TIMER_BATCH, CommandState, LeaseState, Observation, outbox_record
 from processors.state.protocol import Store
 from processors.worker.clock import Clock
-from processors.worker.output import DeliveryFailed, KafkaOutput, published_since
 from processors.worker.policies import PolicySource
 from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchStats, RawMessage, evidence_item
 
@@ -341,7 +341,7 @@ class WorkerRuntime:
         records = [record for _, claimed in abandoned for record in claimed]
         topics = sorted({record.topic for record in records})
         present = await asyncio.get_running_loop().run_in_executor(
-            None, published_since, self.settings.kafka_bootstrap, topics, since)
+            None, published_since, self.settings.kafka, topics, since)
         missing = [r for r in records if (r.topic, r.key, r.value) not in present]
         for record in missing:
             self.output.produce(record.topic, record.key, record.value)

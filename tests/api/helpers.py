@@ -13,13 +13,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka.admin import NewTopic
 
-from processors.api.app import ApiContext, KafkaCommandSink, create_app
+from processors.api.app import ApiContext, create_app, kafka_command_sink
 from processors.api.auth import TokenStore
 from processors.api.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, GuardedAppRunner
 from processors.enforcement.policy import load_enforcement_policy
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 
@@ -30,7 +32,7 @@ TOKENS = {TENANT_A_TOKEN: "contoso", TENANT_B_TOKEN: "fabrikam", OPERATOR_TOKEN:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = clients.admin(KafkaConfig(bootstrap))
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                             config={"cleanup.policy": "delete", "retention.ms": "3600000"})])
     futures[name].result(20)
@@ -39,8 +41,8 @@ def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
 def read_topic(bootstrap: str, topic: str, until: Callable[[list[tuple[bytes | None, bytes | None]]], bool],
                timeout: float = 30.0) -> list[tuple[bytes | None, bytes | None]]:
     """Read a topic from the beginning until ``until(records)`` holds or the timeout passes."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = clients.consumer(KafkaConfig(bootstrap), {"group.id": f"t-{uuid.uuid4().hex[:8]}",
+                                                         "enable.auto.commit": False, "enable.partition.eof": False})
     metadata = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(metadata.topics[topic].partitions)])
     out: list[tuple[bytes | None, bytes | None]] = []
@@ -78,7 +80,7 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
     """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
-    sink = KafkaCommandSink(kafka_bootstrap, commands_topic)
+    sink, _ = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
     ctx = ApiContext(store=StateStore(client, keys), policy=load_enforcement_policy(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,

@@ -80,13 +80,15 @@ def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyP
     assert args.handler(args) == 2
     assert "at least 16 characters" in capsys.readouterr().err
     monkeypatch.setenv("PATCHGATE_API_TOKENS", "cli-test-token-0123456789=contoso")
-    for value, message in [("soon", "PATCHGATE_API_READ_TIMEOUT must be a number of seconds"),
-                           ("0", "0.1..3600 seconds"), ("nan", "0.1..3600 seconds")]:
+    for value, message in [("soon", "PATCHGATE_API_READ_TIMEOUT: expected a number"),
+                           ("0", "PATCHGATE_API_READ_TIMEOUT: must be 0.1..3600"),
+                           ("nan", "PATCHGATE_API_READ_TIMEOUT: must be 0.1..3600")]:
         monkeypatch.setenv("PATCHGATE_API_READ_TIMEOUT", value)
         assert args.handler(args) == 2
         assert message in capsys.readouterr().err, value
     monkeypatch.delenv("PATCHGATE_API_READ_TIMEOUT")
-    for value, message in [("many", "must be a whole number"), ("0", "1..100000")]:
+    for value, message in [("many", "PATCHGATE_API_MAX_CONNECTIONS: expected a number"),
+                           ("0", "PATCHGATE_API_MAX_CONNECTIONS: must be 1..100000")]:
         monkeypatch.setenv("PATCHGATE_API_MAX_CONNECTIONS", value)
         assert args.handler(args) == 2
         assert message in capsys.readouterr().err, value
@@ -188,7 +190,7 @@ def _openapi_answers(port: int) -> int:
 def test_repeated_message_filter_summarises_repeats() -> None:
     import logging
 
-    from processors.kafka_log import RepeatedMessageFilter
+    from processors.kafka.logs import RepeatedMessageFilter
 
     now = [0.0]
     gate = RepeatedMessageFilter(window_s=60, clock=lambda: now[0])

@@ -17,14 +17,14 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from processors.enforcement.policy import load_enforcement_policy
+from processors.kafka.delivery import KafkaOutput
+from processors.kafka.topics import ensure_topics
 from processors.settings import Settings
 from processors.state.store import StateStore
 from processors.worker.clock import WallClock
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
-from processors.worker.topics import ensure_topics
 from tests.api.helpers import OPERATOR_TOKEN, TENANT_A_TOKEN, read_topic, running_api
 from tests.report.seed import SeedServer, seed_server
 
@@ -74,7 +74,7 @@ def test_report_page_shows_servers_chart_and_applies_a_pause(
                 "text": "Mail from ex01.contoso.com is now throttled for 10 mins/hr (stage 3)."}))
 
             store = StateStore.from_url(redis_url, api.keys)
-            runtime = WorkerRuntime(settings, store, KafkaOutput(kafka_bootstrap), PolicySource(), WallClock())
+            runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka), PolicySource(), WallClock())
             await runtime.start()
 
             async with async_playwright() as pw:

@@ -6,10 +6,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from processors.devservices.apache_kafka import ApacheKafkaBroker
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +22,7 @@ def broker(own_apache_broker: ApacheKafkaBroker) -> ApacheKafkaBroker:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, str] | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = clients.admin(KafkaConfig(bootstrap))
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                             config=config or {})])
     futures[name].result(timeout=30)
@@ -28,8 +30,7 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, s
 
 def consume_group(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> dict[str, str]:
     """Read with a fresh consumer group from the earliest offset until ``expected`` keys arrived."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = clients.consumer(KafkaConfig(bootstrap), {
         "group.id": f"test-{uuid.uuid4().hex[:8]}",
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
@@ -59,8 +60,8 @@ def text(data: bytes | str | None) -> str:
 def read_partitions(bootstrap: str, topic: str, partitions: int,
                     timeout: float = 20.0) -> list[tuple[str, str]]:
     """Every record now in ``topic``, from the start of each partition to its high watermark."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-reader",
-                         "enable.auto.commit": False})
+    consumer = clients.consumer(KafkaConfig(bootstrap), {"group.id": "unused-reader",
+                                                         "enable.auto.commit": False})
     records: list[tuple[str, str]] = []
     try:
         pending: dict[int, int] = {}
@@ -92,7 +93,7 @@ def test_produce_consume_and_data_survives_restart(broker: ApacheKafkaBroker) ->
     assert broker.startup_seconds is not None and broker.startup_seconds < 90
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
     create_topic(broker.bootstrap, topic, partitions=8)
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = clients.producer(KafkaConfig(broker.bootstrap), {"acks": "all", "enable.idempotence": True})
     sent = {f"key-{i:03d}": f"value-{i}" for i in range(100)}
     for key, value in sent.items():
         producer.produce(topic, key=key, value=value)
@@ -115,7 +116,7 @@ def test_compacted_topic_keeps_only_latest_value_per_key(broker: ApacheKafkaBrok
         "min.cleanable.dirty.ratio": "0.01",
         "delete.retention.ms": "100",
     })
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    producer = clients.producer(KafkaConfig(broker.bootstrap), {"linger.ms": 0})
     keys = [f"k{i:02d}" for i in range(20)]
     rounds = 5
     for r in range(rounds):

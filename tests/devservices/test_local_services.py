@@ -6,24 +6,27 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
+
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 
 pytestmark = pytest.mark.integration
 
 
 def test_broker_round_trip(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
     topic = unique_name("roundtrip")
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = clients.admin(KafkaConfig(kafka_bootstrap))
     futures = admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1,
                                             config={"retention.ms": "3600000", "cleanup.policy": "delete"})])
     futures[topic].result(timeout=20)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = clients.producer(KafkaConfig(kafka_bootstrap))
     for index in range(50):
         producer.produce(topic, key=f"k{index}".encode(), value=f"v{index}".encode())
     assert producer.flush(20) == 0
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("g"),
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer = clients.consumer(KafkaConfig(kafka_bootstrap), {"group.id": unique_name("g"),
+                                                               "auto.offset.reset": "earliest",
+                                                               "session.timeout.ms": 6000})
     consumer.subscribe([topic])
     seen: dict[bytes | None, bytes | None] = {}
     try:

@@ -16,10 +16,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.contracts import contracts
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 from processors.notify.config import DeliveryPolicy, NotifyConfigError, notify_config_from_mapping
 from processors.notify.delivery import DeliveredIds, SourceRecord, WebhookDeliverer, webhook_headers
 from processors.notify.service import NotifyService
@@ -76,7 +78,7 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    producer = clients.producer(KafkaConfig(bootstrap), {"linger.ms": 0})
     for key, value in records:
         producer.produce(topic, key=key.encode(), value=value)
     assert producer.flush(15) == 0
@@ -101,8 +103,9 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
                         "fabrikam": {"url": receivers.base + "/down"},
                         "gone": {"url": receivers.base + "/gone"}},
         })
-        service = NotifyService(bootstrap=kafka_bootstrap, notifications_topic=topic, deadletter_topic=deadletters,
-                                redis_url=redis_url, key_prefix=prefix, config=config, group=group)
+        service = NotifyService(kafka=KafkaConfig(kafka_bootstrap), notifications_topic=topic,
+                                deadletter_topic=deadletters, redis_url=redis_url, key_prefix=prefix,
+                                config=config, group=group)
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
         try:
@@ -169,7 +172,7 @@ def test_retries_signature_idempotence_and_dead_letters(kafka_bootstrap: str, re
     assert letters[b"contoso"]["reason"].startswith("invalid notification: not JSON")
 
     # every record's offset was committed: a restart does not deliver anything again
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    consumer = clients.consumer(KafkaConfig(kafka_bootstrap), {"group.id": group})
     try:
         committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
         ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1)]

@@ -17,11 +17,11 @@ import pytest
 import redis
 
 import processors.state.store as store_module
+from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import Observation, StateStore, observation_parts
 from processors.worker.clock import WallClock
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
@@ -48,7 +48,7 @@ def envelopes(records: int, per_envelope: int = 1000) -> list[RawMessage]:
 def test_ten_thousand_records_of_one_server_in_one_batch(settings: Settings) -> None:
     async def scenario() -> None:
         store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
-        runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka_bootstrap), PolicySource(), WallClock())
+        runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka), PolicySource(), WallClock())
         await runtime.start()
         try:
             stats = await asyncio.wait_for(runtime.processor.process(envelopes(10_000)), timeout=60)

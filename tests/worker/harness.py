@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.topics import ensure_topics
 from processors.settings import Settings
-from processors.worker.topics import ensure_topics
 
 
 def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str],
@@ -29,14 +31,15 @@ def isolated_settings(kafka_bootstrap: str, redis_url: str, unique_name: Callabl
     return settings
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0, quiet: float = 0.5) -> list[tuple[bytes | None, Any]]:
+def read_topic(bootstrap: str | KafkaConfig, topic: str, timeout: float = 30.0,
+               quiet: float = 0.5) -> list[tuple[bytes | None, Any]]:
     """Every record of a topic, from the beginning, values JSON-decoded, ordered by partition and offset.
 
     Reads until every partition reached its end offset and then nothing new came for ``quiet``
     seconds: Tansu reports end offsets per producer batch, lower than the records it holds.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
-                         "log_level": 3})
+    kafka = bootstrap if isinstance(bootstrap, KafkaConfig) else KafkaConfig(bootstrap)
+    consumer = clients.consumer(kafka, {"group.id": "reader", "enable.auto.commit": False, "log_level": 3})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         partitions = sorted(metadata.partitions)

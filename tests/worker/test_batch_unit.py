@@ -16,11 +16,11 @@ import orjson
 import pytest
 
 from processors.enforcement.verdicts import rfc3339
+from processors.kafka.commands import pause_command
+from processors.kafka.delivery import DeliveryFailed, KafkaOutput
 from processors.report.reader import ReportReader
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
-from processors.worker.cli import pause_command
-from processors.worker.output import DeliveryFailed, KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import BatchStats, RawMessage
 from processors.worker.runtime import WorkerRuntime

@@ -23,13 +23,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from edge.verdicts import compile_verdict
 from processors.devservices.worker_process import WorkerProcess
 from processors.enforcement.policy import load_enforcement_policy
+from processors.kafka.commands import pause_command
+from processors.kafka.delivery import KafkaOutput
 from processors.replay.driver import ReplayDriver
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
-from processors.worker.cli import pause_command
 from processors.worker.clock import WallClock
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
@@ -61,7 +61,7 @@ def fail_once(runtime: WorkerRuntime, error: Exception) -> None:
 
 async def started_runtime(settings: Settings) -> WorkerRuntime:
     store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
-    runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka_bootstrap), PolicySource(), WallClock())
+    runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka), PolicySource(), WallClock())
     await runtime.start()
     return runtime
 
@@ -158,7 +158,7 @@ def test_a_worker_killed_right_after_the_command_transaction_is_completed_on_red
         """What a worker SIGKILLed right after the command's transaction leaves in Redis."""
         await seed_enforced_servers(settings)
         store = StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix))
-        runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka_bootstrap), PolicySource(), WallClock())
+        runtime = WorkerRuntime(settings, store, KafkaOutput(settings.kafka), PolicySource(), WallClock())
         state, outcome = await runtime._record_command(command, "contoso", T)
         assert state == "applied" and outcome is not None and outcome.kind == "pause_started"
         await stop(runtime)

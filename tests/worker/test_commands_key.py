@@ -14,10 +14,10 @@ import redis
 
 from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka.commands import pause_command
 from processors.replay.driver import ReplayDriver
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from processors.worker.cli import pause_command
 from tests.worker.harness import isolated_settings, read_topic
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Producer
 
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka import clients
 from processors.replay.driver import ReplayDriver
 from processors.settings import Settings
 from processors.state.keys import KeySchema
@@ -27,8 +27,8 @@ T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 def produce(settings: Settings, messages: list[tuple[bytes, bytes]], compression: str = "none"
             ) -> list[tuple[int, int]]:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8_000_000,
-                         "partitioner": "murmur2_random", "compression.type": compression})
+    producer = clients.producer(settings.kafka, {"message.max.bytes": 8_000_000,
+                                                 "partitioner": "murmur2_random", "compression.type": compression})
     # placements by message index: delivery reports need not arrive in produce order
     placed: dict[int, tuple[int, int]] = {}
 
@@ -187,7 +187,7 @@ def test_two_workers_share_partitions_and_one_takes_over(settings: Settings) -> 
 
 def test_pause_command_cli_path_and_quota(settings: Settings, worker: WorkerProcess) -> None:
     driver = ReplayDriver(settings)
-    from processors.worker.cli import pause_command
+    from processors.kafka.commands import pause_command
 
     for days in (60, 40):
         command = pause_command("contoso", days, False, "test", at=T0)

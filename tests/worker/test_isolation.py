@@ -14,12 +14,12 @@ import pytest
 
 from processors import metrics
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
+from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 from processors.worker import processing
 from processors.worker.clock import WallClock
-from processors.worker.output import KafkaOutput
 from processors.worker.policies import PolicySource
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
@@ -37,7 +37,7 @@ def dead_letter_count(reason: str) -> float:
 
 def runtime_for(settings: Settings) -> WorkerRuntime:
     return WorkerRuntime(settings, StateStore.from_url(settings.redis_url, KeySchema(settings.key_prefix)),
-                         KafkaOutput(settings.kafka_bootstrap), PolicySource(None, None), WallClock())
+                         KafkaOutput(settings.kafka), PolicySource(None, None), WallClock())
 
 
 def batch(settings: Settings) -> list[RawMessage]:

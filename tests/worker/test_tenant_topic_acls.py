@@ -11,13 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
-    AdminClient,
     ResourcePatternType,
     ResourceType,
 )
@@ -25,8 +23,10 @@ from confluent_kafka.admin import (
 from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.base import ServiceUnavailable, free_port
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
+from processors.kafka.topics import ensure_tenant_topics
 from processors.settings import Settings
-from processors.worker.topics import ensure_tenant_topics
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 from tests.worker.test_tenant_topics import wait_processed
@@ -76,7 +76,7 @@ def authorizing_broker() -> Iterator[AuthorizingBroker]:
 
 def edge_may_write(broker: AuthorizingBroker, principal: str, topic: str) -> None:
     """The ACLs of the operating guide for one tenant's edges: write (and describe) their own topic only."""
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = clients.admin(KafkaConfig(broker.bootstrap))
     bindings = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, f"User:{principal}", "*",
                            operation, AclPermissionType.ALLOW)
                 for operation in (AclOperation.WRITE, AclOperation.DESCRIBE)]
@@ -94,9 +94,9 @@ def edge_may_write(broker: AuthorizingBroker, principal: str, topic: str) -> Non
 def produce_as(broker: AuthorizingBroker, principal: str, topic: str, key: bytes, value: bytes
                ) -> tuple[str | None, int, int]:
     """Produce one record as an edge principal: (the delivery error's name or None, partition, offset)."""
-    producer = Producer({"bootstrap.servers": broker.sasl_bootstrap, "security.protocol": "SASL_PLAINTEXT",
-                         "sasl.mechanisms": "PLAIN", "sasl.username": principal,
-                         "sasl.password": EDGE_PASSWORDS[principal], "message.timeout.ms": 15000})
+    sasl = KafkaConfig(broker.sasl_bootstrap, {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+                                               "sasl.username": principal, "sasl.password": EDGE_PASSWORDS[principal]})
+    producer = clients.producer(sasl, {"message.timeout.ms": 15000})
     outcome: list[tuple[str | None, int, int]] = []
 
     def delivered(error: Any, message: Any) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Producer
 
 from processors.devservices.worker_process import WorkerProcess
+from processors.kafka import clients
+from processors.kafka.topics import ensure_tenant_topics, tenant_topics
 from processors.settings import Settings
 from processors.state.keys import KeySchema
-from processors.worker.topics import ensure_tenant_topics, tenant_topics
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
@@ -35,7 +35,7 @@ def per_tenant(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str]
 
 
 def produce_to(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer = clients.producer(settings.kafka, {"partitioner": "murmur2_random"})
     placed: list[tuple[int, int]] = []
 
     def delivered(error: Any, message: Any) -> None:

@@ -1,4 +1,5 @@
-"""Kafka output: a confluent-kafka producer whose deliveries the asyncio side can await."""
+"""Delivery waits: a confluent-kafka producer whose deliveries the asyncio side can await, and the
+read-back of what was published since a moment (crash recovery of the worker's outbox)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
+from processors.errors import PatchgateError
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 from processors.metrics import EVENTS_OUT
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(PatchgateError, RuntimeError):
     """At least one record of a flush was not acknowledged by the broker."""
 
 
 class KafkaOutput:
-    def __init__(self, bootstrap: str, **config: Any) -> None:
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
+    def __init__(self, kafka: KafkaConfig, **config: Any) -> None:
+        self.producer = clients.producer(kafka, {
             # idempotence: broker-side retries never duplicate a record
             "enable.idempotence": True,
             "partitioner": "murmur2_random",  # same as the Java clients and the edge publisher
@@ -69,15 +72,15 @@ class KafkaOutput:
         await asyncio.get_running_loop().run_in_executor(None, self.flush_sync, timeout)
 
 
-def published_since(bootstrap: str, topics: Sequence[str], since: float,
+def published_since(kafka: KafkaConfig, topics: Sequence[str], since: float,
                     timeout: float = 30.0) -> set[tuple[str, bytes, bytes]]:
     """Every (topic, key, value) written to ``topics`` at or after ``since`` (epoch seconds).
 
     Used only to recover from a crash between publishing and recording the publication, so a
     record already in Kafka is not published twice. Reads by timestamp, bounded by the end offsets.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "patchgate-recovery",
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = clients.consumer(kafka, {"group.id": "patchgate-recovery", "enable.auto.commit": False,
+                                        "log_level": 3})
     found: set[tuple[str, bytes, bytes]] = set()
     try:
         wanted = []

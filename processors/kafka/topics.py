@@ -14,8 +14,9 @@ import re
 import time
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from processors.kafka import clients
 from processors.settings import Settings
 
 DAY_MS = 86_400_000
@@ -63,14 +64,14 @@ def ensure_tenant_topics(settings: Settings, tenants: list[str], timeout: float 
 def tenant_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """The per-tenant metadata topics the broker holds, sorted."""
     pattern = re.compile(settings.metadata_topic_pattern)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = clients.admin(settings.kafka)
     return sorted(name for name in admin.list_topics(timeout=timeout).topics if pattern.match(name))
 
 
 def _create_missing(settings: Settings, specs: list[NewTopic], timeout: float) -> list[str]:
     # log_level 4: warnings and errors only; at the default (6) destroying the client prints an info
     # line ("Purging 1 unserved events from background queue") on the caller's console
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+    admin = clients.admin(settings.kafka, {"log_level": 4})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [spec for spec in specs if spec.topic not in existing]
     if not missing:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from processors.kafka import clients
+from processors.kafka.config import KafkaConfig
 from processors.metrics import CONSUMER_LAG
 
 
 class ConsumerLag:
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConfig, group: str, topic: str) -> None:
+        self.kafka = kafka
         self.group = group
         self.topic = topic
         self._admin: AdminClient | None = None  # created on first use: it connects at once
@@ -25,7 +27,7 @@ class ConsumerLag:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+            self._admin = clients.admin(self.kafka, {"log_level": 3})
         return self._admin
 
     def measure(self, timeout: float = 10.0) -> dict[int, int]:

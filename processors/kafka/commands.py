@@ -1,0 +1,93 @@
+"""Command publication: the one way the CLI and the API put an operator command on the commands topic.
+
+A command is produced with the tenant id as its key (the workers apply one tenant's commands in
+order) and counts as sent only once the broker has acknowledged it. Nothing here touches Redis: the
+workers apply commands, so every change is auditable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from processors import metrics
+from processors.contracts import COMMAND_SCHEMA, contracts
+from processors.enforcement.verdicts import rfc3339
+from processors.errors import PatchgateError
+from processors.kafka.config import KafkaConfig
+from processors.kafka.delivery import DeliveryFailed, KafkaOutput
+
+
+class CommandSendFailed(PatchgateError, RuntimeError):
+    """The broker did not acknowledge a command in time."""
+
+
+def pause_command(tenant: str, days: int | None, end: bool, actor: str,
+                  at: datetime | None = None) -> dict[str, object]:
+    """A validated pause command: create/extend by ``days``, or end the running pause."""
+    command: dict[str, object] = {
+        "schema": COMMAND_SCHEMA,
+        "command_id": f"cmd-{uuid.uuid4().hex}",
+        "tenant_id": tenant,
+        "issued_at": rfc3339(at or datetime.now(UTC)),
+        "actor": actor,
+        "action": "pause_end" if end else "pause_create",
+    }
+    if not end:
+        command["days"] = days
+    contracts.command(command)
+    return command
+
+
+class CommandPublisher:
+    """Produces command events (key = tenant id) and waits for the broker's acknowledgement."""
+
+    def __init__(self, kafka: KafkaConfig, topic: str, timeout: float = 10.0,
+                 logger: logging.Logger | None = None, error_cb: Callable[[Any], None] | None = None) -> None:
+        own: dict[str, Any] = {"message.timeout.ms": int(timeout * 1000)}
+        if logger is not None:
+            own["logger"] = logger  # librdkafka's log with repeats summarised; polled by the caller
+        if error_cb is not None:
+            own["error_cb"] = error_cb
+        self.output = KafkaOutput(kafka, **own)
+        self.topic = topic
+        self.timeout = timeout
+        self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
+
+    async def send(self, tenant: str, command: Mapping[str, Any]) -> None:
+        async with self._lock:
+            self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+            try:
+                await self.output.flush(self.timeout + 2)
+            except DeliveryFailed as error:
+                raise CommandSendFailed(str(error)) from None
+        metrics.EVENTS_OUT.labels(self.topic).inc()
+
+    def send_sync(self, tenant: str, command: Mapping[str, Any]) -> None:
+        self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+        try:
+            self.output.flush_sync(self.timeout + 5)
+        except DeliveryFailed as error:
+            raise CommandSendFailed(str(error)) from None
+
+    def close(self) -> None:
+        self.output.producer.flush(5)
+        self.output.producer.close()
+
+
+def publish_pause(kafka: KafkaConfig, topic: str, tenant: str, days: int | None, end: bool, actor: str,
+                  timeout: float = 10.0) -> dict[str, object]:
+    """Build, send and await one pause command (blocking); return it."""
+    command = pause_command(tenant, days, end, actor)
+    publisher = CommandPublisher(kafka, topic, timeout)
+    try:
+        publisher.send_sync(tenant, command)
+    finally:
+        publisher.close()
+    return command
