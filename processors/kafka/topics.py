@@ -14,7 +14,7 @@ import re
 import time
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from processors.kafka import clients
 from processors.settings import Settings
