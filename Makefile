@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # `make demo PORT=8081`: the demo's API on that port (a free one otherwise)
 PORT ?=
 
-.PHONY: install test test-deps kafka-jars promtool test-tansu test-apache lint bench bench-quick bench-deps \
+.PHONY: install test test-deps kafka-jars promtool helm test-tansu test-apache lint bench bench-quick bench-deps \
         demo demo-once up down clean
 # one run at a time: the suites and benchmarks each start their own services on a 2-core budget
 .NOTPARALLEL:
@@ -47,7 +47,11 @@ kafka-jars: $(TEST_STAMP)
 promtool:
 	@scripts/promtool/fetch.sh >/dev/null
 
-test-tansu: test-deps kafka-jars promtool
+# Helm (lints and renders the chart in deploy/helm) built the same way into .cache/helm, once
+helm:
+	@scripts/helm/fetch.sh >/dev/null
+
+test-tansu: test-deps kafka-jars promtool helm
 	PATCHGATE_TEST_KAFKA=tansu $(PY) -m pytest
 
 test-apache: test-deps kafka-jars

@@ -137,9 +137,13 @@ def register(subparsers: Any) -> None:
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _setup_logging(settings: EdgeSettings) -> None:
-    logging.basicConfig(level=getattr(logging, settings.edge_log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(settings: EdgeSettings, component: str = "edge") -> None:
+    from processors.logsetup import LogFormatError, setup_logging
+
+    try:
+        setup_logging(component, settings.edge_log_level)
+    except LogFormatError as error:
+        raise SystemExit(f"edge: {error}") from None
 
 
 def parse_listen(spec: str) -> list[tuple[str, str, int]]:
@@ -227,17 +231,18 @@ async def _serve(ready: str, args: argparse.Namespace, settings: EdgeSettings, c
                  counters: Mapping[str, Any], threads: Mapping[str, Any]) -> None:
     """Print the ready line, export ``counters`` (component -> counters dataclass), log them every
     ``--metrics-interval`` seconds and once more at SIGTERM/SIGINT, then return."""
-    port = settings.edge_metrics_port
-    exporter = None
-    if port:
-        from edge.prometheus import EdgeCollector
-        from processors.metrics import REGISTRY, start_metrics_server
+    from edge.prometheus import EdgeCollector, watch_edge
+    from processors.metrics import REGISTRY
+    from processors.probes import Probes
 
+    probes = Probes(settings.edge_metrics_bind, settings.edge_metrics_port).start()
+    if probes.server is not None:
         REGISTRY.register(EdgeCollector(cache, counters, threads))
-        exporter = start_metrics_server(port, addr=settings.edge_metrics_bind)
-        ready += f" metrics=http://{exporter.server_address[0]}:{exporter.server_port}/metrics"
+        ready += f" metrics={probes.server.url}/metrics"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    probes.spawn(stop)
+    watch_edge(probes, cache, threads, stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
@@ -249,16 +254,14 @@ async def _serve(ready: str, args: argparse.Namespace, settings: EdgeSettings, c
             snapshot = {"verdicts": len(cache), **{name: asdict(c) for name, c in counters.items()}}
             log.info("metrics %s", orjson.dumps(snapshot).decode())
     finally:
-        if exporter is not None:
-            exporter.shutdown()
-            exporter.server_close()
+        await probes.aclose()
 
 
 # --- commands ------------------------------------------------------------------------------------
 
 def run_milter(args: argparse.Namespace) -> int:
     settings = edge_settings(args)
-    _setup_logging(settings)
+    _setup_logging(settings, "edge-milter")
     config = _load_config(settings)
     from edge.milter.app import PatchgateMilter
     from edge.milter.server import MilterServer
@@ -313,7 +316,7 @@ def run_milter(args: argparse.Namespace) -> int:
 
 def run_policy(args: argparse.Namespace) -> int:
     settings = edge_settings(args)
-    _setup_logging(settings)
+    _setup_logging(settings, "edge-policy")
     config = _load_config(settings)
     from edge.policy.server import PolicyServer, PolicyService
     from edge.settings import POLICY_IDLE_S, POLICY_LISTEN

@@ -7,11 +7,15 @@ The SMTP path only increments integers in small dataclasses (``MilterMetrics``, 
 dataclasses' field names, a closed set. The supervised background threads (publisher, verdict
 follower) appear as ``patchgate_edge_thread_alive{thread}`` (1 while the thread's loop runs) and
 ``patchgate_edge_thread_restarts_total{thread}`` (restarts after an unexpected exception).
-Served by ``patchgate edge milter|policy --metrics-port``.
+Served by ``patchgate edge milter|policy --metrics-port`` next to ``/livez`` and ``/readyz``
+(:mod:`processors.probes`): the edge is ready once its verdict cache has caught up and while its
+background threads run (:func:`watch_edge`). A broker that goes away later does not make it unready:
+the edge keeps deciding from the verdicts it holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -21,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from edge.supervision import SupervisedThread
 from edge.verdicts import VerdictIndex
+from processors.probes import Probes
 
 
 class EdgeCollector(Collector):
@@ -52,3 +57,18 @@ class EdgeCollector(Collector):
             restarts.add_metric([name], thread.restarts)
         yield alive
         yield restarts
+
+
+def watch_edge(probes: Probes, cache: VerdictIndex, threads: Mapping[str, SupervisedThread],
+               stop: asyncio.Event) -> None:
+    """Readiness of the edge: ``verdict_cache`` caught up, ``threads`` (each supervised thread) alive."""
+
+    async def cache_caught_up() -> str | None:
+        return None if cache.caught_up else "the verdict cache has not read the verdicts topic to its end"
+
+    async def threads_alive() -> str | None:
+        dead = sorted(name for name, thread in threads.items() if not thread.alive)
+        return f"background thread(s) not running: {', '.join(dead)}" if dead else None
+
+    probes.watch("verdict_cache", cache_caught_up, stop, interval=0.5)
+    probes.watch("threads", threads_alive, stop, interval=0.5)

@@ -1,7 +1,8 @@
 """The ``patchgate`` command: one entry point, one subcommand per concern.
 
 Each concern registers its own subcommands through a ``register(subparsers)`` function, so this
-module only wires them together. Run ``patchgate --help`` for the list.
+module only wires them together, after setting up logging (:mod:`processors.logsetup`) for the
+command. Run ``patchgate --help`` for the list.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ def _registrars() -> list[Registrar]:
     from processors import demo
     from processors.api import cli as api_cli
     from processors.classify import cli as classify_cli
+    from processors.kafka import topics_cli
     from processors.notify import cli as notify_cli
     from processors.report import cli as report_cli
     from processors.worker import cli as worker_cli
 
     return [classify_cli.register, worker_cli.register, report_cli.register, api_cli.register,
-            notify_cli.register, edge_cli.register, demo.register]
+            notify_cli.register, edge_cli.register, demo.register, topics_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,9 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from processors.logsetup import LogFormatError, setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    try:  # warnings and errors of every command in PATCHGATE_LOG_FORMAT; services set their own level
+        setup_logging(args.command, "WARNING")
+    except LogFormatError as error:
+        print(f"patchgate: {error}", file=sys.stderr)
+        return 2
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -39,6 +39,10 @@ patchgate_api_requests_total         counter    route, method, status  HTTP API 
 patchgate_webhook_deliveries_total   counter    outcome                delivered / duplicate / retry /
                                                                        dead_letter / no_webhook / permanent
 ===================================  =========  =====================  =========================================
+
+:mod:`processors.probes` adds, in the same registry, ``patchgate_build_info{version}`` (1),
+``patchgate_ready{condition}`` (1 while that readiness condition holds) and
+``patchgate_probe_connections_refused_total`` (probe/scrape connections closed: too many open).
 """
 
 from __future__ import annotations

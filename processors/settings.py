@@ -21,16 +21,22 @@ PATCHGATE_KAFKA_BOOTSTRAP          127.0.0.1:9092             Kafka bootstrap se
 PATCHGATE_KAFKA_CONFIG             (none)                     Kafka client properties file: SASL/TLS and
                                                               other librdkafka properties, see
                                                               :mod:`processors.kafka.config`
-PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL (redis:// or rediss://)
+PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL: one server (redis://, rediss://,
+                                                              unix://), Redis Cluster (redis+cluster://)
+                                                              or Sentinel (redis+sentinel://); TLS CA and
+                                                              more as query parameters: see
+                                                              :mod:`processors.state.connection`
 PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
 PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
 PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
 PATCHGATE_TOPIC_DEADLETTER         patchgate.deadletter       rejected input (output)
 PATCHGATE_TOPIC_COMMANDS           patchgate.commands         operator commands, e.g. pauses (input)
-PATCHGATE_METADATA_PARTITIONS      8                          partitions when patchgate creates topics
+PATCHGATE_METADATA_PARTITIONS      8                          partitions of the metadata topics (below)
 PATCHGATE_CONSUMER_GROUP           patchgate-worker           consumer group of the workers
 PATCHGATE_POLICY_FILE              (packaged policy.toml)     policy file; re-read when it changes
 PATCHGATE_CATALOG_FILE             (packaged CSV)             build catalog; re-read when it changes
+PATCHGATE_PRODUCTS_DIR             (packaged folder)          product catalogs (<product>.csv); re-read when
+                                                              a file in it changes
 PATCHGATE_BATCH_MAX_MESSAGES       500                        Kafka messages per processing batch
 PATCHGATE_BATCH_MAX_WAIT_MS        5                          longest wait to fill a batch (Faust's take
                                                               waits this long every cycle unless the batch
@@ -45,8 +51,11 @@ PATCHGATE_TIMER_INTERVAL_S         5                          how often the time
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
                                                               counts as abandoned (its claimer died)
+PATCHGATE_OUTBOX_STUCK_S           120                        age of the oldest unacknowledged outbox claim
+                                                              after which the worker reports not ready
 PATCHGATE_WEB_PORT                 6066                       Faust's web server port (0 = off)
-PATCHGATE_METRICS_PORT             9464                       Prometheus /metrics of the worker (0 = off)
+PATCHGATE_METRICS_PORT             9464                       /metrics, /livez and /readyz of the worker
+                                                              (:mod:`processors.probes`; 0 = off)
 PATCHGATE_METRICS_BIND             127.0.0.1                  address of the metrics server
 PATCHGATE_LAG_INTERVAL_S           15                         how often each worker asks the broker for the
                                                               group's lag (patchgate_consumer_lag; 0 = off)
@@ -62,6 +71,22 @@ PATCHGATE_METADATA_TENANT_PATTERN  [A-Za-z0-9][A-Za-z0-9._-]  regular expression
 PATCHGATE_EVENT_MAX_FUTURE_S       86400                      how far ``observed_at`` may lie after the
                                                               broker's timestamp of its Kafka message
 =================================  =========================  ============================================
+
+Topics (:mod:`processors.kafka.topics`; an existing topic with fewer partitions or replicas, or a lower
+``min.insync.replicas``, than these contradicts patchgate: workers refuse to start):
+
+===================================  =========================  ==========================================
+Environment variable                 Default                    Meaning
+===================================  =========================  ==========================================
+PATCHGATE_METADATA_PARTITIONS        8                          partitions of the metadata topics
+PATCHGATE_COMMANDS_PARTITIONS        0 (= METADATA_PARTITIONS)  partitions of the commands topic
+PATCHGATE_VERDICTS_PARTITIONS        0 (= METADATA_PARTITIONS)  partitions of the verdicts topic
+PATCHGATE_NOTIFICATIONS_PARTITIONS   0 (= METADATA_PARTITIONS)  partitions of the notifications topic
+PATCHGATE_DEADLETTER_PARTITIONS      0 (= METADATA_PARTITIONS)  partitions of the dead-letter topic
+PATCHGATE_TOPIC_REPLICATION_FACTOR   1                          replication factor of every topic
+PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS  0 (the broker's default)   ``min.insync.replicas`` of every topic (at
+                                                                most the replication factor)
+===================================  =========================  ==========================================
 """
 
 from __future__ import annotations
@@ -78,9 +103,12 @@ from typing import Any, Protocol, TypeVar
 
 from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError
+from processors.state.urls import RedisUrlError, check_url
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
+PER_TOPIC_PARTITIONS = ("commands_partitions", "verdicts_partitions", "notifications_partitions",
+                        "deadletter_partitions")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -124,6 +152,15 @@ def _warn_deprecated(old: str, new: str) -> None:
             return
         _warned.add(old)
     log.warning("%s is deprecated and will be ignored in the next release: use %s", old, new)
+
+
+def redis_url_error(url: str) -> str | None:
+    """Why ``url`` is no Redis URL patchgate can use (password redacted), or None."""
+    try:
+        check_url(url)
+    except RedisUrlError as error:
+        return str(error)
+    return None
 
 
 def require(ok: bool, field_name: str, message: str) -> None:
@@ -227,16 +264,23 @@ def _convert(name: str, type_name: str, raw: str) -> object:
 class Settings(EnvSettings):
     kafka_bootstrap: str = ""  # empty: the properties file's bootstrap.servers, else 127.0.0.1:9092
     kafka_config: Path | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     topic_metadata: str = "patchgate.metadata"
     topic_verdicts: str = "patchgate.verdicts"
     topic_notifications: str = "patchgate.notifications"
     topic_deadletter: str = "patchgate.deadletter"
     topic_commands: str = "patchgate.commands"
     metadata_partitions: int = 8
+    commands_partitions: int = 0  # 0: metadata_partitions
+    verdicts_partitions: int = 0
+    notifications_partitions: int = 0
+    deadletter_partitions: int = 0
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 0  # 0: the broker's default
     consumer_group: str = "patchgate-worker"
     policy_file: Path | None = None
     catalog_file: Path | None = None
+    products_dir: Path | None = None
     batch_max_messages: int = 500
     batch_max_wait_ms: int = 5
     fetch_max_wait_ms: int = 100
@@ -244,6 +288,7 @@ class Settings(EnvSettings):
     timer_interval_s: float = 5.0
     key_prefix: str = "pg"
     outbox_recovery_s: float = 30.0
+    outbox_stuck_s: float = 120.0
     web_port: int = 6066
     metrics_port: int = 9464
     metrics_bind: str = "127.0.0.1"
@@ -256,11 +301,11 @@ class Settings(EnvSettings):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kafka", load_kafka(self))
-        require(self.redis_url.startswith(("redis://", "rediss://", "unix://")), "redis_url",
-                f"must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        require(redis_url_error(self.redis_url) is None, "redis_url", redis_url_error(self.redis_url) or "")
         check_topic(self, "topic_metadata", "topic_verdicts", "topic_notifications", "topic_deadletter",
                     "topic_commands")
         check_range(self, "metadata_partitions", 1, 10000)
+        self._check_topic_layout()
         check_range(self, "batch_max_messages", 1, 100000)
         check_range(self, "batch_max_wait_ms", 1, 60000)
         check_range(self, "fetch_max_wait_ms", 1, 10000)
@@ -269,6 +314,7 @@ class Settings(EnvSettings):
         require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
                 "key_prefix", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
         check_range(self, "outbox_recovery_s", 0.5, 86400)
+        check_range(self, "outbox_stuck_s", 1, 86400)
         check_range(self, "web_port", 0, 65535)
         check_range(self, "metrics_port", 0, 65535)
         require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "lag_interval_s",
@@ -279,6 +325,8 @@ class Settings(EnvSettings):
                 f"is not a regular expression: {self.metadata_tenant_pattern!r}")
         check_range(self, "event_max_future_s", 60, 30 * 86400)
         check_file(self, "policy_file", "catalog_file")
+        require(self.products_dir is None or Path(self.products_dir).is_dir(), "products_dir",
+                f"is not a folder: {self.products_dir}")
 
     @property
     def faust_data_dir(self) -> Path:
@@ -296,6 +344,20 @@ class Settings(EnvSettings):
     def tenant_metadata_topic(self, tenant_id: str) -> str:
         """The metadata topic of one tenant in the per-tenant mode."""
         return f"{self.topic_metadata}.{tenant_id}"
+
+    def _check_topic_layout(self) -> None:
+        for name in PER_TOPIC_PARTITIONS:
+            check_range(self, name, 0, 10000)
+        check_range(self, "topic_replication_factor", 1, 32)
+        check_range(self, "topic_min_insync_replicas", 0, 32)
+        factor = self.topic_replication_factor
+        require(self.topic_min_insync_replicas <= factor, "topic_min_insync_replicas",
+                f"must not exceed PATCHGATE_TOPIC_REPLICATION_FACTOR={factor} (no acks=all write could succeed)")
+
+    def partitions_of(self, field_name: str) -> int:
+        """The partition count of a ``<topic>_partitions`` field; 0 means the metadata topic's."""
+        count: int = getattr(self, field_name)
+        return count or self.metadata_partitions
 
 
 def _compiles(pattern: str) -> bool:

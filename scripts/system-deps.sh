@@ -24,7 +24,8 @@ venv_packages=("python3-venv:py:ensurepip")
 test_packages=(
   "python3-venv:py:ensurepip"                # the project's .venv
   "make:make" "git:git" "ca-certificates:/etc/ssl/certs/ca-certificates.crt"
-  "redis-server:redis-server"                # the tests' Redis
+  "redis-server:redis-server"                # the tests' Redis (and redis-cli for the Cluster tests)
+  "redis-sentinel:redis-sentinel"            # the Sentinel failover test
   "postfix:/usr/sbin/postfix"                # the edge end-to-end tests (and smtp-source/smtp-sink)
   "openjdk-17-jre-headless:java" "maven:mvn" # Apache Kafka, its jars fetched through Maven
   "chromium:/usr/bin/chromium"               # the report page test, driven by Playwright
@@ -91,7 +92,7 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
     || refuse "apt-get install $* failed (see apt's message above)"
   # Debian starts the system instances; ours run on free ports. They may not be running at all.
-  for service in postfix redis-server; do
+  for service in postfix redis-server redis-sentinel; do
     if [[ " $* " == *" $service "* ]]; then service "$service" stop >/dev/null 2>&1 || true; fi
   done
 }

@@ -113,6 +113,36 @@ def redis_url(redis_server: Any) -> str:
     return os.environ.get("REDIS_URL") or redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real three-master Redis Cluster (one per session): its ``redis+cluster://`` URL."""
+    from processors.devservices.redis_cluster import RedisCluster
+
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+    except ServiceUnavailable as error:
+        cluster.close()
+        pytest.fail(str(error), pytrace=False)
+    yield cluster.url
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server() -> Iterator[Any]:
+    """A real Redis reachable only over TLS (throwaway CA) as an ACL user (``default`` disabled)."""
+    from processors.devservices.redis_tls import RedisTlsServer
+
+    server = RedisTlsServer()
+    try:
+        server.start()
+    except ServiceUnavailable as error:
+        server.close()
+        pytest.fail(str(error), pytrace=False)
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def unique_name() -> Callable[[str], str]:
     """Topic, group and key-prefix names unique to one test, so tests share the session's services."""

@@ -138,7 +138,7 @@ class PatchgateMilter:
         classification = self._classify(headers, conn, at)
         key = self._server_key(connector.tenant_id, classification, conn)
         named_by_header = classification.server_source == "by"
-        if named_by_header and classification.build is not None:
+        if named_by_header and (classification.build is not None or classification.version is not None):
             self.cache.learn_ip(ip, key)
 
         if self.publisher is not None:

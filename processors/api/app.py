@@ -292,7 +292,8 @@ async def post_pause(request: web.Request) -> web.Response:
     except ContractError as error:
         raise ApiError(400, "invalid_body", f"invalid pause request: {error}") from None
     await ctx.commands.send(tenant, command)
-    log.info("pause command %s for %s (%d days) by %s", command["command_id"], tenant, days, principal.actor)
+    log.info("pause command %s for %s (%d days) by %s", command["command_id"], tenant, days, principal.actor,
+             extra={"tenant": tenant})
     return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],
                   "days": days, "status": "queued", "extends": pause.active,
                   "days_left_after": pause.days_left_this_year - days}, 202)
@@ -308,7 +309,8 @@ async def delete_pause(request: web.Request) -> web.Response:
                        days_left_this_year=pause.days_left_this_year)
     command = pause_command(tenant, None, True, principal.actor, at=now)
     await ctx.commands.send(tenant, command)
-    log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor)
+    log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor,
+             extra={"tenant": tenant})
     return _json({"command_id": command["command_id"], "tenant_id": tenant, "action": command["action"],
                   "status": "queued"}, 202)
 

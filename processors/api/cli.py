@@ -3,6 +3,8 @@
 Settings: :class:`processors.api.settings.ApiSettings` (``PATCHGATE_API_*``; the command-line options
 win) besides the shared ``PATCHGATE_*`` settings of :mod:`processors.settings`. Connections that miss
 the header deadline are closed (see :mod:`processors.api.server`); a body that misses it gets a 408.
+``/livez``, ``/readyz`` (Redis and the brokers reachable) and ``/metrics`` on
+``PATCHGATE_API_PROBE_BIND:PATCHGATE_API_PROBE_PORT`` (:mod:`processors.probes`).
 """
 
 from __future__ import annotations
@@ -40,16 +42,17 @@ def _api(args: argparse.Namespace) -> int:
     from processors.api.auth import TokenConfigError, TokenStore
     from processors.api.settings import ApiSettings
     from processors.enforcement.policy import PolicyError, load_enforcement_policy
+    from processors.logsetup import LogFormatError, setup_logging
     from processors.settings import Settings, SettingsError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        setup_logging("api")
         settings = Settings.from_env()
         api = ApiSettings.from_env(api_port=args.port, api_bind=args.bind, api_read_timeout=args.read_timeout,
                                    api_max_connections=args.max_connections)
         tokens = TokenStore.from_env()
         policy = load_enforcement_policy(settings.policy_file)
-    except (SettingsError, TokenConfigError, PolicyError) as error:
+    except (SettingsError, TokenConfigError, PolicyError, LogFormatError) as error:
         print(f"patchgate api: {error}", file=sys.stderr)
         return 2
     if not len(tokens):
@@ -65,6 +68,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     from processors.api.app import AccessLogger, ApiContext, create_app, kafka_command_sink
     from processors.api.server import GuardedAppRunner
     from processors.kafka.logs import poll_kafka_events
+    from processors.probes import Probes, kafka_check, redis_check
     from processors.state.keys import KeySchema
     from processors.state.store import StateStore
 
@@ -86,11 +90,16 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     broker_events = asyncio.create_task(poll_kafka_events(sink.output.producer, stop))
+    probes = Probes(api.api_probe_bind, api.api_probe_port).start()
+    probes.spawn(stop)
+    probes.watch("redis", redis_check(store), stop)
+    probes.watch("kafka", kafka_check(sink.output.producer), stop)
     try:
         await stop.wait()
     finally:
         stop.set()
         await broker_events
+        await probes.aclose()
         await runner.cleanup()
         await store.close()
         sink.close()

@@ -11,6 +11,9 @@ PATCHGATE_API_READ_TIMEOUT     10           seconds to receive a request's line 
                                             the connection's start or the previous answer: also the
                                             keep-alive idle limit) and, separately, its body
 PATCHGATE_API_MAX_CONNECTIONS  512          connections open at once; more are closed at once
+PATCHGATE_API_PROBE_PORT       9465         /livez, /readyz and /metrics (:mod:`processors.probes`;
+                                            0 = off)
+PATCHGATE_API_PROBE_BIND       127.0.0.1    address of that server (0.0.0.0 in a pod)
 =============================  ===========  =====================================================
 
 The two token variables are read by :meth:`processors.api.auth.TokenStore.from_env` (the inline one is
@@ -31,9 +34,13 @@ class ApiSettings(EnvSettings):
     api_bind: str = "127.0.0.1"
     api_read_timeout: float = 10.0
     api_max_connections: int = 512
+    api_probe_port: int = 9465
+    api_probe_bind: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         check_range(self, "api_port", 0, 65535)
         require(bool(self.api_bind.strip()), "api_bind", "must not be empty")
         check_range(self, "api_read_timeout", 0.1, 3600)
         check_range(self, "api_max_connections", 1, 100_000)
+        check_range(self, "api_probe_port", 0, 65535)
+        require(bool(self.api_probe_bind.strip()), "api_probe_bind", "must not be empty")

@@ -16,17 +16,24 @@ that hop counts):
     ``build`` is ``None``. The server's next normally relayed message decides;
   - otherwise the build is judged by :class:`processors.classify.decide.Evaluator`;
 
-* a recognisable non-Exchange MTA (Postfix, Sendmail, Exim, Microsoft SMTPSVC, qmail, any other
-  ``with <protocol>`` stamp) -> ``not_exchange`` / ``not_exchange_mta``: a relay in front of an
-  Exchange server hides it, and non-Exchange senders are never enforced on;
+* another product's version stamp (Exim, Sendmail, Domino, SMTPSVC, MDaemon, Kerio, CommuniGate,
+  IceWarp: :mod:`processors.classify.stamps`) -> judged by
+  :class:`processors.classify.product_decide.ProductEvaluator` from the product catalog, with
+  ``product``/``version`` set and ``enforced`` saying whether the product's policy enforces it;
+* a look-alike or submission stamp, two products in one hop, or a product without a version ->
+  ``no_build`` with the recogniser's reason as rule (``look_alike``, ``local_submission``,
+  ``ambiguous_stamp``, ``version_unattributed``): never attributed, never enforced;
+* a recognisable MTA that stamps no version (Postfix, qmail, any other ``with <protocol>`` stamp)
+  -> ``not_exchange`` / ``not_exchange_mta``: a relay in front of an Exchange server hides it, and
+  such senders are never enforced on;
 * anything else (a Received with neither protocol nor build: stripped by a "header firewall" or
   written by something unidentifiable) -> ``no_build`` / ``version_hidden``.
 
 Garbage never raises: an unexpected internal error becomes ``no_build`` / ``unparseable``.
 
 The server is the topmost hop's ``by`` host (lower-case, no trailing dot) when that hop carries an
-Exchange build (or is a cloud/pickup stamp naming its host); otherwise the client's HELO name, then
-its IP address.
+Exchange build or a product version (or is a cloud/pickup stamp naming its host); otherwise the
+client's HELO name, then its IP address.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ from processors.classify.decide import (
     RecommendedBuild,
 )
 from processors.classify.policy import ClassificationPolicy, load_policy
+from processors.classify.product_decide import ProductEvaluator
+from processors.classify.products import ProductCatalog, load_products
 from processors.classify.received import (
     MAX_HEADER_FIELDS,
     Hop,
@@ -56,6 +65,10 @@ from processors.classify.received import (
     normalise_host,
     parse_hop,
 )
+from processors.classify.stamps import NO_STAMP, VERSIONED, Stamp, recognise
+
+#: The product id of every Exchange classification.
+EXCHANGE = "exchange"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +99,21 @@ class Classification:
     server_source: str  # "by" | "helo" | "ip"
     build: str | None
     build_long: str | None
+    #: stable lower-case product id of the software that wrote the deciding hop (``exchange``,
+    #: ``exim``, ``sendmail``, ``domino``, ``smtpsvc``, ...), ``None`` when none can be attributed
     product: str | None
+    #: the version that hop stamps, in the product's canonical form (Exchange: the short build)
+    version: str | None
+    #: the product line's name: ``Exchange Server 2016``, ``Exim``, ``HCL Domino``, ...
+    product_name: str | None
     release_name: str | None
     status: str
     rule: str
     reason: str
     recommended_builds: tuple[RecommendedBuild, ...]
     hop: str | None
+    #: False when the product's policy reports a vulnerable version without enforcing it
+    enforced: bool = True
     #: the raw Received values below ``hop`` (at most ``MAX_CONTEXT_HOPS``); see ``context_hops``
     context_raw: tuple[str, ...] = ()
     cloud_host_suffixes: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -111,6 +132,11 @@ class Classification:
         """True for ``behind`` and ``unsupported``."""
         return self.status in VULNERABLE_STATUSES
 
+    @property
+    def enforceable(self) -> bool:
+        """Vulnerable and its product's policy enforces it (report-only products never are)."""
+        return self.enforced and self.status in VULNERABLE_STATUSES
+
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "server": self.server,
@@ -118,10 +144,13 @@ class Classification:
             "build": self.build,
             "build_long": self.build_long,
             "product": self.product,
+            "version": self.version,
+            "product_name": self.product_name,
             "release_name": self.release_name,
             "status": self.status,
             "rule": self.rule,
             "vulnerable": self.vulnerable,
+            "enforced": self.enforced,
             "reason": self.reason,
             "recommended_builds": [r.to_json_dict() for r in self.recommended_builds],
             "hop": self.hop,
@@ -129,12 +158,44 @@ class Classification:
         }
 
 
-# The classifier builds one Classification per message. Calling the class with its 13 keywords
-# costs about 5,200 more machine instructions (~6 % of classify()) than calling its __init__ with
-# them: type.__call__ packs the keywords into a dict that __init__ unpacks again. So the classifier
-# allocates the object and calls __init__ itself: same fields, same result as Classification(...).
+# The classifier builds one Classification per message, so how it is built matters:
+# * calling the class with keywords costs ~5,200 more machine instructions than calling __init__
+#   with them: type.__call__ packs the keywords into a dict that __init__ unpacks again;
+# * and a call with more than 14 keyword arguments (plus self) compiles to CALL_FUNCTION_EX, which
+#   builds that dict anyway: with its 16 fields, calling __init__ with keywords costs ~12,000
+#   instructions more than the 13-field record did (callgrind).
+# So the classifier allocates the object and sets the fields itself, passed positionally to
+# _build_classification, exactly as the dataclass __init__ does (object.__setattr__, field by field):
+# same fields, same result as Classification(...). A test checks both against the class's fields.
 _new_object = object.__new__
-_init_classification = Classification.__init__
+_set = object.__setattr__
+
+
+def _build_classification(
+    server: str, server_source: str, build: str | None, build_long: str | None, product: str | None,
+    version: str | None, product_name: str | None, release_name: str | None, status: str, rule: str,
+    reason: str, recommended_builds: tuple[RecommendedBuild, ...], hop: str | None, enforced: bool,
+    context_raw: tuple[str, ...], cloud_host_suffixes: tuple[str, ...],
+) -> Classification:
+    """A Classification from every field, positionally in field order (see the comment above)."""
+    c = _new_object(Classification)
+    _set(c, "server", server)
+    _set(c, "server_source", server_source)
+    _set(c, "build", build)
+    _set(c, "build_long", build_long)
+    _set(c, "product", product)
+    _set(c, "version", version)
+    _set(c, "product_name", product_name)
+    _set(c, "release_name", release_name)
+    _set(c, "status", status)
+    _set(c, "rule", rule)
+    _set(c, "reason", reason)
+    _set(c, "recommended_builds", recommended_builds)
+    _set(c, "hop", hop)
+    _set(c, "enforced", enforced)
+    _set(c, "context_raw", context_raw)
+    _set(c, "cloud_host_suffixes", cloud_host_suffixes)
+    return c
 
 
 # ------------------------------------------------------------------------------------------ defaults
@@ -152,8 +213,28 @@ def default_policy() -> ClassificationPolicy:
     return load_policy()
 
 
+@lru_cache(maxsize=1)
+def default_products() -> ProductCatalog:
+    """The packaged product catalog (``processors/data/products``), loaded once."""
+    return load_products()
+
+
 _EVALUATORS: dict[tuple[int, int], tuple[Catalog, ClassificationPolicy, Evaluator]] = {}
+_PRODUCT_EVALUATORS: dict[tuple[int, int], tuple[ProductCatalog, ClassificationPolicy, ProductEvaluator]] = {}
 _MAX_EVALUATORS = 8
+
+
+def product_evaluator_for(products: ProductCatalog, policy: ClassificationPolicy) -> ProductEvaluator:
+    """A cached :class:`ProductEvaluator` per (product catalog, policy) object pair (bounded)."""
+    key = (id(products), id(policy))
+    hit = _PRODUCT_EVALUATORS.get(key)
+    if hit is not None and hit[0] is products and hit[1] is policy:
+        return hit[2]
+    ev = ProductEvaluator(products, policy)
+    if len(_PRODUCT_EVALUATORS) >= _MAX_EVALUATORS:
+        _PRODUCT_EVALUATORS.pop(next(iter(_PRODUCT_EVALUATORS)))
+    _PRODUCT_EVALUATORS[key] = (products, policy, ev)
+    return ev
 
 
 def evaluator_for(catalog: Catalog, policy: ClassificationPolicy) -> Evaluator:
@@ -231,19 +312,20 @@ def classify(
     *,
     catalog: Catalog | None = None,
     policy: ClassificationPolicy | None = None,
+    products: ProductCatalog | None = None,
 ) -> Classification:
     """Classify the server that connected to the edge from the message's header block.
 
     ``headers``: (name, value) pairs, topmost first, as received (before the edge's own Received).
     ``at``: observation time (tz-aware UTC; a naive datetime is taken as UTC).
-    ``catalog``/``policy`` default to the packaged ones (loaded once).
+    ``catalog``/``policy``/``products`` default to the packaged ones (loaded once).
     """
     cat = catalog if catalog is not None else default_catalog()
     pol = policy if policy is not None else default_policy()
     ev = evaluator_for(cat, pol)
     day = _utc_day(at)
     try:
-        return _classify(headers, connection, day, ev, pol)
+        return _classify(headers, connection, day, ev, products, pol)
     except Exception as exc:  # defensive: garbage must never raise
         server = ("unknown", "ip")
         if isinstance(connection, Connection):
@@ -262,29 +344,31 @@ def _unjudged(
     context: tuple[str, ...],
     suffixes: tuple[str, ...],
     build: BuildTuple | None = None,
+    product: str | None = None,
 ) -> Classification:
-    """A classification whose build the evaluator did not judge: no product, nothing recommended.
+    """A classification whose build the evaluator did not judge: no version, nothing recommended.
 
-    ``server`` is the (name, source) pair; ``build``, when given, is shown but not judged.
+    ``server`` is the (name, source) pair; ``build``, when given, is shown but not judged;
+    ``product``, when given, names the software whose stamp was seen (never enforced here).
     """
-    classification = _new_object(Classification)
-    _init_classification(
-        classification,
-        server=server[0],
-        server_source=server[1],
-        build=format_short(build) if build else None,
-        build_long=format_long(build) if build else None,
-        product=None,
-        release_name=None,
-        status=status,
-        rule=rule,
-        reason=reason,
-        recommended_builds=(),
-        hop=hop,
-        context_raw=context,
-        cloud_host_suffixes=suffixes,
+    return _build_classification(
+        server[0],  # server
+        server[1],  # server_source
+        format_short(build) if build else None,  # build
+        format_long(build) if build else None,  # build_long
+        product,  # product
+        format_short(build) if build and product else None,  # version
+        None,  # product_name
+        None,  # release_name
+        status,  # status
+        rule,  # rule
+        reason,  # reason
+        (),  # recommended_builds
+        hop,  # hop
+        False,  # enforced
+        context,  # context_raw
+        suffixes,  # cloud_host_suffixes
     )
-    return classification
 
 
 def _classify(
@@ -292,6 +376,7 @@ def _classify(
     connection: Connection,
     day: date,
     ev: Evaluator,
+    products: ProductCatalog | None,
     pol: ClassificationPolicy,
 ) -> Classification:
     suffixes = pol.cloud_host_suffixes
@@ -309,11 +394,12 @@ def _classify(
         reason = f"The connecting hop {by} is an Exchange Online server, not an on-premises one."
         server = _by_server(by, connection)
         return _unjudged(
-            server, CLOUD, "cloud_hop", reason, hop=hop.raw, context=context, suffixes=suffixes, build=hop.build
+            server, CLOUD, "cloud_hop", reason, hop=hop.raw, context=context, suffixes=suffixes, build=hop.build,
+            product=EXCHANGE if hop.build is not None else None,
         )
     if hop.is_exchange_stamp:
         return _classify_exchange_stamp(hop, by, connection, day, ev, context, suffixes)
-    return _classify_other_stamp(hop, connection, context, suffixes)
+    return _classify_other_stamp(hop, by, connection, day, (products, pol), context, suffixes)
 
 
 def _by_server(by: str | None, connection: Connection) -> tuple[str, str]:
@@ -341,7 +427,8 @@ def _classify_exchange_stamp(
     if build[0] == 15 and build[1] >= 20:
         reason = f"Build {format_short(build)} is an Exchange Online build that never shipped on-premises."
         return _unjudged(
-            server, CLOUD, "cloud_build", reason, hop=text, context=context, suffixes=suffixes, build=build
+            server, CLOUD, "cloud_build", reason, hop=text, context=context, suffixes=suffixes, build=build,
+            product=EXCHANGE,
         )
     if hop.is_pickup:
         reason = (
@@ -351,31 +438,46 @@ def _classify_exchange_stamp(
         )
         return _unjudged(server, NO_BUILD, "pickup_stamp", reason, hop=text, context=context, suffixes=suffixes)
     verdict = ev.evaluate(build, day)
-    classification = _new_object(Classification)
-    _init_classification(
-        classification,
-        server=server[0],
-        server_source=server[1],
-        build=verdict.build,
-        build_long=verdict.build_long,
-        product=verdict.product,
-        release_name=verdict.release_name,
-        status=verdict.status,
-        rule=verdict.rule,
-        reason=verdict.reason,
-        recommended_builds=verdict.recommended_builds,
-        hop=text,
-        context_raw=context,
-        cloud_host_suffixes=suffixes,
+    return _build_classification(
+        server[0],  # server
+        server[1],  # server_source
+        verdict.build,  # build
+        verdict.build_long,  # build_long
+        EXCHANGE if verdict.product is not None else None,  # product
+        verdict.build if verdict.product is not None else None,  # version
+        verdict.product,  # product_name
+        verdict.release_name,  # release_name
+        verdict.status,  # status
+        verdict.rule,  # rule
+        verdict.reason,  # reason
+        verdict.recommended_builds,  # recommended_builds
+        text,  # hop
+        True,  # enforced
+        context,  # context_raw
+        suffixes,  # cloud_host_suffixes
     )
-    return classification
 
 
 def _classify_other_stamp(
-    hop: Hop, connection: Connection, context: tuple[str, ...], suffixes: tuple[str, ...]
+    hop: Hop,
+    by: str | None,
+    connection: Connection,
+    day: date,
+    judged_by: tuple[ProductCatalog | None, ClassificationPolicy],
+    context: tuple[str, ...],
+    suffixes: tuple[str, ...],
 ) -> Classification:
-    """The topmost hop is not an Exchange stamp: a named non-Exchange MTA, or nothing readable."""
+    """The topmost hop is not an Exchange stamp: another product's version stamp, a look-alike or a
+    submission hop (never attributed), a named MTA that stamps no version, or nothing readable."""
+    stamp = recognise(hop.raw)
+    if stamp.kind == VERSIONED and stamp.product is not None and stamp.version is not None:
+        products, pol = judged_by  # the product evaluator is looked up only here, off the Exchange path
+        pev = product_evaluator_for(products if products is not None else default_products(), pol)
+        return _product_classification(hop, _by_server(by, connection), stamp, day, pev, context, suffixes)
     server = _fallback_server(connection)
+    if stamp.kind != NO_STAMP.kind:
+        reason = f"The topmost Received header's version is not attributed: {stamp.detail}."
+        return _unjudged(server, NO_BUILD, stamp.kind, reason, hop=hop.raw, context=context, suffixes=suffixes)
     signature = non_exchange_signature(hop)
     if signature is not None:
         reason = f"The connecting server is not Exchange ({signature}); any Exchange behind it is hidden."
@@ -384,3 +486,35 @@ def _classify_other_stamp(
         )
     reason = "The topmost Received header names no protocol and no build (stripped or never written)."
     return _unjudged(server, NO_BUILD, "version_hidden", reason, hop=hop.raw, context=context, suffixes=suffixes)
+
+
+def _product_classification(
+    hop: Hop,
+    server: tuple[str, str],
+    stamp: Stamp,
+    day: date,
+    pev: ProductEvaluator,
+    context: tuple[str, ...],
+    suffixes: tuple[str, ...],
+) -> Classification:
+    """A confidently attributed version stamp of a product other than Exchange, judged by its policy."""
+    product, version = stamp.product or "", stamp.version or ""
+    verdict = pev.evaluate(product, version, day)
+    return _build_classification(
+        server[0],  # server
+        server[1],  # server_source
+        None,  # build
+        None,  # build_long
+        product,  # product
+        version,  # version
+        verdict.product_name,  # product_name
+        verdict.release_name,  # release_name
+        verdict.status,  # status
+        verdict.rule,  # rule
+        verdict.reason,  # reason
+        verdict.recommended,  # recommended_builds
+        hop.raw,  # hop
+        verdict.enforced,  # enforced
+        context,  # context_raw
+        suffixes,  # cloud_host_suffixes
+    )

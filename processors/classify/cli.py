@@ -17,8 +17,17 @@ from typing import Any
 import orjson
 
 from processors.classify.catalog import Catalog, CatalogFormatError, check_catalog, load_catalog
-from processors.classify.classifier import Connection, classify, default_catalog, default_policy
+from processors.classify.classifier import Connection, classify, default_catalog, default_policy, default_products
 from processors.classify.policy import ClassificationPolicy, PolicyError, load_policy
+from processors.classify.products import (
+    PRODUCT_COLUMNS,
+    PRODUCT_NAMES,
+    ProductCatalog,
+    ProductCatalogError,
+    ProductRelease,
+    check_products_file,
+    load_products,
+)
 from processors.errors import PatchgateError
 
 #: The CLI reads at most this many bytes of input (a header block is far smaller).
@@ -46,15 +55,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--ip", default="", help="the client's IP address (last server name fallback)")
     p.add_argument("--catalog", metavar="FILE", help="build catalog CSV (default: packaged)")
     p.add_argument("--policy", metavar="FILE", help="policy TOML (default: packaged)")
+    p.add_argument("--products-dir", metavar="DIR", help="folder of product catalogs <product>.csv (default: packaged)")
     p.add_argument("--pretty", action="store_true", help="indent the JSON output")
     p.set_defaults(handler=cmd_classify)
 
-    c = subparsers.add_parser("catalog", help="show or check the Exchange build catalog")
+    c = subparsers.add_parser("catalog", help="show or check the Exchange build catalog and the product catalogs")
     csub = c.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
-    show = csub.add_parser("show", help="print the loaded catalog's version")
+    show = csub.add_parser(
+        "show", help="print the loaded catalogs' versions, or one product's releases (--product)"
+    )
     show.add_argument("--catalog", metavar="FILE", help="build catalog CSV (default: packaged)")
+    show.add_argument("--products-dir", metavar="DIR", help="folder of product catalogs (default: packaged)")
+    show.add_argument("--product", metavar="ID", help=f"list one product's releases ({', '.join(PRODUCT_NAMES)})")
     show.set_defaults(handler=cmd_catalog_show)
-    check = csub.add_parser("check", help="validate a build catalog CSV (exit 1 if it has errors)")
+    check = csub.add_parser(
+        "check", help="validate an Exchange build catalog CSV or a product catalog CSV (exit 1 if it has errors)"
+    )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=cmd_catalog_check)
 
@@ -124,6 +140,15 @@ def _parse_at(text: str | None) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
+def _load_products(folder: str | None) -> ProductCatalog:
+    try:
+        return load_products(folder) if folder else default_products()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--products-dir {folder}: cannot read: {exc}") from exc
+    except ProductCatalogError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def _load(catalog_path: str | None, policy_path: str | None) -> tuple[Catalog, ClassificationPolicy]:
     try:
         catalog = load_catalog(catalog_path) if catalog_path else default_catalog()
@@ -153,16 +178,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
     try:
         at = _parse_at(args.at)
         catalog, policy = _load(args.catalog, args.policy)
+        products = _load_products(args.products_dir)
         data = read_input(args.file)
     except InputError as exc:
         _err(str(exc))
         return 2
     headers = parse_header_block(data.decode("utf-8", errors="replace"))
     conn = Connection(ip=args.ip or "", helo=args.helo)
-    result = classify(headers, conn, at, catalog=catalog, policy=policy)
+    result = classify(headers, conn, at, catalog=catalog, policy=policy, products=products)
     out = result.to_json_dict()
     out["at"] = at.isoformat()
     out["catalog"] = catalog.version
+    out["products_catalog"] = products.version
     _dump(out, args.pretty)
     return 0
 
@@ -170,15 +197,42 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_catalog_show(args: argparse.Namespace) -> int:
     try:
         catalog, _ = _load(args.catalog, None)
+        products = _load_products(args.products_dir)
     except InputError as exc:
         _err(str(exc))
         return 2
+    if args.product:
+        return _show_product(products, args.product)
     n = catalog.newest
     print(f"catalog:  {catalog.source}")
     print(f"newest:   {n.short} ({n.long}) {n.release_name}, released {n.release_date.isoformat()}")
     print(f"rows:     {catalog.row_count}")
     print(f"sha256:   {catalog.sha256}")
     print(f"version:  {catalog.version}")
+    print(f"products: {products.source} ({products.version})")
+    for product in products.products:
+        releases = products.product_releases(product)
+        newest = releases[-1]
+        print(f"  {product:<12} {len(releases):>4} releases, newest {newest.version} ({_day(newest)})")
+    return 0
+
+
+def _day(row: ProductRelease) -> str:
+    return row.released.isoformat() if row.released else "date not published"
+
+
+def _show_product(products: ProductCatalog, product: str) -> int:
+    """Every release of one product: version, release date, end of support, security fixes."""
+    releases = products.product_releases(product)
+    if not releases:
+        known = ", ".join(products.products) or "none"
+        _err(f"--product {product!r}: no releases in {products.source} (products: {known})")
+        return 2
+    print(f"{PRODUCT_NAMES.get(product, product)} ({product}): {len(releases)} releases from {products.source}")
+    for r in releases:
+        eos = f" end of support {r.end_of_support.isoformat()}" if r.end_of_support else ""
+        fixes = f" fixes {', '.join(r.fixes)}" if r.fixes else ""
+        print(f"  {r.version:<16} released {_day(r)}{eos}; security release: {r.security}{fixes}")
     return 0
 
 
@@ -188,7 +242,7 @@ def cmd_catalog_check(args: argparse.Namespace) -> int:
         _err(f"{args.file}: is a directory")
         return 2
     try:
-        errors = check_catalog(path)
+        errors = check_products_file(path) if _is_product_file(path) else check_catalog(path)
     except OSError as exc:
         _err(f"{args.file}: {exc.strerror or exc}")
         return 2
@@ -202,6 +256,13 @@ def cmd_catalog_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: ok")
     return 0
+
+
+def _is_product_file(path: Path) -> bool:
+    """A product catalog (its first line starts with ``product,version,``), not an Exchange one."""
+    with path.open("rb") as fh:
+        first = fh.readline(4096)
+    return first.startswith(",".join(PRODUCT_COLUMNS[:2]).encode() + b",")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

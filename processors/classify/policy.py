@@ -1,7 +1,8 @@
-"""Classification policy: the ``[classification]`` table of ``processors/data/policy.toml``.
+"""Classification policy: the ``[classification]`` and ``[products]`` tables of ``processors/data/policy.toml``.
 
-Only that table is read; other top-level tables in the same file belong to other components and are
-ignored. Values are validated by hand so that every error names its key, e.g.
+Only these tables are read (``[products]`` by :mod:`processors.classify.product_policy`); other
+top-level tables in the same file belong to other components and are ignored. Values are
+validated by hand so that every error names its key, e.g.
 ``classification.grace_days: must be an integer 0..365, got -3``. The scalar defaults below equal
 the values in the packaged file (a test keeps them in step); the file's comments document each key.
 Baselines have no code default: without a ``baselines`` array no floor applies.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from processors.classify.catalog import KINDS, PRODUCTS, BuildTuple, format_short, parse_build
+from processors.classify.product_policy import DEFAULT_PRODUCT_POLICIES, ProductPolicy, read_products_table
+from processors.classify.product_policy import TABLE as PRODUCTS_TABLE
 from processors.errors import PatchgateError
 
 POLICY_FILE = "policy.toml"
@@ -53,6 +56,8 @@ class ClassificationPolicy:
     cloud_host_suffixes: tuple[str, ...] = (".outlook.com", ".office365.us", ".outlook.cn")
     serviced_cus: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
     baselines: tuple[Baseline, ...] = ()
+    #: the ``[products.<id>]`` tables: per-product enforcement, grace period and release lines
+    products: Mapping[str, ProductPolicy] = field(default_factory=lambda: DEFAULT_PRODUCT_POLICIES)
     source: str = "<defaults>"
 
     def baseline_for(self, product: str, cu: str, day: date) -> Baseline | None:
@@ -269,13 +274,23 @@ _READERS: tuple[tuple[str, Callable[[object, list[str]], Any]], ...] = (
 
 
 def parse_policy_text(text: str, *, source: str = "<memory>") -> ClassificationPolicy:
-    """Parse TOML text and validate its ``[classification]`` table (absent table = defaults)."""
+    """Parse TOML text and validate its ``[classification]`` and ``[products]`` tables (absent = defaults)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(source, [f"invalid TOML: {exc}"]) from exc
-    table = data.get(TABLE, {})
-    return policy_from_mapping(table, source=source)
+    return policy_from_document(data, source=source)
+
+
+def policy_from_document(document: Mapping[str, Any], *, source: str = "<memory>") -> ClassificationPolicy:
+    """The classification policy of a parsed policy file: its ``[classification]`` and ``[products]``
+    tables, validated (other tables belong to other components)."""
+    policy = policy_from_mapping(document.get(TABLE, {}), source=source)
+    errors: list[str] = []
+    products = read_products_table(document.get(PRODUCTS_TABLE, {}), errors)
+    if errors:
+        raise PolicyError(source, errors)
+    return replace(policy, products=products)
 
 
 def load_policy(path: str | Path | None = None) -> ClassificationPolicy:

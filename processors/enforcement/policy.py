@@ -106,15 +106,23 @@ class EnforcementPolicy:
                 notices.append((start - timedelta(days=self.upcoming_lead_days), stage))
         return notices
 
-    def throttle_reply(self, minutes: int) -> str:
-        return self._reply("450 4.7.230", "throttled", minutes)
+    def throttle_reply(self, minutes: int, software: str | None = None, install: str | None = None) -> str:
+        return self._reply("450 4.7.230", "throttled", minutes, software, install)
 
-    def block_reply(self, minutes: int) -> str:
-        return self._reply("550 5.7.230", "blocked", minutes)
+    def block_reply(self, minutes: int, software: str | None = None, install: str | None = None) -> str:
+        return self._reply("550 5.7.230", "blocked", minutes, software, install)
 
-    def _reply(self, code: str, verb: str, minutes: int) -> str:
-        text = (f"{code} Connecting Exchange server version is out-of-date; connection to "
-                f"{self.service_name} {verb} for {minutes} mins/hr.")
+    def _reply(self, code: str, verb: str, minutes: int, software: str | None = None,
+               install: str | None = None) -> str:
+        """The reply line; ``software`` (e.g. ``Exim 4.92``) and ``install`` name a non-Exchange
+        server's product and what to install instead (Exchange servers keep the original text)."""
+        if software:
+            remedy = f", install {install[:80]}" if install else ""
+            text = (f"{code} Connecting {software[:80]} server is out-of-date{remedy}; connection to "
+                    f"{self.service_name} {verb} for {minutes} mins/hr.")
+        else:
+            text = (f"{code} Connecting Exchange server version is out-of-date; connection to "
+                    f"{self.service_name} {verb} for {minutes} mins/hr.")
         if self.help_url:
             text += f" For more information see {self.help_url}."
         return text

@@ -56,6 +56,9 @@ class ServerState:
     product: str | None = None
     build: str | None = None
     release_name: str | None = None
+    #: the product's stable id (``exchange``, ``exim``, ...) and its stamped version
+    product_id: str | None = None
+    version: str | None = None
     recommended: tuple[dict[str, Any], ...] = ()
     detected_at: datetime | None = None
     connector_type: str | None = None
@@ -76,6 +79,8 @@ class ServerState:
             product=fields.get("product"),
             build=fields.get("build"),
             release_name=fields.get("release_name"),
+            product_id=fields.get("product_id"),
+            version=fields.get("version"),
             recommended=tuple(orjson.loads(recommended_raw)) if recommended_raw else (),
             detected_at=from_epoch(fields.get("detected_at")),
             connector_type=fields.get("connector_type"),
@@ -171,10 +176,12 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
         "throttle_minutes": throttle,
         "block_minutes": block,
         "window_offset": window_offset(state.server_key),
-        "replies": {"throttle": policy.throttle_reply(throttle), "block": policy.block_reply(block)},
+        "replies": _replies(state, policy, throttle, block),
         "paused_until": rfc3339(paused_until),
         "product": state.product,
         "build": state.build,
+        "product_id": state.product_id,
+        "version": state.version,
         "status": state.status or "no_build",
         "rule": state.rule or "none",
         "recommended_builds": recommended,
@@ -186,7 +193,7 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
     # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
     # alone (a newer SU ageing past the grace period) does not; the report shows them live.
     fingerprint = "|".join(str(part) for part in (
-        stage, rfc3339(paused_until), state.status, state.build, state.rule, detected_on,
+        stage, rfc3339(paused_until), state.status, state.build or state.version, state.rule, detected_on,
     ))
     history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
                "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}
@@ -227,6 +234,8 @@ def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_
         "stage": stage,
         "next_stage_at": rfc3339(next_at),
         "build": state.build,
+        "product_id": state.product_id,
+        "version": state.version,
         "recommended_builds": [_recommended(r) for r in state.recommended],
         "text": text,
     }
@@ -234,8 +243,24 @@ def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_
 
 def _describe(state: ServerState) -> str:
     product = state.product or "an Exchange server"
-    build = f" {state.build}" if state.build else ""
-    return f"{state.server} ({product}{build})"
+    build = state.build or (state.version if _other_product(state) else None)
+    return f"{state.server} ({product}{f' {build}' if build else ''})"
+
+
+def _other_product(state: ServerState) -> bool:
+    """A server whose stamp named a product other than Exchange (``product_id`` set by newer workers)."""
+    return state.product_id is not None and state.product_id != "exchange"
+
+
+def _replies(state: ServerState, policy: EnforcementPolicy, throttle: int, block: int) -> dict[str, str]:
+    """The SMTP replies; for a product other than Exchange they name it, its version and the remedy."""
+    software = install = None
+    if _other_product(state):
+        software = f"{state.product or state.product_id} {state.version or ''}".strip()
+        first = state.recommended[0] if state.recommended else None
+        install = str(first.get("name") or first.get("short")) if first is not None else None
+    return {"throttle": policy.throttle_reply(throttle, software, install),
+            "block": policy.block_reply(block, software, install)}
 
 
 def _remedy(state: ServerState) -> str:

@@ -20,18 +20,22 @@ class DeliveryFailed(PatchgateError, RuntimeError):
     """At least one record of a flush was not acknowledged by the broker."""
 
 
+# every record patchgate publishes is acknowledged by all in-sync replicas (so a broker lost after the
+# acknowledgement loses nothing) and written once (idempotence: retries never duplicate a record);
+# applied after the caller's settings, which cannot turn them off
+DURABLE_PRODUCER: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+
+
 class KafkaOutput:
     def __init__(self, kafka: KafkaConfig, **config: Any) -> None:
         self.producer = clients.producer(kafka, {
-            # idempotence: broker-side retries never duplicate a record
-            "enable.idempotence": True,
             "partitioner": "murmur2_random",  # same as the Java clients and the edge publisher
-            "acks": "all",
             "linger.ms": 5,
             "compression.type": "lz4",
             "message.max.bytes": 4_000_000,
             "log_level": 3,
             **config,
+            **DURABLE_PRODUCER,
         })
         self._errors: list[str] = []
         self.delivered = 0

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
+from processors.kafka.logs import kafka_logger
 from processors.metrics import CONSUMER_LAG
 
 
@@ -27,7 +28,7 @@ class ConsumerLag:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = clients.admin(self.kafka, {"log_level": 3})
+            self._admin = clients.admin(self.kafka, {"log_level": 3, "logger": kafka_logger("patchgate.kafka.lag")})
         return self._admin
 
     def measure(self, timeout: float = 10.0) -> dict[int, int]:
@@ -52,6 +53,7 @@ class ConsumerLag:
         return lag
 
     def export(self, timeout: float = 10.0) -> dict[int, int]:
+        self.admin.poll(0)  # serve the client's queued log lines
         lag = self.measure(timeout)
         for partition, value in lag.items():
             CONSUMER_LAG.labels(self.topic, str(partition)).set(value)

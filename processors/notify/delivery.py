@@ -168,7 +168,8 @@ class WebhookDeliverer:
             if status is not None and 200 <= status < 300:
                 await self.delivered.add(tenant, notification_id)
                 metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
-                log.info("notification %s delivered to %s's webhook (attempt %d)", notification_id, tenant, attempt)
+                log.info("notification %s delivered to %s's webhook (attempt %d)", notification_id, tenant, attempt,
+                         extra={"tenant": tenant})
                 return Outcome("delivered", attempt)
             if status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS:
                 metrics.WEBHOOK_DELIVERIES.labels("permanent").inc()
@@ -177,7 +178,7 @@ class WebhookDeliverer:
                 metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
                 delay = self.policy.backoff(attempt)
                 log.warning("webhook of %s failed (attempt %d: %s); retrying in %.1fs",
-                            tenant, attempt, last_error, delay)
+                            tenant, attempt, last_error, delay, extra={"tenant": tenant})
                 await self.sleep(delay)
         return self._dead(source, f"webhook delivery failed after {self.policy.max_attempts} attempts; "
                                   f"last error: {last_error}", self.policy.max_attempts)

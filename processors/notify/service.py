@@ -26,6 +26,7 @@ from processors.kafka.logs import kafka_logger
 from processors.kafka.types import PARTITION_EOF, Consumer, KafkaException, Message, TopicPartition
 from processors.notify.config import NotifyConfig
 from processors.notify.delivery import DeliveredIds, Outcome, SourceRecord, WebhookDeliverer
+from processors.probes import Probes, kafka_check, redis_check
 from processors.state.errors import StoreUnavailable
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
@@ -78,14 +79,20 @@ class NotifyService:
         consumer.subscribe([self.topic], on_assign=lambda c, parts: self.assigned.set())
         return consumer
 
-    async def run(self, stop: asyncio.Event) -> NotifyStats:
-        """Deliver until ``stop`` is set, or until the brokers refuse the client (``refusal.reason``)."""
+    async def run(self, stop: asyncio.Event, probes: Probes | None = None) -> NotifyStats:
+        """Deliver until ``stop`` is set, or until the brokers refuse the client (``refusal.reason``).
+
+        ``probes``: readiness follows Redis and the brokers, checked through this run's own clients.
+        """
         loop = asyncio.get_running_loop()
         self.refusal.on_refused = lambda: loop.call_soon_threadsafe(stop.set)
         consumer = self._consumer()
         output = KafkaOutput(self.kafka, **{"message.timeout.ms": 15000, "logger": KAFKA_LOG})
         store = StateStore.from_url(self.redis_url, KeySchema(self.key_prefix))
         delivered = DeliveredIds(store, self.config.delivery.dedupe_ttl_s)
+        if probes is not None:
+            probes.watch("redis", redis_check(store), stop)
+            probes.watch("kafka", kafka_check(output.producer), stop)
         try:
             async with aiohttp.ClientSession(headers={"User-Agent": "patchgate-notify/1"}) as session:
                 deliverer = WebhookDeliverer(self.config, session, delivered)

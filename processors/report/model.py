@@ -131,6 +131,10 @@ class ServerRow:
     paused_until: datetime | None
     reply_now: ReplyNow
     verdict_sequence: int | None
+    #: the stable id of the product whose stamp decided (``exchange``, ``exim``, ...) and its version;
+    #: added after the Get-OnPremServerReportInfo fields, ``None`` in state written before them
+    product: str | None = None
+    version: str | None = None
 
     @property
     def enforced(self) -> bool:
@@ -145,6 +149,8 @@ class ServerRow:
             "BuildLong": self.BuildLong,
             "ExchangeServer": self.ExchangeServer,
             "ReleaseName": self.ReleaseName,
+            "product": self.product,
+            "version": self.version,
             "FirstDetectedDate": rfc3339(self.FirstDetectedDate),
             "RecommendedBuildVersions": [dict(r) for r in self.RecommendedBuildVersions],
             "ThrottleEnabledDate": rfc3339(self.ThrottleEnabledDate),
@@ -251,6 +257,8 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
         paused_until=_parse_time(verdict.get("paused_until")) if verdict else None,
         reply_now=reply_now(verdict, now),
         verdict_sequence=int(sequence) if sequence and sequence.isdigit() else None,
+        product=fields.get(ServerField.PRODUCT_ID),
+        version=fields.get(ServerField.VERSION),
     )
 
 

@@ -18,7 +18,7 @@ CSV_COLUMNS = (
     "ServerFQDN", "Build", "ExchangeServer", "FirstDetectedDate", "RecommendedBuildVersions",
     "ThrottleEnabledDate", "BlockingEnabledDate", "NextStageThrottleRate", "NextStageBlockRate",
     "NextStageStartDate", "status", "rule", "stage", "throttle_minutes", "block_minutes", "paused_until",
-    "reply_now", "last_seen", "client_ips", "messages_today", "messages_30d",
+    "reply_now", "last_seen", "client_ips", "messages_today", "messages_30d", "product", "version",
 )
 
 _COLOURS = {0: "\033[32m", 1: "\033[36m", 2: "\033[33m", 3: "\033[33m", 4: "\033[33m"}
@@ -57,6 +57,8 @@ def csv_record(row: ServerRow) -> dict[str, Any]:
         "client_ips": " ".join(row.client_ips),
         "messages_today": row.messages_per_day[-1][1] if row.messages_per_day else 0,
         "messages_30d": sum(count for _, count in row.messages_per_day),
+        "product": row.product or "",
+        "version": row.version or "",
     }
 
 
@@ -100,7 +102,8 @@ def to_table(rows: Sequence[ServerRow], colour: bool = False) -> str:
         if row.reply_now.reason == "paused":
             reply = "250 (paused)"
         lines.append([
-            _printable(row.ServerFQDN), _printable(row.ExchangeServer or ""), _printable(row.Build or ""),
+            _printable(row.ServerFQDN), _printable(row.ExchangeServer or ""),
+            _printable(row.Build or row.version or ""),
             row.status, str(row.stage), _date(row.FirstDetectedDate), _date(row.ThrottleEnabledDate),
             _date(row.BlockingEnabledDate),
             f"{row.NextStage} on {_date(row.NextStageStartDate)}" if row.NextStage else "",

@@ -2,9 +2,16 @@
 
 ``StoreUnavailable``: the store failed (connection, timeout, server error): retry later.
 ``ScriptsLost``: Redis lost its scripts (a restart): load them again, then retry.
+``ReplicationBehind``: fewer replicas than asked acknowledged a batch's writes in time (a
+``StoreUnavailable``): retry; the batch is processed again, which changes nothing it already did.
 """
 
 from redis.exceptions import NoScriptError as ScriptsLost
 from redis.exceptions import RedisError as StoreUnavailable
 
-__all__ = ["ScriptsLost", "StoreUnavailable"]
+
+class ReplicationBehind(StoreUnavailable):
+    """Redis ``WAIT`` returned fewer replica acknowledgements than ``wait_replicas``."""
+
+
+__all__ = ["ReplicationBehind", "ScriptsLost", "StoreUnavailable"]

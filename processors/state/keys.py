@@ -1,7 +1,9 @@
 """The Redis key schema: every key patchgate writes, in one place.
 
 All keys of one server share the Redis Cluster hash tag ``{<server_key>}`` and all keys of one
-tenant the tag ``{t:<tenant_id>}``, so each server-side script touches a single slot.
+tenant the tag ``{t:<tenant_id>}``, so each server-side script and the pause transaction touch a
+single slot. The global keys (``tenants``, ``due``, ``outbox:pending``, ``clock``, ``timer:lease``,
+``progress``) are written by single-key commands only, never from a script with a server's keys.
 ``<p>`` is ``PATCHGATE_KEY_PREFIX`` (default ``pg``).
 
 ==========================================  ======  =====================================================
@@ -31,7 +33,8 @@ Key                                         Type    Content
 <p>:due                                     zset    timer work: member ``s|<server_key>`` or
                                                     ``t|<tenant_id>``, score = due epoch seconds
 <p>:outbox:pending                          set     outbox list keys that may hold undelivered records
-                                                    (queued or in flight)
+                                                    (queued or in flight); a claim that finds one with
+                                                    nothing queued and no claim open removes it
 <p>:clock                                   string  scenario clock (epoch seconds) for PATCHGATE_CLOCK=redis
 <p>:timer:lease                             string  the worker (host:pid) running the timer; expires
 <p>:progress                                hash    ``<topic>:<partition>`` → last offset fully processed
@@ -62,6 +65,8 @@ class ServerField:
     STATUS = "status"
     RULE = "rule"
     PRODUCT = "product"
+    PRODUCT_ID = "product_id"  # the stable product id (exchange, exim, ...) beside the product's name
+    VERSION = "version"  # the version the product stamped
     BUILD = "build"
     BUILD_LONG = "build_long"
     RELEASE_NAME = "release_name"
@@ -98,7 +103,8 @@ class PauseField:
 STATE_FIELDS = (ServerField.TENANT_ID, ServerField.SERVER, ServerField.STATUS, ServerField.RULE,
                 ServerField.PRODUCT, ServerField.BUILD, ServerField.RELEASE_NAME, ServerField.RECOMMENDED,
                 ServerField.DETECTED_AT, ServerField.CONNECTOR_TYPE, ServerField.STAGE, ServerField.ISSUED_AT,
-                ServerField.FINGERPRINT, ServerField.DUE_AT, ServerField.SEQUENCE)
+                ServerField.FINGERPRINT, ServerField.DUE_AT, ServerField.SEQUENCE, ServerField.PRODUCT_ID,
+                ServerField.VERSION)
 
 # Members of the timer's ``<p>:due`` sorted set: a server's next stage time or a tenant's pause end.
 DUE_SERVER = "s"

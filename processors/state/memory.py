@@ -230,16 +230,22 @@ class MemoryStateStore:
         return True
 
     def _claim_outbox(self, outbox: str, now: float) -> list[OutboxRecord]:
-        """``claim_outbox.lua``: move the outbox to its in-flight list unless a claim is open."""
+        """``claim_outbox.lua``: move the outbox to its in-flight list unless a claim is open; an
+        outbox with nothing queued and no claim open leaves the pending set."""
         inflight = self.keys.outbox_inflight(outbox)
-        if self.lists.get(inflight) or not self.lists.get(outbox):
+        if self.lists.get(inflight):
+            return []
+        if not self.lists.get(outbox):
+            self.sets.get(self.keys.outbox_pending, set()).discard(outbox)
             return []
         self.lists[inflight] = self.lists.pop(outbox)
         self.strings[self.keys.outbox_claimed_at(outbox)] = repr(now)
         return [parse_outbox(outbox, raw) for raw in self.lists[inflight]]
 
     async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
-        return [record for outbox in outboxes for record in self._claim_outbox(outbox, now)]
+        claimed = [record for outbox in outboxes for record in self._claim_outbox(outbox, now)]
+        self._drop_empty()
+        return claimed
 
     async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str,
                       progress: Mapping[str, int | str] | None = None) -> None:

@@ -1,9 +1,14 @@
 """The async Redis store: one pipelined round trip per batch, atomic per-server scripts.
 
 Scripts are loaded once (``SCRIPT LOAD``, :meth:`StateStore.load_scripts`, the only place) and
-called by SHA inside non-transactional pipelines; a Redis that lost its scripts (restart) answers
-NOSCRIPT (:data:`processors.state.errors.ScriptsLost`), and the caller retries after loading them
-again.
+called by SHA inside non-transactional pipelines; a Redis that lost its scripts (restart, or a
+Sentinel failover: the script cache is not replicated) answers NOSCRIPT
+(:data:`processors.state.errors.ScriptsLost`), and the caller retries after loading them again
+(:meth:`StateStore.commit` does so itself, see there).
+
+One server, Redis Cluster or Sentinel (:mod:`processors.state.connection`): on Cluster a pipeline
+is split by node and runs on each in parallel, so the order of commands matters only within a slot;
+every script and transaction here touches one slot (:mod:`processors.state.keys`).
 
 Bounded calls: no Redis call (script or command) gets more than :data:`ARGUMENTS_MAX` elements of
 any variadic list. A server with more event ids or evidence in one batch is folded by several
@@ -20,11 +25,12 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from processors.enforcement.pauses import PauseOutcome, PauseState
+from processors.state.connection import connect
+from processors.state.errors import ReplicationBehind, ScriptsLost
 from processors.state.keys import (
     DUE_SERVER,
     DUE_TENANT,
@@ -55,6 +61,7 @@ from processors.state.model import (
     text,
 )
 from processors.state.protocol import CommandDecision
+from processors.state.urls import ReplicationWait, replication_wait
 
 __all__ = ["ARGUMENTS_MAX", "SET_CAP", "STATE_FIELDS", "Commit", "Observation", "OutboxRecord", "ScenarioControl",
            "StateStore", "chunked", "observation_parts", "outbox_record", "parse_outbox", "pause_state_from_hash",
@@ -78,16 +85,20 @@ class StateStore:
     """Patchgate's state in Redis; every Redis command the worker, timer, api, report and notifier
     issue is one of these methods (see :class:`processors.state.protocol.Store`)."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
-        self.client = client
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, keys: KeySchema,
+                 wait: ReplicationWait | None = None) -> None:
+        self.client: Any = client
         self.keys = keys
+        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.wait = wait or ReplicationWait()
         self._sha: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, keys: KeySchema, socket_timeout: float = SOCKET_TIMEOUT_S,
                  connect_timeout: float = CONNECT_TIMEOUT_S) -> StateStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                           socket_connect_timeout=connect_timeout), keys)
+        """A store on the Redis that ``url`` names: one server, Cluster or Sentinel
+        (:mod:`processors.state.connection`)."""
+        return cls(connect(url, socket_timeout, connect_timeout), keys, replication_wait(url))
 
     async def load_scripts(self) -> None:
         for name in SCRIPTS:
@@ -151,8 +162,23 @@ class StateStore:
     async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str] = (),
                      now: float = 0.0) -> tuple[list[int], list[OutboxRecord]]:
+        """:meth:`_commit`; when Redis lost the scripts (a restart or a Sentinel failover: the script
+        cache is not replicated), load them and run the whole commit again at once. A pipeline goes
+        on after a failed command, so the plain writes (the timer's due times) were applied without
+        the scripts' (the verdicts): left so, the timer would skip a server whose due time moved on
+        without its verdict. Every part is idempotent, so the second run completes the first."""
+        try:
+            return await self._commit(commits, once, due, verdicts_topic, claim, now)
+        except ScriptsLost:
+            await self.load_scripts()
+            return await self._commit(commits, once, due, verdicts_topic, claim, now)
+
+    async def _commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],
+                      due: Sequence[tuple[str, float]], verdicts_topic: str, claim: Sequence[str],
+                      now: float) -> tuple[list[int], list[OutboxRecord]]:
         """Commit changed verdicts, queue once-only notifications, schedule due times, and claim the
-        outboxes in ``claim`` for publishing: one round trip.
+        outboxes in ``claim`` for publishing: one round trip (two on Redis Cluster: the records are
+        queued before the outboxes are named pending, see :meth:`_forget_drained`).
 
         ``once``: (server_key, notification_id, outbox record); ``due``: (server_key, epoch).
         Returns the sequence assigned to each commit (0 = it was committed before) and the claimed
@@ -171,32 +197,60 @@ class StateStore:
         for server_key, notification_id, record in once:
             pipe.evalsha(self._sha["emit_once"], 2, keys.server(server_key), keys.server_outbox(server_key),
                          notification_id, record)
-        for outboxes in chunked(claim):
-            pipe.sadd(keys.outbox_pending, *outboxes)
         for server_key, when in due:
             pipe.zadd(keys.due, {due_member(DUE_SERVER, server_key): when})
             pipe.hset(keys.server(server_key), ServerField.DUE_AT, repr(when))
-        for outbox in claim:  # after the commits above, in the same round trip
+        written: list[Any] = []
+        if self.cluster:  # a Cluster pipeline runs on several nodes at once: records exist before their names
+            written, pipe = await pipe.execute(), self.client.pipeline(transaction=False)
+        for outboxes in chunked(claim):
+            pipe.sadd(keys.outbox_pending, *outboxes)
+        for outbox in claim:  # after the commits above
             self._queue_claim(pipe, outbox, now)
-        results = await pipe.execute()
-        claimed: list[OutboxRecord] = []
-        for outbox, raws in zip(claim, results[len(results) - len(claim):], strict=True):
-            claimed.extend(parse_outbox(outbox, raw) for raw in raws)
+        results = written + await pipe.execute()
+        claimed = await self._claimed(claim, results[len(results) - len(claim):])
         return [int(r) for r in results[: len(commits)]], claimed
 
     def _queue_claim(self, pipe: Any, outbox: str, now: float) -> None:
-        pipe.evalsha(self._sha["claim_outbox"], 3, outbox, self.keys.outbox_inflight(outbox),
-                     self.keys.outbox_claimed_at(outbox), repr(now))
+        keys = [outbox, self.keys.outbox_inflight(outbox), self.keys.outbox_claimed_at(outbox)]
+        if not self.cluster:  # the pending set shares the outbox's (only) slot: the script drops empty names
+            keys.append(self.keys.outbox_pending)
+        pipe.evalsha(self._sha["claim_outbox"], len(keys), *keys, repr(now))
+
+    async def _claimed(self, outboxes: Sequence[str], answers: Sequence[Any]) -> list[OutboxRecord]:
+        """The records of ``claim_outbox.lua`` answers; outboxes it found empty (answer 0, Cluster)
+        leave the pending set here."""
+        records: list[OutboxRecord] = []
+        for outbox, raws in zip(outboxes, answers, strict=True):
+            if isinstance(raws, list):
+                records.extend(parse_outbox(outbox, raw) for raw in raws)
+        await self._forget_drained([outbox for outbox, raws in zip(outboxes, answers, strict=True)
+                                    if not isinstance(raws, list)])
+        return records
+
+    async def _forget_drained(self, outboxes: Sequence[str]) -> None:
+        """Remove outboxes seen empty (nothing queued, no claim open) from the pending set, then put
+        back any that a concurrent writer filled meanwhile (the set and the outboxes may live in
+        different Cluster slots, so this cannot be one atomic step). A writer queues records before
+        it adds the name, so a name is never missing while records wait, except when this process
+        dies between the removal and the check; then the records' writer, which claims them in the
+        same round trip, publishes them, and a later commit to that outbox adds the name again."""
+        for part in chunked(outboxes):
+            await self.client.srem(self.keys.outbox_pending, *part)
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in part:
+                pipe.exists(outbox, self.keys.outbox_inflight(outbox))
+            refilled = [outbox for outbox, found in zip(part, await pipe.execute(), strict=True) if found]
+            if refilled:
+                await self.client.sadd(self.keys.outbox_pending, *refilled)
 
     async def claim(self, outboxes: Sequence[str], now: float) -> list[OutboxRecord]:
-        """Claim the given outboxes for publishing (exclusive); returns their records."""
+        """Claim the given outboxes for publishing (exclusive); returns their records. Outboxes with
+        nothing queued and no claim open leave the pending set."""
         pipe = self.client.pipeline(transaction=False)
         for outbox in outboxes:
             self._queue_claim(pipe, outbox, now)
-        records: list[OutboxRecord] = []
-        for outbox, raws in zip(outboxes, await pipe.execute(), strict=True):
-            records.extend(parse_outbox(outbox, raw) for raw in raws)
-        return records
+        return await self._claimed(outboxes, await pipe.execute())
 
     async def release(self, delivered: Sequence[OutboxRecord], notifications_topic: str,
                       progress: Mapping[str, int | str] | None = None) -> None:
@@ -218,11 +272,26 @@ class StateStore:
             pipe.hset(keys.progress, mapping=dict(marks))  # type: ignore[arg-type]
         for outbox in outboxes:
             pipe.exists(outbox)
+        self._queue_replication_wait(pipe)
         results = await pipe.execute()
+        if self.wait.replicas:
+            self._check_replicated(results.pop())
         if outboxes:
-            drained = [outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True) if not left]
-            for members in chunked(drained):
-                await self.client.srem(keys.outbox_pending, *members)
+            await self._forget_drained([outbox for outbox, left in zip(outboxes, results[-len(outboxes):], strict=True)
+                                        if not left])
+
+    def _queue_replication_wait(self, pipe: Any) -> None:
+        """With ``wait_replicas`` set: end the round trip with ``WAIT``, which returns once that many
+        replicas have every write made so far (this connection's last write comes after the batch's
+        others), or after the timeout. The caller commits Kafka offsets after this call, so a batch
+        whose writes a failover could lose is delivered again (Redis replication is asynchronous)."""
+        if self.wait.replicas:
+            pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
+
+    def _check_replicated(self, acknowledged: Any) -> None:
+        if int(acknowledged) < self.wait.replicas:
+            raise ReplicationBehind(f"{acknowledged} of {self.wait.replicas} Redis replicas have the batch's writes "
+                                    f"after {self.wait.timeout_ms} ms: it will be processed again")
 
     async def abandoned_claims(self, older_than: float) -> list[tuple[float, list[OutboxRecord]]]:
         """In-flight records whose claim is older than ``older_than`` (epoch): their claimer died."""
@@ -249,7 +318,10 @@ class StateStore:
         pipe = self.client.pipeline(transaction=False)
         for part in chunked(sorted(marks.items())):
             pipe.hset(self.keys.progress, mapping=dict(part))  # type: ignore[arg-type]
-        await pipe.execute()
+        self._queue_replication_wait(pipe)
+        results = await pipe.execute()
+        if self.wait.replicas:
+            self._check_replicated(results[-1])
 
     async def progress(self) -> dict[str, str]:
         return _decoded(await self.client.hgetall(self.keys.progress))
@@ -384,7 +456,8 @@ class StateStore:
                 pipe.smembers(self.keys.server_ips(server_key))
                 pipe.smembers(self.keys.server_helos(server_key))
                 for day in days:
-                    pipe.pfcount(self.keys.server_day_hll(server_key, day))
+                    # one key per PFCOUNT (the Cluster pipeline refuses the multi-key method)
+                    pipe.execute_command("PFCOUNT", self.keys.server_day_hll(server_key, day))
             results = iter(await pipe.execute())
             for server_key in part:
                 raw, ips, helos = next(results), next(results), next(results)
@@ -438,8 +511,7 @@ class ScenarioControl:
     marks, delete a finished scenario's keys."""
 
     def __init__(self, url: str, keys: KeySchema) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
-                                           socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.client: Any = connect(url, SOCKET_TIMEOUT_S, CONNECT_TIMEOUT_S, blocking=True)
         self.keys = keys
 
     def set_clock(self, epoch: float) -> None:

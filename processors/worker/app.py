@@ -35,6 +35,7 @@ import faust
 from processors.kafka.delivery import KafkaOutput
 from processors.kafka.faust_auth import faust_broker_options
 from processors.kafka.lag import ConsumerLag
+from processors.kafka.logs import kafka_logger
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
@@ -119,7 +120,7 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.metadata_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,  # Faust's own (leader) topic
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
@@ -129,8 +130,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
     metadata_topic = app.topic(*metadata_topic_names(settings), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
     metadata_topic.topics = list(metadata_topic.topics)  # one growable list, shared by the agent's clones
-    commands_topic = app.topic(settings.topic_commands, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw", partitions=settings.metadata_partitions)
+    commands_topic = app.topic(settings.topic_commands, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw", partitions=settings.partitions_of("commands_partitions"))
     holder: dict[str, Any] = {}
 
     def runtime() -> WorkerRuntime:
@@ -143,8 +144,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         clock: Clock = StoreClock(store) if kind == "redis" else WallClock()
         holder["store"] = store  # the Redis store itself: the outbox gauges read it beyond the Store protocol
         holder["runtime"] = WorkerRuntime(
-            settings, store, KafkaOutput(settings.kafka),
-            PolicySource(settings.policy_file, settings.catalog_file), clock,
+            settings, store, KafkaOutput(settings.kafka, logger=kafka_logger("patchgate.worker.kafka")),
+            PolicySource(settings.policy_file, settings.catalog_file, products_dir=settings.products_dir), clock,
         )
         holder["started"] = True
         await runtime().start()
@@ -209,18 +210,21 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.kafka.clients import check_connection
-    from processors.kafka.topics import ensure_topics
+    from processors.kafka.topics import ensure_topics, require_no_contradictions
 
     faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
+    from processors.logsetup import logging_config
+    from processors.worker.readiness import install_worker_probes
+
     check_connection(settings.kafka)
     ensure_topics(settings)
-    if settings.metrics_port:
-        from processors.metrics import start_metrics_server
-
-        start_metrics_server(settings.metrics_port, addr=settings.metrics_bind)
-    app, _ = create_app(settings)
+    require_no_contradictions(settings)
+    app, holder = create_app(settings)
+    if settings.metrics_port:  # /metrics, /livez and /readyz on the metrics address
+        install_worker_probes(app, holder, settings)
     # faust's `-l warn` turns the root logger to DEBUG (measured: debug logging costs throughput):
     # keep it at info or above.
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
+                          logging_config=logging_config("worker", loglevel.upper()))
     worker.execute_from_commandline()
     return 0

@@ -46,11 +46,17 @@ def _settings() -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     from processors.kafka.clients import KafkaUnreachable
     from processors.kafka.config import KafkaConfigError
+    from processors.kafka.topics import TopicsContradict, TopicsNotCreated
+    from processors.logsetup import LogFormatError, setup_logging
     from processors.worker.app import run_worker
 
     try:
+        setup_logging("worker", args.loglevel)
         return run_worker(_settings(), args.loglevel)
-    except (KafkaConfigError, KafkaUnreachable) as error:  # configuration, not an outage: do not loop
+    except TopicsContradict as error:
+        print("\n".join(f"patchgate worker: {line}" for line in error.contradictions), file=sys.stderr)
+        return 2
+    except (KafkaConfigError, KafkaUnreachable, LogFormatError, TopicsNotCreated) as error:  # configuration
         print(f"patchgate worker: {error}", file=sys.stderr)
         return 2
 

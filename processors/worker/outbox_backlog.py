@@ -5,8 +5,7 @@ publisher claims the outbox, waits for the broker's acknowledgement, then releas
 that lives far longer than one batch means publishing is stuck (broker away, a publisher that keeps
 failing, a crashed claim the timer cannot recover). Every worker reads the backlog from Redis next to
 the consumer lag (the values agree; alert on ``max``), so it keeps growing while the worker that holds
-the claim is the one that is stuck. Only claims holding records count: the set of queued outboxes
-also keeps names whose outbox turned out empty (a repeated once-only notification), which say nothing.
+the claim is the one that is stuck. Only claims holding records count.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The catalog and policy in force, reloaded without a restart when their files change.
 
-Reload is by watched file: every worker checks the modification time and size of
-``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` (at most once per check interval) and swaps
+Reload is by watched file: every worker checks the identity (inode), modification time and size of
+``PATCHGATE_CATALOG_FILE`` / ``PATCHGATE_POLICY_FILE`` and of the ``*.csv`` files of
+``PATCHGATE_PRODUCTS_DIR`` (at most once per check interval) and swaps
 in the new version only if it validates; a bad file is logged and the old version stays. The
 timer (the worker holding the lease) then re-evaluates every server against the new version.
 
-The policy file holds both the ``[classification]`` and the ``[enforcement]``/``[pauses]`` tables:
+The policy file holds the ``[classification]``/``[products]`` and the ``[enforcement]``/``[pauses]`` tables:
 it is read and parsed once per load (:func:`load_policies`), so both halves always come from the same
 version of the file, even when it is replaced between two reads.
 """
@@ -21,7 +22,8 @@ from importlib import resources
 from pathlib import Path
 
 from processors.classify import Catalog, ClassificationPolicy, PolicyError, load_catalog
-from processors.classify.policy import POLICY_FILE, TABLE, policy_from_mapping
+from processors.classify.policy import POLICY_FILE, policy_from_document
+from processors.classify.products import ProductCatalog, load_products
 from processors.enforcement.policy import EnforcementPolicy, enforcement_policy_from_mapping
 
 log = logging.getLogger(__name__)
@@ -32,14 +34,32 @@ class PolicySnapshot:
     catalog: Catalog
     classification: ClassificationPolicy
     enforcement: EnforcementPolicy
-    version: str  # changes whenever any of the three changes
+    version: str  # changes whenever any of them changes
+    products: ProductCatalog
 
 
-def _stamp(path: Path | None) -> tuple[float, int] | None:
+#: The most product files a watched folder may hold (one per product; a bound on the stat calls).
+MAX_PRODUCT_FILES = 64
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int, int] | None:
+    """What identifies a version of the file: the one the path leads to (symlinks followed).
+
+    The inode matters when a file is replaced rather than written: a Kubernetes ConfigMap volume swaps
+    its ``..data`` symlink to a new folder, and the new file may have the old one's size and mtime.
+    """
     if path is None:
         return None
     stat = os.stat(path)
-    return (stat.st_mtime, stat.st_size)
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _folder_stamp(folder: Path | None) -> tuple[tuple[str, tuple[int, int, int, int] | None], ...] | None:
+    """Name and :func:`_stamp` of every ``*.csv`` of ``folder`` (at most MAX_PRODUCT_FILES)."""
+    if folder is None:
+        return None
+    names = sorted(p for p in os.listdir(folder) if p.endswith(".csv"))[:MAX_PRODUCT_FILES]
+    return tuple((name, _stamp(folder / name)) for name in names)
 
 
 def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, EnforcementPolicy]:
@@ -53,24 +73,30 @@ def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, Enfor
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(source, [f"invalid TOML: {error}"]) from None
-    return policy_from_mapping(document.get(TABLE, {}), source=source), enforcement_policy_from_mapping(document)
+    return policy_from_document(document, source=source), enforcement_policy_from_mapping(document)
 
 
 class PolicySource:
     def __init__(self, policy_file: Path | None = None, catalog_file: Path | None = None,
-                 check_interval: float = 2.0) -> None:
+                 check_interval: float = 2.0, *, products_dir: Path | None = None) -> None:
         self.policy_file = policy_file
         self.catalog_file = catalog_file
+        self.products_dir = products_dir
         self.check_interval = check_interval
-        self._stamps = (_stamp(policy_file), _stamp(catalog_file))
+        self._stamps = self._watched()
         self._checked = time.monotonic()
         self.current = self._load()
 
     def _load(self) -> PolicySnapshot:
         catalog = load_catalog(self.catalog_file)
         classification, enforcement = load_policies(self.policy_file)
+        products = load_products(self.products_dir)
         return PolicySnapshot(catalog, classification, enforcement,
-                              version=f"{catalog.sha256[:12]}:{self._stamps}")
+                              version=f"{catalog.sha256[:12]}:{products.sha256[:12]}:{self._stamps}",
+                              products=products)
+
+    def _watched(self) -> tuple[object, ...]:
+        return (_stamp(self.policy_file), _stamp(self.catalog_file), _folder_stamp(self.products_dir))
 
     def maybe_reload(self) -> bool:
         """Reload if a watched file changed; True when a new version is now in force."""
@@ -79,7 +105,7 @@ class PolicySource:
             return False
         self._checked = now
         try:
-            stamps = (_stamp(self.policy_file), _stamp(self.catalog_file))
+            stamps = self._watched()
         except OSError as error:
             log.error("cannot stat the policy/catalog file, keeping the loaded version: %s", error)
             return False

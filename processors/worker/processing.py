@@ -148,13 +148,18 @@ class _Group:
     records: list[_Record] = field(default_factory=list)
 
 
+_NOT_DETECTED = frozenset({"current", *VULNERABLE_STATUSES})
+
+
 def evidence_item(c: Classification, at: float) -> dict[str, Any]:
     """One build-bearing classification as ``observe.lua`` takes it."""
     return {
         "at": at,
-        "vulnerable": 1 if c.status in VULNERABLE_STATUSES else (0 if c.status == "current" else -1),
+        # a vulnerable version of a report-only product is no detection and clears an earlier one
+        "vulnerable": 1 if c.enforceable else (0 if c.status in _NOT_DETECTED else -1),
         "fields": {
-            "status": c.status, "rule": c.rule, "product": c.product, "build": c.build,
+            "status": c.status, "rule": c.rule, "product": c.product_name, "build": c.build,
+            "product_id": c.product, "version": c.version,
             "build_long": c.build_long, "release_name": c.release_name, "reason": c.reason,
             "recommended": orjson.dumps([r.to_json_dict() for r in c.recommended_builds]).decode(),
             "hop": (c.hop or "")[:HOP_CAP],
@@ -335,7 +340,7 @@ class BatchProcessor:
         client = event["client"]
         snapshot = self.policies.current
         result = classify(headers, Connection(ip=client["ip"], helo=client.get("helo")), at,
-                          catalog=snapshot.catalog, policy=snapshot.classification)
+                          catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products)
         if key is not None and result.server_source == "by":  # independent of the connection
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()

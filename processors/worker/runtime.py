@@ -371,7 +371,7 @@ class WorkerRuntime:
             return None
         helo = fields.get(ServerField.LAST_HELO)
         c = classify([("Received", hop)], Connection(ip=ips[0] if ips else "0.0.0.0", helo=helo),
-                     now, catalog=snapshot.catalog, policy=snapshot.classification)
+                     now, catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products)
         if c.status not in BUILD_BEARING:
             return None
         at = now.timestamp()

@@ -53,7 +53,8 @@ def test_classify_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     d = orjson.loads(out)
     assert d["server"] == "ex02.contoso.local"
     assert d["build"] == "15.2.2562.49" and d["build_long"] == "15.02.2562.049"
-    assert d["product"] == "Exchange Server SE"
+    assert d["product"] == "exchange" and d["version"] == "15.2.2562.49"
+    assert d["product_name"] == "Exchange Server SE"
     assert (d["status"], d["rule"]) == ("behind", "grace_period")
     assert d["recommended_builds"] == [
         {"short": "15.2.2562.53", "long": "15.02.2562.053", "name": "Exchange Server SE RTM Sep26SUv2"}

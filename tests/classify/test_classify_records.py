@@ -31,3 +31,16 @@ def test_classifier_result_equals_the_class_built_from_its_fields() -> None:
         assert rebuilt == result
         assert rebuilt.to_json_dict() == result.to_json_dict()
         assert rebuilt.context_raw == result.context_raw
+
+
+def test_positional_builder_sets_every_field_like_the_class() -> None:
+    import inspect
+
+    from processors.classify.classifier import _build_classification
+
+    names = [f.name for f in dataclasses.fields(Classification)]
+    assert list(inspect.signature(_build_classification).parameters) == names
+    values = {name: (f"value-{name}",) for name in names}
+    built = _build_classification(*values.values())  # type: ignore[arg-type]
+    assert built == Classification(**values)  # type: ignore[arg-type]
+    assert all(getattr(built, name) == values[name] for name in names)

@@ -72,8 +72,10 @@ def test_enough_vectors() -> None:
 def test_vector(v: Vector) -> None:
     at = datetime.fromisoformat(v.at + "T12:00:00+00:00")
     r = classify(parse_header_block(v.headers), Connection(v.ip, v.helo), at)
-    got = (r.server, r.server_source, r.build, r.product, r.status, r.rule)
+    got = (r.server, r.server_source, r.build, r.product_name, r.status, r.rule)
     assert got == (v.server, v.server_source, v.build, v.product, v.status, v.rule), r.reason
+    if r.build is not None and r.product_name is not None:  # a judged Exchange build
+        assert (r.product, r.version) == ("exchange", r.build)
     assert r.reason and r.reason.endswith(".")
     assert r.vulnerable == (v.status in {"behind", "unsupported"})
     if r.vulnerable:

@@ -124,7 +124,8 @@ def test_compacted_topic_keeps_only_latest_value_per_key(broker: ApacheKafkaBrok
             producer.produce(topic, key=key, value=f"{key}-v{r}")
         assert producer.flush(30) == 0
     latest = {key: f"{key}-v{rounds - 1}" for key in keys}
-    assert len(read_partitions(broker.bootstrap, topic, partitions)) >= len(keys) * rounds
+    # No count of the log before compaction: with segment.ms 100 the cleaner may already be at work
+    # (seen on a loaded machine). Five values were sent per key; one each at the end proves compaction.
 
     # The cleaner never compacts a partition's active segment. Records of another key ("roll"), sent to
     # every partition once segment.ms has passed, roll the segment holding the keys above; from then on

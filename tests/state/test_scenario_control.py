@@ -1,21 +1,25 @@
-"""The blocking scenario access of replay drivers and the demo, on a real Redis."""
+"""The blocking scenario access of replay drivers and the demo, on a real Redis and a real Redis
+Cluster (where SCAN and the deletes span every node)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-import redis
 
+from processors.state.connection import connect
 from processors.state.keys import KeySchema
 from processors.state.store import ScenarioControl
 
 pytestmark = pytest.mark.integration
 
 
-def test_clock_progress_and_deleting_only_the_prefixes_keys(redis_url: str, unique_name: Callable[[str], str]) -> None:
+@pytest.mark.parametrize("redis_kind", ["redis_url", "redis_cluster_url"])
+def test_clock_progress_and_deleting_only_the_prefixes_keys(redis_kind: str, request: pytest.FixtureRequest,
+                                                            unique_name: Callable[[str], str]) -> None:
+    redis_url = request.getfixturevalue(redis_kind)
     keys, other = KeySchema(unique_name("pg")), KeySchema(unique_name("pg"))
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, 5, 5, blocking=True)
     state = ScenarioControl(redis_url, keys)
     try:
         state.set_clock(1_793_000_000.25)

@@ -10,6 +10,7 @@ import orjson
 from processors.state.keys import KeySchema
 from processors.state.store import (
     ARGUMENTS_MAX,
+    STATE_FIELDS,
     Commit,
     Observation,
     OutboxRecord,
@@ -50,7 +51,7 @@ class RecordingPipeline:
     @staticmethod
     def _answer(name: str, args: tuple[Any, ...]) -> Any:
         if name == "evalsha":
-            return {"observe": [[None] * 15, [], 0], "claim_outbox": []}.get(args[0], 1)
+            return {"observe": [[None] * len(STATE_FIELDS), [], 0], "claim_outbox": []}.get(args[0], 1)
         return {"hgetall": {}, "exists": 0}.get(name, 1)
 
     async def execute(self) -> list[Any]:

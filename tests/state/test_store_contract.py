@@ -279,6 +279,44 @@ def test_a_tenant_notification_is_emitted_once_per_id(new_store: StoreFactory) -
     assert pause == PauseState()  # the once-flag does not read as pause state
 
 
+def test_outboxes_found_empty_leave_the_pending_set_when_claimed(new_store: StoreFactory) -> None:
+    """A repeated once-only notification names its outbox pending but queues nothing: the claim that
+    finds it empty (no claim open) drops the name, so the set does not grow and flushes stay small."""
+    once = [(SERVER, "upcoming|2", notification("contoso", "upcoming|2"))]
+
+    async def scenario(store: Store) -> Any:
+        outbox, tenant_outbox = store.keys.server_outbox(SERVER), store.keys.tenant_outbox("contoso")
+        _, first = await store.commit([], once, [], "verdicts", claim=[outbox], now=T0)
+        await store.release(first, "notes")
+        _, again = await store.commit([], once, [], "verdicts", claim=[outbox], now=T0 + 1)
+        after_repeat = await store.pending_outboxes()
+        await store.emit_tenant_once("contoso", "expired|x", notification("contoso", "e"))
+        tenant_records = await store.claim(await store.pending_outboxes(), T0 + 2)
+        await store.release(tenant_records, "notes")
+        await store.emit_tenant_once("contoso", "expired|x", notification("contoso", "e"))
+        repeated_tenant = await store.pending_outboxes()
+        reclaimed = await store.claim(repeated_tenant, T0 + 3)
+        return len(first), again, after_repeat, len(tenant_records), repeated_tenant == [tenant_outbox], \
+            reclaimed, await store.pending_outboxes()
+
+    first, again, after_repeat, tenant_records, named, reclaimed, pending = on_store(new_store, scenario)
+    assert (first, again, after_repeat) == (1, [], [])
+    assert (tenant_records, named, reclaimed, pending) == (1, True, [], [])
+
+
+def test_an_open_claim_keeps_its_outbox_pending(new_store: StoreFactory) -> None:
+    """Only an outbox with nothing queued AND no claim open leaves the set: an in-flight claim (its
+    claimer may have died) must stay findable for recovery."""
+    async def scenario(store: Store) -> Any:
+        outbox = store.keys.server_outbox(SERVER)
+        await store.commit([commit("f1")], [], [], "verdicts", claim=[outbox], now=T0)
+        second_claim = await store.claim([outbox], T0 + 1)
+        return second_claim, await store.pending_outboxes(), len(await store.abandoned_claims(T0 + 5))
+
+    second_claim, pending, abandoned = on_store(new_store, scenario)
+    assert second_claim == [] and len(pending) == 1 and abandoned == 1
+
+
 # ------------------------------------------------------------------------------- reports and notifier
 
 def test_overview_reads_servers_stages_and_pauses(new_store: StoreFactory) -> None:

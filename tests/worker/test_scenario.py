@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-import redis
 
 from processors.contracts import contracts
 from processors.devservices.worker_process import WorkerProcess
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, steps
 from processors.settings import Settings
+from processors.state.connection import connect
 from processors.state.keys import KeySchema
 from tests.worker.harness import read_topic, topic_size
 from tests.worker.scenario_expectations import NOTIFICATIONS, VERDICTS
@@ -45,8 +47,13 @@ def notification_table(settings: Settings) -> dict[str, list[tuple[str, str, int
     return table
 
 
+def state_client(settings: Settings) -> Any:
+    """A blocking client on the worker's Redis: one server or a Cluster, whichever the URL names."""
+    return connect(settings.redis_url, 10, 5, blocking=True)
+
+
 def server_hashes(settings: Settings) -> dict[str, dict[bytes, bytes]]:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = state_client(settings)
     keys = KeySchema(settings.key_prefix)
     return {s.server_key: dict(client.hgetall(keys.server(s.server_key))) for s in SERVERS}  # type: ignore[arg-type]
 
@@ -67,7 +74,7 @@ def test_sample_gives_exactly_the_expected_verdicts_and_notifications(
     assert state["fabrikam/relay.fabrikam.com"][b"last_status"] == b"not_exchange"
     assert state["tailspin/partner.tailspin.com"][b"status"] == b"unsupported"
     assert state["contoso/se.contoso.com"][b"status"] == b"current"
-    client = redis.Redis.from_url(settings.redis_url)
+    client = state_client(settings)
     keys = KeySchema(settings.key_prefix)
     assert client.pfcount(keys.server_day_hll("contoso/ex2019.contoso.com", "2026-10-05")) == 1
     assert client.smembers(keys.tenant_servers("fabrikam")) == {

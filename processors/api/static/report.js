@@ -200,8 +200,10 @@
       const info = stageInfo(s.stage);
       tr.appendChild(el("td", s.ServerFQDN, "server"));
       tr.appendChild(el("td", s.ExchangeServer || ""));
-      tr.appendChild(el("td", s.Build || ""));
-      tr.appendChild(el("td", s.status + (s.rule ? " (" + s.rule + ")" : "")));
+      tr.appendChild(el("td", s.Build || s.version || ""));
+      const statusCell = el("td", s.status + (s.rule ? " (" + s.rule + ")" : ""));
+      statusCell.title = s.reason || "";
+      tr.appendChild(statusCell);
       const stageCell = el("td");
       stageCell.appendChild(el("span", s.stage, "stage " + info.cls));
       tr.appendChild(stageCell);

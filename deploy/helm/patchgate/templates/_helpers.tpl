@@ -1,0 +1,158 @@
+{{/* Names, labels and the pieces every patchgate container shares. */}}
+
+{{- define "patchgate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "patchgate.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* selector labels of one component: (dict "root" $ "component" "worker") */}}
+{{- define "patchgate.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "patchgate.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "patchgate.serviceAccount" -}}
+{{- if .Values.serviceAccount.create -}}
+{{ .Values.serviceAccount.name | default (include "patchgate.fullname" .) }}
+{{- else -}}
+{{ .Values.serviceAccount.name | default "default" }}
+{{- end -}}
+{{- end -}}
+
+{{- define "patchgate.kafkaSecret" -}}
+{{ .Values.kafka.config.existingSecret | default (printf "%s-kafka" (include "patchgate.fullname" .)) }}
+{{- end -}}
+
+{{- define "patchgate.hasKafkaConfig" -}}
+{{- if or .Values.kafka.config.existingSecret .Values.kafka.config.properties -}}true{{- end -}}
+{{- end -}}
+
+{{/* The environment every component reads (processors.settings), as a container's env list. */}}
+{{- define "patchgate.env" -}}
+- name: PATCHGATE_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- if .Values.kafka.bootstrap }}
+- name: PATCHGATE_KAFKA_BOOTSTRAP
+  value: {{ .Values.kafka.bootstrap | quote }}
+{{- end }}
+{{- if include "patchgate.hasKafkaConfig" . }}
+- name: PATCHGATE_KAFKA_CONFIG
+  value: /etc/patchgate/kafka/client.properties
+{{- end }}
+{{- if .Values.redis.existingSecret }}
+- name: PATCHGATE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.key }}
+{{- else }}
+- name: PATCHGATE_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+- name: PATCHGATE_TOPIC_METADATA
+  value: {{ .Values.kafka.topics.metadata | quote }}
+- name: PATCHGATE_TOPIC_VERDICTS
+  value: {{ .Values.kafka.topics.verdicts | quote }}
+- name: PATCHGATE_TOPIC_NOTIFICATIONS
+  value: {{ .Values.kafka.topics.notifications | quote }}
+- name: PATCHGATE_TOPIC_DEADLETTER
+  value: {{ .Values.kafka.topics.deadletter | quote }}
+- name: PATCHGATE_TOPIC_COMMANDS
+  value: {{ .Values.kafka.topics.commands | quote }}
+{{- if .Values.policy.enabled }}
+- name: PATCHGATE_POLICY_FILE
+  value: {{ printf "%s/policy.toml" .Values.policy.mountPath | quote }}
+{{- if .Values.policy.catalog }}
+- name: PATCHGATE_CATALOG_FILE
+  value: {{ printf "%s/exchange-builds.csv" .Values.policy.mountPath | quote }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := .Values.extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* volumeMounts of the shared files (Kafka properties, policy) and a writable /tmp */}}
+{{- define "patchgate.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if include "patchgate.hasKafkaConfig" . }}
+- name: kafka-config
+  mountPath: /etc/patchgate/kafka
+  readOnly: true
+{{- end }}
+{{- if .Values.policy.enabled }}
+- name: policy
+  mountPath: {{ .Values.policy.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "patchgate.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- if include "patchgate.hasKafkaConfig" . }}
+- name: kafka-config
+  secret:
+    secretName: {{ include "patchgate.kafkaSecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- if .Values.policy.enabled }}
+- name: policy
+  configMap:
+    name: {{ include "patchgate.fullname" . }}-policy
+{{- end }}
+{{- end -}}
+
+{{/* liveness and readiness probes on a named port */}}
+{{- define "patchgate.probes" -}}
+startupProbe:
+  httpGet: {path: /livez, port: {{ . }}}
+  periodSeconds: 5
+  failureThreshold: 60
+livenessProbe:
+  httpGet: {path: /livez, port: {{ . }}}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: {{ . }}}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 2
+{{- end -}}
+
+{{/* egress every component needs: DNS, Kafka, Redis */}}
+{{- define "patchgate.egress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- ports:
+{{- range (concat .Values.kafka.ports .Values.redis.ports) }}
+    - {port: {{ . }}, protocol: TCP}
+{{- end }}
+{{- with .Values.networkPolicy.egressCIDRs }}
+  to:
+{{- range . }}
+    - ipBlock: {cidr: {{ . | quote }}}
+{{- end }}
+{{- end }}
+{{- end -}}

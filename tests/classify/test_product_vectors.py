@@ -1,0 +1,105 @@
+"""Real published Received headers of many products (tests/classify/product_vectors.tsv).
+
+Each row names where the header was published, the product and version it must be attributed to
+(``none``: a hop whose software stamps no version, or a look-alike / submission hop that must not be
+attributed), and the topmost Received value with its folding written as ``\\n``. The rule checked for
+every row: product and version right, and a hop attributed to no product is never enforced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from processors.classify import Connection, classify
+from processors.classify.products import PRODUCT_NAMES
+
+VECTORS = Path(__file__).with_name("product_vectors.tsv")
+HEADER = ("source", "product", "version", "received")
+AT = datetime(2026, 11, 28, 12, tzinfo=UTC)
+REPORT_ONLY = frozenset({"exim", "sendmail"})
+
+#: Rows whose stated expectation contradicts their own ``received`` value: the topmost hop is judged
+#: from what it says. Keyed by (source, first 60 characters of the value): what the hop says, and why.
+DISAGREEMENTS: dict[tuple[str, str], tuple[str, str, str]] = {
+    (
+        "https://github.com/apache/spamassassin/blob/f7fe7b82a2db63ee1406d74d88ce564b69881954/t/data/spam/006",
+        "from kr-sel-opccmail.oakwoodpremier.co.kr ([211.218.220.77])",
+    ): ("sendmail", "8.11.6", "the value is a Sendmail stamp (8.11.6/8.11.2); SMTPSVC 5.0.2195 is not in it"),
+}
+
+
+class ProductVector(NamedTuple):
+    line: int
+    source: str
+    product: str
+    version: str
+    received: str
+    escaped: str
+
+
+def unescape(text: str) -> str:
+    """``\\n`` -> CRLF (a fold: the original leading whitespace follows), ``\\t`` -> TAB, ``\\\\`` -> ``\\``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\r\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def load_vectors() -> list[ProductVector]:
+    lines = VECTORS.read_text("utf-8").splitlines()
+    assert tuple(lines[0].split("\t")) == HEADER
+    out = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        assert len(cols) == 4, f"line {number}: expected 4 tab-separated columns"
+        source, product, version, received = cols
+        out.append(ProductVector(number, source, product, version, unescape(received), received))
+    return out
+
+
+ALL = load_vectors()
+
+
+def _expected(v: ProductVector) -> tuple[str, str]:
+    override = DISAGREEMENTS.get((v.source, v.escaped[:60]))
+    return (override[0], override[1]) if override is not None else (v.product, v.version)
+
+
+def test_vectors_cover_the_products_and_cite_sources() -> None:
+    assert len(ALL) >= 100
+    products = {v.product for v in ALL}
+    assert {"exim", "sendmail", "domino", "smtpsvc", "none"} <= products
+    assert all(v.product in {*PRODUCT_NAMES, "exchange", "none"} for v in ALL)
+    assert all(v.source.startswith(("https://", "http://")) for v in ALL)
+    assert all((v.product == "none") == (v.version == "") or v.product != "none" for v in ALL)
+
+
+def test_disagreements_still_exist() -> None:
+    # an entry whose row was corrected upstream must be removed here
+    keys = {(v.source, v.escaped[:60]) for v in ALL}
+    assert set(DISAGREEMENTS) <= keys
+
+
+@pytest.mark.parametrize("v", ALL, ids=[f"line{v.line}-{v.product}-{v.version or 'none'}" for v in ALL])
+def test_product_vector(v: ProductVector) -> None:
+    r = classify([("Received", v.received)], Connection("192.0.2.1", "helo.example.net"), AT)
+    product, version = _expected(v)
+    assert (r.product or "none", r.version or "") == (product, version), r.reason
+    if product == "none":
+        assert not r.enforceable and not r.vulnerable
+    if product in REPORT_ONLY:
+        assert not r.enforceable, "Exim and Sendmail are report only by default"
+    assert r.reason.endswith(".")
