@@ -20,13 +20,14 @@ RUN pip install --no-cache-dir /dist/*.whl \
     && useradd --system --uid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin patchgate
 USER 10001
 WORKDIR /tmp
-# worker: Prometheus /metrics (PATCHGATE_METRICS_PORT) and Faust's web server (PATCHGATE_WEB_PORT);
-# `patchgate api`: the HTTP API and report page (PATCHGATE_API_PORT)
+# worker: /livez, /readyz and Prometheus /metrics (PATCHGATE_METRICS_PORT) and Faust's web server
+# (PATCHGATE_WEB_PORT); `patchgate api`: the HTTP API and report page (PATCHGATE_API_PORT)
 EXPOSE 9464 6066 8080
-# The worker's metrics endpoint answers once the worker runs (slim has no curl: Python asks); it
+# The worker's liveness probe (its event loop beats; slim has no curl: Python asks). Liveness, not
+# readiness: a worker waiting for Redis or the broker is alive and must not be restarted for it. It
 # listens on loopback (PATCHGATE_METRICS_BIND 127.0.0.1 or 0.0.0.0). A container running another
-# command (api, edge) sets its own health check.
+# command (api, edge, notify) sets its own health check.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PATCHGATE_METRICS_PORT', '9464') + '/metrics', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PATCHGATE_METRICS_PORT', '9464') + '/livez', timeout=4)"]
 ENTRYPOINT ["patchgate"]
 CMD ["worker"]

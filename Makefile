@@ -57,9 +57,11 @@ test-tansu: test-deps kafka-jars promtool helm
 test-apache: test-deps kafka-jars
 	PATCHGATE_TEST_KAFKA=apache $(PY) -m pytest -m integration
 
+# style, types and the import layering (tests/test_layering.py: AST only, no services)
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check processors edge tests benchmarks
 	$(VENV)/bin/mypy processors edge tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_layering.py tests/events/test_layering.py
 
 # Every benchmark with its side-by-side baseline (root, Postfix and redis-server needed; ~6 min);
 # bench-quick runs each with small sizes (~1.5 min), to check that they run.

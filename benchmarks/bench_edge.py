@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +36,26 @@ import orjson  # noqa: E402
 
 from benchmarks.run_scope import run_benchmark  # noqa: E402
 from edge.verdicts import VerdictIndex  # noqa: E402
+from processors.events.metadata import MetadataRecord  # noqa: E402
+from processors.events.verdict import join_verdict, verdict_parts  # noqa: E402
 
 
 def _verdict(key: str, i: int) -> bytes:
     tenant, server = key.split("/", 1)
     kind = i % 4
     throttle, block = [(5, 0), (30, 5), (0, 60), (0, 0)][kind]
-    return orjson.dumps({
-        "schema": "patchgate.verdict/1", "server_key": key, "tenant_id": tenant, "server": server,
-        "sequence": 1, "issued_at": "2026-01-01T00:00:00Z", "effective_at": "2026-01-01T00:00:00Z",
-        "valid_until": None, "stage": [2, 5, 8, 1][kind], "throttle_minutes": throttle, "block_minutes": block,
-        "window_offset": i % 60,
-        "replies": {"throttle": f"450 4.7.230 Connecting Exchange server version is out-of-date; connection to "
-                                f"Exchange Online throttled for {throttle} mins/hr.",
-                    "block": f"550 5.7.230 Connecting Exchange server version is out-of-date; connection to "
-                             f"Exchange Online blocked for {block} mins/hr."},
-        "paused_until": None, "product": "Exchange Server 2016", "build": "15.1.2507.6", "status": "unsupported",
-        "rule": "end_of_support", "recommended_builds": [],
-    })
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    parts = verdict_parts(
+        server_key=key, tenant_id=tenant, server=server, issued_at=start, effective_at=start, valid_until=None,
+        stage=[2, 5, 8, 1][kind], throttle_minutes=throttle, block_minutes=block, window_offset=i % 60,
+        throttle_reply=f"450 4.7.230 Connecting Exchange server version is out-of-date; connection to "
+                       f"Exchange Online throttled for {throttle} mins/hr.",
+        block_reply=f"550 5.7.230 Connecting Exchange server version is out-of-date; connection to "
+                    f"Exchange Online blocked for {block} mins/hr.",
+        paused_until=None, product="Exchange Server 2016", build="15.1.2507.6", status="unsupported",
+        rule="end_of_support", recommended_builds=[], client_ips=[],
+    )
+    return join_verdict(parts, 1)
 
 
 def build_index(n: int = 10_000) -> tuple[VerdictIndex, list[str]]:
@@ -112,7 +115,7 @@ def serve(sock_path: str) -> None:
         def __init__(self) -> None:
             self.n = 0
 
-        def publish(self, server_key: str, record: dict[str, Any]) -> bool:
+        def publish(self, server_key: str, record: MetadataRecord) -> bool:
             orjson.dumps(record)  # the real publisher serialises in publish()
             self.n += 1
             return True

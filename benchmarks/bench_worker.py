@@ -47,6 +47,7 @@ from processors.devservices.base import ManagedProcess  # noqa: E402
 from processors.devservices.redis_server import RedisServer  # noqa: E402
 from processors.devservices.tansu import TansuBroker  # noqa: E402
 from processors.devservices.worker_process import WorkerProcess  # noqa: E402
+from processors.events.metadata import encode_batch  # noqa: E402
 from processors.kafka import clients  # noqa: E402
 from processors.kafka.config import KafkaConfig  # noqa: E402
 from processors.kafka.topics import ensure_topics  # noqa: E402
@@ -88,9 +89,7 @@ def fill(settings: Settings, envelopes: int, per_envelope: int, servers: int) ->
         for _ in range(per_envelope):
             serial += 1
             records.append(metadata_record(srv, srv.build, T0 + timedelta(seconds=serial % 3600), serial))
-        value = orjson.dumps(records[0] if per_envelope == 1 else
-                             {"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
-                              "records": records})
+        value = orjson.dumps(records[0]) if per_envelope == 1 else encode_batch(srv.server_key, records)
         while True:
             try:
                 producer.produce(settings.topic_metadata, key=srv.server_key.encode(), value=value)
@@ -300,8 +299,7 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, redis_url: str, 
 
     def envelope(srv: SampleServer, index: int) -> bytes:
         records = [metadata_record(srv, srv.build, T0 + timedelta(seconds=i), index * 100 + i) for i in range(100)]
-        return orjson.dumps({"schema": "patchgate.metadata-batch/1", "server_key": srv.server_key,
-                             "records": records})
+        return encode_batch(srv.server_key, records)
 
     # built before the clock starts, so the load generator does not take the worker's CPU:
     # steady traffic from 200 known servers (each server's envelope sent again and again) and,

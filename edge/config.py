@@ -34,13 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processors.errors import PatchgateError
+
 CONNECTOR_TYPES = ("OnPremises", "Partner", "Internal")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class ConfigError(ValueError):
+class ConfigError(PatchgateError, ValueError):
     """The edge configuration is invalid; the message says where and why."""
 
 

@@ -15,11 +15,13 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from processors.errors import PatchgateError
+
 T = TypeVar("T")
 LOOP_ENV = "PATCHGATE_EDGE_LOOP"
 
 
-class EventLoopError(ValueError):
+class EventLoopError(PatchgateError, ValueError):
     """``PATCHGATE_EDGE_LOOP`` names a loop this machine cannot run."""
 
 

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from processors.errors import PatchgateError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET_MODE = 0o660
 
 
-class UnsafeSocketPath(ValueError):
+class UnsafeSocketPath(PatchgateError, ValueError):
     """The Unix socket's directory or group is unusable or unsafe; the message says why."""
 
 

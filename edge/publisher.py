@@ -29,14 +29,25 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from edge.supervision import SupervisedThread
+from processors.errors import PatchgateError
+from processors.events.metadata import (
+    MAX_BATCH_RECORDS,
+    TLS_FIELDS,
+    HeadersTruncated,
+    MetadataRecord,
+    Tls,
+    envelope_parts,
+    metadata_record,
+)
+from processors.events.times import rfc3339_millis
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.kafka.types import KafkaError, Producer
@@ -44,15 +55,12 @@ from processors.kafka.types import KafkaError, Producer
 log = logging.getLogger(__name__)
 
 DEFAULT_TOPIC = "patchgate.metadata"
-RECORD_SCHEMA = "patchgate.metadata/1"
-BATCH_SCHEMA = "patchgate.metadata-batch/1"
 
 MAX_RECEIVED = 50
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 500  # schema maxItems
 MAX_NAME = 255
 MAX_VALUE = 65536
-MAX_BATCH_RECORDS = 1000  # schema maxItems
 
 
 def _clean(text: str) -> str:
@@ -68,7 +76,7 @@ def _clean(text: str) -> str:
 
 def cap_headers(headers: Iterable[tuple[str, str]], *, max_received: int = MAX_RECEIVED,
                 max_bytes: int = MAX_HEADER_BYTES, dropped_before: tuple[int, int] = (0, 0),
-                ) -> tuple[list[list[str]], dict[str, Any] | None]:
+                ) -> tuple[list[list[str]], HeadersTruncated | None]:
     """Headers as ``[name, value]`` lists under the caps, and the ``headers_truncated`` object.
 
     ``dropped_before``: headers (count, bytes) the milter did not even store (its per-message limits).
@@ -102,10 +110,6 @@ def cap_headers(headers: Iterable[tuple[str, str]], *, max_received: int = MAX_R
                   "reason": "; ".join(sorted(reasons))[:200]}
 
 
-def rfc3339(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def build_metadata_record(
     *, edge: str, tenant_id: str, connector_id: str, connector_type: str, client_ip: str,
     helo: str | None, headers: Sequence[tuple[str, str]], queue_id: str | None = None,
@@ -113,7 +117,7 @@ def build_metadata_record(
     recipients: int = 0, observed_at: datetime | None = None,
     max_received: int = MAX_RECEIVED, max_header_bytes: int = MAX_HEADER_BYTES,
     dropped_before: tuple[int, int] = (0, 0),
-) -> dict[str, Any]:
+) -> MetadataRecord:
     """One ``patchgate.metadata/1`` record; ``event_id`` is ``<edge>:<queue id>`` (or a UUID)."""
     kept, truncated = cap_headers(headers, max_received=max_received, max_bytes=max_header_bytes,
                                   dropped_before=dropped_before)
@@ -122,30 +126,22 @@ def build_metadata_record(
         if name.lower() == "message-id":
             message_id = _clean(value.strip())[:998]
             break
-    record: dict[str, Any] = {
-        "schema": RECORD_SCHEMA,
-        "event_id": f"{edge}:{_clean(queue_id) if queue_id else uuid.uuid4().hex}"[:200],
-        "observed_at": rfc3339(observed_at or datetime.now(UTC)),
-        "edge": edge,
-        "tenant_id": tenant_id,
-        "connector": {"id": connector_id, "type": connector_type},
-        "client": {
-            "ip": client_ip,
-            "helo": _clean(helo)[:255] if helo is not None else None,
-            "ptr": _clean(ptr)[:255] if ptr else None,
-        },
-        "message": {"id": message_id, "size": max(0, int(size)), "recipients": max(0, int(recipients))},
-        "headers": kept,
-    }
-    if tls:
-        record["client"]["tls"] = {k: (_clean(v)[:1024] if v else None) for k, v in tls.items()
-                                   if k in ("protocol", "cipher", "cert_subject")}
-    if truncated is not None:
-        record["headers_truncated"] = truncated
-    return record
+    return metadata_record(
+        event_id=f"{edge}:{_clean(queue_id) if queue_id else uuid.uuid4().hex}"[:200],
+        observed_at=rfc3339_millis(observed_at or datetime.now(UTC)), edge=edge, tenant_id=tenant_id,
+        connector_id=connector_id, connector_type=connector_type, client_ip=client_ip,
+        helo=_clean(helo)[:255] if helo is not None else None, ptr=_clean(ptr)[:255] if ptr else None,
+        tls=_tls(tls) if tls else None, message_id=message_id, size=max(0, int(size)),
+        recipients=max(0, int(recipients)), headers=kept, headers_truncated=truncated,
+    )
 
 
-class RecordRejected(ValueError):
+def _tls(tls: dict[str, str | None]) -> Tls:
+    """The TLS fields the contract knows, cleaned and capped."""
+    return cast(Tls, {k: (_clean(v)[:1024] if v else None) for k, v in tls.items() if k in TLS_FIELDS})
+
+
+class RecordRejected(PatchgateError, ValueError):
     """A record that cannot be published; ``reason`` names the drop counter (``records_dropped_<reason>``)."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -153,7 +149,7 @@ class RecordRejected(ValueError):
         self.reason = reason
 
 
-def encode_record(server_key: str, record: dict[str, Any], max_message_bytes: int) -> bytes:
+def encode_record(server_key: str, record: Mapping[str, Any], max_message_bytes: int) -> bytes:
     """The record as JSON, ready for an envelope keyed by ``server_key``; raises :class:`RecordRejected`."""
     try:
         server_key.encode("utf-8")
@@ -230,7 +226,7 @@ class MetadataPublisher:
 
     # -- SMTP side ---------------------------------------------------------------------------
 
-    def publish(self, server_key: str, record: dict[str, Any]) -> bool:
+    def publish(self, server_key: str, record: Mapping[str, Any]) -> bool:
         """Queue one record; False (and counted) if it was dropped. Never blocks on Kafka."""
         try:
             data = encode_record(server_key, record, self.max_message_bytes)
@@ -381,9 +377,7 @@ class MetadataPublisher:
             self.metrics.batches_produced += 1
 
     def _envelopes(self, key: str, records: list[bytes]) -> Iterable[tuple[str, bytes, int]]:
-        head = b'{"schema":"' + BATCH_SCHEMA.encode() + b'","server_key":' + orjson.dumps(key) \
-            + b',"records":['
-        tail = b"]}"
+        head, tail = envelope_parts(key)
         chunk: list[bytes] = []
         size = len(head) + len(tail)
         for rec in records:

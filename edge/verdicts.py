@@ -6,9 +6,8 @@ needs: epoch-second floats for the time bounds, the window as minute offsets, an
 :class:`Decision` objects (with their reply lines) preallocated. ``decide`` then does one dict lookup,
 a few float comparisons and one modulo, allocates nothing and never raises.
 
-Window semantics (our default): during ``n`` minutes of each hour the server gets the
-reply instead of acceptance; one contiguous window per hour starting at ``window_offset``, block
-minutes first, then throttle minutes::
+Window semantics: the rule of :mod:`processors.events.verdict` (``window_position``,
+``window_action``), inlined in :meth:`CompiledVerdict.decide` on bounds computed once::
 
     m = (utc_minute(now) - window_offset) % 60
     block if m < block_minutes; throttle if m < block_minutes + throttle_minutes; else accept
@@ -33,14 +32,10 @@ from typing import Any, Final
 import orjson
 
 from edge.config import normalise_ip
+from processors.errors import PatchgateError
+from processors.events.verdict import ACCEPT, BLOCK, THROTTLE, VERDICT_SCHEMA
 
 log = logging.getLogger(__name__)
-
-VERDICT_SCHEMA: Final = "patchgate.verdict/1"
-
-ACCEPT: Final = "accept"
-THROTTLE: Final = "throttle"
-BLOCK: Final = "block"
 
 # One SMTP reply line: 3-digit code, RFC 3463 enhanced code whose class digit equals the code's first
 # digit (Postfix milter8_valid_smtp_reply and Exim both insist on that), text without CR/LF/NUL.
@@ -80,7 +75,7 @@ ACCEPT_NOT_EFFECTIVE: Final = Decision(ACCEPT, None, "not-yet-effective")
 ACCEPT_EXPIRED: Final = Decision(ACCEPT, None, "expired")
 
 
-class BadVerdict(ValueError):
+class BadVerdict(PatchgateError, ValueError):
     """A verdict record that cannot be applied; the message says which field and why."""
 
 

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from processors.errors import PatchgateError
     from processors.logsetup import LogFormatError, setup_logging
 
     parser = build_parser()
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
+    except PatchgateError as error:  # the project's own errors name what to fix: one line, no traceback
+        print(f"patchgate {args.command}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -37,6 +37,7 @@ from processors.devservices.base import ManagedProcess, free_port
 from processors.devservices.redis_server import RedisServer
 from processors.devservices.tansu import TansuBroker
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.errors import PatchgateError
 from processors.kafka.topics import ensure_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.set_defaults(handler=run_demo)
 
 
-class DemoError(Exception):
+class DemoError(PatchgateError):
     """A start-up failure the user can fix; the message is one line saying how."""
 
 
@@ -215,7 +216,8 @@ class DemoRun:
         api = self._own(ManagedProcess(
             "api", [*patchgate_executable(), "api"],
             env={**os.environ, **settings.to_env(), "PATCHGATE_API_PORT": str(self.api_port),
-                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*"}))
+                 "PATCHGATE_API_BIND": "127.0.0.1", "PATCHGATE_API_TOKENS": f"{self.token}=*",
+                 "PATCHGATE_API_PROBE_PORT": "0"}))  # no fixed probe port: the demo must run beside anything
         api.start()
         api.wait_ready(lambda: api_answers(self.api_port, self.token), READY_TIMEOUT_S)
 
@@ -228,7 +230,9 @@ class DemoRun:
         return short
 
     def replay_and_report(self, settings: Settings) -> None:
-        print("\nReplaying 120 days of traffic from 10 servers of 3 tenants (event time, accelerated):")
+        tenants = {server.tenant for server in SERVERS}
+        print(f"\nReplaying 120 days of traffic from {len(SERVERS)} servers of {len(tenants)} tenants "
+              "(event time, accelerated):")
         all_steps = steps()
         driver = ReplayDriver(settings, step_timeout=120, on_step=ProgressBar(len(all_steps)))
         try:
@@ -239,7 +243,7 @@ class DemoRun:
         print("\n")
         from processors.report.cli import render_report
 
-        for tenant in sorted({server.tenant for server in SERVERS}):
+        for tenant in sorted(tenants):
             text = asyncio.run(render_report(settings.redis_url, settings.key_prefix, None, tenant, "table",
                                              sys.stdout.isatty(), now=all_steps[-1].at))
             print(text)

@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from processors.errors import PatchgateError
+
 FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("tenant", "server")  # record attributes (from ``extra``) copied into JSON lines
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -38,7 +40,7 @@ _ASSIGNED = re.compile(r"(?P<head>\b[\w.-]*(?:password|passwd|secret|token)[\w.-
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
-class LogFormatError(ValueError):
+class LogFormatError(PatchgateError, ValueError):
     """PATCHGATE_LOG_FORMAT names no known format."""
 
 

@@ -11,7 +11,7 @@ Metric                               Type       Labels                 Meaning
 ===================================  =========  =====================  =========================================
 patchgate_events_in_total            counter    topic                  Kafka records consumed
 patchgate_events_out_total           counter    topic                  Kafka records produced (acknowledged)
-patchgate_dead_letters_total         counter    reason                 records dead-lettered, by category
+patchgate_deadletter_total           counter    reason                 records dead-lettered, by category
 patchgate_server_key_mismatch_total  counter    -                      records whose headers name another server
                                                                        than their Kafka key (kept under the
                                                                        server the headers name, same tenant)
@@ -67,7 +67,7 @@ ProcessCollector(registry=REGISTRY)
 EVENTS_IN = Counter("patchgate_events_in_total", "Kafka records consumed, by topic", ["topic"], registry=REGISTRY)
 EVENTS_OUT = Counter("patchgate_events_out_total", "Kafka records produced and acknowledged, by topic", ["topic"],
                      registry=REGISTRY)
-DEAD_LETTERS = Counter("patchgate_dead_letters_total", "Records sent to the dead-letter topic, by reason category",
+DEAD_LETTERS = Counter("patchgate_deadletter_total", "Records sent to the dead-letter topic, by reason category",
                        ["reason"], registry=REGISTRY)
 SERVER_KEY_MISMATCHES = Counter(
     "patchgate_server_key_mismatch_total",

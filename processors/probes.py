@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
+from processors.errors import PatchgateError
 from processors.metrics import REGISTRY, exposition
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,10 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self._slots.release()
 
 
+class ProbePortUnavailable(PatchgateError, OSError):
+    """The probe server's address cannot be bound (in use, not local, not permitted)."""
+
+
 class ProbeServer:
     """``/livez``, ``/readyz`` and ``/metrics`` on ``bind:port`` from a daemon thread."""
 
@@ -215,7 +220,11 @@ class ProbeServer:
         self.heartbeat = heartbeat
         self.readiness = readiness
         self.live_max_age_s = live_max_age_s
-        self.httpd = BoundedHTTPServer((bind, port), _handler(self), max_connections)
+        try:
+            self.httpd = BoundedHTTPServer((bind, port), _handler(self), max_connections)
+        except OSError as error:
+            raise ProbePortUnavailable(f"cannot serve /livez, /readyz and /metrics on {bind}:{port}: "
+                                       f"{error.strerror or error} (choose another port, or 0 for none)") from None
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="probes", daemon=True)
 
     @property

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from processors.devservices import ServiceUnavailable
+from tests.services import started
 
 
 @pytest.hookimpl(wrapper=True)
@@ -49,6 +50,20 @@ def _broker_kind() -> str:
     return kind
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_fixed_probe_ports() -> Iterator[None]:
+    """API and notifier processes started by tests serve no probes on the fixed default ports (9465,
+    9466), so two of them, or another suite on this machine, never collide; probe tests set a port."""
+    saved = {name: os.environ.get(name) for name in ("PATCHGATE_API_PROBE_PORT", "PATCHGATE_NOTIFY_PROBE_PORT")}
+    for name, value in saved.items():
+        if value is None:
+            os.environ[name] = "0"
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[Any]:
     """The running broker object (``.bootstrap``, ``.kind``), or None for an external broker."""
@@ -63,12 +78,8 @@ def kafka_broker() -> Iterator[Any]:
         from processors.devservices.tansu import TansuBroker
 
         broker = TansuBroker()
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield broker
-    broker.close()
+    with started(broker):
+        yield broker
 
 
 @pytest.fixture(scope="session")
@@ -82,14 +93,9 @@ def own_apache_broker() -> Iterator[Any]:
     the broker (Tansu keeps nothing across a restart) or need compaction."""
     from processors.devservices.apache_kafka import ApacheKafkaBroker, fetch_jars
 
-    try:
-        fetch_jars()
-        broker = ApacheKafkaBroker(partitions=8)
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield broker
-    broker.close()
+    fetch_jars()
+    with started(ApacheKafkaBroker(partitions=8)) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +106,8 @@ def redis_server() -> Iterator[Any]:
     from processors.devservices.redis_server import RedisServer
 
     server = RedisServer()
-    try:
-        server.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield server
-    server.close()
+    with started(server):
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -118,14 +120,8 @@ def redis_cluster_url() -> Iterator[str]:
     """A real three-master Redis Cluster (one per session): its ``redis+cluster://`` URL."""
     from processors.devservices.redis_cluster import RedisCluster
 
-    cluster = RedisCluster()
-    try:
-        cluster.start()
-    except ServiceUnavailable as error:
-        cluster.close()
-        pytest.fail(str(error), pytrace=False)
-    yield cluster.url
-    cluster.close()
+    with started(RedisCluster()) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")
@@ -133,14 +129,8 @@ def redis_tls_server() -> Iterator[Any]:
     """A real Redis reachable only over TLS (throwaway CA) as an ACL user (``default`` disabled)."""
     from processors.devservices.redis_tls import RedisTlsServer
 
-    server = RedisTlsServer()
-    try:
-        server.start()
-    except ServiceUnavailable as error:
-        server.close()
-        pytest.fail(str(error), pytrace=False)
-    yield server
-    server.close()
+    with started(RedisTlsServer()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -121,6 +121,10 @@ def test_demo_no_wait_prints_the_report_and_leaves_nothing_behind(private_tmp: P
                           capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     assert "Tenant contoso: 3 servers" in done.stdout and "Tenant fabrikam: 4 servers" in done.stdout
+    assert "Tenant tailspin: 5 servers" in done.stdout
+    # report only: never staged; enforced: walked to the last stage like the Exchange servers
+    assert re.search(r"^exim\.tailspin\.com +Exim +4\.89 +behind +0 ", done.stdout, re.M)
+    assert re.search(r"^domino\.tailspin\.com +HCL Domino +9\.0\.1FP10 +unsupported +8 ", done.stdout, re.M)
     assert "Report page (operator overview): http://127.0.0.1:" in done.stdout
     assert done.stderr == "", done.stderr  # no traceback, no librdkafka lines
     _assert_nothing_left(private_tmp)

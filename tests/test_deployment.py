@@ -95,6 +95,22 @@ def test_the_compose_file_sets_only_variables_patchgate_reads() -> None:
     assert "PATCHGATE_MADE_UP" not in known_setting_names()
 
 
+def test_the_compose_file_shows_how_to_mount_a_kafka_properties_file() -> None:
+    lines = (ROOT / "docker-compose.yml").read_text().splitlines()
+    example = "\n".join(line[6:] for line in lines if line.startswith("  #   "))  # under x-patchgate-env
+    service = yaml.safe_load(example)  # the commented example, as the service keys it would be
+    (variable, path), = service["environment"].items()
+    source, target, mode = service["volumes"][0].split(":")
+    assert variable == "PATCHGATE_KAFKA_CONFIG" and variable in known_setting_names()
+    assert path.startswith(target) and mode == "ro" and source.startswith("./")
+
+
+def test_notify_is_health_checked_on_its_probe_port() -> None:
+    notify = patchgate_services()["notify"]
+    argv = notify["healthcheck"]["test"]
+    assert f"127.0.0.1:{notify['environment']['PATCHGATE_NOTIFY_PROBE_PORT']}/livez" in argv[-1]
+
+
 def mounted_files(service: dict[str, Any]) -> dict[str, Path]:
     """Container path -> host file, for the service's read-only bind mounts."""
     mounts = {}
@@ -120,8 +136,10 @@ def metrics_endpoints() -> dict[str, str]:
     assert env["worker"]["PATCHGATE_METRICS_BIND"] == "0.0.0.0"
     assert env["edge"]["PATCHGATE_EDGE_METRICS_BIND"] == "0.0.0.0"
     assert env["api"]["PATCHGATE_API_BIND"] == "0.0.0.0"  # /metrics is one of the API's routes
+    assert env["notify"]["PATCHGATE_NOTIFY_PROBE_BIND"] == "0.0.0.0"  # /metrics next to its probes
     return {"patchgate-worker": f"worker:{env['worker']['PATCHGATE_METRICS_PORT']}",
             "patchgate-api": f"api:{env['api']['PATCHGATE_API_PORT']}",
+            "patchgate-notify": f"notify:{env['notify']['PATCHGATE_NOTIFY_PROBE_PORT']}",
             "patchgate-edge": f"edge:{env['edge']['PATCHGATE_EDGE_METRICS_PORT']}"}
 
 
@@ -171,13 +189,14 @@ def test_dockerfile_builds_a_wheel_and_installs_it_in_a_slim_non_root_runtime() 
     assert exposed == {defaults.metrics_port, defaults.web_port, 8080}
 
 
-def test_dockerfile_healthcheck_asks_the_metrics_endpoint_with_python() -> None:
+def test_dockerfile_healthcheck_asks_the_workers_liveness_probe_with_python() -> None:
     import json
 
     _, runtime = _dockerfile_stages()
     (check,) = [line for line in runtime if line.startswith("HEALTHCHECK ")]
     argv = json.loads(check[check.index(" CMD ") + 5:])
-    assert argv[:2] == ["python", "-c"] and "/metrics" in argv[2] and "PATCHGATE_METRICS_PORT" in argv[2]
+    assert argv[:2] == ["python", "-c"] and "PATCHGATE_METRICS_PORT" in argv[2]  # where the worker's probes are
+    assert "'/livez'" in argv[2] and "/metrics" not in argv[2] and "/readyz" not in argv[2]
     compile(argv[2], "healthcheck", "exec")
 
 

@@ -44,12 +44,13 @@ from edge.milter.codec import ACCEPT_PACKET, CONTINUE_PACKET, encode_replycode
 from edge.milter.server import Session
 from edge.publisher import build_metadata_record
 from edge.verdicts import ACCEPT_UNKNOWN, Decision, VerdictIndex
+from processors.events.metadata import MetadataRecord
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    def publish(self, server_key: str, record: dict[str, Any]) -> bool: ...
+    def publish(self, server_key: str, record: MetadataRecord) -> bool: ...
 
 
 Classifier = Callable[[Sequence[tuple[str, str]], Any, datetime], Any]

@@ -19,6 +19,8 @@ from functools import reduce
 from operator import or_
 from typing import Final
 
+from processors.errors import PatchgateError
+
 # --- commands, MTA -> milter -------------------------------------------------------------------
 SMFIC_ABORT: Final = b"A"
 SMFIC_BODY: Final = b"B"
@@ -119,7 +121,7 @@ _LEN = struct.Struct(">I")
 _OPTNEG = struct.Struct(">III")
 
 
-class MilterProtocolError(Exception):
+class MilterProtocolError(PatchgateError):
     """The peer broke the protocol; the connection must be closed."""
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from processors.errors import PatchgateError
+
 DEFAULT_MAX_REQUEST: Final = 32 * 1024  # a Postfix request is typically < 1 KiB
 DEFAULT_MAX_LINE: Final = 8 * 1024
 DEFAULT_MAX_ATTRIBUTES: Final = 200
 
 
-class PolicyProtocolError(Exception):
+class PolicyProtocolError(PatchgateError):
     """The client broke the protocol; close the connection without replying."""
 
 

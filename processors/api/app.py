@@ -45,8 +45,9 @@ from processors.api.server import DEFAULT_READ_TIMEOUT_S
 from processors.contracts import ContractError
 from processors.enforcement.policy import EnforcementPolicy
 from processors.enforcement.verdicts import rfc3339
+from processors.events.command import Command, pause_command
 from processors.kafka.clients import RefusalWatch
-from processors.kafka.commands import CommandPublisher, CommandSendFailed, pause_command
+from processors.kafka.commands import CommandPublisher, CommandSendFailed
 from processors.kafka.config import KafkaConfig
 from processors.kafka.logs import kafka_logger
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
@@ -68,7 +69,7 @@ MAX_BODY = 16 * 1024
 
 
 class CommandSink(Protocol):
-    async def send(self, tenant: str, command: dict[str, Any]) -> None: ...
+    async def send(self, tenant: str, command: Command) -> None: ...
 
 
 def kafka_command_sink(kafka: KafkaConfig, topic: str, timeout: float = 10.0,
@@ -288,7 +289,8 @@ async def post_pause(request: web.Request) -> web.Response:
             days_left_this_year=pause.days_left_this_year,
         )
     try:
-        command = pause_command(tenant, days, False, principal.actor, at=now)
+        command = pause_command(tenant_id=tenant, action="pause_create", actor=principal.actor, issued_at=now,
+                                days=days)
     except ContractError as error:
         raise ApiError(400, "invalid_body", f"invalid pause request: {error}") from None
     await ctx.commands.send(tenant, command)
@@ -307,7 +309,7 @@ async def delete_pause(request: web.Request) -> web.Response:
     if not pause.active:
             raise ApiError(409, "no_running_pause", "There is no running pause to end.",
                        days_left_this_year=pause.days_left_this_year)
-    command = pause_command(tenant, None, True, principal.actor, at=now)
+    command = pause_command(tenant_id=tenant, action="pause_end", actor=principal.actor, issued_at=now)
     await ctx.commands.send(tenant, command)
     log.info("pause end command %s for %s by %s", command["command_id"], tenant, principal.actor,
              extra={"tenant": tenant})

@@ -30,12 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from processors.errors import PatchgateError
+
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 OPERATOR = "*"
 MIN_TOKEN_LENGTH = 16
 
 
-class TokenConfigError(ValueError):
+class TokenConfigError(PatchgateError, ValueError):
     """The token configuration is unusable; the message says where and why."""
 
 

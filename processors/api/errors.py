@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from processors.errors import PatchgateError
+
 # the code of an aiohttp error status; a status not listed gets its reason phrase in snake case
 STATUS_CODES = {
     400: "bad_request",
@@ -30,7 +32,7 @@ STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(PatchgateError):
     """An error answer: HTTP status, stable code, human message and extra JSON fields."""
 
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:

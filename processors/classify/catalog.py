@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
@@ -179,15 +179,31 @@ class CatalogError:
         return f"line {self.line}: {self.message}"
 
 
-class CatalogFormatError(PatchgateError, ValueError):
-    """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
+ERRORS_SHOWN = 5
+
+
+def errors_summary(errors: Sequence[CatalogError]) -> str:
+    """The first :data:`ERRORS_SHOWN` problems joined by ``; ``, then how many more there are."""
+    shown = "; ".join(str(e) for e in errors[:ERRORS_SHOWN])
+    more = f" (+{len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+    return shown + more
+
+
+class CatalogFileError(PatchgateError, ValueError):
+    """A catalog file that fails its check: its source, every problem, the first few in the message."""
+
+    what = "catalog"
 
     def __init__(self, source: str, errors: list[CatalogError]) -> None:
         self.source = source
         self.errors = errors
-        shown = "; ".join(str(e) for e in errors[:5])
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"{source}: invalid build catalog: {shown}{more}")
+        super().__init__(f"{source}: invalid {self.what}: {errors_summary(errors)}")
+
+
+class CatalogFormatError(CatalogFileError):
+    """Raised by :func:`load_catalog` for a catalog that fails :func:`check_catalog`."""
+
+    what = "build catalog"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

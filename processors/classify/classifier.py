@@ -38,11 +38,11 @@ client's HELO name, then its IP address.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from processors.classify.catalog import BuildTuple, Catalog, format_long, format_short, load_catalog
 from processors.classify.decide import (
@@ -219,35 +219,43 @@ def default_products() -> ProductCatalog:
     return load_products()
 
 
-_EVALUATORS: dict[tuple[int, int], tuple[Catalog, ClassificationPolicy, Evaluator]] = {}
-_PRODUCT_EVALUATORS: dict[tuple[int, int], tuple[ProductCatalog, ClassificationPolicy, ProductEvaluator]] = {}
-_MAX_EVALUATORS = 8
+Source = TypeVar("Source")
+Built = TypeVar("Built")
+
+
+class EvaluatorCache(Generic[Source, Built]):
+    """Evaluators per (catalog, policy) object pair: keyed by identity, the pair kept alive with its
+    evaluator (so an id is never reused while cached), at most ``size`` of them (the oldest goes)."""
+
+    def __init__(self, build: Callable[[Source, ClassificationPolicy], Built], size: int = 8) -> None:
+        self._build = build
+        self._size = size
+        self._entries: dict[tuple[int, int], tuple[Source, ClassificationPolicy, Built]] = {}
+
+    def get(self, source: Source, policy: ClassificationPolicy) -> Built:
+        key = (id(source), id(policy))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is source and hit[1] is policy:
+            return hit[2]
+        built = self._build(source, policy)
+        if len(self._entries) >= self._size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (source, policy, built)
+        return built
+
+
+_EVALUATORS: EvaluatorCache[Catalog, Evaluator] = EvaluatorCache(Evaluator)
+_PRODUCT_EVALUATORS: EvaluatorCache[ProductCatalog, ProductEvaluator] = EvaluatorCache(ProductEvaluator)
 
 
 def product_evaluator_for(products: ProductCatalog, policy: ClassificationPolicy) -> ProductEvaluator:
     """A cached :class:`ProductEvaluator` per (product catalog, policy) object pair (bounded)."""
-    key = (id(products), id(policy))
-    hit = _PRODUCT_EVALUATORS.get(key)
-    if hit is not None and hit[0] is products and hit[1] is policy:
-        return hit[2]
-    ev = ProductEvaluator(products, policy)
-    if len(_PRODUCT_EVALUATORS) >= _MAX_EVALUATORS:
-        _PRODUCT_EVALUATORS.pop(next(iter(_PRODUCT_EVALUATORS)))
-    _PRODUCT_EVALUATORS[key] = (products, policy, ev)
-    return ev
+    return _PRODUCT_EVALUATORS.get(products, policy)
 
 
 def evaluator_for(catalog: Catalog, policy: ClassificationPolicy) -> Evaluator:
     """A cached :class:`Evaluator` per (catalog, policy) object pair (keeps them alive, bounded)."""
-    key = (id(catalog), id(policy))
-    hit = _EVALUATORS.get(key)
-    if hit is not None and hit[0] is catalog and hit[1] is policy:
-        return hit[2]
-    ev = Evaluator(catalog, policy)
-    if len(_EVALUATORS) >= _MAX_EVALUATORS:
-        _EVALUATORS.pop(next(iter(_EVALUATORS)))
-    _EVALUATORS[key] = (catalog, policy, ev)
-    return ev
+    return _EVALUATORS.get(catalog, policy)
 
 
 # ------------------------------------------------------------------------------------------- helpers

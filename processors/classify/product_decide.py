@@ -76,7 +76,8 @@ class ProductEvaluator:
             return self._verdict(pol, name, None, UNKNOWN_BUILD, "unknown_version", reason, self._newest(product, day))
         if row.end_of_support is not None and day > row.end_of_support:
             reason = f"{row.display} reached end of support on {row.end_of_support.isoformat()}."
-            return self._verdict(pol, name, row, UNSUPPORTED, "end_of_support", reason, self._newest(product, day))
+            recs = self._newest(product, day, above=row)
+            return self._verdict(pol, name, row, UNSUPPORTED, "end_of_support", reason, recs)
         return self._within_line(pol, name, row, day)
 
     def _within_line(self, pol: ProductPolicy, name: str, row: ProductRelease, day: date) -> ProductVerdict:
@@ -102,9 +103,12 @@ class ProductEvaluator:
         prefix = row.key[:parts]
         return [r for r in self.catalog.product_releases(row.product) if r.key[:parts] == prefix]
 
-    def _newest(self, product: str, day: date) -> tuple[RecommendedBuild, ...]:
-        """The newest public release still in support on ``day`` (what to install)."""
+    def _newest(self, product: str, day: date, above: ProductRelease | None = None) -> tuple[RecommendedBuild, ...]:
+        """The newest public release still in support on ``day`` (what to install); with ``above``,
+        only one newer than that release (never a downgrade), else none."""
         for r in reversed(self.catalog.product_releases(product)):
+            if above is not None and padded(r.key) <= padded(above.key):
+                return ()
             if self._public(r, day) and (r.end_of_support is None or r.end_of_support >= day):
                 return (_rec(r),)
         return ()

@@ -31,8 +31,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-from processors.classify.catalog import CatalogError, _end_of_month
-from processors.errors import PatchgateError
+from processors.classify.catalog import CatalogError, CatalogFileError, _end_of_month
 
 PRODUCTS_FOLDER = "products"
 
@@ -109,15 +108,10 @@ class ProductRelease:
         return f"{PRODUCT_NAMES.get(self.product, self.product)} {self.version}"
 
 
-class ProductCatalogError(PatchgateError, ValueError):
+class ProductCatalogError(CatalogFileError):
     """Raised by :func:`load_products` for a product file that fails :func:`check_products_text`."""
 
-    def __init__(self, source: str, errors: list[CatalogError]) -> None:
-        self.source = source
-        self.errors = errors
-        shown = "; ".join(str(e) for e in errors[:5])
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"{source}: invalid product catalog: {shown}{more}")
+    what = "product catalog"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

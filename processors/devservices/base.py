@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from processors.errors import PatchgateError
 
-class ServiceUnavailable(RuntimeError):
+
+class ServiceUnavailable(PatchgateError, RuntimeError):
     """A service cannot be started here; the message says how to fix that."""
 
 

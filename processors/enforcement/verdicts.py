@@ -22,15 +22,13 @@ from typing import Any
 
 import orjson
 
-from processors.contracts import NOTIFICATION_SCHEMA, VERDICT_SCHEMA
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES, EnforcementPolicy
+from processors.events.notification import Notification, notification
+from processors.events.times import rfc3339
+from processors.events.verdict import recommended_build, verdict_parts
 
-
-def rfc3339(at: datetime | None) -> str | None:
-    if at is None:
-        return None
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["Evaluation", "ServerState", "evaluate", "from_epoch", "rfc3339", "window_offset"]
 
 
 def from_epoch(value: Any) -> datetime | None:
@@ -106,8 +104,8 @@ class Evaluation:
     fingerprint: str | None
     verdict_prefix: bytes | None
     verdict_suffix: bytes | None
-    notifications: tuple[dict[str, Any], ...]
-    once_notifications: tuple[dict[str, Any], ...]  # not tied to a verdict change (stage_upcoming)
+    notifications: tuple[Notification, ...]
+    once_notifications: tuple[Notification, ...]  # not tied to a verdict change (stage_upcoming)
     next_due: datetime | None
     at: datetime
     history: dict[str, Any] = field(default_factory=dict)
@@ -136,12 +134,12 @@ def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, a
     position = policy.position(detected_on, at)
     stage = position.stage
     paused_until = pause.until if pause.active_at(at) else None
-    notifications: list[dict[str, Any]] = []
+    notifications: list[Notification] = []
     if state.stage == 0:
         notifications.append(_detected(state, policy, detected_on, at, stage.number))
     elif stage.number > state.stage:
         notifications.append(_stage_started(state, policy, detected_on, at, stage.number))
-    once: list[dict[str, Any]] = []
+    once: list[Notification] = []
     due: list[datetime] = [t for t in (position.next_at, paused_until) if t is not None]
     for notice_at, upcoming in policy.upcoming_notices(detected_on):
         starts = policy.stage_start(detected_on, upcoming)
@@ -159,37 +157,18 @@ def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, a
 
 def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, stage: int, throttle: int, block: int,
              effective_at: datetime, valid_until: datetime | None, paused_until: datetime | None,
-             notifications: tuple[dict[str, Any], ...], once: tuple[dict[str, Any], ...],
+             notifications: tuple[Notification, ...], once: tuple[Notification, ...],
              next_due: datetime | None, detected_on: date | None = None) -> Evaluation:
-    recommended = [_recommended(r) for r in state.recommended]
-    body_before = {
-        "schema": VERDICT_SCHEMA,
-        "server_key": state.server_key,
-        "tenant_id": state.tenant_id,
-        "server": state.server,
-    }
-    body_after = {
-        "issued_at": rfc3339(at),
-        "effective_at": rfc3339(effective_at),
-        "valid_until": rfc3339(valid_until),
-        "stage": stage,
-        "throttle_minutes": throttle,
-        "block_minutes": block,
-        "window_offset": window_offset(state.server_key),
-        "replies": _replies(state, policy, throttle, block),
-        "paused_until": rfc3339(paused_until),
-        "product": state.product,
-        "build": state.build,
-        "product_id": state.product_id,
-        "version": state.version,
-        "status": state.status or "no_build",
-        "rule": state.rule or "none",
-        "recommended_builds": recommended,
-        "client_ips": list(state.client_ips),
-    }
-    # The sequence is assigned inside Redis, between these two halves of the JSON object.
-    prefix = orjson.dumps(body_before)[:-1] + b',"sequence":'
-    suffix = b"," + orjson.dumps(body_after)[1:]
+    replies = _replies(state, policy, throttle, block)
+    prefix, suffix = verdict_parts(
+        server_key=state.server_key, tenant_id=state.tenant_id, server=state.server, issued_at=at,
+        effective_at=effective_at, valid_until=valid_until, stage=stage, throttle_minutes=throttle,
+        block_minutes=block, window_offset=window_offset(state.server_key),
+        throttle_reply=replies["throttle"], block_reply=replies["block"], paused_until=paused_until,
+        product=state.product, build=state.build, product_id=state.product_id, version=state.version,
+        status=state.status or "no_build", rule=state.rule or "none",
+        recommended_builds=[recommended_build(r) for r in state.recommended], client_ips=state.client_ips,
+    )
     # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
     # alone (a newer SU ageing past the grace period) does not; the report shows them live.
     fingerprint = "|".join(str(part) for part in (
@@ -217,28 +196,13 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
     )
 
 
-def _recommended(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {"short": str(entry.get("short")), "long": str(entry.get("long")), "name": entry.get("name")}
-
-
 def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_at: datetime | None,
-                  identity: str, text: str) -> dict[str, Any]:
-    return {
-        "schema": NOTIFICATION_SCHEMA,
-        "notification_id": f"{state.server_key}|{kind}|{identity}",
-        "tenant_id": state.tenant_id,
-        "server": state.server,
-        "server_key": state.server_key,
-        "kind": kind,
-        "at": rfc3339(at),
-        "stage": stage,
-        "next_stage_at": rfc3339(next_at),
-        "build": state.build,
-        "product_id": state.product_id,
-        "version": state.version,
-        "recommended_builds": [_recommended(r) for r in state.recommended],
-        "text": text,
-    }
+                  identity: str, text: str) -> Notification:
+    return notification(
+        tenant_id=state.tenant_id, kind=kind, identity=identity, at=at, text=text, server_key=state.server_key,
+        server=state.server, stage=stage, next_stage_at=next_at, build=state.build, product_id=state.product_id,
+        version=state.version, recommended_builds=[recommended_build(r) for r in state.recommended],
+    )
 
 
 def _describe(state: ServerState) -> str:
@@ -281,7 +245,7 @@ def _rate(policy: EnforcementPolicy, stage_number: int) -> str:
 
 
 def _detected(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
-              stage: int) -> dict[str, Any]:
+              stage: int) -> Notification:
     first = policy.first_stage_where("throttle")
     next_at = policy.stage_start(detected_on, first) if first and first.number > stage else None
     when = f" from {next_at:%Y-%m-%d}" if next_at else ""
@@ -292,7 +256,7 @@ def _detected(state: ServerState, policy: EnforcementPolicy, detected_on: date, 
 
 
 def _stage_started(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
-                   stage: int) -> dict[str, Any]:
+                   stage: int) -> Notification:
     following = policy.stages[stage] if stage < len(policy.stages) else None
     next_at = policy.stage_start(detected_on, following) if following else None
     text = (f"Mail from {_describe(state)} is now {_rate(policy, stage)} (stage {stage}); "
@@ -301,13 +265,13 @@ def _stage_started(state: ServerState, policy: EnforcementPolicy, detected_on: d
 
 
 def _stage_upcoming(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
-                    stage: int, starts: datetime) -> dict[str, Any]:
+                    stage: int, starts: datetime) -> Notification:
     text = (f"Mail from {_describe(state)} will be {_rate(policy, stage)} from {starts:%Y-%m-%d} "
             f"(stage {stage}) unless it is updated to {_remedy(state)}.")
     return _notification(state, "stage_upcoming", at, stage, starts, f"{detected_on}|{stage}", text)
 
 
-def _remediated(state: ServerState, at: datetime) -> dict[str, Any]:
+def _remediated(state: ServerState, at: datetime) -> Notification:
     why = f"now runs {state.build} ({state.status})" if state.build else f"is now {state.status}"
     text = f"{state.server} {why}; throttling and blocking of its mail have stopped."
     return _notification(state, "remediated", at, 0, None, f"{rfc3339(at)}", text)

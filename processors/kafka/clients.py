@@ -68,6 +68,7 @@ class KafkaUnreachable(PatchgateError, RuntimeError):
 
 REFUSALS = ("_AUTHENTICATION", "_SSL", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTHORIZATION_FAILED",
             "CLUSTER_AUTHORIZATION_FAILED")
+TLS_ALERT = "SSL alert number"  # librdkafka's text for an alert the peer sent (42: bad certificate)
 
 
 def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
@@ -128,10 +129,17 @@ class RefusalWatch:
 
 
 def refusal(error: Any, config: KafkaConfig) -> str | None:
-    """The reason, secrets redacted, when a client error says the brokers refused the client; else None."""
-    if getattr(error, "name", lambda: "")() not in REFUSALS:
+    """The reason, secrets redacted, when a client error says the brokers refused the client; else None.
+
+    Besides authentication and TLS errors, a transport error carrying a TLS alert from the broker:
+    with TLS 1.3 a broker that requires a client certificate rejects a client without one only
+    after the handshake, on the first request.
+    """
+    name = getattr(error, "name", lambda: "")()
+    text = _reason_text(error)
+    if name not in REFUSALS and not (name == "_TRANSPORT" and TLS_ALERT in text):
         return None
-    return redact(_reason_text(error), config.properties)
+    return redact(text, config.properties)
 
 
 def _reason_text(error: Any) -> str:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from processors import metrics
-from processors.contracts import COMMAND_SCHEMA, contracts
-from processors.enforcement.verdicts import rfc3339
 from processors.errors import PatchgateError
+from processors.events.command import Command
+from processors.events.command import pause_command as build_pause_command
+from processors.events.wire import encode_event
 from processors.kafka.config import KafkaConfig
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput
 
@@ -28,21 +26,10 @@ class CommandSendFailed(PatchgateError, RuntimeError):
     """The broker did not acknowledge a command in time."""
 
 
-def pause_command(tenant: str, days: int | None, end: bool, actor: str,
-                  at: datetime | None = None) -> dict[str, object]:
+def pause_command(tenant: str, days: int | None, end: bool, actor: str, at: datetime | None = None) -> Command:
     """A validated pause command: create/extend by ``days``, or end the running pause."""
-    command: dict[str, object] = {
-        "schema": COMMAND_SCHEMA,
-        "command_id": f"cmd-{uuid.uuid4().hex}",
-        "tenant_id": tenant,
-        "issued_at": rfc3339(at or datetime.now(UTC)),
-        "actor": actor,
-        "action": "pause_end" if end else "pause_create",
-    }
-    if not end:
-        command["days"] = days
-    contracts.command(command)
-    return command
+    return build_pause_command(tenant_id=tenant, action="pause_end" if end else "pause_create", actor=actor,
+                               issued_at=at or datetime.now(UTC), days=days)
 
 
 class CommandPublisher:
@@ -60,17 +47,17 @@ class CommandPublisher:
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one command in flight: a failure belongs to its own request
 
-    async def send(self, tenant: str, command: Mapping[str, Any]) -> None:
+    async def send(self, tenant: str, command: Command) -> None:
         async with self._lock:
-            self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+            self.output.produce(self.topic, tenant.encode(), encode_event(command))
             try:
                 await self.output.flush(self.timeout + 2)
             except DeliveryFailed as error:
                 raise CommandSendFailed(str(error)) from None
         metrics.EVENTS_OUT.labels(self.topic).inc()
 
-    def send_sync(self, tenant: str, command: Mapping[str, Any]) -> None:
-        self.output.produce(self.topic, tenant.encode(), orjson.dumps(command))
+    def send_sync(self, tenant: str, command: Command) -> None:
+        self.output.produce(self.topic, tenant.encode(), encode_event(command))
         try:
             self.output.flush_sync(self.timeout + 5)
         except DeliveryFailed as error:
@@ -82,7 +69,7 @@ class CommandPublisher:
 
 
 def publish_pause(kafka: KafkaConfig, topic: str, tenant: str, days: int | None, end: bool, actor: str,
-                  timeout: float = 10.0) -> dict[str, object]:
+                  timeout: float = 10.0) -> Command:
     """Build, send and await one pause command (blocking); return it."""
     command = pause_command(tenant, days, end, actor)
     publisher = CommandPublisher(kafka, topic, timeout)

@@ -288,7 +288,7 @@ def _describe_configs(admin: AdminClient, names: Sequence[str], timeout: float) 
     return found
 
 
-class _NotYetKnown(Exception):
+class _NotYetKnown(PatchgateError):
     """The broker asked does not know the topic yet."""
 
 

@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from processors.errors import PatchgateError
+
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = (24, 64)
 NEW_SECRET_COMMAND = "python -c \"import base64, os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
 
 
-class NotifyConfigError(ValueError):
+class NotifyConfigError(PatchgateError, ValueError):
     """The webhook configuration is invalid; the message names the key."""
 
 

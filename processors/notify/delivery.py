@@ -34,14 +34,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 import orjson
 
 from processors import metrics
-from processors.contracts import DEADLETTER_SCHEMA, ContractError, contracts
-from processors.enforcement.verdicts import rfc3339
+from processors.contracts import ContractError
+from processors.events.deadletter import dead_letter
+from processors.events.notification import parse_notification
+from processors.events.wire import encode_event
 from processors.notify.config import DeliveryPolicy, NotifyConfig, Webhook
 from processors.state.protocol import Store
 
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 HEADER_SAFE_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 USER_AGENT = "patchgate-notify/1"
-DEADLETTER_ORIGINAL_CAP = 256 * 1024
 
 
 def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -107,21 +107,9 @@ class Outcome:
 
 def dead_letter_record(source: SourceRecord, reason: str, path: str | None = None,
                        now: datetime | None = None) -> bytes:
-    original = source.value or b""
-    kept = original[:DEADLETTER_ORIGINAL_CAP]
-    record: dict[str, Any] = {
-        "schema": DEADLETTER_SCHEMA,
-        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
-                   "key": base64.b64encode(source.key).decode() if source.key is not None else None},
-        "reason": reason[:2000],
-        "path": path,
-        "original": base64.b64encode(kept).decode(),
-        "original_size": len(original),
-        "original_truncated_at": len(kept) if len(kept) < len(original) else None,
-        "dead_lettered_at": rfc3339(now or datetime.now(UTC)),
-    }
-    contracts.deadletter(record)
-    return orjson.dumps(record)
+    record = dead_letter(topic=source.topic, partition=source.partition, offset=source.offset, key=source.key,
+                         value=source.value, reason=reason, path=path, at=now or datetime.now(UTC))
+    return encode_event(record)
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -143,8 +131,7 @@ class WebhookDeliverer:
     async def handle(self, source: SourceRecord) -> Outcome:
         """Deliver one consumed notification record; never raises for bad input or a bad receiver."""
         try:
-            document = orjson.loads(source.value or b"")
-            contracts.notification(document)
+            document = parse_notification(source.value or b"")
         except orjson.JSONDecodeError as error:
             return self._dead(source, f"invalid notification: not JSON: {error}", 0)
         except ContractError as error:

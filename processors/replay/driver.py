@@ -15,16 +15,18 @@ from typing import Any
 
 import orjson
 
-from processors.contracts import METADATA_BATCH_SCHEMA
+from processors.errors import PatchgateError
+from processors.events.command import command_key, pause_command
+from processors.events.metadata import MetadataRecord, encode_batch
+from processors.events.wire import encode_event
 from processors.kafka import clients
-from processors.kafka.commands import pause_command
 from processors.replay.sample import Step
 from processors.settings import Settings
 from processors.state.keys import PROGRESS_TIMER, KeySchema, progress_partition
 from processors.state.store import ScenarioControl
 
 
-class ReplayTimeout(RuntimeError):
+class ReplayTimeout(PatchgateError, RuntimeError):
     """The worker did not finish a step in time."""
 
 
@@ -50,8 +52,9 @@ class ReplayDriver:
                 self.set_clock(step.at.timestamp())
             elif step.kind == "pause":
                 assert step.tenant is not None
-                command = pause_command(step.tenant, step.days, False, "replay", at=step.at)
-                self.send([(self.settings.topic_commands, step.tenant.encode(), orjson.dumps(command))])
+                command = pause_command(tenant_id=step.tenant, action="pause_create", actor="replay",
+                                        issued_at=step.at, days=step.days)
+                self.send([(self.settings.topic_commands, command_key(command), encode_event(command))])
             else:
                 self.send(self.mail_messages(step), at=step.at)
             if self.on_step:
@@ -61,12 +64,10 @@ class ReplayDriver:
         topic = self.settings.topic_metadata
         if not self.envelopes:
             return [(topic, key.encode(), orjson.dumps(record)) for key, record in step.records]
-        by_key: dict[str, list[dict[str, Any]]] = {}
+        by_key: dict[str, list[MetadataRecord]] = {}
         for key, record in step.records:
             by_key.setdefault(key, []).append(record)
-        return [(topic, key.encode(), orjson.dumps({"schema": METADATA_BATCH_SCHEMA, "server_key": key,
-                                                     "records": records}))
-                for key, records in by_key.items()]
+        return [(topic, key.encode(), encode_batch(key, records)) for key, records in by_key.items()]
 
     def produce(self, messages: Sequence[tuple[str, bytes, bytes]], at: datetime | None = None,
                 on_delivery: Callable[[Any, Any], None] | None = None) -> None:

@@ -1,6 +1,7 @@
 """The shipped 120-day traffic sample (used by ``make demo`` and the processor's scenario tests).
 
-Day 0 is 2026-10-05. Three tenants, one server per product line, plus the cases an operator meets:
+Day 0 is 2026-10-05. Three tenants, one server per Exchange line, an Exim and a Domino server, plus the
+cases an operator meets:
 
 =============================  ===========  ==========================================================
 server (tenant)                connector    what happens
@@ -15,6 +16,8 @@ relay.fabrikam.com             OnPremises   a Postfix relay in front of Exchange
 ex2010.tailspin.com            OnPremises   Exchange 2010 SP3: out of support
 ex2007.tailspin.com            OnPremises   Exchange 2007 SP3: out of support
 partner.tailspin.com           Partner      Exchange 2019 over a partner connector: reported only
+exim.tailspin.com              OnPremises   Exim 4.89, behind: report only by default policy
+domino.tailspin.com            OnPremises   Domino 9.0.1FP10, out of support: walks every stage
 =============================  ===========  ==========================================================
 
 contoso pauses enforcement for 20 days on day 35 and 30 days on day 75, and is refused a further 60
@@ -27,7 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+
+from processors.events.metadata import MetadataRecord
+from processors.events.metadata import metadata_record as build_metadata_record
+from processors.events.times import rfc3339
 
 DAY0 = datetime(2026, 10, 5, tzinfo=UTC)
 DAYS = 120
@@ -40,8 +46,8 @@ class SampleServer:
     tenant: str
     name: str
     ip: str
-    build: str | None  # None: no build visible
-    kind: str = "exchange"  # exchange | hidden | relay
+    build: str | None  # None: no build visible; the version stamped for exim and domino
+    kind: str = "exchange"  # exchange | hidden | relay | exim | domino
     connector: str = "OnPremises"
 
     @property
@@ -60,6 +66,8 @@ SERVERS = (
     SampleServer("tailspin", "ex2010.tailspin.com", "192.0.2.30", "14.3.513.0"),
     SampleServer("tailspin", "ex2007.tailspin.com", "192.0.2.31", "8.3.517.0"),
     SampleServer("tailspin", "partner.tailspin.com", "192.0.2.32", "15.2.1748.53", connector="Partner"),
+    SampleServer("tailspin", "exim.tailspin.com", "192.0.2.33", "4.89", kind="exim"),
+    SampleServer("tailspin", "domino.tailspin.com", "192.0.2.34", "9.0.1FP10 HF383", kind="domino"),
 )
 PATCHED_BUILD = "15.2.2562.53"
 PATCH_DAY, REGRESS_DAY = 45, 70
@@ -70,8 +78,20 @@ def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
     return DAY0 + timedelta(days=day, hours=hour, minutes=minute)
 
 
+def other_product_hop(server: SampleServer, version: str | None, stamp: str) -> str:
+    """The topmost hop an Exim or a Domino server writes, as those products stamp it."""
+    if server.kind == "exim":
+        return (f"from app01.{server.tenant}.local ([10.3.0.5]) by {server.name} with esmtps (TLS1.2) "
+                f"tls TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 (Exim {version}) (envelope-from "
+                f"<alerts@{server.tenant}.example>) id 1tQx2L-0004Zk-7c; {stamp}")
+    return (f"from app02.{server.tenant}.local ([10.3.0.6]) by {server.name} (IBM Domino Release {version}) "
+            f"with ESMTP id 2026100513000012-345678 ; {stamp}")
+
+
 def received_headers(server: SampleServer, build: str | None, when: datetime) -> list[list[str]]:
     stamp = format_datetime(when - timedelta(seconds=2))
+    if server.kind in ("exim", "domino"):
+        return [["Received", other_product_hop(server, build, stamp)]]
     inner = f"from MBX01.{server.tenant}.local (10.1.0.5) by MBX01.{server.tenant}.local (10.1.0.5) with mapi id"
     if server.kind == "relay":
         hops = [
@@ -94,19 +114,14 @@ def received_headers(server: SampleServer, build: str | None, when: datetime) ->
     return [["Received", hop] for hop in hops] + [["X-MS-Exchange-Organization-AuthAs", "Internal"]]
 
 
-def metadata_record(server: SampleServer, build: str | None, when: datetime, serial: int) -> dict[str, Any]:
-    event_id = f"mx1.example.net:{server.name}:{serial}"
-    return {
-        "schema": "patchgate.metadata/1",
-        "event_id": event_id,
-        "observed_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "edge": "mx1.example.net",
-        "tenant_id": server.tenant,
-        "connector": {"id": f"{server.tenant}-{server.connector.lower()}", "type": server.connector},
-        "client": {"ip": server.ip, "helo": server.name},
-        "message": {"id": f"<{serial}.{server.name}@{server.tenant}.example>", "size": 4096 + serial, "recipients": 1},
-        "headers": received_headers(server, build, when),
-    }
+def metadata_record(server: SampleServer, build: str | None, when: datetime, serial: int) -> MetadataRecord:
+    return build_metadata_record(
+        event_id=f"mx1.example.net:{server.name}:{serial}", observed_at=rfc3339(when) or "",
+        edge="mx1.example.net", tenant_id=server.tenant, connector_id=f"{server.tenant}-{server.connector.lower()}",
+        connector_type=server.connector, client_ip=server.ip, helo=server.name,
+        message_id=f"<{serial}.{server.name}@{server.tenant}.example>", size=4096 + serial, recipients=1,
+        headers=received_headers(server, build, when),
+    )
 
 
 def build_on(server: SampleServer, day: int) -> str | None:
@@ -127,7 +142,7 @@ class Step:
 
     kind: str  # clock | mail | pause
     at: datetime
-    records: tuple[tuple[str, dict[str, Any]], ...] = ()  # (server key, metadata record)
+    records: tuple[tuple[str, MetadataRecord], ...] = ()  # (server key, metadata record)
     tenant: str | None = None
     days: int | None = None
 

@@ -9,8 +9,7 @@ see :mod:`processors.state.keys`), the enforcement policy (stage table) and one 
 - ``NextStage*``: the stage that follows the server's stage at ``now`` according to the policy;
 - ``reply_now``: the SMTP reply an edge gives the server's mail at ``now``, from the committed
   verdict with the edge's rules (:mod:`edge.verdicts`): paused, not yet effective or expired means
-  accept; otherwise ``m = (minute - window_offset) % 60``, block while ``m < block_minutes``,
-  throttle while ``m < block_minutes + throttle_minutes``, else accept (``250``).
+  accept; otherwise the window rule of :mod:`processors.events.verdict` (``250`` outside the window).
 
 Everything here is pure; :mod:`processors.report.reader` reads Redis.
 """
@@ -27,6 +26,7 @@ import orjson
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES, EnforcementPolicy
 from processors.enforcement.verdicts import from_epoch, rfc3339
+from processors.events.verdict import BLOCK, THROTTLE, window_action, window_position
 from processors.state.keys import ServerField
 
 HISTORY_DAYS = 30
@@ -71,13 +71,13 @@ def reply_now(verdict: Mapping[str, Any] | None, now: datetime) -> ReplyNow:
         return ReplyNow("accept", ACCEPT_REPLY, "expired")
     if paused_until is not None and now < paused_until:
         return ReplyNow("accept", ACCEPT_REPLY, "paused", paused_until)
-    m = (now.minute - offset) % 60
+    m = window_position(now.minute, offset)
     hour_start = now.replace(second=0, microsecond=0) - timedelta(minutes=m)  # window cycle start
-    if m < block:
-        return ReplyNow("block", str(replies.get("block", "")), "block-window",
-                        hour_start + timedelta(minutes=block))
-    if m < block + throttle:
-        return ReplyNow("throttle", str(replies.get("throttle", "")), "throttle-window",
+    action = window_action(m, block, throttle)
+    if action == BLOCK:
+        return ReplyNow(BLOCK, str(replies.get("block", "")), "block-window", hour_start + timedelta(minutes=block))
+    if action == THROTTLE:
+        return ReplyNow(THROTTLE, str(replies.get("throttle", "")), "throttle-window",
                         hour_start + timedelta(minutes=block + throttle))
     return ReplyNow("accept", ACCEPT_REPLY, "outside-window", hour_start + timedelta(minutes=60))
 

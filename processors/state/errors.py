@@ -9,8 +9,10 @@
 from redis.exceptions import NoScriptError as ScriptsLost
 from redis.exceptions import RedisError as StoreUnavailable
 
+from processors.errors import PatchgateError
 
-class ReplicationBehind(StoreUnavailable):
+
+class ReplicationBehind(PatchgateError, StoreUnavailable):
     """Redis ``WAIT`` returned fewer replica acknowledgements than ``wait_replicas``."""
 
 

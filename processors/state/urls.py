@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
+from processors.errors import PatchgateError
+
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -18,7 +20,7 @@ WAIT_QUERY = ("wait_replicas", "wait_timeout_ms")  # patchgate's own: see replic
 WAIT_TIMEOUT_MS_DEFAULT = 1000
 
 
-class RedisUrlError(ValueError):
+class RedisUrlError(PatchgateError, ValueError):
     """A Redis URL patchgate cannot use; its text never contains the password."""
 
 

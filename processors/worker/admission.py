@@ -27,13 +27,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from processors.errors import PatchgateError
+
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 KEY_SERVER_MAX = 255
 HOST_MAX = 253
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z", re.IGNORECASE)
 
 
-class Refused(ValueError):
+class Refused(PatchgateError, ValueError):
     """A record (or a whole Kafka message) must be dead-lettered; ``str()`` is the reason.
 
     ``path`` names the offending JSON value when the refusal is about the document's shape.

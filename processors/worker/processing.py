@@ -34,7 +34,6 @@ neither changes state nor commits a second verdict for the same transition.
 
 from __future__ import annotations
 
-import base64
 import gc
 import logging
 import re
@@ -43,23 +42,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from processors import metrics
 from processors.classify import Classification, Connection, classify
 from processors.classify.received import stamp_cache_key
-from processors.contracts import (
-    DEADLETTER_SCHEMA,
-    METADATA_BATCH_SCHEMA,
-    METADATA_SCHEMA,
-    ContractError,
-    contracts,
-)
+from processors.contracts import ContractError
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
-from processors.enforcement.verdicts import Evaluation, ServerState, evaluate, rfc3339
+from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
+from processors.events.deadletter import dead_letter
+from processors.events.metadata import BadEnvelope, MetadataRecord, metadata_items, record_parser
+from processors.events.wire import encode_event
 from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.keys import ServerField
@@ -80,7 +76,6 @@ from processors.worker.policies import PolicySource
 log = logging.getLogger(__name__)
 
 BUILD_BEARING = frozenset({"current", "behind", "unsupported", "unknown_build"})
-DEADLETTER_ORIGINAL_CAP = 256 * 1024  # bytes of the original kept in a dead letter
 HOP_CAP = 1000
 CACHE_SIZE = 50_000
 
@@ -124,7 +119,7 @@ class _Authority:
 class _Admitted:
     """A record that passed its contract and the admission rules, with where it came from."""
 
-    event: dict[str, Any]
+    event: MetadataRecord
     at: datetime
     message: RawMessage
     index: int | None  # position in a batch envelope
@@ -134,7 +129,7 @@ class _Admitted:
 
 @dataclass(slots=True)
 class _Record:
-    event: dict[str, Any]
+    event: MetadataRecord
     at: datetime
     classification: Classification
     source: _Admitted
@@ -194,7 +189,7 @@ class BatchProcessor:
         self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
         self._cache_version = policies.current.version
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
-        self._check_record = contracts.metadata_record
+        self._parse_record = record_parser()
 
     @staticmethod
     def record_admission_metrics(stats: BatchStats) -> None:
@@ -208,25 +203,13 @@ class BatchProcessor:
 
     def dead_letter(self, stats: BatchStats, message: RawMessage, error: str, path: str | None,
                      record_index: int | None, now: datetime) -> None:
-        original = message.value or b""
         reason_kind = error.split(":", 1)[0] if path is None else "contract"
         stats.dead_letters += 1
         stats.dead_letter_reasons[reason_kind] = stats.dead_letter_reasons.get(reason_kind, 0) + 1
-        record = {
-            "schema": DEADLETTER_SCHEMA,
-            "source": {
-                "topic": message.topic, "partition": message.partition, "offset": message.offset,
-                "key": base64.b64encode(message.key).decode() if message.key is not None else None,
-                "record_index": record_index,
-            },
-            "reason": error[:2000],
-            "path": path,
-            "original": base64.b64encode(original[:DEADLETTER_ORIGINAL_CAP]).decode(),
-            "original_size": len(original),
-            "original_truncated_at": DEADLETTER_ORIGINAL_CAP if len(original) > DEADLETTER_ORIGINAL_CAP else None,
-            "dead_lettered_at": rfc3339(now),
-        }
-        self.output.produce(self.settings.topic_deadletter, message.key, orjson.dumps(record))
+        record = dead_letter(topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=message.value, reason=error, path=path,
+                             record_index=record_index, at=now)
+        self.output.produce(self.settings.topic_deadletter, message.key, encode_event(record))
 
     def _authority(self, message: RawMessage) -> _Authority:
         """The tenant and server the message is keyed under; in the per-tenant mode the topic must agree."""
@@ -240,21 +223,10 @@ class BatchProcessor:
 
     def _items(self, message: RawMessage, document: Any) -> tuple[list[Any], bool]:
         """The records of one decoded message and whether it is a batch envelope; :class:`Refused` if neither."""
-        schema = document.get("schema") if isinstance(document, dict) else None
-        if schema == METADATA_SCHEMA:
-            return [document], False
-        if schema != METADATA_BATCH_SCHEMA:
-            raise Refused(f"unknown schema: expected {METADATA_SCHEMA!r} or "
-                          f"{METADATA_BATCH_SCHEMA!r}, got {str(schema)[:80]!r}", "$.schema")
-        items = document.get("records")
-        if not isinstance(items, list) or not items or len(items) > 1000:
-            raise Refused("$.records: a batch needs 1..1000 records", "$.records")
-        envelope_key = document.get("server_key")
-        key_text = (message.key or b"").decode("utf-8", "replace")
-        if not isinstance(envelope_key, str) or envelope_key.lower() != key_text.lower():
-            raise Refused(f"server key mismatch: the envelope's server_key {str(envelope_key)[:120]!r} "
-                          f"differs from the Kafka key {key_text[:120]!r}")
-        return items, True
+        try:
+            return metadata_items(document, message.key)
+        except BadEnvelope as refusal:
+            raise Refused(str(refusal), refusal.path) from None
 
     def _decode(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_Admitted]:
         records: list[_Admitted] = []
@@ -286,9 +258,8 @@ class BatchProcessor:
         """One record checked against its contract and the admission rules, or dead-lettered alone."""
         prefix = f"$.records[{index}]" if index is not None else "$"
         try:
-            self._check_record(item)
-            at = datetime.fromisoformat(item["observed_at"])
-            self._admit(item, at, authority, stats)
+            record, at = self._parse_record(item)
+            self._admit(record, at, authority, stats)
         except ContractError as error:
             path = prefix + error.path[1:]
             self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
@@ -299,10 +270,10 @@ class BatchProcessor:
         except Exception as error:  # a bug must cost this record only, never its neighbours
             self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
             return None
-        return _Admitted(item, at, message, index, authority.tenant_id, authority.server)
+        return _Admitted(record, at, message, index, authority.tenant_id, authority.server)
 
     @staticmethod
-    def _admit(event: dict[str, Any], at: datetime, authority: _Authority, stats: BatchStats) -> None:
+    def _admit(event: MetadataRecord, at: datetime, authority: _Authority, stats: BatchStats) -> None:
         """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
         if event["tenant_id"] != authority.tenant_id:
             raise Refused(f"tenant mismatch: the record's tenant_id {event['tenant_id']!r} differs from "
@@ -318,7 +289,7 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------------------ classification
 
-    def _classify(self, event: dict[str, Any], at: datetime) -> Classification:
+    def _classify(self, event: MetadataRecord, at: datetime) -> Classification:
         """Classify one record; the result is shared by every record with the same topmost hop that day.
 
         The classifier decides from the topmost Received header alone (lower hops are context), so
@@ -326,7 +297,7 @@ class BatchProcessor:
         key whenever the server was named by that hop (an Exchange or cloud stamp, whose meaning
         ends at the ``;``). The cached result keeps the first record's hop text as its evidence.
         """
-        headers = event["headers"]
+        headers = cast("Sequence[tuple[str, str]]", event["headers"])  # [name, value] pairs
         top = None
         for name, value in headers:
             if len(name) == 8 and name.lower() == "received":
@@ -420,8 +391,9 @@ class BatchProcessor:
             by_day.setdefault(record.event["observed_at"][:10], []).append(record.event["event_id"])
             client = record.event["client"]
             ips[client["ip"]] = None
-            if client.get("helo"):
-                helos[client["helo"]] = None
+            helo = client.get("helo")
+            if helo:
+                helos[helo] = None
         return Observation(
             server_key=group.server_key, tenant_id=group.tenant_id, server=group.server,
             first_at=records[0].at.timestamp(), last_at=last.at.timestamp(), evidence=evidence, latest=latest,
@@ -511,13 +483,13 @@ class BatchProcessor:
                     issued_at=evaluation.at.timestamp(),
                     stage=evaluation.stage, kafka_key=server_key, action=evaluation.action,
                     history=orjson.dumps(evaluation.history),
-                    notifications=[outbox_record(topic_notifications, tenant, orjson.dumps(n))
+                    notifications=[outbox_record(topic_notifications, tenant, encode_event(n))
                                    for n in evaluation.notifications],
                 ))
             for notification in evaluation.once_notifications:  # emit_once.lua drops repeats
                 once.append((server_key, notification["notification_id"],
                              outbox_record(topic_notifications, fields[ServerField.TENANT_ID],
-                                           orjson.dumps(notification))))
+                                           encode_event(notification))))
             if evaluation.next_due is not None:
                 when = evaluation.next_due.timestamp()
                 if force_due or fields.get(ServerField.DUE_AT) != repr(when):

@@ -18,15 +18,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from processors import metrics
 from processors.classify import Connection, classify
-from processors.contracts import NOTIFICATION_SCHEMA, ContractError, contracts
+from processors.contracts import ContractError
 from processors.enforcement.pauses import PauseOutcome, PauseState, apply_pause_command
 from processors.enforcement.verdicts import ServerState, evaluate, rfc3339
+from processors.events.command import Command, CommandKeyMismatch, parse_command
+from processors.events.notification import notification
+from processors.events.wire import encode_event
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput, published_since
 from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
@@ -47,26 +50,6 @@ from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchSta
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = (StoreUnavailable, DeliveryFailed, OSError)
-
-
-class CommandKeyMismatch(ValueError):
-    """A command whose tenant_id is not its Kafka key (the commands topic is keyed by tenant id)."""
-
-
-def read_command(message: RawMessage) -> dict[str, Any]:
-    """The command in ``message``, checked against its contract and against its Kafka key.
-
-    Raises orjson.JSONDecodeError, ContractError or CommandKeyMismatch for a command to dead-letter."""
-    command = orjson.loads(message.value or b"")
-    contracts.command(command)
-    if command["action"] != "pause_end" and "days" not in command:
-        raise ContractError("missing required property 'days' for this action")
-    key = None if message.key is None else message.key.decode("utf-8", "backslashreplace")
-    if key != command["tenant_id"]:
-        raise CommandKeyMismatch(
-            f"tenant mismatch: the command's tenant_id {command['tenant_id']!r} disagrees with its Kafka key "
-            f"{key!r} (the commands topic is keyed by tenant id); not applied")
-    return command
 
 
 def record_batch_metrics(messages: Sequence[RawMessage], stats: BatchStats) -> None:
@@ -161,7 +144,7 @@ class WorkerRuntime:
         """Apply one operator command; returns its outcome, or None when it was rejected or applied before."""
         await self.ready.wait()
         try:
-            command = read_command(message)
+            command = parse_command(message.value, message.key)
         except CommandKeyMismatch as error:
             await self._reject_command(message, str(error), None)
             return None
@@ -180,7 +163,7 @@ class WorkerRuntime:
         await self.retry(self.output.flush, "publishing a dead letter")
         await self.retry(lambda: self._mark_progress([message]), "recording progress")
 
-    async def _apply_command(self, command: dict[str, Any]) -> PauseOutcome | None:
+    async def _apply_command(self, command: Command) -> PauseOutcome | None:
         """Apply a command once, then complete its effects (re-evaluation, notification).
 
         The command is marked applied and open in the same transaction as its pause change, and
@@ -199,7 +182,7 @@ class WorkerRuntime:
                          "completing a command's re-evaluation and notification")
         return outcome
 
-    async def _record_command(self, command: dict[str, Any], tenant: str, at: datetime
+    async def _record_command(self, command: Command, tenant: str, at: datetime
                               ) -> tuple[str, PauseOutcome | None]:
         """Mark the command applied and change the pause, in one transaction of the store.
         Returns (APPLIED, outcome), or (OPEN | CLOSED, None) for a command applied before whose
@@ -227,15 +210,11 @@ class WorkerRuntime:
         await self.store.complete_command(tenant, command_id)
 
     def _pause_notification(self, tenant: str, outcome: PauseOutcome, identity: str, at: datetime) -> bytes:
-        notification: dict[str, Any] = {
-            "schema": NOTIFICATION_SCHEMA,
-            "notification_id": f"{tenant}|{outcome.kind}|{identity}",
-            "tenant_id": tenant, "server": None, "server_key": None, "kind": outcome.kind,
-            "at": rfc3339(at), "stage": None,
-            "next_stage_at": rfc3339(outcome.state.until) if outcome.kind != "pause_refused" else None,
-            "build": None, "recommended_builds": [], "text": outcome.text,
-        }
-        return outbox_record(self.settings.topic_notifications, tenant, orjson.dumps(notification))
+        record = notification(
+            tenant_id=tenant, kind=outcome.kind, identity=identity, at=at, text=outcome.text,
+            next_stage_at=outcome.state.until if outcome.kind != "pause_refused" else None,
+        )
+        return outbox_record(self.settings.topic_notifications, tenant, encode_event(record))
 
     async def reevaluate_tenant(self, tenant: str, at: datetime, pause: PauseState | None = None) -> None:
         server_keys = await self.store.tenant_servers(tenant)

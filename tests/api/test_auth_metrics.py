@@ -71,7 +71,7 @@ def test_metrics_server_exposes_the_shared_metrics() -> None:
         server.shutdown()
         server.server_close()
     assert 'patchgate_events_in_total{topic="patchgate.metadata"}' in text
-    assert 'patchgate_dead_letters_total{reason="invalid_json"} 1.0' in text
+    assert 'patchgate_deadletter_total{reason="invalid_json"} 1.0' in text
     assert 'patchgate_redis_seconds_bucket{le="0.0025",operation="observe"}' in text
     assert 'patchgate_consumer_lag{partition="0",topic="patchgate.metadata"} 42.0' in text
     assert metrics.reason_label("") == "other"

@@ -19,7 +19,8 @@ from processors.classify import (
     parse_build,
     product_for_build,
 )
-from processors.classify.catalog import COLUMNS
+from processors.classify.catalog import COLUMNS, CatalogError
+from processors.classify.products import ProductCatalogError
 
 DATA = Path(__file__).resolve().parents[2] / "processors" / "data"
 HEADER = ",".join(COLUMNS)
@@ -222,3 +223,12 @@ def test_load_other_catalog_uses_packaged_lifecycle(tmp_path: Path) -> None:
     cat = load_catalog(_write(tmp_path, GOOD))
     assert cat.row_count == 3 and "Exchange Server SE" in cat.lifecycle
     assert cat.source.endswith("builds.csv")
+
+
+def test_both_catalog_errors_list_five_problems_then_how_many_more() -> None:
+    problems = [CatalogError(line, "bad") for line in range(2, 9)]
+    shown = "line 2: bad; line 3: bad; line 4: bad; line 5: bad; line 6: bad (+2 more)"
+    assert str(CatalogFormatError("b.csv", problems)) == f"b.csv: invalid build catalog: {shown}"
+    assert str(ProductCatalogError("p.csv", problems)) == f"p.csv: invalid product catalog: {shown}"
+    assert str(CatalogFormatError("b.csv", problems[:1])) == "b.csv: invalid build catalog: line 2: bad"
+    assert not issubclass(ProductCatalogError, CatalogFormatError)  # one handler does not catch the other

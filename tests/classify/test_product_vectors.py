@@ -22,23 +22,12 @@ HEADER = ("source", "product", "version", "received")
 AT = datetime(2026, 11, 28, 12, tzinfo=UTC)
 REPORT_ONLY = frozenset({"exim", "sendmail"})
 
-#: Rows whose stated expectation contradicts their own ``received`` value: the topmost hop is judged
-#: from what it says. Keyed by (source, first 60 characters of the value): what the hop says, and why.
-DISAGREEMENTS: dict[tuple[str, str], tuple[str, str, str]] = {
-    (
-        "https://github.com/apache/spamassassin/blob/f7fe7b82a2db63ee1406d74d88ce564b69881954/t/data/spam/006",
-        "from kr-sel-opccmail.oakwoodpremier.co.kr ([211.218.220.77])",
-    ): ("sendmail", "8.11.6", "the value is a Sendmail stamp (8.11.6/8.11.2); SMTPSVC 5.0.2195 is not in it"),
-}
-
-
 class ProductVector(NamedTuple):
     line: int
     source: str
     product: str
     version: str
     received: str
-    escaped: str
 
 
 def unescape(text: str) -> str:
@@ -66,16 +55,11 @@ def load_vectors() -> list[ProductVector]:
         cols = line.split("\t")
         assert len(cols) == 4, f"line {number}: expected 4 tab-separated columns"
         source, product, version, received = cols
-        out.append(ProductVector(number, source, product, version, unescape(received), received))
+        out.append(ProductVector(number, source, product, version, unescape(received)))
     return out
 
 
 ALL = load_vectors()
-
-
-def _expected(v: ProductVector) -> tuple[str, str]:
-    override = DISAGREEMENTS.get((v.source, v.escaped[:60]))
-    return (override[0], override[1]) if override is not None else (v.product, v.version)
 
 
 def test_vectors_cover_the_products_and_cite_sources() -> None:
@@ -87,16 +71,10 @@ def test_vectors_cover_the_products_and_cite_sources() -> None:
     assert all((v.product == "none") == (v.version == "") or v.product != "none" for v in ALL)
 
 
-def test_disagreements_still_exist() -> None:
-    # an entry whose row was corrected upstream must be removed here
-    keys = {(v.source, v.escaped[:60]) for v in ALL}
-    assert set(DISAGREEMENTS) <= keys
-
-
 @pytest.mark.parametrize("v", ALL, ids=[f"line{v.line}-{v.product}-{v.version or 'none'}" for v in ALL])
 def test_product_vector(v: ProductVector) -> None:
     r = classify([("Received", v.received)], Connection("192.0.2.1", "helo.example.net"), AT)
-    product, version = _expected(v)
+    product, version = v.product, v.version
     assert (r.product or "none", r.version or "") == (product, version), r.reason
     if product == "none":
         assert not r.enforceable and not r.vulnerable

@@ -142,6 +142,7 @@ def test_rules_unknown_end_of_support_behind_within_grace_latest() -> None:
     assert ev.evaluate("exim", "4.89", date(2026, 1, 1)).status == "unknown_build"
     ended = ev.evaluate("exim", "5.0", date(2026, 7, 1))
     assert (ended.status, ended.rule) == ("unsupported", "end_of_support")
+    assert ended.recommended == ()  # the only releases in support are older: never a downgrade
     behind = ev.evaluate("exim", "4.91", date(2019, 4, 1))
     assert (behind.status, behind.rule) == ("behind", "grace_period")
     assert "CVE-2019-10149" in behind.reason and [r.short for r in behind.recommended] == ["4.92"]

@@ -72,13 +72,14 @@ def test_the_issues_alerts_are_there() -> None:
     wanted = {
         "PatchgateConsumerLagGrowing": "patchgate_consumer_lag",
         "PatchgateOutboxStuck": "patchgate_outbox_claim_age_seconds",
-        "PatchgateDeadLettersRising": "patchgate_dead_letters_total",
+        "PatchgateDeadLettersRising": "patchgate_deadletter_total",
         "PatchgateEdgeVerdictCacheNotCaughtUp": "patchgate_edge_cache_caught_up",
         "PatchgateEdgeVerdictCacheStale": "verdicts_applied",
         "PatchgateEdgePublisherDropping": "records_dropped_",
         "PatchgateEdgeThreadNotAlive": "patchgate_edge_thread_alive",
         "PatchgateWorkerDown": "up{",
         "PatchgateWorkerNotProcessing": "patchgate_events_in_total",
+        "PatchgateWorkerNotReady": "patchgate_ready{",
     }
     for alert, metric in wanted.items():
         assert metric in by_name.get(alert, ""), alert

@@ -76,7 +76,7 @@ def test_the_queries_use_only_metrics_patchgate_exposes() -> None:
 def test_the_dashboard_shows_what_operators_look_at() -> None:
     used = " ".join(expressions())
     for metric in ("patchgate_events_in_total", "patchgate_events_out_total", "patchgate_consumer_lag",
-                   "patchgate_verdicts_total", "patchgate_dead_letters_total", "decisions_fail_open"):
+                   "patchgate_verdicts_total", "patchgate_deadletter_total", "decisions_fail_open"):
         assert metric in used, metric
     titles = {panel["title"] for panel in panels()}
     assert {"Records in per topic", "Records out per topic", "Consumer lag", "Enforcement replies per code",

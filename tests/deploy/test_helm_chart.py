@@ -79,6 +79,20 @@ def test_the_worker_is_probed_spread_and_protected() -> None:
     assert "ScaledObject" not in {obj["kind"] for obj in objects}  # KEDA is off by default
 
 
+def test_production_topics_are_replicated_three_times_with_two_in_sync() -> None:
+    from processors.settings import Settings
+
+    worker = container(by_kind(render(PRODUCTION_VALUES), "Deployment")["pg-patchgate-worker"], "worker")
+    variables = env(worker)
+    assert variables["PATCHGATE_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert variables["PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
+    topics = {name: value for name, value in variables.items() if name.startswith("PATCHGATE_TOPIC")}
+    settings = Settings.from_env(topics)
+    assert (settings.topic_replication_factor, settings.topic_min_insync_replicas) == (3, 2)
+    default = env(container(by_kind(render(), "Deployment")["pg-patchgate-worker"], "worker"))
+    assert default["PATCHGATE_TOPIC_REPLICATION_FACTOR"] == "1"  # a one-broker evaluation cluster
+
+
 def test_keda_scales_the_worker_on_its_groups_lag_instead_of_a_replica_count() -> None:
     objects = render(PRODUCTION_VALUES)
     scaled = by_kind(objects, "ScaledObject")["pg-patchgate-worker"]

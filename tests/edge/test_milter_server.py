@@ -35,6 +35,7 @@ from edge.milter.codec import (
 from edge.milter.driver import MilterDriver
 from edge.milter.server import AcceptAll, MilterServer
 from edge.verdicts import VerdictIndex
+from processors.events.metadata import MetadataRecord
 from tests.edge.helpers import T0, exchange_headers, verdict
 
 
@@ -47,9 +48,9 @@ def connectors() -> list[Connector]:
 
 class ListPublisher:
     def __init__(self) -> None:
-        self.records: list[tuple[str, dict[str, Any]]] = []
+        self.records: list[tuple[str, MetadataRecord]] = []
 
-    def publish(self, server_key: str, record: dict[str, Any]) -> bool:
+    def publish(self, server_key: str, record: MetadataRecord) -> bool:
         orjson.dumps(record)  # must be serialisable
         self.records.append((server_key, record))
         return True

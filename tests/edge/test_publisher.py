@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from edge.publisher import MetadataPublisher, build_metadata_record, cap_headers
 from processors.devservices import free_port
+from processors.events.metadata import MetadataRecord
 from tests.edge.helpers import exchange_headers
 from tests.edge.kafka_helpers import create_topic, read_all
 
@@ -22,7 +23,7 @@ SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "metadata.v1.json")
 VALIDATOR = Draft202012Validator(SCHEMA)
 
 
-def record(i: int = 0, headers: list[tuple[str, str]] | None = None, **kw: Any) -> dict[str, Any]:
+def record(i: int = 0, headers: list[tuple[str, str]] | None = None, **kw: Any) -> MetadataRecord:
     return build_metadata_record(
         edge="edge-1", tenant_id="contoso", connector_id="onprem", connector_type="OnPremises",
         client_ip="192.0.2.10", helo="ex01.contoso.com", headers=headers or exchange_headers(),

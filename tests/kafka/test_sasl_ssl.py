@@ -20,13 +20,13 @@ from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScram
 from edge.publisher import MetadataPublisher
 from edge.settings import EdgeSettings
 from edge.verdict_cache import VerdictCache
-from processors.devservices.apache_kafka import ApacheKafkaBroker
-from processors.devservices.base import ServiceUnavailable, free_port
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from processors.kafka import clients
 from processors.kafka.clients import KafkaUnreachable, check_connection
 from processors.kafka.config import KafkaConfig
+from tests.kafka.secured_broker import SecuredListenerBroker
 from tests.kafka.tls import TlsFiles, make_tls_files
+from tests.services import started
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 
@@ -36,31 +36,14 @@ EDGE_PASSWORD = "edge-plain-password"
 WORKER_PASSWORD = "worker-scram=password"  # an "=" in the value, as the properties format allows
 
 
-class SaslSslBroker(ApacheKafkaBroker):
-    """Apache Kafka with a SASL_SSL client listener (PLAIN and SCRAM-SHA-512) besides the PLAINTEXT one
-    the test itself uses to set the broker up."""
-
-    def __init__(self, tls: TlsFiles) -> None:
-        super().__init__(partitions=4)
-        self.tls = tls
-        self.sasl_port = free_port()
-        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
-
-    def server_properties(self, log_dir: Path) -> str:
-        jaas = "org.apache.kafka.common.security"
-        extra = {
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port},"
-                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.sasl_port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
-            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
-            "listener.name.sasl_ssl.plain.sasl.jaas.config":
-                f'{jaas}.plain.PlainLoginModule required user_edge="{EDGE_PASSWORD}";',
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": f"{jaas}.scram.ScramLoginModule required;",
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.location": str(self.tls.server_keystore),
-        }
-        return super().server_properties(log_dir) + "".join(f"{key}={value}\n" for key, value in extra.items())
+def sasl_ssl_broker(tls: TlsFiles) -> SecuredListenerBroker:
+    """SASL_SSL with PLAIN (the edge user) and SCRAM-SHA-512 (users added by the test)."""
+    jaas = "org.apache.kafka.common.security"
+    return SecuredListenerBroker(tls, "SASL_SSL", {
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "plain.sasl.jaas.config": f'{jaas}.plain.PlainLoginModule required user_edge="{EDGE_PASSWORD}";',
+        "scram-sha-512.sasl.jaas.config": f"{jaas}.scram.ScramLoginModule required;",
+    })
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +52,14 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture(scope="module")
-def broker(tls: TlsFiles) -> Iterator[SaslSslBroker]:
-    broker = SaslSslBroker(tls)
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
+def broker(tls: TlsFiles) -> Iterator[SecuredListenerBroker]:
+    broker = sasl_ssl_broker(tls)
+    with started(broker):
         add_scram_user(broker, "worker", WORKER_PASSWORD)
         yield broker
-    finally:
-        broker.close()
 
 
-def add_scram_user(broker: SaslSslBroker, user: str, password: str) -> None:
+def add_scram_user(broker: SecuredListenerBroker, user: str, password: str) -> None:
     admin = clients.admin(KafkaConfig(broker.bootstrap))
     upsert = UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
                                           password.encode())
@@ -90,10 +67,10 @@ def add_scram_user(broker: SaslSslBroker, user: str, password: str) -> None:
         future.result(timeout=30)
 
 
-def properties_file(path: Path, broker: SaslSslBroker, mechanism: str, user: str, password: str) -> Path:
+def properties_file(path: Path, broker: SecuredListenerBroker, mechanism: str, user: str, password: str) -> Path:
     path.write_text(f"""\
 # patchgate's Kafka client ({user})
-bootstrap.servers = {broker.sasl_bootstrap}
+bootstrap.servers = {broker.secured_bootstrap}
 security.protocol = SASL_SSL
 sasl.mechanism = {mechanism}
 sasl.username = {user}
@@ -117,12 +94,12 @@ def wait_accepted(kafka: KafkaConfig, timeout: float = 60.0) -> None:
 
 
 def test_worker_and_edge_work_end_to_end_through_sasl_ssl(
-        broker: SaslSslBroker, tmp_path: Path, redis_url: str, unique_name: Callable[[str], str]) -> None:
+        broker: SecuredListenerBroker, tmp_path: Path, redis_url: str, unique_name: Callable[[str], str]) -> None:
     worker_file = properties_file(tmp_path / "worker.properties", broker, "SCRAM-SHA-512", "worker", WORKER_PASSWORD)
     edge_file = properties_file(tmp_path / "edge.properties", broker, "PLAIN", "edge", EDGE_PASSWORD)
     wait_accepted(KafkaConfig.load(None, worker_file))
     settings = isolated_settings("", redis_url, unique_name, kafka_config=worker_file, metadata_partitions=4)
-    assert settings.kafka_bootstrap == broker.sasl_bootstrap  # from the file
+    assert settings.kafka_bootstrap == broker.secured_bootstrap  # from the file
     edge = EdgeSettings.from_env({"PATCHGATE_KAFKA_CONFIG": str(edge_file),
                                   "PATCHGATE_TOPIC_METADATA": settings.topic_metadata,
                                   "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts})
@@ -147,7 +124,7 @@ def test_worker_and_edge_work_end_to_end_through_sasl_ssl(
         worker.stop()
 
 
-def test_pause_command_from_the_cli_through_sasl_ssl(broker: SaslSslBroker, tmp_path: Path) -> None:
+def test_pause_command_from_the_cli_through_sasl_ssl(broker: SecuredListenerBroker, tmp_path: Path) -> None:
     worker_file = properties_file(tmp_path / "worker.properties", broker, "SCRAM-SHA-512", "worker", WORKER_PASSWORD)
     topic = f"commands.cli-{time.monotonic_ns()}"
     env = {"PATCHGATE_KAFKA_CONFIG": str(worker_file), "PATCHGATE_TOPIC_COMMANDS": topic, "PATH": "/usr/bin:/bin"}
@@ -159,7 +136,7 @@ def test_pause_command_from_the_cli_through_sasl_ssl(broker: SaslSslBroker, tmp_
 
 
 def test_a_wrong_password_ends_the_worker_at_start_with_a_clear_message(
-        broker: SaslSslBroker, tmp_path: Path, redis_url: str) -> None:
+        broker: SecuredListenerBroker, tmp_path: Path, redis_url: str) -> None:
     wrong = "not-the-worker-password"
     worker_file = properties_file(tmp_path / "worker.properties", broker, "SCRAM-SHA-512", "worker", wrong)
     env = {"PATCHGATE_KAFKA_CONFIG": str(worker_file), "PATCHGATE_REDIS_URL": redis_url, "PATCHGATE_WEB_PORT": "0",
@@ -169,12 +146,13 @@ def test_a_wrong_password_ends_the_worker_at_start_with_a_clear_message(
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
     assert time.monotonic() - began < 60  # refused at once, not after retrying until a timeout
-    assert f"patchgate worker: Kafka at {broker.sasl_bootstrap} refused the client" in stderr
+    assert f"patchgate worker: Kafka at {broker.secured_bootstrap} refused the client" in stderr
     assert "Authentication failed" in stderr and str(worker_file) in stderr
     assert wrong not in stderr and "Traceback" not in stderr
 
 
-def test_a_wrong_password_ends_the_edge_at_start_with_a_clear_message(broker: SaslSslBroker, tmp_path: Path) -> None:
+def test_a_wrong_password_ends_the_edge_at_start_with_a_clear_message(
+        broker: SecuredListenerBroker, tmp_path: Path) -> None:
     wrong = "not-the-edge-password"
     edge_file = properties_file(tmp_path / "edge.properties", broker, "PLAIN", "edge", wrong)
     env = {"PATCHGATE_KAFKA_CONFIG": str(edge_file), "PATH": "/usr/bin:/bin"}
@@ -184,12 +162,12 @@ def test_a_wrong_password_ends_the_edge_at_start_with_a_clear_message(broker: Sa
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
     assert time.monotonic() - began < 50  # refused at once, not failing open after the catch-up timeout
-    assert f"edge: Kafka at {broker.sasl_bootstrap} refused the client (configuration {edge_file})" in stderr
+    assert f"edge: Kafka at {broker.secured_bootstrap} refused the client (configuration {edge_file})" in stderr
     assert "Authentication failed" in stderr and wrong not in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("command", ["api", "notify"])
-def test_a_wrong_password_ends_the_api_and_the_notifier_at_start(broker: SaslSslBroker, tmp_path: Path,
+def test_a_wrong_password_ends_the_api_and_the_notifier_at_start(broker: SecuredListenerBroker, tmp_path: Path,
                                                                   redis_url: str, command: str) -> None:
     wrong = "not-the-edge-password"
     client_file = properties_file(tmp_path / "client.properties", broker, "PLAIN", "edge", wrong)
@@ -197,9 +175,9 @@ def test_a_wrong_password_ends_the_api_and_the_notifier_at_start(broker: SaslSsl
     webhooks.write_text('[tenants."*"]\nurl = "https://ops.example/patchgate"\n')
     env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin",
            "PATCHGATE_API_TOKENS": "sasl-test-token-0123456789=*", "PATCHGATE_API_PORT": "0",
-           "PATCHGATE_NOTIFY_CONFIG": str(webhooks)}
+           "PATCHGATE_NOTIFY_CONFIG": str(webhooks), "PATCHGATE_NOTIFY_PROBE_PORT": "0"}  # 9466 may be taken
     done = subprocess.run([*patchgate_executable(), command], env=env, capture_output=True, timeout=120, check=False)
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
-    assert f"patchgate {command}: Kafka at {broker.sasl_bootstrap} refused the client" in stderr
+    assert f"patchgate {command}: Kafka at {broker.secured_bootstrap} refused the client" in stderr
     assert wrong not in stderr and "Traceback" not in stderr

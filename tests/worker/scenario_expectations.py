@@ -1,7 +1,9 @@
 """The expected verdicts and notifications of the shipped 120-day sample (processors/replay/sample.py),
 written out from the enforcement rules by hand: stage N starts at 00:00 UTC of detection day + 0, 30, 40,
 50, 60, 70, 80, 90; notices 7 days before the first throttling (stage 2) and blocking (stage 5) stage;
-a pause sets paused_until without stopping the clock; mail arrives at 13:00, pauses at 12:30."""
+a pause sets paused_until without stopping the clock; mail arrives at 13:00, pauses at 12:30. The
+Domino server (9.0.1FP10, past its end of support, enforced by default) walks like the Exchange ones;
+the Exim server (4.89, behind, report only by default) and the partner-connector server get none."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ VERDICTS: dict[str, list[tuple[str, int, str | None]]] = {
     "fabrikam/ex2013.fabrikam.com": plain_walk(),
     "tailspin/ex2010.tailspin.com": plain_walk(),
     "tailspin/ex2007.tailspin.com": plain_walk(),
+    "tailspin/domino.tailspin.com": plain_walk(),
 }
 
 PLAIN_NOTICES: list[tuple[str, str, int | None]] = [
@@ -62,6 +65,7 @@ NOTIFICATIONS: dict[str, list[tuple[str, str, int | None]]] = {
     "fabrikam/ex2013.fabrikam.com": PLAIN_NOTICES,
     "tailspin/ex2010.tailspin.com": PLAIN_NOTICES,
     "tailspin/ex2007.tailspin.com": PLAIN_NOTICES,
+    "tailspin/domino.tailspin.com": PLAIN_NOTICES,
     "contoso": [
         (iso(at(35, 12, 30)), "pause_started", None), (iso(P1), "pause_ended", None),
         (iso(at(75, 12, 30)), "pause_started", None), (iso(at(80, 12, 30)), "pause_refused", None),

@@ -66,4 +66,4 @@ def test_a_command_whose_tenant_disagrees_with_its_key_is_dead_lettered(metered:
     assert client.smembers(keys.tenant_commands("fabrikam")) == {str(own["command_id"]).encode()}
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=10) as response:
         exported = response.read().decode()
-    assert 'patchgate_dead_letters_total{reason="tenant_mismatch"} 2.0' in exported
+    assert 'patchgate_deadletter_total{reason="tenant_mismatch"} 2.0' in exported

@@ -222,7 +222,7 @@ def test_worker_exposes_prometheus_metrics(kafka_bootstrap: str, redis_url: str,
         wait_for(lambda: all(line in scrape() for line in lag_lines), "the consumer lag gauge at 0")
         text = scrape()
         assert f'patchgate_events_in_total{{topic="{settings.topic_metadata}"}} 2.0' in text
-        assert 'patchgate_dead_letters_total{reason="invalid_json"} 1.0' in text
+        assert 'patchgate_deadletter_total{reason="invalid_json"} 1.0' in text
         assert 'patchgate_classifications_total{status="unsupported"} 1.0' in text
         assert 'patchgate_verdicts_total{action="report"} 1.0' in text
         assert "patchgate_redis_seconds_count" in text

@@ -32,7 +32,7 @@ POISONED = "contoso/ex3.contoso.com"
 
 
 def dead_letter_count(reason: str) -> float:
-    return metrics.REGISTRY.get_sample_value("patchgate_dead_letters_total", {"reason": reason}) or 0.0
+    return metrics.REGISTRY.get_sample_value("patchgate_deadletter_total", {"reason": reason}) or 0.0
 
 
 def runtime_for(settings: Settings) -> WorkerRuntime:

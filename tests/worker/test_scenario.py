@@ -74,6 +74,10 @@ def test_sample_gives_exactly_the_expected_verdicts_and_notifications(
     assert state["fabrikam/relay.fabrikam.com"][b"last_status"] == b"not_exchange"
     assert state["tailspin/partner.tailspin.com"][b"status"] == b"unsupported"
     assert state["contoso/se.contoso.com"][b"status"] == b"current"
+    exim, domino = state["tailspin/exim.tailspin.com"], state["tailspin/domino.tailspin.com"]
+    assert (exim[b"product_id"], exim[b"version"], exim[b"status"]) == (b"exim", b"4.89", b"behind")
+    assert b"does not prove the patch level" in exim[b"reason"]
+    assert (domino[b"product_id"], domino[b"version"], domino[b"status"]) == (b"domino", b"9.0.1FP10", b"unsupported")
     client = state_client(settings)
     keys = KeySchema(settings.key_prefix)
     assert client.pfcount(keys.server_day_hll("contoso/ex2019.contoso.com", "2026-10-05")) == 1

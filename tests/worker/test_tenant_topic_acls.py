@@ -21,12 +21,13 @@ from confluent_kafka.admin import (
 )
 
 from processors.devservices.apache_kafka import ApacheKafkaBroker
-from processors.devservices.base import ServiceUnavailable, free_port
+from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
 from processors.kafka.topics import ensure_tenant_topics
 from processors.settings import Settings
+from tests.services import started
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
 from tests.worker.test_tenant_topics import wait_processed
@@ -65,13 +66,8 @@ class AuthorizingBroker(ApacheKafkaBroker):
 
 @pytest.fixture(scope="module")
 def authorizing_broker() -> Iterator[AuthorizingBroker]:
-    broker = AuthorizingBroker()
-    try:
-        broker.start()
-    except ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    yield broker
-    broker.close()
+    with started(AuthorizingBroker()) as broker:
+        yield broker
 
 
 def edge_may_write(broker: AuthorizingBroker, principal: str, topic: str) -> None:

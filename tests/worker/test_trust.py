@@ -79,7 +79,7 @@ def test_a_record_naming_another_tenant_than_its_key_is_dead_lettered_and_writes
     day = keys.server_day_hll("contoso/ex01.contoso.com", T0.date().isoformat())
     assert client.pfcount(day) == 2  # c-1 and c-2; f-2 (same server, other tenant) was not counted
     assert verdict_keys(settings) == ["contoso/ex01.contoso.com"]
-    assert 'patchgate_dead_letters_total{reason="tenant_mismatch"} 2.0' in scrape(metrics_port)
+    assert 'patchgate_deadletter_total{reason="tenant_mismatch"} 2.0' in scrape(metrics_port)
 
 
 def test_keys_and_envelopes_that_disagree_are_refused_and_a_renamed_server_is_counted(
@@ -100,8 +100,8 @@ def test_keys_and_envelopes_that_disagree_are_refused_and_a_renamed_server_is_co
     assert verdict_keys(settings) == ["contoso/ex02.contoso.com"]
     text = scrape(metrics_port)
     assert "patchgate_server_key_mismatch_total 1.0" in text
-    assert 'patchgate_dead_letters_total{reason="key"} 1.0' in text
-    assert 'patchgate_dead_letters_total{reason="server_key_mismatch"} 1.0' in text
+    assert 'patchgate_deadletter_total{reason="key"} 1.0' in text
+    assert 'patchgate_deadletter_total{reason="server_key_mismatch"} 1.0' in text
 
 
 def test_an_address_in_mta_notation_is_dead_lettered_and_never_reaches_state_or_verdicts(
@@ -126,7 +126,7 @@ def test_an_address_in_mta_notation_is_dead_lettered_and_never_reaches_state_or_
     assert [v["server_key"] for v in verdicts] == ["contoso/ex01.contoso.com"]
     assert verdicts[0]["client_ips"] == ["10.0.0.5"]
     text = scrape(metrics_port)
-    assert 'patchgate_dead_letters_total{reason="contract"} 3.0' in text
+    assert 'patchgate_deadletter_total{reason="contract"} 3.0' in text
     assert 'patchgate_context_dropped_total{field="helo"} 1.0' in text
 
 
@@ -148,5 +148,5 @@ def test_a_poison_record_is_dead_lettered_alone_and_its_neighbours_get_one_verdi
     assert sorted(verdict_keys(settings)) == sorted(f"contoso/{server}" for i, server in enumerate(servers)
                                                     if i not in (2, 3))
     text = scrape(metrics_port)
-    assert 'patchgate_dead_letters_total{reason="contract"} 1.0' in text
-    assert 'patchgate_dead_letters_total{reason="event_time"} 1.0' in text
+    assert 'patchgate_deadletter_total{reason="contract"} 1.0' in text
+    assert 'patchgate_deadletter_total{reason="event_time"} 1.0' in text

@@ -75,6 +75,10 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.kafka.topics.deadletter | quote }}
 - name: PATCHGATE_TOPIC_COMMANDS
   value: {{ .Values.kafka.topics.commands | quote }}
+- name: PATCHGATE_TOPIC_REPLICATION_FACTOR
+  value: {{ .Values.kafka.topics.replicationFactor | quote }}
+- name: PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS
+  value: {{ .Values.kafka.topics.minInsyncReplicas | quote }}
 {{- if .Values.policy.enabled }}
 - name: PATCHGATE_POLICY_FILE
   value: {{ printf "%s/policy.toml" .Values.policy.mountPath | quote }}

@@ -1,0 +1,122 @@
+"""patchgate through a Kafka whose client listener is SSL with client certificates required (mutual TLS).
+
+A real Apache Kafka with a certificate from a CA made for the test, asking every client of that
+listener for a certificate the same CA signed: the worker (Faust and its librdkafka clients) and
+the edge's publisher and verdict follower present one from a properties file (its key encrypted,
+``ssl.key.password``); an edge record becomes a verdict the edge follows. A client without a
+certificate ends at start-up with one clear message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge.publisher import MetadataPublisher
+from edge.settings import EdgeSettings
+from edge.verdict_cache import VerdictCache
+from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.kafka.clients import check_connection
+from processors.kafka.config import KafkaConfig
+from tests.kafka.secured_broker import SecuredListenerBroker
+from tests.kafka.tls import TlsFiles, make_tls_files
+from tests.services import started
+from tests.worker.factories import metadata_event
+from tests.worker.harness import isolated_settings, read_topic
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("kafka-mtls"))
+
+
+@pytest.fixture(scope="module")
+def broker(tls: TlsFiles) -> Iterator[SecuredListenerBroker]:
+    broker = SecuredListenerBroker(tls, "SSL", {
+        "ssl.client.auth": "required",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca),
+    })
+    with started(broker):
+        yield broker
+
+
+def properties_file(path: Path, broker: SecuredListenerBroker, *, with_certificate: bool = True) -> Path:
+    tls = broker.tls
+    certificate = f"""\
+ssl.certificate.location = {tls.client_certificate}
+ssl.key.location = {tls.client_key}
+ssl.key.password = {tls.client_key_password}
+""" if with_certificate else ""
+    path.write_text(f"""\
+# patchgate's Kafka client, mutual TLS
+bootstrap.servers = {broker.secured_bootstrap}
+security.protocol = SSL
+ssl.ca.location = {tls.ca}
+{certificate}""")
+    return path
+
+
+def test_worker_and_edge_work_end_to_end_through_mutual_tls(
+        broker: SecuredListenerBroker, tmp_path: Path, redis_url: str, unique_name: Callable[[str], str]) -> None:
+    client_file = properties_file(tmp_path / "client.properties", broker)
+    check_connection(KafkaConfig.load(None, client_file))
+    settings = isolated_settings("", redis_url, unique_name, kafka_config=client_file, metadata_partitions=4)
+    assert settings.kafka_bootstrap == broker.secured_bootstrap  # from the file
+    edge = EdgeSettings.from_env({"PATCHGATE_KAFKA_CONFIG": str(client_file),
+                                  "PATCHGATE_TOPIC_METADATA": settings.topic_metadata,
+                                  "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts})
+    worker = WorkerProcess(settings)
+    worker.start()
+    cache = VerdictCache(edge.kafka, topic=edge.topic_verdicts)
+    publisher = MetadataPublisher(edge.kafka, topic=edge.topic_metadata)
+    cache.start()
+    publisher.start()
+    try:
+        assert cache.wait_caught_up(60)
+        assert publisher.publish("contoso/ex01.contoso.com", metadata_event("mtls-1", T0))
+        assert publisher.flush(30) == 0
+        assert cache.wait_until(lambda: len(cache) == 1, 120), worker.log_tail()
+        assert [v["server_key"] for v in cache.snapshot()] == ["contoso/ex01.contoso.com"]
+        assert publisher.metrics.records_delivered == 1
+        assert [key for key, _ in read_topic(edge.kafka, settings.topic_verdicts)] == [b"contoso/ex01.contoso.com"]
+    finally:
+        publisher.stop(5.0)
+        cache.stop()
+        worker.stop()
+
+
+def test_a_worker_without_a_client_certificate_ends_at_start_with_a_clear_message(
+        broker: SecuredListenerBroker, tmp_path: Path, redis_url: str) -> None:
+    client_file = properties_file(tmp_path / "client.properties", broker, with_certificate=False)
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_REDIS_URL": redis_url, "PATCHGATE_WEB_PORT": "0",
+           "PATCHGATE_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}
+    began = time.monotonic()
+    done = subprocess.run([*patchgate_executable(), "worker"], env=env, capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert time.monotonic() - began < 60  # refused at once, not after retrying until a timeout
+    assert f"patchgate worker: Kafka at {broker.secured_bootstrap} refused the client" in stderr, stderr
+    assert str(client_file) in stderr and "Traceback" not in stderr
+
+
+def test_an_edge_without_a_client_certificate_ends_at_start_with_a_clear_message(
+        broker: SecuredListenerBroker, tmp_path: Path) -> None:
+    client_file = properties_file(tmp_path / "edge.properties", broker, with_certificate=False)
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATH": "/usr/bin:/bin"}
+    began = time.monotonic()
+    done = subprocess.run([*patchgate_executable(), "edge", "cache-dump", "--catchup-timeout", "60"], env=env,
+                          capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert time.monotonic() - began < 50  # refused at once, not failing open after the catch-up timeout
+    assert f"edge: Kafka at {broker.secured_bootstrap} refused the client (configuration {client_file})" in stderr
+    assert "Traceback" not in stderr
