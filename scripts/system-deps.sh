@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The system tools a make target needs, checked first and, as root, installed or fetched.
 #
+#   scripts/system-deps.sh make    make itself (.ci/run calls this when make is missing)
 #   scripts/system-deps.sh venv    python3 -m venv (Debian's python3-venv)
 #   scripts/system-deps.sh test    everything the test suite starts or drives (make test)
 #   scripts/system-deps.sh bench   what the benchmarks start (make bench, make bench-quick)
@@ -14,10 +15,11 @@
 # PATCHGATE_SYSTEM_PACKAGES replaces the package list of the chosen set (to try this script out).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${1:?usage: scripts/system-deps.sh venv|test|bench}"
+target="${1:?usage: scripts/system-deps.sh make|venv|test|bench}"
 
 # "package:probe" pairs: a package counts as present when dpkg has it installed or, on a machine
 # without dpkg, when its probe exists: an absolute path, py:<module> (importable by python3) or a command.
+make_packages=("make:make")
 venv_packages=("python3-venv:py:ensurepip")
 test_packages=(
   "python3-venv:py:ensurepip"                # the project's .venv
@@ -29,14 +31,19 @@ test_packages=(
   "chromium:/usr/bin/chromium"               # the report page test, driven by Playwright
   "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu"
   "docker-compose:docker-compose"            # only `docker-compose config`: no engine needed
+  # the shared libraries of the Exim that scripts/exim/fetch.sh unpacks (not installed: it would
+  # replace Postfix); libraries only, so they sit beside Postfix
+  "libgnutls-dane0:/usr/lib/x86_64-linux-gnu/libgnutls-dane.so.0"
+  "libidn12:/usr/lib/x86_64-linux-gnu/libidn.so.12"
 )
 bench_packages=("python3-venv:py:ensurepip" "redis-server:redis-server" "postfix:/usr/sbin/postfix")
 
 case "$target" in
+  make) wanted=("${make_packages[@]}") ;;
   venv) wanted=("${venv_packages[@]}") ;;
   test) wanted=("${test_packages[@]}") ;;
   bench) wanted=("${bench_packages[@]}") ;;
-  *) echo "scripts/system-deps.sh: unknown set '$target' (venv, test or bench)" >&2; exit 2 ;;
+  *) echo "scripts/system-deps.sh: unknown set '$target' (make, venv, test or bench)" >&2; exit 2 ;;
 esac
 if [[ -n "${PATCHGATE_SYSTEM_PACKAGES:-}" ]]; then
   read -r -a wanted <<<"$PATCHGATE_SYSTEM_PACKAGES"
@@ -109,7 +116,7 @@ main() {
   missing="$(missing_packages "${wanted[@]}")"
   if ! is_root; then
     [[ -z "$missing" ]] || refuse "missing system packages: $missing; run as root: apt-get install $missing"
-    [[ "$target" == venv ]] && return 0
+    [[ "$target" == venv || "$target" == make ]] && return 0
     # Postfix drops privileges itself: its end-to-end tests and benchmark only run as root
     refuse "must run as root (Postfix, started by the $target run, drops privileges itself)"
   fi

@@ -156,13 +156,20 @@ def _wait_for_output(path: Path, text: str, process: subprocess.Popen[bytes]) ->
     raise AssertionError(f"the demo printed no {text!r} within {DEMO_TIMEOUT_S}s:\n{path.read_text()}")
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Runs in the demo's process before it starts: Ctrl-C's default action, which a job started in the
+    background by a shell (as CI may start the suite) inherits as ignored, and Python then as well."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.integration
 def test_demo_serves_tenant_json_until_sigint_then_exits_0_and_cleans_up(private_tmp: Path, tmp_path: Path) -> None:
     port = free_port()
     stdout, stderr = tmp_path / "demo.out", tmp_path / "demo.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen([*patchgate_executable(), "demo", "--api-port", str(port)],
-                                   env=_demo_env(private_tmp), stdout=out, stderr=err)
+                                   env=_demo_env(private_tmp), stdout=out, stderr=err,
+                                   preexec_fn=_sigint_as_in_a_terminal)
     try:
         output = _wait_for_output(stdout, "press Ctrl-C", process)
         match = re.search(r"Bearer (\S+)' (http://127\.0\.0\.1:(\d+)/v1/tenants/contoso/servers)", output)

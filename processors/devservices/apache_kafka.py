@@ -239,6 +239,9 @@ class ApacheKafkaBroker(ProcessService):
             "log.initial.task.delay.ms": "1000",
             "log.retention.check.interval.ms": "1000",
             "log.segment.delete.delay.ms": "1000",
+            # a replay stamps each record with the simulated time it was sent at (CreateTime), which
+            # may lie months after the machine's clock; Kafka 4 refuses records over 1 h ahead by default
+            "log.message.timestamp.after.max.ms": str(2**63 - 1),
             **self.extra_properties,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())

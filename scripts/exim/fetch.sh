@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Unpack Debian's Exim (exim4-daemon-light and the one library it needs beyond a Postfix machine's)
-# into .cache/exim/root, without installing it: Debian's MTAs conflict, and installing Exim would
+# Unpack Debian's Exim (exim4-daemon-light; its shared libraries are installed by
+# scripts/system-deps.sh test) into .cache/exim/root, without installing it: Debian's MTAs conflict, and installing Exim would
 # remove Postfix, which the edge tests also need. The Exim test runs this binary in host-checking
 # mode (`exim -bh`), which needs no daemon, only Exim's compiled-in user to exist.
 # scripts/system-deps.sh (make test) runs this as root, with the package lists in place; idempotent.
@@ -12,7 +12,7 @@ if [[ -x "$cache/root/usr/sbin/exim4" ]]; then
   exit 0
 fi
 mkdir -p "$cache/debs"
-(cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root exim4-daemon-light libidn12 >/dev/null)
+(cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root exim4-daemon-light >/dev/null)
 for deb in "$cache"/debs/*.deb; do
   dpkg-deb -x "$deb" "$cache/root.partial"
 done

@@ -16,12 +16,7 @@ if [[ -x "$binary" ]] && "$binary" version --short >/dev/null 2>&1; then
   exit 0
 fi
 
-go="$(command -v go || true)"
-if [[ -z "$go" && -x /usr/local/go/bin/go ]]; then go=/usr/local/go/bin/go; fi
-if [[ -z "$go" ]]; then
-  echo "helm: no Go toolchain (go) to build it with: install Go 1.24 or newer" >&2
-  exit 1
-fi
+go="$("$root/scripts/go/toolchain.sh")"
 
 mkdir -p "$dest"
 staging="$(mktemp -d "$dest/.build.XXXXXX")"
