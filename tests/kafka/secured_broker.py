@@ -3,11 +3,19 @@ test itself uses to set the broker up (users, topics), served with a certificate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from edge.publisher import MetadataPublisher
+from edge.settings import EdgeSettings
+from edge.verdict_cache import VerdictCache
 from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.base import free_port
+from processors.devservices.worker_process import WorkerProcess
 from tests.kafka.tls import TlsFiles
+from tests.worker.factories import metadata_event
+from tests.worker.harness import isolated_settings, read_topic
+from tests.worker.test_failures import T0
 
 
 class SecuredListenerBroker(ApacheKafkaBroker):
@@ -35,3 +43,33 @@ class SecuredListenerBroker(ApacheKafkaBroker):
             **{prefix + key: value for key, value in self.listener_properties.items()},
         }
         return super().server_properties(log_dir) + "".join(f"{key}={value}\n" for key, value in extra.items())
+
+
+def assert_metadata_becomes_a_verdict_at_the_edge(broker: SecuredListenerBroker, worker_file: Path, edge_file: Path,
+                                                   redis_url: str, unique_name: Callable[[str], str]) -> None:
+    """Worker and edge on the secured listener only, each from its client properties file: a metadata
+    record the edge publishes becomes a verdict the edge's cache holds and its principal can read."""
+    settings = isolated_settings("", redis_url, unique_name, kafka_config=worker_file, metadata_partitions=4)
+    assert settings.kafka_bootstrap == broker.secured_bootstrap  # from the file
+    edge = EdgeSettings.from_env({"PATCHGATE_KAFKA_CONFIG": str(edge_file),
+                                  "PATCHGATE_TOPIC_METADATA": settings.topic_metadata,
+                                  "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts})
+    worker = WorkerProcess(settings)
+    worker.start()
+    cache = VerdictCache(edge.kafka, topic=edge.topic_verdicts)
+    publisher = MetadataPublisher(edge.kafka, topic=edge.topic_metadata)
+    cache.start()
+    publisher.start()
+    try:
+        assert cache.wait_caught_up(60)
+        assert publisher.publish("contoso/ex01.contoso.com", metadata_event(f"{broker.protocol}-1", T0))
+        assert publisher.flush(30) == 0
+        assert cache.wait_until(lambda: len(cache) == 1, 120), worker.log_tail()
+        assert [v["server_key"] for v in cache.snapshot()] == ["contoso/ex01.contoso.com"]
+        assert publisher.metrics.records_delivered == 1
+        # the edge principal reads what the worker principal wrote; no client needed PLAINTEXT
+        assert [key for key, _ in read_topic(edge.kafka, settings.topic_verdicts)] == [b"contoso/ex01.contoso.com"]
+    finally:
+        publisher.stop(5.0)
+        cache.stop()
+        worker.stop()

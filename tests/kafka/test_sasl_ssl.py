@@ -17,18 +17,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
-from edge.publisher import MetadataPublisher
-from edge.settings import EdgeSettings
-from edge.verdict_cache import VerdictCache
-from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.devservices.worker_process import patchgate_executable
 from processors.kafka import clients
 from processors.kafka.clients import KafkaUnreachable, check_connection
 from processors.kafka.config import KafkaConfig
-from tests.kafka.secured_broker import SecuredListenerBroker
+from tests.kafka.secured_broker import SecuredListenerBroker, assert_metadata_becomes_a_verdict_at_the_edge
 from tests.kafka.tls import TlsFiles, make_tls_files
 from tests.services import started
-from tests.worker.factories import metadata_event
-from tests.worker.harness import isolated_settings, read_topic
+from tests.worker.harness import read_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
@@ -98,30 +94,7 @@ def test_worker_and_edge_work_end_to_end_through_sasl_ssl(
     worker_file = properties_file(tmp_path / "worker.properties", broker, "SCRAM-SHA-512", "worker", WORKER_PASSWORD)
     edge_file = properties_file(tmp_path / "edge.properties", broker, "PLAIN", "edge", EDGE_PASSWORD)
     wait_accepted(KafkaConfig.load(None, worker_file))
-    settings = isolated_settings("", redis_url, unique_name, kafka_config=worker_file, metadata_partitions=4)
-    assert settings.kafka_bootstrap == broker.secured_bootstrap  # from the file
-    edge = EdgeSettings.from_env({"PATCHGATE_KAFKA_CONFIG": str(edge_file),
-                                  "PATCHGATE_TOPIC_METADATA": settings.topic_metadata,
-                                  "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts})
-    worker = WorkerProcess(settings)
-    worker.start()
-    cache = VerdictCache(edge.kafka, topic=edge.topic_verdicts)
-    publisher = MetadataPublisher(edge.kafka, topic=edge.topic_metadata)
-    cache.start()
-    publisher.start()
-    try:
-        assert cache.wait_caught_up(60)
-        assert publisher.publish("contoso/ex01.contoso.com", metadata_event("sasl-ssl-1", T0))
-        assert publisher.flush(30) == 0
-        assert cache.wait_until(lambda: len(cache) == 1, 120), worker.log_tail()
-        assert [v["server_key"] for v in cache.snapshot()] == ["contoso/ex01.contoso.com"]
-        assert publisher.metrics.records_delivered == 1
-        # the edge principal reads what the worker principal wrote; no client needed PLAINTEXT
-        assert [key for key, _ in read_topic(edge.kafka, settings.topic_verdicts)] == [b"contoso/ex01.contoso.com"]
-    finally:
-        publisher.stop(5.0)
-        cache.stop()
-        worker.stop()
+    assert_metadata_becomes_a_verdict_at_the_edge(broker, worker_file, edge_file, redis_url, unique_name)
 
 
 def test_pause_command_from_the_cli_through_sasl_ssl(broker: SecuredListenerBroker, tmp_path: Path) -> None:
