@@ -52,6 +52,7 @@ BUILTIN_BASES: dict[str, type[BaseException]] = {
     "processors.kafka.topics.TopicsNotCreated": RuntimeError,
     "processors.logsetup.LogFormatError": ValueError,
     "processors.notify.config.NotifyConfigError": ValueError,
+    "processors.probes.ProbePortUnavailable": OSError,
     "processors.replay.driver.ReplayTimeout": RuntimeError,
     "processors.settings.SettingsError": ValueError,
     "processors.state.urls.RedisUrlError": ValueError,
