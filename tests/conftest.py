@@ -13,8 +13,11 @@ A missing binary fails the test with a message saying how to install it; it neve
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +59,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"kafka_broker", "kafka_bootstrap"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.shared_broker)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_temp_root() -> Iterator[Path]:
+    """One temporary folder for everything the session and the processes it starts create (TMPDIR
+    for children, ``tempfile`` here: service logs, Faust data folders, sockets), removed at the end.
+    0755: Postfix's daemons, which drop privileges, reach queues kept inside it."""
+    root = Path(tempfile.mkdtemp(prefix="patchgate-tests-"))
+    root.chmod(0o755)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(root)
+    try:
+        yield root
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
