@@ -3,6 +3,8 @@ test itself uses to set the broker up (users, topics), served with a certificate
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from edge.settings import EdgeSettings
 from edge.verdict_cache import VerdictCache
 from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.base import free_port
-from processors.devservices.worker_process import WorkerProcess
+from processors.devservices.worker_process import WorkerProcess, patchgate_executable
 from tests.kafka.tls import TlsFiles
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
@@ -73,3 +75,18 @@ def assert_metadata_becomes_a_verdict_at_the_edge(broker: SecuredListenerBroker,
         publisher.stop(5.0)
         cache.stop()
         worker.stop()
+
+
+def edge_refused_at_start(broker: SecuredListenerBroker, client_file: Path) -> str:
+    """Run ``patchgate edge cache-dump`` with ``client_file``; assert it ends at once with exit 2 and
+    one line naming the broker and the file (not failing open after the catch-up timeout); its stderr."""
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATH": "/usr/bin:/bin"}
+    began = time.monotonic()
+    done = subprocess.run([*patchgate_executable(), "edge", "cache-dump", "--catchup-timeout", "60"], env=env,
+                          capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert time.monotonic() - began < 50
+    assert f"edge: Kafka at {broker.secured_bootstrap} refused the client (configuration {client_file})" in stderr
+    assert "Traceback" not in stderr
+    return stderr
