@@ -166,11 +166,15 @@ def load_enforcement_policy(path: Path | None = None) -> EnforcementPolicy:
         raw = resources.files("processors").joinpath("data/policy.toml").read_bytes()
     else:
         raw = Path(path).read_bytes()
+    source = "processors/data/policy.toml" if path is None else str(path)
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise PolicyError(f"policy file is not valid TOML: {error}") from None
-    return enforcement_policy_from_mapping(document)
+        raise PolicyError(f"{source}: policy file is not valid TOML: {error}") from None
+    try:
+        return enforcement_policy_from_mapping(document)
+    except PolicyError as error:
+        raise PolicyError(f"{source}: {error}") from None
 
 
 def enforcement_policy_from_mapping(document: Mapping[str, Any]) -> EnforcementPolicy:

@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _report(args: argparse.Namespace) -> int:
+    from processors.enforcement.policy import PolicyError
     from processors.settings import Settings, SettingsError
 
     if not TENANT.match(args.tenant):
@@ -39,6 +40,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         text = asyncio.run(render_report(settings.redis_url, settings.key_prefix, settings.policy_file,
                                          args.tenant, fmt, colour))
+    except PolicyError as error:
+        print(f"patchgate report: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"patchgate report: cannot read Redis: {error}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ from processors.classify import Catalog, ClassificationPolicy, PolicyError, load
 from processors.classify.policy import POLICY_FILE, policy_from_document
 from processors.classify.products import ProductCatalog, load_products
 from processors.enforcement.policy import EnforcementPolicy, enforcement_policy_from_mapping
+from processors.enforcement.policy import PolicyError as EnforcementPolicyError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, Enfor
     return classification, enforcement
 
 
+def check_policy_file(path: Path | None) -> None:
+    """Raise :class:`PolicyError` (one line: file, key, rule) unless the policy file loads."""
+    try:
+        load_policies(path)
+    except OSError as error:
+        raise PolicyError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+
+
 def _load_policy_file(path: Path | None) -> tuple[ClassificationPolicy, EnforcementPolicy, str]:
     """Both policies of one policy file and the SHA-256 of its text."""
     if path is None:
@@ -87,7 +96,11 @@ def _load_policy_file(path: Path | None) -> tuple[ClassificationPolicy, Enforcem
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(source, [f"invalid TOML: {error}"]) from None
-    return policy_from_document(document, source=source), enforcement_policy_from_mapping(document), digest
+    try:
+        enforcement = enforcement_policy_from_mapping(document)
+    except EnforcementPolicyError as error:  # named with the file, like the classification half's errors
+        raise PolicyError(source, [str(error)]) from None
+    return policy_from_document(document, source=source), enforcement, digest
 
 
 class PolicySource:
