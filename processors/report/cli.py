@@ -75,4 +75,6 @@ async def render_report(redis_url: str, key_prefix: str, policy_file: Path | Non
     if fmt == "csv":
         return to_csv(rows)
     header = f"Tenant {tenant}: {len(rows)} servers. {pause_line(pause)}\n"
+    if policy.shadow.applies_to(tenant):
+        header += "Shadow mode: edges accept this tenant's mail and count the replies they would give.\n"
     return header + to_table(rows, colour)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from processors.kafka.commands import pause_command
+from processors.report.reader import ReportReader
+from processors.report.render import to_table
 from processors.state.memory import MemoryStateStore
 from processors.worker.policies import PolicySource
 from tests.worker.factories import encode
@@ -147,3 +149,19 @@ def test_the_judged_content_is_recorded_in_the_store(tmp_path: Path) -> None:
     after = asyncio.run(driver.store.progress())["policy"]
     assert after != before and after == driver.policies.current.content
 
+
+def test_the_report_marks_the_shadowed_tenant_and_its_withheld_replies(tmp_path: Path) -> None:
+    driver = fed(driver_on(tmp_path / "policy.toml", "contoso = true\n"))
+    blocked_at = T0 + timedelta(days=91)  # stage 8: blocked 60 min/hr
+    driver.tick(blocked_at)
+    reader = ReportReader(driver.store, driver.policies.current.enforcement)
+    summaries = {s.tenant_id: s.to_json() for s in asyncio.run(reader.summaries(blocked_at))}
+    assert (summaries["contoso"]["shadow"], summaries["fabrikam"]["shadow"]) == (True, False)
+    rows = {row.server_key: row for row in asyncio.run(reader.rows("contoso", blocked_at))}
+    row = rows[EX01].to_json()
+    assert (row["stage"], row["block_minutes"], row["shadow"]) == (8, 60, True)
+    assert row["reply_now"]["action"] == "accept" and row["reply_now"]["reason"] == "shadow-block-window"
+    assert row["reply_now"]["withheld"].startswith("550 5.7.230 Connecting Exchange server version is out-of-date")
+    assert "250 (shadow 550)" in to_table(list(rows.values()))
+    (fabrikam,) = asyncio.run(reader.rows("fabrikam", blocked_at))
+    assert not fabrikam.shadow and fabrikam.reply_now.action == "block" and fabrikam.reply_now.withheld is None
