@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_edge.py            # everything, ~30 s
     .venv/bin/python benchmarks/bench_edge.py --quick    # small sizes, a few seconds
 
-1. ``decide()``: calls/s over 10,000 verdicts (mixed throttle/block/accept windows, unknown keys).
+1. ``decide()``: calls/s over 10,000 verdicts (mixed throttle/block/accept windows, unknown keys), and
+   the same with every verdict in shadow mode (``"shadow": true``), side by side.
 2. Milter: the server runs in a separate process (the real :class:`PatchgateMilter`: connector
    match, header classification with the packaged catalog, verdict decision, metadata record built
    and handed to an in-memory publisher) on a Unix socket and on TCP with ``TCP_NODELAY``. An asyncio
@@ -40,7 +41,7 @@ from processors.events.metadata import MetadataRecord  # noqa: E402
 from processors.events.verdict import join_verdict, verdict_parts  # noqa: E402
 
 
-def _verdict(key: str, i: int) -> bytes:
+def _verdict(key: str, i: int, shadow: bool = False) -> bytes:
     tenant, server = key.split("/", 1)
     kind = i % 4
     throttle, block = [(5, 0), (30, 5), (0, 60), (0, 0)][kind]
@@ -53,22 +54,22 @@ def _verdict(key: str, i: int) -> bytes:
         block_reply=f"550 5.7.230 Connecting Exchange server version is out-of-date; connection to "
                     f"Exchange Online blocked for {block} mins/hr.",
         paused_until=None, product="Exchange Server 2016", build="15.1.2507.6", status="unsupported",
-        rule="end_of_support", recommended_builds=[], client_ips=[],
+        rule="end_of_support", recommended_builds=[], client_ips=[], shadow=shadow,
     )
     return join_verdict(parts, 1)
 
 
-def build_index(n: int = 10_000) -> tuple[VerdictIndex, list[str]]:
+def build_index(n: int = 10_000, shadow: bool = False) -> tuple[VerdictIndex, list[str]]:
     idx = VerdictIndex()
     keys = [f"tenant{i % 50}/ex{i:05d}.example.com" for i in range(n)]
     for i, k in enumerate(keys):
-        assert idx.apply_raw(k.encode(), _verdict(k, i))
+        assert idx.apply_raw(k.encode(), _verdict(k, i, shadow))
     idx.caught_up = True
     return idx, keys
 
 
-def bench_decide(calls: int, repeat: int) -> dict[str, float]:
-    idx, keys = build_index()
+def bench_decide(calls: int, repeat: int, shadow: bool = False) -> dict[str, float]:
+    idx, keys = build_index(shadow=shadow)
     lookups = (keys + [f"tenant1/unknown{i}.example.com" for i in range(len(keys) // 10)]) * (calls // len(keys) + 1)
     lookups = lookups[:calls]
     now = time.time()
@@ -231,10 +232,14 @@ def main() -> int:
 
 
 def measure(quick: bool) -> int:
-    d = bench_decide(100_000 if quick else 1_000_000, 2 if quick else 5)
+    calls, repeat = (100_000, 2) if quick else (1_000_000, 5)
+    d = bench_decide(calls, repeat)
     print(f"decide(): {d['calls_per_s'] / 1e6:.2f} M calls/s, {d['ns_per_call']:.0f} ns/call "
           f"({d['ns_per_call_net']:.0f} ns without the loop), target <= 5000 ns: "
           f"{'ok' if d['ns_per_call'] <= 5000 else 'MISSED'}")
+    s = bench_decide(calls, repeat, shadow=True)
+    print(f"decide(), every verdict in shadow mode: {s['ns_per_call']:.0f} ns/call, "
+          f"{s['ns_per_call'] / d['ns_per_call']:.2f}x the enforcing verdicts'")
     bench_milter(300 if quick else 10_000, 20 if quick else 200)
     return 0
 

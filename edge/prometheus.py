@@ -6,7 +6,9 @@ The SMTP path only increments integers in small dataclasses (``MilterMetrics``, 
 ``patchgate_edge_cache_caught_up`` and ``patchgate_edge_cache_verdicts``. Label values are the
 dataclasses' field names, a closed set. The supervised background threads (publisher, verdict
 follower) appear as ``patchgate_edge_thread_alive{thread}`` (1 while the thread's loop runs) and
-``patchgate_edge_thread_restarts_total{thread}`` (restarts after an unexpected exception).
+``patchgate_edge_thread_restarts_total{thread}`` (restarts after an unexpected exception). Shadow
+mode: ``patchgate_edge_shadow_replies_total{code}`` (replies withheld, accepted instead) and
+``patchgate_edge_shadow_log_suppressed_total`` (their log lines left out, :mod:`edge.shadow`).
 Served by ``patchgate edge milter|policy --metrics-port`` next to ``/livez`` and ``/readyz``
 (:mod:`processors.probes`): the edge is ready once its verdict cache has caught up and while its
 background threads run (:func:`watch_edge`). A broker that goes away later does not make it unready:
@@ -57,6 +59,19 @@ class EdgeCollector(Collector):
             restarts.add_metric([name], thread.restarts)
         yield alive
         yield restarts
+        yield from self._shadow()
+
+    def _shadow(self) -> Iterator[Metric]:
+        shadow = self.cache.shadow
+        replies = CounterMetricFamily("patchgate_edge_shadow_replies",
+                                      "Replies a verdict in shadow mode withheld (the message was accepted), "
+                                      "by the reply's code", labels=["code"])
+        for code, count in sorted(shadow.replies.items()):
+            replies.add_metric([code], count)
+        yield replies
+        yield CounterMetricFamily("patchgate_edge_shadow_log_suppressed",
+                                  "Withheld shadow-mode replies not logged (one line per server per minute, "
+                                  "100 lines a minute in all)", value=shadow.log_suppressed)
 
 
 def watch_edge(probes: Probes, cache: VerdictIndex, threads: Mapping[str, SupervisedThread],

@@ -19,6 +19,13 @@ without a usable key, sequence, stage, start time, minutes or reply line is drop
 
 ``paused_until`` in the future, a verdict that is not yet effective (the previous verdict for the key,
 if any, stays in force until then) and a verdict past ``valid_until`` all mean accept.
+
+Shadow mode (``"shadow": true``, the tenant's rollout is a dry run): the verdict's throttle and block
+decisions are precompiled as acceptances that carry the reply they stand for (``shadow_reply``), so
+``decide`` costs the same; the MTA front ends count and log that reply (:mod:`edge.shadow`). A
+``shadow`` value that is neither true nor false is counted as a skipped field and read as true: the
+field exists only to say "do not enforce", and the edge fails open rather than reject mail on a
+garbled one.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any, Final
 import orjson
 
 from edge.config import normalise_ip
+from edge.shadow import ShadowReplies
 from processors.errors import PatchgateError
 from processors.events.verdict import ACCEPT, BLOCK, THROTTLE, VERDICT_SCHEMA
 
@@ -47,15 +55,17 @@ _MAX_IPS: Final = 64
 class Decision:
     """What the edge does with one message from one server. Immutable by convention, shared."""
 
-    __slots__ = ("action", "reason", "reply", "sequence", "server_key")
+    __slots__ = ("action", "reason", "reply", "sequence", "server_key", "shadow_reply")
 
     def __init__(self, action: str, reply: str | None, reason: str, server_key: str | None = None,
-                 sequence: int | None = None) -> None:
+                 sequence: int | None = None, shadow_reply: str | None = None) -> None:
         self.action = action
         self.reply = reply
         self.reason = reason
         self.server_key = server_key
         self.sequence = sequence
+        #: the reply withheld because the verdict is in shadow mode (``action`` is then accept)
+        self.shadow_reply = shadow_reply
 
     @property
     def enforced(self) -> bool:
@@ -63,7 +73,7 @@ class Decision:
 
     def __repr__(self) -> str:
         return (f"Decision(action={self.action!r}, reason={self.reason!r}, reply={self.reply!r}, "
-                f"server_key={self.server_key!r}, sequence={self.sequence!r})")
+                f"server_key={self.server_key!r}, sequence={self.sequence!r}, shadow_reply={self.shadow_reply!r})")
 
 
 # Shared accept decisions, one per reason, so decide() allocates nothing.
@@ -84,14 +94,14 @@ class CompiledVerdict:
 
     __slots__ = (
         "block_decision", "block_end", "client_ips", "effective_at", "paused_until", "previous",
-        "raw", "sequence", "server_key", "stage", "throttle_decision", "throttle_end", "valid_until",
+        "raw", "sequence", "server_key", "shadow", "stage", "throttle_decision", "throttle_end", "valid_until",
         "window_offset",
     )
 
     def __init__(self, *, server_key: str, sequence: int, stage: int, effective_at: float,
                  valid_until: float, paused_until: float, window_offset: int, block_minutes: int,
                  throttle_minutes: int, block_reply: str | None, throttle_reply: str | None,
-                 client_ips: tuple[str, ...], raw: dict[str, Any]) -> None:
+                 client_ips: tuple[str, ...], raw: dict[str, Any], shadow: bool = False) -> None:
         self.server_key = server_key
         self.sequence = sequence
         self.stage = stage
@@ -101,8 +111,14 @@ class CompiledVerdict:
         self.window_offset = window_offset
         self.block_end = block_minutes
         self.throttle_end = min(60, block_minutes + throttle_minutes)
-        self.block_decision = Decision(BLOCK, block_reply, "block-window", server_key, sequence)
-        self.throttle_decision = Decision(THROTTLE, throttle_reply, "throttle-window", server_key, sequence)
+        self.shadow = shadow
+        if shadow:  # accept, carrying the reply it stands for
+            self.block_decision = Decision(ACCEPT, None, "shadow-block-window", server_key, sequence, block_reply)
+            self.throttle_decision = Decision(ACCEPT, None, "shadow-throttle-window", server_key, sequence,
+                                              throttle_reply)
+        else:
+            self.block_decision = Decision(BLOCK, block_reply, "block-window", server_key, sequence)
+            self.throttle_decision = Decision(THROTTLE, throttle_reply, "throttle-window", server_key, sequence)
         self.client_ips = client_ips
         self.raw = raw
         # The verdict this one replaces, kept only while this one is not yet effective.
@@ -131,7 +147,7 @@ class CompiledVerdict:
     def __repr__(self) -> str:
         return (f"CompiledVerdict({self.server_key!r}, seq={self.sequence}, stage={self.stage}, "
                 f"block={self.block_end}, throttle={self.throttle_end - self.block_end}, "
-                f"offset={self.window_offset})")
+                f"offset={self.window_offset}{', shadow' if self.shadow else ''})")
 
 
 def _time(record: dict[str, Any], field: str, *, required: bool) -> float | None:
@@ -202,6 +218,16 @@ def _fail(message: str) -> None:
     raise BadVerdict(message)
 
 
+def _shadow(record: dict[str, Any], problems: list[str] | None) -> bool:
+    """The ``shadow`` flag: absent or false enforces; true, and any other value (noted), is shadow mode."""
+    value = record.get("shadow", False)
+    if value is False or value is True:
+        return value
+    _optional(problems, _fail, f"shadow: expected true or false, got {str(value)[:40]!r} (read as true: "
+                               "shadow mode, the edge accepts)")
+    return True
+
+
 def compile_verdict(record: Any, *, key: str | None = None, problems: list[str] | None = None) -> CompiledVerdict:
     """Validate a decoded verdict record and precompute it. Raises :class:`BadVerdict` when a field
     the decision needs is bad; a bad optional field is skipped and described in ``problems``."""
@@ -235,6 +261,7 @@ def compile_verdict(record: Any, *, key: str | None = None, problems: list[str] 
         paused_until=0.0 if paused_until is None else paused_until,
         window_offset=window_offset, block_minutes=block_minutes, throttle_minutes=throttle_minutes,
         block_reply=block_reply, throttle_reply=throttle_reply, client_ips=ips, raw=record,
+        shadow=_shadow(record, problems),
     )
 
 
@@ -270,6 +297,8 @@ class VerdictIndex:
         self._ip_learned: dict[str, str] = {}
         self._max_learned_ips = max_learned_ips
         self.metrics = CacheMetrics()
+        #: withheld replies of shadowed verdicts, counted and logged by the MTA front ends
+        self.shadow = ShadowReplies()
         # Until True, decide() fails open. VerdictCache sets it once the topic was read to its end.
         self.caught_up = False
 

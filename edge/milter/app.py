@@ -24,7 +24,8 @@ final dot of DATA):
 6. Otherwise ask the verdict cache. When the headers did not name the server (HELO/IP fallback) and
    no verdict exists for that key, the client IP → server key hint (from verdicts' ``client_ips`` or
    learned from earlier messages of this edge) of the same tenant is used. Throttle/block: the
-   verdict's reply line goes out verbatim as ``SMFIR_REPLYCODE``; else ACCEPT.
+   verdict's reply line goes out verbatim as ``SMFIR_REPLYCODE``; else ACCEPT. A verdict in shadow
+   mode accepts and the withheld reply is counted and logged (:mod:`edge.shadow`).
 
 Any exception is answered with ACCEPT by the server (fail open) and counted there.
 """
@@ -162,6 +163,8 @@ class PatchgateMilter:
     def _reply(self, decision: Decision, session: Session, key: str) -> bytes:
         m = self.metrics
         if not decision.enforced or not decision.reply:
+            if decision.shadow_reply is not None:  # shadow mode: count and log what the reply would have been
+                self.cache.shadow.record(decision, client=session.client_ip, queue_id=session.queue_id)
             m.accepted += 1
             return ACCEPT_PACKET
         if decision.action == "block":

@@ -6,7 +6,8 @@ cache (verdict ``client_ips`` or learned by a milter in the same process) of the
 then ``<tenant>/<helo_name lower-case>``; the first key with a verdict decides. Throttle/block answer
 ``action=450 4.7.230 ...`` / ``action=550 5.7.230 ...`` (Postfix then replies
 ``450 4.7.230 <name>: <Class> rejected: ...``: the policy protocol cannot send the text verbatim; the
-milter can). The policy service never sees headers, so it cannot exempt a message whose own header
+milter can). A verdict in shadow mode answers ``DUNNO`` and the withheld reply is counted and logged
+(:mod:`edge.shadow`). The policy service never sees headers, so it cannot exempt a message whose own header
 shows a patched build; use the milter where that matters.
 
 Postfix mode keeps the connection open for further requests. ``close_after_reply`` mode (Exim)
@@ -95,6 +96,8 @@ class PolicyService:
             else:
                 m.throttled += 1
             return decision.reply
+        if decision.shadow_reply is not None:  # shadow mode: count and log what the reply would have been
+            self.cache.shadow.record(decision, client=ip)
         m.accepted += 1
         return DUNNO
 

@@ -227,6 +227,7 @@ async def servers(request: web.Request) -> web.Response:
         "estimate_note": ESTIMATE_NOTE,
         "pause": pause.to_json(),
         "policy": _policy_json(ctx.policy),
+        "shadow": ctx.policy.shadow.applies_to(tenant),
     })
 
 

@@ -6,10 +6,15 @@ and the rule, e.g. ``enforcement.stages[3].start_day: must be greater than the p
 
 Stage N starts at 00:00 UTC of (detection date + ``start_day``); with the default table throttling
 starts 30 days and blocking 60 days after the first detection, as in Exchange Online's reports.
+
+The ``[shadow]`` table (shadow mode, for rolling enforcement out) is read here too: ``default`` for
+every tenant and ``[shadow.tenants]`` overrides by tenant id (:class:`ShadowPolicy`). Unknown
+top-level tables are refused, so a misspelt ``[shadw]`` cannot silently leave shadow mode off.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +26,13 @@ from typing import Any
 from processors.errors import PatchgateError
 
 VULNERABLE_STATUSES = frozenset({"behind", "unsupported"})
+
+#: The top-level tables of a policy file; any other is refused (a typo must not go unnoticed).
+POLICY_TABLES = frozenset({"classification", "products", "enforcement", "pauses", "shadow"})
+#: A tenant id, as in the metadata contract (``schemas/metadata.v1.json#/$defs/tenant_id``).
+TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+#: The most per-tenant shadow overrides a policy may list (a bound on the table read at every reload).
+MAX_SHADOW_TENANTS = 100_000
 
 
 class PolicyError(PatchgateError, ValueError):
@@ -55,6 +67,25 @@ class PausePolicy:
     max_days_per_request: int = 90
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowPolicy:
+    """Which tenants run in shadow mode: enforcement is computed and published, edges accept.
+
+    ``default`` applies to every tenant not named in an override; ``shadowed`` / ``enforced`` are
+    the tenants ``[shadow.tenants]`` sets to true / false.
+    """
+
+    default: bool = False
+    shadowed: frozenset[str] = frozenset()
+    enforced: frozenset[str] = frozenset()
+
+    def applies_to(self, tenant_id: str) -> bool:
+        """True when ``tenant_id``'s verdicts are in shadow mode."""
+        if tenant_id in self.shadowed:
+            return True
+        return self.default and tenant_id not in self.enforced
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EnforcementPolicy:
     stages: tuple[Stage, ...]
@@ -63,6 +94,7 @@ class EnforcementPolicy:
     service_name: str = "patchgate"
     help_url: str = ""
     pauses: PausePolicy = field(default_factory=PausePolicy)
+    shadow: ShadowPolicy = field(default_factory=ShadowPolicy)
 
     def position(self, detected_on: date, at: datetime) -> StagePosition:
         """The stage at ``at`` of a server first detected on ``detected_on`` (UTC date)."""
@@ -134,14 +166,19 @@ def load_enforcement_policy(path: Path | None = None) -> EnforcementPolicy:
         raw = resources.files("processors").joinpath("data/policy.toml").read_bytes()
     else:
         raw = Path(path).read_bytes()
+    source = "processors/data/policy.toml" if path is None else str(path)
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise PolicyError(f"policy file is not valid TOML: {error}") from None
-    return enforcement_policy_from_mapping(document)
+        raise PolicyError(f"{source}: policy file is not valid TOML: {error}") from None
+    try:
+        return enforcement_policy_from_mapping(document)
+    except PolicyError as error:
+        raise PolicyError(f"{source}: {error}") from None
 
 
 def enforcement_policy_from_mapping(document: Mapping[str, Any]) -> EnforcementPolicy:
+    _only(document, "policy file", set(POLICY_TABLES))
     section = _table(document, "enforcement")
     stages_raw = section.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
@@ -197,7 +234,32 @@ def enforcement_policy_from_mapping(document: Mapping[str, Any]) -> EnforcementP
         service_name=service_name,
         help_url=help_url,
         pauses=pause_policy,
+        shadow=shadow_policy_from_mapping(document.get("shadow", {})),
     )
+
+
+def shadow_policy_from_mapping(section: Any) -> ShadowPolicy:
+    """The ``[shadow]`` table: ``default`` (boolean) and ``[shadow.tenants]`` (tenant id = boolean)."""
+    if not isinstance(section, dict):
+        raise PolicyError(f"shadow: must be a table ([shadow] with default = true | false and [shadow.tenants]), "
+                          f"got {section!r}")
+    _only(section, "shadow", {"default", "tenants"})
+    default = section.get("default", False)
+    if not isinstance(default, bool):
+        raise PolicyError(f"shadow.default: must be true or false, got {default!r}")
+    tenants = section.get("tenants", {})
+    if not isinstance(tenants, dict):
+        raise PolicyError("shadow.tenants: must be a table of tenant id = true | false")
+    if len(tenants) > MAX_SHADOW_TENANTS:
+        raise PolicyError(f"shadow.tenants: at most {MAX_SHADOW_TENANTS} tenants, got {len(tenants)}")
+    for tenant, value in tenants.items():
+        if not TENANT_ID.match(tenant):
+            raise PolicyError(f"shadow.tenants: {tenant[:80]!r} is not a tenant id (1-64 characters A-Z a-z "
+                              f"0-9 . _ -, starting with a letter or digit)")
+        if not isinstance(value, bool):
+            raise PolicyError(f"shadow.tenants.{tenant}: must be true or false, got {value!r}")
+    return ShadowPolicy(default=default, shadowed=frozenset(t for t, on in tenants.items() if on),
+                        enforced=frozenset(t for t, on in tenants.items() if not on))
 
 
 def _table(document: Mapping[str, Any], name: str, required: bool = True) -> dict[str, Any]:

@@ -10,6 +10,10 @@ Rules:
 - Stage time never runs backwards: a late event is evaluated at the time of the last verdict.
 - Servers never enforced get no verdict; an enforced server that stops being enforced gets one
   stage-0 verdict (``remediated``), which lifts enforcement at the edges.
+- Shadow mode (policy ``[shadow]``, per tenant): everything above runs unchanged, and the verdict and
+  its notifications say ``"shadow": true`` (edges accept and count the reply). Shadow mode is part of
+  the fingerprint only while on, so switching it either way commits a new verdict for every server
+  with one in force, and fingerprints of tenants never shadowed stay what they were.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from processors.events.times import rfc3339
 from processors.events.verdict import recommended_build, verdict_parts
 
 __all__ = ["Evaluation", "ServerState", "evaluate", "from_epoch", "rfc3339", "window_offset"]
+
+
+#: Appended to the text of a shadowed tenant's notifications.
+SHADOW_NOTE = (" Shadow mode: nothing is throttled or blocked yet; the edges accept this server's mail and count "
+               "the reply they would give.")
 
 
 def from_epoch(value: Any) -> datetime | None:
@@ -128,7 +137,7 @@ def evaluate(state: ServerState, policy: EnforcementPolicy, pause: PauseState, a
                 at=at,
             )
         return _verdict(state, policy, at, stage=0, throttle=0, block=0, effective_at=at, valid_until=None,
-                        paused_until=None, notifications=(_remediated(state, at),), once=(), next_due=None)
+                        paused_until=None, notifications=(_remediated(state, policy, at),), once=(), next_due=None)
     assert state.detected_at is not None
     detected_on = state.detected_at.astimezone(UTC).date()
     position = policy.position(detected_on, at)
@@ -160,6 +169,7 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
              notifications: tuple[Notification, ...], once: tuple[Notification, ...],
              next_due: datetime | None, detected_on: date | None = None) -> Evaluation:
     replies = _replies(state, policy, throttle, block)
+    shadow = policy.shadow.applies_to(state.tenant_id)
     prefix, suffix = verdict_parts(
         server_key=state.server_key, tenant_id=state.tenant_id, server=state.server, issued_at=at,
         effective_at=effective_at, valid_until=valid_until, stage=stage, throttle_minutes=throttle,
@@ -168,14 +178,17 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
         product=state.product, build=state.build, product_id=state.product_id, version=state.version,
         status=state.status or "no_build", rule=state.rule or "none",
         recommended_builds=[recommended_build(r) for r in state.recommended], client_ips=state.client_ips,
+        shadow=shadow,
     )
     # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
     # alone (a newer SU ageing past the grace period) does not; the report shows them live.
     fingerprint = "|".join(str(part) for part in (
         stage, rfc3339(paused_until), state.status, state.build or state.version, state.rule, detected_on,
-    ))
+    )) + ("|shadow" if shadow else "")
     history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
                "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}
+    if shadow:
+        history["shadow"] = True
     if stage == 0:
         action = "remediated"
     elif paused_until is not None:
@@ -196,10 +209,13 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
     )
 
 
-def _notification(state: ServerState, kind: str, at: datetime, stage: int, next_at: datetime | None,
-                  identity: str, text: str) -> Notification:
+def _notification(state: ServerState, policy: EnforcementPolicy, kind: str, at: datetime, stage: int,
+                  next_at: datetime | None, identity: str, text: str) -> Notification:
+    """A server's notification; a shadowed tenant's says ``"shadow": true`` and ends with the shadow note."""
+    shadow = policy.shadow.applies_to(state.tenant_id)
     return notification(
-        tenant_id=state.tenant_id, kind=kind, identity=identity, at=at, text=text, server_key=state.server_key,
+        tenant_id=state.tenant_id, kind=kind, identity=identity, at=at, text=text + (SHADOW_NOTE if shadow else ""),
+        shadow=shadow, server_key=state.server_key,
         server=state.server, stage=stage, next_stage_at=next_at, build=state.build, product_id=state.product_id,
         version=state.version, recommended_builds=[recommended_build(r) for r in state.recommended],
     )
@@ -252,7 +268,7 @@ def _detected(state: ServerState, policy: EnforcementPolicy, detected_on: date, 
     text = (f"{_describe(state)} was detected as {state.status} (rule {state.rule}); mail from it will be "
             f"{_rate(policy, max(stage, first.number if first else stage))}{when} unless it is updated "
             f"to {_remedy(state)}.")
-    return _notification(state, "detected", at, stage, next_at, f"{detected_on}", text)
+    return _notification(state, policy, "detected", at, stage, next_at, f"{detected_on}", text)
 
 
 def _stage_started(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
@@ -261,17 +277,17 @@ def _stage_started(state: ServerState, policy: EnforcementPolicy, detected_on: d
     next_at = policy.stage_start(detected_on, following) if following else None
     text = (f"Mail from {_describe(state)} is now {_rate(policy, stage)} (stage {stage}); "
             f"update it to {_remedy(state)} to lift this.")
-    return _notification(state, "stage_started", at, stage, next_at, f"{detected_on}|{stage}", text)
+    return _notification(state, policy, "stage_started", at, stage, next_at, f"{detected_on}|{stage}", text)
 
 
 def _stage_upcoming(state: ServerState, policy: EnforcementPolicy, detected_on: date, at: datetime,
                     stage: int, starts: datetime) -> Notification:
     text = (f"Mail from {_describe(state)} will be {_rate(policy, stage)} from {starts:%Y-%m-%d} "
             f"(stage {stage}) unless it is updated to {_remedy(state)}.")
-    return _notification(state, "stage_upcoming", at, stage, starts, f"{detected_on}|{stage}", text)
+    return _notification(state, policy, "stage_upcoming", at, stage, starts, f"{detected_on}|{stage}", text)
 
 
-def _remediated(state: ServerState, at: datetime) -> Notification:
+def _remediated(state: ServerState, policy: EnforcementPolicy, at: datetime) -> Notification:
     why = f"now runs {state.build} ({state.status})" if state.build else f"is now {state.status}"
     text = f"{state.server} {why}; throttling and blocking of its mail have stopped."
-    return _notification(state, "remediated", at, 0, None, f"{rfc3339(at)}", text)
+    return _notification(state, policy, "remediated", at, 0, None, f"{rfc3339(at)}", text)

@@ -12,11 +12,11 @@ from datetime import datetime
 
 from processors.contracts import NOTIFICATION_SCHEMA, contracts
 from processors.events.times import rfc3339
-from processors.events.verdict import ProductStamp, RecommendedBuild
+from processors.events.verdict import ProductStamp, RecommendedBuild, ShadowFlag
 from processors.events.wire import decode_checked
 
 
-class Notification(ProductStamp):
+class Notification(ProductStamp, ShadowFlag):
     schema: str
     notification_id: str
     tenant_id: str
@@ -39,9 +39,11 @@ def notification_id(subject: str, kind: str, identity: str) -> str:
 def notification(*, tenant_id: str, kind: str, identity: str, at: datetime, text: str,
                  server_key: str | None = None, server: str | None = None, stage: int | None = None,
                  next_stage_at: datetime | None = None, build: str | None = None, product_id: str | None = None,
-                 version: str | None = None, recommended_builds: Sequence[RecommendedBuild] = ()) -> Notification:
-    """A server's notification (``server_key`` given) or a tenant-wide one (``server_key`` None)."""
-    return {
+                 version: str | None = None, recommended_builds: Sequence[RecommendedBuild] = (),
+                 shadow: bool = False) -> Notification:
+    """A server's notification (``server_key`` given) or a tenant-wide one (``server_key`` None);
+    ``shadow`` (the tenant is in shadow mode) adds ``"shadow": true``."""
+    record: Notification = {
         "schema": NOTIFICATION_SCHEMA,
         "notification_id": notification_id(server_key or tenant_id, kind, identity),
         "tenant_id": tenant_id,
@@ -57,7 +59,9 @@ def notification(*, tenant_id: str, kind: str, identity: str, at: datetime, text
         "recommended_builds": list(recommended_builds),
         "text": text,
     }
-
+    if shadow:
+        record["shadow"] = True
+    return record
 
 
 def parse_notification(data: bytes) -> Notification:

@@ -44,7 +44,17 @@ class ProductStamp(TypedDict):
     version: NotRequired[str | None]
 
 
-class Verdict(ProductStamp):
+class ShadowFlag(TypedDict):
+    """The optional v1 field of verdicts and notifications that marks shadow mode.
+
+    Written only when true (absent means false), so the records of tenants not in shadow mode are
+    unchanged byte for byte and consumers of the first v1 schema keep reading them.
+    """
+
+    shadow: NotRequired[bool]
+
+
+class Verdict(ProductStamp, ShadowFlag):
     schema: str
     server_key: str
     tenant_id: str
@@ -84,8 +94,10 @@ def verdict_parts(*, server_key: str, tenant_id: str, server: str, issued_at: da
                   window_offset: int, throttle_reply: str, block_reply: str, paused_until: datetime | None,
                   product: str | None, build: str | None, status: str, rule: str,
                   recommended_builds: Sequence[RecommendedBuild], client_ips: Sequence[str],
-                  product_id: str | None = None, version: str | None = None) -> VerdictParts:
-    """The verdict's two halves around its ``sequence`` (see the module docstring)."""
+                  product_id: str | None = None, version: str | None = None,
+                  shadow: bool = False) -> VerdictParts:
+    """The verdict's two halves around its ``sequence`` (see the module docstring); ``shadow``
+    (the tenant is in shadow mode: edges accept and count the reply) adds ``"shadow": true``."""
     before = {"schema": VERDICT_SCHEMA, "server_key": server_key, "tenant_id": tenant_id, "server": server}
     after = {
         "issued_at": rfc3339(issued_at),
@@ -106,6 +118,8 @@ def verdict_parts(*, server_key: str, tenant_id: str, server: str, issued_at: da
         "recommended_builds": list(recommended_builds),
         "client_ips": list(client_ips),
     }
+    if shadow:
+        after["shadow"] = True
     return VerdictParts(orjson.dumps(before)[:-1] + b',"sequence":', b"," + orjson.dumps(after)[1:])
 
 

@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _report(args: argparse.Namespace) -> int:
+    from processors.enforcement.policy import PolicyError
     from processors.settings import Settings, SettingsError
 
     if not TENANT.match(args.tenant):
@@ -39,6 +40,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         text = asyncio.run(render_report(settings.redis_url, settings.key_prefix, settings.policy_file,
                                          args.tenant, fmt, colour))
+    except PolicyError as error:
+        print(f"patchgate report: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"patchgate report: cannot read Redis: {error}", file=sys.stderr)
         return 1
@@ -71,4 +75,6 @@ async def render_report(redis_url: str, key_prefix: str, policy_file: Path | Non
     if fmt == "csv":
         return to_csv(rows)
     header = f"Tenant {tenant}: {len(rows)} servers. {pause_line(pause)}\n"
+    if policy.shadow.applies_to(tenant):
+        header += "Shadow mode: edges accept this tenant's mail and count the replies they would give.\n"
     return header + to_table(rows, colour)

@@ -10,6 +10,9 @@ see :mod:`processors.state.keys`), the enforcement policy (stage table) and one 
 - ``reply_now``: the SMTP reply an edge gives the server's mail at ``now``, from the committed
   verdict with the edge's rules (:mod:`edge.verdicts`): paused, not yet effective or expired means
   accept; otherwise the window rule of :mod:`processors.events.verdict` (``250`` outside the window).
+  A verdict in shadow mode accepts, and ``withheld`` names the reply the edges count instead;
+- ``shadow``: the verdict in force is in shadow mode (a ``shadow`` value other than false counts, as
+  at the edges).
 
 Everything here is pure; :mod:`processors.report.reader` reads Redis.
 """
@@ -38,16 +41,30 @@ class ReplyNow:
     action: str  # accept | throttle | block
     reply: str   # the exact SMTP reply line ("250" for acceptance)
     reason: str  # no-verdict | not-enforced | paused | not-yet-effective | expired | outside-window |
-    # throttle-window | block-window
+    # throttle-window | block-window | shadow-throttle-window | shadow-block-window
     changes_at: datetime | None = None  # when the action changes next (window edge), if enforced
+    withheld: str | None = None  # shadow mode: the reply the edges count instead of giving it
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "reply": self.reply, "reason": self.reason,
-                "changes_at": rfc3339(self.changes_at)}
+                "changes_at": rfc3339(self.changes_at), "withheld": self.withheld}
+
+
+def is_shadow(verdict: Mapping[str, Any] | None) -> bool:
+    """The edges' reading of a verdict's ``shadow`` flag: absent or false enforces, anything else is shadow."""
+    return verdict is not None and verdict.get("shadow", False) is not False
 
 
 def reply_now(verdict: Mapping[str, Any] | None, now: datetime) -> ReplyNow:
     """The reply an edge gives right now, from a ``patchgate.verdict/1`` document."""
+    reply = _enforced_reply_now(verdict, now)
+    if reply.action != "accept" and is_shadow(verdict):
+        return ReplyNow("accept", ACCEPT_REPLY, "shadow-" + reply.reason, reply.changes_at, withheld=reply.reply)
+    return reply
+
+
+def _enforced_reply_now(verdict: Mapping[str, Any] | None, now: datetime) -> ReplyNow:
+    """The reply the verdict gives right now when it is not in shadow mode."""
     if not verdict:
         return ReplyNow("accept", ACCEPT_REPLY, "no-verdict")
     try:
@@ -135,6 +152,7 @@ class ServerRow:
     #: added after the Get-OnPremServerReportInfo fields, ``None`` in state written before them
     product: str | None = None
     version: str | None = None
+    shadow: bool = False  # the verdict in force is in shadow mode: the edges accept and count
 
     @property
     def enforced(self) -> bool:
@@ -176,6 +194,7 @@ class ServerRow:
             "paused_until": rfc3339(self.paused_until),
             "reply_now": self.reply_now.to_json(),
             "verdict_sequence": self.verdict_sequence,
+            "shadow": self.shadow,
         }
 
 
@@ -259,6 +278,7 @@ def build_row(server_key: str, fields: Mapping[str, str], ips: Sequence[str], he
         verdict_sequence=int(sequence) if sequence and sequence.isdigit() else None,
         product=fields.get(ServerField.PRODUCT_ID),
         version=fields.get(ServerField.VERSION),
+        shadow=is_shadow(verdict),
     )
 
 

@@ -38,10 +38,11 @@ class TenantSummary:
     servers: int
     stages: dict[str, int]
     pause: PauseSummary
+    shadow: bool = False  # in shadow mode by the policy (``[shadow]``)
 
     def to_json(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "servers": self.servers, "stages": self.stages,
-                "pause": self.pause.to_json()}
+                "pause": self.pause.to_json(), "shadow": self.shadow}
 
 
 class ReportReader:
@@ -98,6 +99,6 @@ class ReportReader:
             stages[tenant][name] = stages[tenant].get(name, 0) + 1
         return [
             TenantSummary(tenant, len(members), dict(sorted(stages[tenant].items(), key=_stage_order)),
-                          pause_summary(tenant, pause, self.policy, now))
+                          pause_summary(tenant, pause, self.policy, now), self.policy.shadow.applies_to(tenant))
             for tenant, (members, pause) in zip(tenants, overview, strict=True)
         ]

@@ -18,7 +18,7 @@ CSV_COLUMNS = (
     "ServerFQDN", "Build", "ExchangeServer", "FirstDetectedDate", "RecommendedBuildVersions",
     "ThrottleEnabledDate", "BlockingEnabledDate", "NextStageThrottleRate", "NextStageBlockRate",
     "NextStageStartDate", "status", "rule", "stage", "throttle_minutes", "block_minutes", "paused_until",
-    "reply_now", "last_seen", "client_ips", "messages_today", "messages_30d", "product", "version",
+    "reply_now", "last_seen", "client_ips", "messages_today", "messages_30d", "product", "version", "shadow",
 )
 
 _COLOURS = {0: "\033[32m", 1: "\033[36m", 2: "\033[33m", 3: "\033[33m", 4: "\033[33m"}
@@ -59,6 +59,7 @@ def csv_record(row: ServerRow) -> dict[str, Any]:
         "messages_30d": sum(count for _, count in row.messages_per_day),
         "product": row.product or "",
         "version": row.version or "",
+        "shadow": "true" if row.shadow else "",
     }
 
 
@@ -101,6 +102,8 @@ def to_table(rows: Sequence[ServerRow], colour: bool = False) -> str:
         reply = row.reply_now.reply[:11] if row.reply_now.action != "accept" else "250"
         if row.reply_now.reason == "paused":
             reply = "250 (paused)"
+        elif row.reply_now.withheld:
+            reply = f"250 (shadow {row.reply_now.withheld[:3]})"
         lines.append([
             _printable(row.ServerFQDN), _printable(row.ExchangeServer or ""),
             _printable(row.Build or row.version or ""),

@@ -40,7 +40,9 @@ Key                                         Type    Content
 <p>:progress                                hash    ``<topic>:<partition>`` → last offset fully processed
                                                     (verdicts published), ``owner:<topic>:<partition>``
                                                     → the worker (host:pid) that processed it, and
-                                                    ``timer`` → the clock the leader's timer last finished
+                                                    ``timer`` → the clock the leader's timer last finished,
+                                                    ``policy`` → the policy and catalog content every
+                                                    server was last re-evaluated under
 ==========================================  ======  =====================================================
 """
 
@@ -122,8 +124,10 @@ def parse_due_member(member: str) -> tuple[str, str]:
     return kind, name
 
 
-# Progress marks (``<p>:progress`` fields): ``<topic>:<partition>``, ``owner:<topic>:<partition>``, ``timer``.
+# Progress marks (``<p>:progress`` fields): ``<topic>:<partition>``, ``owner:<topic>:<partition>``, ``timer``,
+# ``policy``.
 PROGRESS_TIMER = "timer"
+PROGRESS_POLICY = "policy"
 
 
 def progress_partition(topic: str, partition: int) -> str:

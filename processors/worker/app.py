@@ -41,7 +41,7 @@ from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 from processors.worker.clock import Clock, StoreClock, WallClock
 from processors.worker.outbox_backlog import measure_outbox_backlog
-from processors.worker.policies import PolicySource
+from processors.worker.policies import PolicySource, check_policy_file
 from processors.worker.processing import RawMessage
 from processors.worker.runtime import WorkerRuntime
 from processors.worker.transport import transport_class
@@ -213,6 +213,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from processors.kafka.topics import ensure_topics, require_no_contradictions
 
     faust_broker_options(settings.kafka)  # refuses what Faust cannot apply before connecting at all
+    check_policy_file(settings.policy_file)
     from processors.logsetup import logging_config
     from processors.worker.readiness import install_worker_probes
 

@@ -44,6 +44,7 @@ def _settings() -> Settings:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from processors.classify import PolicyError
     from processors.kafka.clients import KafkaUnreachable
     from processors.kafka.config import KafkaConfigError
     from processors.kafka.topics import TopicsContradict, TopicsNotCreated
@@ -58,6 +59,9 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     except (KafkaConfigError, KafkaUnreachable, LogFormatError, TopicsNotCreated) as error:  # configuration
         print(f"patchgate worker: {error}", file=sys.stderr)
+        return 2
+    except PolicyError as error:  # the policy file: invalid or unreadable, named with the key
+        print(f"patchgate worker: policy file {error}", file=sys.stderr)
         return 2
 
 

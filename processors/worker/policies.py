@@ -9,10 +9,16 @@ timer (the worker holding the lease) then re-evaluates every server against the 
 The policy file holds the ``[classification]``/``[products]`` and the ``[enforcement]``/``[pauses]`` tables:
 it is read and parsed once per load (:func:`load_policies`), so both halves always come from the same
 version of the file, even when it is replaced between two reads.
+
+``PolicySnapshot.content`` names what the files say (their digests), unlike ``version``, which also
+changes when a file is only touched: the timer records in the state store the content its servers
+were last judged under, so a reload whose re-evaluation a crash interrupted is completed by whichever
+worker runs the timer next (:meth:`processors.worker.runtime.WorkerRuntime.tick`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -25,6 +31,7 @@ from processors.classify import Catalog, ClassificationPolicy, PolicyError, load
 from processors.classify.policy import POLICY_FILE, policy_from_document
 from processors.classify.products import ProductCatalog, load_products
 from processors.enforcement.policy import EnforcementPolicy, enforcement_policy_from_mapping
+from processors.enforcement.policy import PolicyError as EnforcementPolicyError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,7 @@ class PolicySnapshot:
     enforcement: EnforcementPolicy
     version: str  # changes whenever any of them changes
     products: ProductCatalog
+    content: str = ""  # digests of the policy file and both catalogs: changes only when what they say does
 
 
 #: The most product files a watched folder may hold (one per product; a bound on the stat calls).
@@ -64,16 +72,35 @@ def _folder_stamp(folder: Path | None) -> tuple[tuple[str, tuple[int, int, int, 
 
 def load_policies(path: Path | None = None) -> tuple[ClassificationPolicy, EnforcementPolicy]:
     """Both policies of one policy file (the packaged one for None): one read, one TOML parse."""
+    classification, enforcement, _ = _load_policy_file(path)
+    return classification, enforcement
+
+
+def check_policy_file(path: Path | None) -> None:
+    """Raise :class:`PolicyError` (one line: file, key, rule) unless the policy file loads."""
+    try:
+        load_policies(path)
+    except OSError as error:
+        raise PolicyError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+
+
+def _load_policy_file(path: Path | None) -> tuple[ClassificationPolicy, EnforcementPolicy, str]:
+    """Both policies of one policy file and the SHA-256 of its text."""
     if path is None:
         text = resources.files("processors").joinpath("data", POLICY_FILE).read_text("utf-8")
         source = f"processors/data/{POLICY_FILE}"
     else:
         text, source = Path(path).read_text("utf-8"), str(path)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(source, [f"invalid TOML: {error}"]) from None
-    return policy_from_document(document, source=source), enforcement_policy_from_mapping(document)
+    try:
+        enforcement = enforcement_policy_from_mapping(document)
+    except EnforcementPolicyError as error:  # named with the file, like the classification half's errors
+        raise PolicyError(source, [str(error)]) from None
+    return policy_from_document(document, source=source), enforcement, digest
 
 
 class PolicySource:
@@ -89,11 +116,12 @@ class PolicySource:
 
     def _load(self) -> PolicySnapshot:
         catalog = load_catalog(self.catalog_file)
-        classification, enforcement = load_policies(self.policy_file)
+        classification, enforcement, policy_digest = _load_policy_file(self.policy_file)
         products = load_products(self.products_dir)
         return PolicySnapshot(catalog, classification, enforcement,
                               version=f"{catalog.sha256[:12]}:{products.sha256[:12]}:{self._stamps}",
-                              products=products)
+                              products=products,
+                              content=f"{policy_digest[:16]}:{catalog.sha256[:16]}:{products.sha256[:16]}")
 
     def _watched(self) -> tuple[object, ...]:
         return (_stamp(self.policy_file), _stamp(self.catalog_file), _folder_stamp(self.products_dir))

@@ -35,6 +35,7 @@ from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
 from processors.state.keys import (
     DUE_TENANT,
+    PROGRESS_POLICY,
     PROGRESS_TIMER,
     ServerField,
     parse_due_member,
@@ -80,7 +81,8 @@ class WorkerRuntime:
         self.ready = asyncio.Event()
         self.totals = BatchStats()
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
-        self._evaluated_version = policies.current.version  # servers were judged under this version
+        # what the servers were judged under, until the state store says (progress mark ``policy``)
+        self._judged_content = policies.current.content
 
     async def start(self) -> None:
         await self.retry(self.store.load_scripts, "loading Redis scripts")
@@ -213,6 +215,7 @@ class WorkerRuntime:
         record = notification(
             tenant_id=tenant, kind=outcome.kind, identity=identity, at=at, text=outcome.text,
             next_stage_at=outcome.state.until if outcome.kind != "pause_refused" else None,
+            shadow=self.policies.current.enforcement.shadow.applies_to(tenant),
         )
         return outbox_record(self.settings.topic_notifications, tenant, encode_event(record))
 
@@ -260,15 +263,33 @@ class WorkerRuntime:
         now = await self.clock.now()
         if now is None:
             return 0
-        version = self.policies.current.version
-        if version != self._evaluated_version:
-            await self.reclassify_all(now)
-            self._evaluated_version = version
+        await self._rejudge_if_policy_changed(now)
         handled = await self._run_due(now)
         await self.processor.flush_outboxes()
         await self.recover_abandoned_claims()
         await self.store.mark_progress({PROGRESS_TIMER: repr(now.timestamp())})
         return handled
+
+    async def _rejudge_if_policy_changed(self, now: datetime) -> None:
+        """Re-evaluate every server when the policy or a catalog says something new (shadow mode
+        switched, a stage table or a build list changed), then record that content as judged.
+
+        The record is written only once every server was re-evaluated, so a crash in between (here or
+        on another worker) leaves the old content recorded and the next timer run does it all again;
+        re-evaluating is idempotent (fingerprint compare-and-set), so verdicts are published once.
+        """
+        content = self.policies.current.content
+        judged = (await self.store.progress()).get(PROGRESS_POLICY)
+        if judged is None:  # the first timer run on this state: the servers were judged under the start-up files
+            judged = self._judged_content
+            await self.store.mark_progress({PROGRESS_POLICY: judged})
+        if judged == content:
+            return
+        log.info("policy/catalog content %s differs from the one the servers were judged under (%s): "
+                 "re-evaluating every server", content, judged)
+        await self.reclassify_all(now)
+        await self.store.mark_progress({PROGRESS_POLICY: content})
+        self._judged_content = content
 
     async def dead_letter_batch(self, messages: Sequence[RawMessage], error: BaseException) -> None:
         """Last resort for a batch that fails for a reason retrying cannot fix: keep it, with the reason."""

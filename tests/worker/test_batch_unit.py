@@ -258,7 +258,7 @@ def test_after_a_policy_change_the_timer_classifies_every_server_again_without_n
     policies = PolicySource()  # this test changes the version: its own source
     driver = Driver(policies=policies)
     driver.feed(driver.events(event(1, T0), event(2, T0, server="ex02.contoso.com")))
-    policies.current = replace(policies.current, version="changed")
+    policies.current = replace(policies.current, version="changed", content="changed")
     later = T0 + timedelta(days=1)
     driver.tick(later)
     for server_key in (EX01, EX02):

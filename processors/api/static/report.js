@@ -154,6 +154,11 @@
     $("tenant-view").hidden = false;
     renderCards(data);
     renderPause(data.pause);
+    const shadow = $("shadow-banner");
+    shadow.hidden = !data.shadow;
+    shadow.textContent = data.shadow ? "Shadow mode: this tenant's enforcement runs as a dry run. Stages, " +
+      "verdicts and notifications are real, but the edges accept its mail and only count the replies " +
+      "they would have given." : "";
     barChart($("stage-chart"), stageBars(data.stages), { valueLabels: true });
     barChart($("daily-chart"), data.daily.map((d) => ({
       label: d.date, short: d.date.slice(5),
@@ -209,8 +214,11 @@
       tr.appendChild(stageCell);
       const reply = s.reply_now;
       const replyCell = el("td", null, "reply act-" + reply.action);
-      replyCell.textContent = reply.reason === "paused" ? "250 (paused)" : reply.reply;
-      replyCell.title = reply.reason + (reply.changes_at ? ", changes at " + when(reply.changes_at) + " UTC" : "");
+      replyCell.textContent = reply.reason === "paused" ? "250 (paused)"
+        : reply.withheld ? "250 (shadow: would be " + reply.withheld.slice(0, 3) + ")" : reply.reply;
+      if (reply.withheld) replyCell.classList.add("shadow");
+      replyCell.title = reply.reason + (reply.changes_at ? ", changes at " + when(reply.changes_at) + " UTC" : "")
+        + (reply.withheld ? "; withheld: " + reply.withheld : "");
       tr.appendChild(replyCell);
       tr.appendChild(el("td", day(s.FirstDetectedDate)));
       tr.appendChild(el("td", day(s.ThrottleEnabledDate)));
@@ -317,6 +325,7 @@
       const link = el("a", t.tenant_id);
       link.href = "/tenants/" + encodeURIComponent(t.tenant_id);
       name.appendChild(link);
+      if (t.shadow) name.appendChild(el("span", "shadow mode", "badge shadow"));
       tr.appendChild(name);
       tr.appendChild(el("td", t.servers));
       tr.appendChild(el("td", Object.entries(t.stages).map(([s, n]) => "stage " + s + ": " + n).join(", ")));
