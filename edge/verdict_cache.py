@@ -211,7 +211,7 @@ class VerdictCache(VerdictIndex):
                      for p in tmd.partitions if (name, p) not in self._assigned)
         if not new:
             # No such topic (yet) or nothing new: nothing (more) to catch up with.
-            if not self._assigned:
+            if not self._assigned and self.refused is None:
                 self._mark_caught_up_if_done()
             return
         for name, p in new:
@@ -230,6 +230,8 @@ class VerdictCache(VerdictIndex):
 
     def _follows(self, name: str, tmd: Any) -> bool:
         """Whether topic ``name`` is one to follow (and note the tenant its verdicts must name)."""
+        if tmd.error is not None and name == self.topic and tmd.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            self._not_authorised(name, tmd.error)
         if tmd.error is not None or not tmd.partitions:
             return False
         if self._pattern is None:
@@ -242,6 +244,19 @@ class VerdictCache(VerdictIndex):
             return False
         self._tenants[name] = match.group(1)
         return True
+
+    def _not_authorised(self, name: str, error: KafkaError) -> None:
+        """The brokers refuse this principal the topic (no Describe/Read ACL): before the cache caught up
+        a configuration that can never work (the edge stops, as on refused credentials), later counted
+        and logged (the verdicts held stay in force)."""
+        self.metrics.consumer_errors += 1
+        reason = f"reading {name}: {error.str()} (the principal needs Read and Describe on it)"
+        if not self.caught_up and self.refusal.reason is None:
+            self.refusal.reason = reason
+            log.error("Kafka refused the verdict cache: %s", reason)
+            self._settled.set()
+        elif self.metrics.consumer_errors % 100 == 1:
+            log.warning("verdict cache: %s", reason)
 
     def _verify_end(self) -> bool:
         """True if every assigned partition's position is at its current high watermark."""
