@@ -20,7 +20,7 @@ from processors.settings import TENANT_ID_PATTERN, Settings
 _TENANT_ID = re.compile(TENANT_ID_PATTERN + r"\Z")
 
 
-class UnroutableVerdict(PatchgateError, ValueError):
+class UnroutableVerdict(PatchgateError):
     """A verdict whose key names no tenant, so no tenant topic can take it (a bug, never input)."""
 
 

@@ -60,7 +60,7 @@ def test_a_cache_following_a_pattern_reads_every_tenant_topic_and_discards_forei
         assert cache.wait_caught_up(20)
         assert (cache.decide(OWN, NOW).action, cache.decide(FOREIGN, NOW).action) == (THROTTLE, BLOCK)
         assert cache.metrics.verdicts_foreign_tenant == 1
-        later = [("northwind/mx", verdict_bytes(server_key="northwind/mx"))]
+        later: list[tuple[str, bytes | None]] = [("northwind/mx", verdict_bytes(server_key="northwind/mx"))]
         tenant_topics(kafka_bootstrap, base, {"northwind": later})
         assert cache.wait_until(lambda: cache.get("northwind/mx") is not None, 20)  # a tenant created later
         assert [r["server_key"] for r in cache.snapshot()] == [OWN, FOREIGN, "northwind/mx"]
