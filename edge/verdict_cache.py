@@ -17,6 +17,9 @@ tool follows every tenant's topic with ``topic_pattern=`` (a regular expression 
 the tenant; topics created later are picked up at the next metadata refresh). Either way a verdict
 whose key (or, without a key, whose ``server_key``) names another tenant than its topic's is
 discarded and counted in ``verdicts_foreign_tenant``: the topic, not the record, names the tenant.
+A topic the brokers refuse this principal (``TOPIC_AUTHORIZATION_FAILED``: no Read/Describe ACL) is a
+refusal before the cache caught up (:attr:`refused`, the edge stops at start) rather than a topic
+taken for empty; later it is counted in ``consumer_errors`` and logged.
 
 Usage::
 
