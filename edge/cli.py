@@ -28,7 +28,7 @@ import orjson
 from edge import eventloop
 
 if TYPE_CHECKING:
-    from edge.settings import EdgeSettings
+    from edge.settings import EdgeSettings, EdgeTopics
 
 log = logging.getLogger("edge.cli")
 
@@ -130,6 +130,9 @@ def register(subparsers: Any) -> None:
 
     d = sub.add_parser("cache-dump", help="read the verdicts topic and print the verdicts an edge would hold")
     common(d)
+    d.add_argument("--config", default=None,
+                   help=f"per-tenant topic mode: the verdicts of this edge config's tenant only; without a "
+                        f"config, every tenant's ({ENV}CONFIG)")
     d.add_argument("--decide-at", type=float, default=None,
                    help="also print the decision per key at this epoch time (default: now)")
     d.set_defaults(handler=run_cache_dump)
@@ -197,11 +200,26 @@ async def _listen(server: Any, spec: str, settings: EdgeSettings) -> list[str]:
     return bound
 
 
-def _start_cache(settings: EdgeSettings) -> Any:
+def _topics(settings: EdgeSettings, config: Any) -> EdgeTopics:
+    """The edge's topics; in the per-tenant mode those of its config's one tenant (else exit 2)."""
+    from processors.settings import SettingsError
+
+    tenants = None if config is None else {connector.tenant_id for connector in config.connectors}
+    try:
+        return settings.edge_topics(tenants)
+    except SettingsError as error:
+        print(f"edge: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _start_cache(settings: EdgeSettings, topics: EdgeTopics) -> Any:
     from edge.verdict_cache import VerdictCache
 
     timeout = settings.edge_catchup_timeout
-    cache = VerdictCache(settings.kafka, topic=settings.topic_verdicts)
+    if topics.verdicts_pattern:
+        cache = VerdictCache(settings.kafka, topic_pattern=topics.verdicts)
+    else:
+        cache = VerdictCache(settings.kafka, topic=topics.verdicts, tenant=topics.tenant)
     cache.start()
     caught_up = cache.wait_settled(timeout)
     if cache.refused is not None:  # wrong credentials or TLS: a configuration error, not an outage
@@ -209,7 +227,7 @@ def _start_cache(settings: EdgeSettings) -> Any:
         print(f"edge: {cache.refusal.message()}", file=sys.stderr)
         raise SystemExit(2)
     if caught_up:
-        log.info("verdict cache caught up: %d verdicts from %s", len(cache), settings.topic_verdicts)
+        log.info("verdict cache caught up: %d verdicts from %s", len(cache), topics.verdicts)
     else:
         log.warning("verdict cache not caught up after %.0fs; serving anyway and failing open until it is",
                     timeout)
@@ -269,10 +287,11 @@ def run_milter(args: argparse.Namespace) -> int:
     from edge.publisher import MetadataPublisher
     from edge.settings import MILTER_IDLE_S
 
-    cache = _start_cache(settings)
+    topics = _topics(settings, config)
+    cache = _start_cache(settings, topics)
     publisher = None
     if settings.edge_publish:
-        publisher = MetadataPublisher(settings.kafka, topic=settings.topic_metadata)
+        publisher = MetadataPublisher(settings.kafka, topic=topics.metadata)
         publisher.start()
     app = PatchgateMilter(config, cache, publisher, clock=_clock(settings))
     milter = MilterServer(app, limits=_limits(settings, settings.idle_timeout(MILTER_IDLE_S)),
@@ -321,7 +340,7 @@ def run_policy(args: argparse.Namespace) -> int:
     from edge.policy.server import PolicyServer, PolicyService
     from edge.settings import POLICY_IDLE_S, POLICY_LISTEN
 
-    cache = _start_cache(settings)
+    cache = _start_cache(settings, _topics(settings, config))
     mode = settings.edge_policy_mode
     server = PolicyServer(PolicyService(config, cache, clock=_clock(settings)), close_after_reply=mode == "exim",
                           limits=_limits(settings, settings.idle_timeout(POLICY_IDLE_S)))
@@ -348,7 +367,8 @@ def run_cache_dump(args: argparse.Namespace) -> int:
         args.log_level = "WARNING"
     settings = edge_settings(args)
     _setup_logging(settings)
-    cache = _start_cache(settings)
+    config = _load_config(settings) if settings.per_tenant_topics and settings.edge_config is not None else None
+    cache = _start_cache(settings, _topics(settings, config))
     try:
         now = args.decide_at if args.decide_at is not None else time.time()
         for record in cache.snapshot():

@@ -8,6 +8,11 @@ PATCHGATE_KAFKA_BOOTSTRAP              127.0.0.1:9092                    Kafka b
 PATCHGATE_KAFKA_CONFIG                 (none)                            Kafka client properties file (SASL/TLS)
 PATCHGATE_TOPIC_VERDICTS               patchgate.verdicts                the compacted verdicts topic
 PATCHGATE_TOPIC_METADATA               patchgate.metadata                where the milter publishes metadata
+PATCHGATE_METADATA_TOPIC_MODE          shared                            ``per-tenant``: the edge serves the one
+                                                                         tenant its config's connectors name,
+                                                                         publishes to ``<TOPIC_METADATA>.<tenant>``
+                                                                         and follows ``<TOPIC_VERDICTS>.<tenant>``
+                                                                         only (the worker's variable)
 PATCHGATE_EDGE_CONFIG                  (required: milter, policy)        edge config file (TOML, :mod:`edge.config`)
 PATCHGATE_EDGE_MILTER_LISTEN           unix:/run/patchgate/milter.sock   comma-separated ``unix:/path`` /
                                                                          ``inet:host:port``
@@ -38,15 +43,32 @@ PATCHGATE_EDGE_CLOCK_OFFSET_S          0                                 seconds
 
 ``PATCHGATE_EDGE_KAFKA_BOOTSTRAP``, ``PATCHGATE_EDGE_VERDICTS_TOPIC`` and ``PATCHGATE_EDGE_METADATA_TOPIC``
 are the old names of the first, third and fourth: still read for one release, with a warning.
+
+The topics and the mode are the workers' settings, read under the same names: in the per-tenant mode
+an edge is given the shared names (``patchgate.metadata``, not ``patchgate.metadata.contoso``) and its
+tenant comes from its config (:meth:`EdgeSettings.edge_topics`), so the tenant is named in one place.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from processors.kafka.config import KafkaConfig
-from processors.settings import EnvSettings, check_range, check_topic, load_kafka, require
+from processors.settings import (
+    TENANT_ID_PATTERN,
+    EnvSettings,
+    SettingsError,
+    check_range,
+    check_topic,
+    check_topic_mode,
+    env_name,
+    load_kafka,
+    require,
+    tenant_topic_pattern,
+)
 
 POLICY_MODES = ("postfix", "exim")
 LOOPS = ("uvloop", "asyncio")
@@ -54,6 +76,21 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MILTER_IDLE_S = 900.0  # above Postfix's own limits, so Postfix closes first
 POLICY_IDLE_S = 330.0
 POLICY_LISTEN = "unix:/run/patchgate/policy.sock"
+_TENANT_ID = re.compile(TENANT_ID_PATTERN + r"\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeTopics:
+    """Where an edge publishes metadata and which verdicts it follows.
+
+    ``verdicts`` is a topic name, or with ``verdicts_pattern`` a regular expression of every tenant's
+    verdicts topic (its one group the tenant: operator tools in the per-tenant mode). ``tenant``: the
+    tenant every verdict of ``verdicts`` must name (None in the shared mode)."""
+
+    metadata: str
+    verdicts: str
+    tenant: str | None = None
+    verdicts_pattern: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +99,7 @@ class EdgeSettings(EnvSettings):
     kafka_config: Path | None = None
     topic_verdicts: str = "patchgate.verdicts"
     topic_metadata: str = "patchgate.metadata"
+    metadata_topic_mode: str = "shared"
     edge_config: Path | None = None
     edge_milter_listen: str = "unix:/run/patchgate/milter.sock"
     edge_policy_listen: str = ""
@@ -86,6 +124,7 @@ class EdgeSettings(EnvSettings):
     def __post_init__(self) -> None:
         object.__setattr__(self, "kafka", load_kafka(self))
         check_topic(self, "topic_verdicts", "topic_metadata")
+        check_topic_mode(self)
         require(self.edge_policy_mode in POLICY_MODES, "edge_policy_mode",
                 f"must be one of {', '.join(POLICY_MODES)}, got {self.edge_policy_mode!r}")
         require(self.edge_loop.strip().lower() in LOOPS, "edge_loop",
@@ -104,6 +143,31 @@ class EdgeSettings(EnvSettings):
         check_range(self, "edge_max_headers", 1, 1_000_000)
         check_range(self, "edge_max_header_bytes", 1024, 1 << 30)
         check_range(self, "edge_clock_offset_s", -10 * 365 * 86400, 10 * 365 * 86400)
+
+    @property
+    def per_tenant_topics(self) -> bool:
+        return self.metadata_topic_mode == "per-tenant"
+
+    def edge_topics(self, tenants: Collection[str] | None) -> EdgeTopics:
+        """The topics of an edge whose config's connectors name ``tenants`` (None: no config, an
+        operator's tool, which follows every tenant's verdicts in the per-tenant mode).
+
+        In the per-tenant mode an edge serves exactly one tenant (its Kafka principal may write that
+        tenant's metadata topic and read its verdicts topic only); a config naming none or several
+        is refused with a :class:`SettingsError`."""
+        if not self.per_tenant_topics:
+            return EdgeTopics(self.topic_metadata, self.topic_verdicts)
+        if tenants is None:
+            return EdgeTopics(self.topic_metadata, tenant_topic_pattern(self.topic_verdicts), verdicts_pattern=True)
+        mode = f"{env_name('metadata_topic_mode')}=per-tenant"
+        if len(tenants) != 1:
+            named = ", ".join(sorted(tenants)) or "none"
+            raise SettingsError(f"{mode}: an edge serves one tenant, its connectors name {len(tenants)} ({named})")
+        tenant = next(iter(tenants))
+        if not _TENANT_ID.match(tenant):
+            raise SettingsError(f"{mode}: the connectors' tenant_id {tenant!r} is no tenant id the workers "
+                                f"admit ({TENANT_ID_PATTERN})")
+        return EdgeTopics(f"{self.topic_metadata}.{tenant}", f"{self.topic_verdicts}.{tenant}", tenant)
 
     @property
     def socket_mode(self) -> int:

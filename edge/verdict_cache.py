@@ -11,6 +11,16 @@ reached; a topic that does not exist yet counts as empty and is looked for again
 backoff) instead of freezing the cache at its last state; the restarted loop first rewinds every
 partition to the record after the last one applied, so a batch interrupted halfway is read again.
 
+Tenants (the per-tenant topic mode, ``PATCHGATE_METADATA_TOPIC_MODE=per-tenant``): an edge follows its
+own tenant's topic ``<PATCHGATE_TOPIC_VERDICTS>.<tenant>`` with ``tenant=`` set, and an operator's
+tool follows every tenant's topic with ``topic_pattern=`` (a regular expression whose one group is
+the tenant; topics created later are picked up at the next metadata refresh). Either way a verdict
+whose key (or, without a key, whose ``server_key``) names another tenant than its topic's is
+discarded and counted in ``verdicts_foreign_tenant``: the topic, not the record, names the tenant.
+A topic the brokers refuse this principal (``TOPIC_AUTHORIZATION_FAILED``: no Read/Describe ACL) is a
+refusal before the cache caught up (:attr:`refused`, the edge stops at start) rather than a topic
+taken for empty; later it is counted in ``consumer_errors`` and logged.
+
 Usage::
 
     cache = VerdictCache("127.0.0.1:9092")
@@ -23,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -44,12 +55,14 @@ DEFAULT_TOPIC = "patchgate.verdicts"
 class VerdictCache(VerdictIndex):
     """A :class:`~edge.verdicts.VerdictIndex` fed by a confluent-kafka consumer thread."""
 
-    def __init__(self, kafka: KafkaConfig | str, *, topic: str = DEFAULT_TOPIC,
-                 consumer_config: dict[str, Any] | None = None, metadata_interval: float = 5.0,
-                 max_learned_ips: int = 100_000) -> None:
+    def __init__(self, kafka: KafkaConfig | str, *, topic: str = DEFAULT_TOPIC, tenant: str | None = None,
+                 topic_pattern: str | None = None, consumer_config: dict[str, Any] | None = None,
+                 metadata_interval: float = 5.0, max_learned_ips: int = 100_000) -> None:
         super().__init__(max_learned_ips=max_learned_ips)
         self.kafka = kafka if isinstance(kafka, KafkaConfig) else KafkaConfig(kafka)
-        self.topic = topic
+        self.topic = topic_pattern or topic  # what the logs name
+        self.tenant = tenant  # every verdict of ``topic`` must name it
+        self._pattern = re.compile(topic_pattern) if topic_pattern else None
         self.metadata_interval = metadata_interval
         self._config: dict[str, Any] = {
             # librdkafka wants a group id even for manual assignment; it is never used to commit.
@@ -74,9 +87,10 @@ class VerdictCache(VerdictIndex):
         self.refusal = clients.RefusalWatch(self.kafka, kafka_logger("edge.verdict_cache.kafka"),
                                             on_refused=self._settled.set)
         self._changed = threading.Condition()
-        self._assigned: set[int] = set()
-        self._pending: dict[int, int] = {}  # partition -> high watermark still to reach
-        self._next_offset: dict[int, int] = {}  # partition -> offset after the last record applied
+        self._assigned: set[tuple[str, int]] = set()  # (topic, partition)
+        self._pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> high watermark still to reach
+        self._next_offset: dict[tuple[str, int], int] = {}  # -> offset after the last record applied
+        self._tenants: dict[str, str | None] = {}  # topic -> the tenant its verdicts must name
         self._next_metadata = 0.0
         self._verify_rounds = 0
         self.started_at: float | None = None
@@ -157,23 +171,24 @@ class VerdictCache(VerdictIndex):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._reached(msg.partition(), None)
+                    self._reached(_where(msg), None)
                 else:
                     self.metrics.consumer_errors += 1
                     log.warning("verdict consumer error: %s", err)
                 continue
-            self.apply_raw(msg.key(), msg.value())
-            self._next_offset[msg.partition()] = msg.offset() + 1
-            self._reached(msg.partition(), msg.offset())
+            where = _where(msg)
+            self.apply_raw(msg.key(), msg.value(), tenant=self._tenants.get(where[0]))
+            self._next_offset[where] = msg.offset() + 1
+            self._reached(where, msg.offset())
         with self._changed:
             self._changed.notify_all()
 
     def _rewind(self, consumer: Consumer) -> None:
         """Re-assign every partition at the record after the last one applied (after a restart)."""
         partitions = sorted(self._assigned)
-        consumer.incremental_unassign([TopicPartition(self.topic, p) for p in partitions])
-        consumer.incremental_assign([TopicPartition(self.topic, p, self._next_offset.get(p, OFFSET_BEGINNING))
-                                     for p in partitions])
+        consumer.incremental_unassign([TopicPartition(t, p) for t, p in partitions])
+        consumer.incremental_assign([TopicPartition(t, p, self._next_offset.get((t, p), OFFSET_BEGINNING))
+                                     for t, p in partitions])
         log.warning("verdict follower restarted: partitions %s rewound to %s", partitions,
                     {p: self._next_offset.get(p, "beginning") for p in partitions})
 
@@ -187,7 +202,7 @@ class VerdictCache(VerdictIndex):
     def _refresh_assignment(self, consumer: Consumer) -> None:
         """Assign partitions not yet assigned (new topic or added partitions) from the beginning."""
         try:
-            md = consumer.list_topics(self.topic, timeout=5.0)
+            md = consumer.list_topics(None if self._pattern else self.topic, timeout=5.0)
         except KafkaException as exc:
             self.metrics.consumer_errors += 1
             log.warning("verdict topic metadata for %s unavailable: %s", self.topic, exc)
@@ -195,56 +210,81 @@ class VerdictCache(VerdictIndex):
                     and time.monotonic() - self.started_at > 30.0 and not self.caught_up:
                 log.warning("verdict cache still not caught up after 30 s; failing open")
             return
-        tmd = md.topics.get(self.topic)
-        if tmd is None or tmd.error is not None or not tmd.partitions:
-            # No such topic (yet): nothing to catch up with.
-            if not self._assigned:
+        new = sorted((name, p) for name, tmd in md.topics.items() if self._follows(name, tmd)
+                     for p in tmd.partitions if (name, p) not in self._assigned)
+        if not new:
+            # No such topic (yet) or nothing new: nothing (more) to catch up with.
+            if not self._assigned and self.refused is None:
                 self._mark_caught_up_if_done()
             return
-        new = sorted(set(tmd.partitions) - self._assigned)
-        if not new:
-            return
-        tps = []
-        for p in new:
+        for name, p in new:
             try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5.0)
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5.0)
             except KafkaException as exc:
                 self.metrics.consumer_errors += 1
-                log.warning("watermarks for %s[%d] unavailable: %s", self.topic, p, exc)
+                log.warning("watermarks for %s[%d] unavailable: %s", name, p, exc)
                 return  # retry the whole set at the next refresh
             if high > max(low, 0):
-                self._pending[p] = high
-            tps.append(TopicPartition(self.topic, p, OFFSET_BEGINNING))
-        consumer.incremental_assign(tps)
+                self._pending[(name, p)] = high
+        consumer.incremental_assign([TopicPartition(name, p, OFFSET_BEGINNING) for name, p in new])
         self._assigned.update(new)
-        log.info("verdict cache assigned %s partitions %s (to read: %s)", self.topic, new,
-                 {p: h for p, h in self._pending.items() if p in new})
+        log.info("verdict cache assigned %s (to read: %s)", new, {k: h for k, h in self._pending.items() if k in new})
         self._mark_caught_up_if_done()
+
+    def _follows(self, name: str, tmd: Any) -> bool:
+        """Whether topic ``name`` is one to follow (and note the tenant its verdicts must name)."""
+        if tmd.error is not None and name == self.topic and tmd.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            self._not_authorised(name, tmd.error)
+        if tmd.error is not None or not tmd.partitions:
+            return False
+        if self._pattern is None:
+            if name != self.topic:
+                return False
+            self._tenants[name] = self.tenant
+            return True
+        match = self._pattern.match(name)
+        if match is None:
+            return False
+        self._tenants[name] = match.group(1)
+        return True
+
+    def _not_authorised(self, name: str, error: KafkaError) -> None:
+        """The brokers refuse this principal the topic (no Describe/Read ACL): before the cache caught up
+        a configuration that can never work (the edge stops, as on refused credentials), later counted
+        and logged (the verdicts held stay in force)."""
+        self.metrics.consumer_errors += 1
+        reason = f"reading {name}: {error.str()} (the principal needs Read and Describe on it)"
+        if not self.caught_up and self.refusal.reason is None:
+            self.refusal.reason = reason
+            log.error("Kafka refused the verdict cache: %s", reason)
+            self._settled.set()
+        elif self.metrics.consumer_errors % 100 == 1:
+            log.warning("verdict cache: %s", reason)
 
     def _verify_end(self) -> bool:
         """True if every assigned partition's position is at its current high watermark."""
         consumer = self._consumer
         assert consumer is not None
         try:
-            positions = consumer.position([TopicPartition(self.topic, p) for p in sorted(self._assigned)])
+            positions = consumer.position([TopicPartition(t, p) for t, p in sorted(self._assigned)])
             for tp in positions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=5.0)
+                low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5.0)
                 position = tp.offset if tp.offset >= 0 else low
                 if high > max(position, low, 0):
-                    self._pending[tp.partition] = high
+                    self._pending[(tp.topic, tp.partition)] = high
         except KafkaException as exc:
             self.metrics.consumer_errors += 1
             log.warning("verdict topic end offsets unavailable: %s", exc)
         return not self._pending
 
-    def _reached(self, partition: int | None, offset: int | None) -> None:
-        if not self._pending or partition is None:
+    def _reached(self, where: tuple[str, int], offset: int | None) -> None:
+        if not self._pending:
             return
-        target = self._pending.get(partition)
+        target = self._pending.get(where)
         if target is None:
             return
         if offset is None or offset + 1 >= target:
-            del self._pending[partition]
+            del self._pending[where]
             self._mark_caught_up_if_done()
 
     def _mark_caught_up_if_done(self) -> None:
@@ -262,3 +302,8 @@ class VerdictCache(VerdictIndex):
         self._settled.set()
         took = self.caught_up_at - (self.started_at or self.caught_up_at)
         log.info("verdict cache caught up: %d verdicts in %.3fs", len(self), took)
+
+
+def _where(message: Any) -> tuple[str, int]:
+    """A message's (topic, partition)."""
+    return str(message.topic()), int(message.partition() or 0)

@@ -214,6 +214,11 @@ def _client_ips(record: dict[str, Any], problems: list[str] | None) -> tuple[str
     return tuple(ips)
 
 
+def _of_tenant(server_key: str, tenant: str) -> bool:
+    """Whether ``server_key`` (``<tenant>/<server>``) belongs to ``tenant``."""
+    return server_key.startswith(tenant) and server_key[len(tenant):len(tenant) + 1] == "/"
+
+
 def _fail(message: str) -> None:
     raise BadVerdict(message)
 
@@ -279,6 +284,7 @@ class CacheMetrics:
     tombstones_applied: int = 0
     bad_records: int = 0
     verdict_fields_skipped: int = 0
+    verdicts_foreign_tenant: int = 0
     consumer_errors: int = 0
     ips_learned: int = 0
 
@@ -382,13 +388,19 @@ class VerdictIndex:
                 if self._ip_from_verdicts.get(ip) == server_key:
                     del self._ip_from_verdicts[ip]
 
-    def apply_raw(self, key: bytes | None, value: bytes | None) -> bool:
-        """Apply one Kafka record (tombstone when ``value`` is None). Bad input is counted, never raised."""
+    def apply_raw(self, key: bytes | None, value: bytes | None, tenant: str | None = None) -> bool:
+        """Apply one Kafka record (tombstone when ``value`` is None). Bad input is counted, never raised.
+
+        ``tenant``: the tenant the record's topic belongs to (per-tenant topic mode); a record whose key
+        (or, without a key, whose ``server_key``) names another tenant is discarded and counted in
+        ``verdicts_foreign_tenant``, whatever else it holds."""
         try:
             key_text = key.decode("utf-8") if key is not None else None
         except UnicodeDecodeError:
             self._bad("record key is not UTF-8", key)
             return False
+        if tenant is not None and key_text is not None and not _of_tenant(key_text, tenant):
+            return self._foreign(tenant, key)
         if value is None:
             if key_text is None:
                 self._bad("tombstone without a key", key)
@@ -406,9 +418,19 @@ class VerdictIndex:
         except BadVerdict as exc:
             self._bad(str(exc), key)
             return False
+        if tenant is not None and not _of_tenant(verdict.server_key, tenant):  # keyless: the record names it
+            return self._foreign(tenant, verdict.server_key.encode())
         if problems:
             self._skipped(problems, key)
         return self.apply(verdict)
+
+    def _foreign(self, tenant: str, key: bytes | None) -> bool:
+        self.metrics.verdicts_foreign_tenant += 1
+        n = self.metrics.verdicts_foreign_tenant
+        if n <= 10 or n % 1000 == 0:  # bounded, like bad records
+            log.warning("verdict of another tenant discarded (#%d): key=%r on a topic of tenant %r", n,
+                        (key or b"")[:120], tenant)
+        return False
 
     def _skipped(self, problems: list[str], key: bytes | None) -> None:
         before = self.metrics.verdict_fields_skipped

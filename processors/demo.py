@@ -208,7 +208,8 @@ class DemoRun:
                      "--listen", f"unix:{socket_path}"],
             env={**os.environ, "PATCHGATE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                  "PATCHGATE_TOPIC_VERDICTS": settings.topic_verdicts,
-                 "PATCHGATE_TOPIC_METADATA": settings.topic_metadata}))
+                 "PATCHGATE_TOPIC_METADATA": settings.topic_metadata,
+                 "PATCHGATE_METADATA_TOPIC_MODE": settings.metadata_topic_mode}))  # the worker's, not the shell's
         edge.start()
         edge.wait_ready(lambda: unix_socket_answers(socket_path), READY_TIMEOUT_S)
         print(f"  edge milter on unix:{socket_path} (mode 0660, private to this demo; to serve a Postfix, "

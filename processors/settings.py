@@ -27,7 +27,9 @@ PATCHGATE_REDIS_URL                redis://127.0.0.1:6379/0   Redis URL: one ser
                                                               more as query parameters: see
                                                               :mod:`processors.state.connection`
 PATCHGATE_TOPIC_METADATA           patchgate.metadata         message-metadata events (input)
-PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output)
+PATCHGATE_TOPIC_VERDICTS           patchgate.verdicts         verdicts (compacted, output); in the per-tenant
+                                                              mode each tenant's go to
+                                                              ``<TOPIC_VERDICTS>.<tenant>`` instead
 PATCHGATE_TOPIC_NOTIFICATIONS      patchgate.notifications    notifications (output)
 PATCHGATE_TOPIC_DEADLETTER         patchgate.deadletter       rejected input (output)
 PATCHGATE_TOPIC_COMMANDS           patchgate.commands         operator commands, e.g. pauses (input)
@@ -65,7 +67,10 @@ PATCHGATE_DATA_DIR                 <temp dir>/patchgate       Faust's local dire
 PATCHGATE_METADATA_TOPIC_MODE      shared                     ``shared``: one metadata topic, the Kafka key
                                                               names the tenant; ``per-tenant``: topics
                                                               ``<TOPIC_METADATA>.<tenant>``, subscribed by
-                                                              pattern, the topic names the tenant
+                                                              pattern, the topic names the tenant; the
+                                                              verdicts of a tenant go to
+                                                              ``<TOPIC_VERDICTS>.<tenant>`` (the edges read
+                                                              this variable too)
 PATCHGATE_METADATA_TENANT_PATTERN  [A-Za-z0-9][A-Za-z0-9._-]  regular expression of the tenant ids whose
                                    {0,63}                     topics a per-tenant worker subscribes to
 PATCHGATE_EVENT_MAX_FUTURE_S       86400                      how far ``observed_at`` may lie after the
@@ -109,6 +114,10 @@ PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
 PER_TOPIC_PARTITIONS = ("commands_partitions", "verdicts_partitions", "notifications_partitions",
                         "deadletter_partitions")
+# the tenant ids patchgate admits (the Kafka key's tenant part): safe as the last part of a topic name
+TENANT_ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+TENANT_ID_MAX = 64
+TOPIC_NAME_MAX = 249
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -172,8 +181,40 @@ def require(ok: bool, field_name: str, message: str) -> None:
 def check_topic(settings: object, *names: str) -> None:
     for name in names:
         value = getattr(settings, name)
-        require(bool(value) and len(value) <= 249 and all(c.isalnum() or c in "._-" for c in value),
+        require(bool(value) and len(value) <= TOPIC_NAME_MAX and all(c.isalnum() or c in "._-" for c in value),
                 name, f"is not a valid Kafka topic name: {value!r}")
+
+
+def tenant_topic_pattern(base: str, tenant_pattern: str = TENANT_ID_PATTERN) -> str:
+    """The regular expression of the per-tenant topics ``<base>.<tenant id>``; its one group is the tenant id."""
+    return rf"^{re.escape(base)}\.({tenant_pattern})$"
+
+
+class TopicFields(Protocol):
+    """The topic fields the worker and the edge share."""
+
+    @property
+    def topic_metadata(self) -> str: ...
+
+    @property
+    def topic_verdicts(self) -> str: ...
+
+    @property
+    def metadata_topic_mode(self) -> str: ...
+
+
+def check_topic_mode(settings: TopicFields) -> None:
+    """``metadata_topic_mode`` is a known mode; in the per-tenant mode every tenant's topic name
+    (``<topic>.<tenant id>``) must fit Kafka's length limit."""
+    mode = settings.metadata_topic_mode
+    require(mode in METADATA_TOPIC_MODES, "metadata_topic_mode",
+            f"must be one of {', '.join(METADATA_TOPIC_MODES)}, got {mode!r}")
+    if mode == "per-tenant":
+        longest = TOPIC_NAME_MAX - 1 - TENANT_ID_MAX
+        for name in ("topic_metadata", "topic_verdicts"):
+            require(len(getattr(settings, name)) <= longest, name,
+                    f"is longer than {longest} characters: a tenant's topic <name>.<tenant id> would exceed "
+                    f"Kafka's {TOPIC_NAME_MAX} (per-tenant topic mode)")
 
 
 def check_range(settings: object, name: str, low: float, high: float) -> None:
@@ -295,7 +336,7 @@ class Settings(EnvSettings):
     lag_interval_s: float = 15.0
     data_dir: Path | None = None
     metadata_topic_mode: str = "shared"
-    metadata_tenant_pattern: str = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+    metadata_tenant_pattern: str = TENANT_ID_PATTERN
     event_max_future_s: float = 86400.0
     kafka: KafkaConfig = field(init=False, repr=False, compare=False)  # type: ignore[misc]
 
@@ -319,8 +360,7 @@ class Settings(EnvSettings):
         check_range(self, "metrics_port", 0, 65535)
         require(self.lag_interval_s == 0 or 1 <= self.lag_interval_s <= 3600, "lag_interval_s",
                 "must be 0 (off) or 1..3600")
-        require(self.metadata_topic_mode in METADATA_TOPIC_MODES, "metadata_topic_mode",
-                f"must be one of {', '.join(METADATA_TOPIC_MODES)}, got {self.metadata_topic_mode!r}")
+        check_topic_mode(self)
         require(_compiles(self.metadata_tenant_pattern), "metadata_tenant_pattern",
                 f"is not a regular expression: {self.metadata_tenant_pattern!r}")
         check_range(self, "event_max_future_s", 60, 30 * 86400)
@@ -339,11 +379,15 @@ class Settings(EnvSettings):
     @property
     def metadata_topic_pattern(self) -> str:
         """The pattern a per-tenant worker subscribes to; its one group is the tenant id."""
-        return rf"^{re.escape(self.topic_metadata)}\.({self.metadata_tenant_pattern})$"
+        return tenant_topic_pattern(self.topic_metadata, self.metadata_tenant_pattern)
 
     def tenant_metadata_topic(self, tenant_id: str) -> str:
         """The metadata topic of one tenant in the per-tenant mode."""
         return f"{self.topic_metadata}.{tenant_id}"
+
+    def tenant_verdicts_topic(self, tenant_id: str) -> str:
+        """The verdicts topic of one tenant in the per-tenant mode (its edges read only this one)."""
+        return f"{self.topic_verdicts}.{tenant_id}"
 
     def _check_topic_layout(self) -> None:
         for name in PER_TOPIC_PARTITIONS:

@@ -12,8 +12,13 @@ any other difference is only reported. Workers refuse to start on a contradictio
 (:func:`require_no_contradictions`); ``patchgate topics plan|create|check`` shows them.
 
 In the per-tenant topic mode (``PATCHGATE_METADATA_TOPIC_MODE=per-tenant``) each tenant's edges
-write to ``<PATCHGATE_TOPIC_METADATA>.<tenant_id>``: :func:`ensure_tenant_topics` creates them
-(with the metadata topic's configuration) and :func:`tenant_topics` lists those the broker holds.
+write to ``<PATCHGATE_TOPIC_METADATA>.<tenant_id>`` and read ``<PATCHGATE_TOPIC_VERDICTS>.<tenant_id>``:
+:func:`ensure_tenant_topics` creates both (with the metadata and the verdicts topic's configuration),
+:func:`tenant_topics` lists the metadata topics the broker holds. A tenant is known by its metadata
+topic: :func:`plan` (``patchgate topics plan|check``, and the worker's check at start) covers both
+topics of every tenant whose metadata topic the brokers hold, ``patchgate topics create`` creates
+their missing verdicts topics, and :func:`serving_tenant_topics` gives the worker the tenant topics it
+may consume: those whose verdicts topic exists (a missing one is created first).
 """
 
 from __future__ import annotations
@@ -144,13 +149,24 @@ def metadata_spec(settings: Settings, name: str) -> TopicSpec:
         "max.message.bytes": str(METADATA_MAX_MESSAGE_BYTES)})
 
 
+def verdicts_spec(settings: Settings, name: str) -> TopicSpec:
+    return _spec(settings, "verdicts", name, "verdicts_partitions", **{
+        "cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "60000"})
+
+
+def tenant_specs(settings: Settings, tenant_id: str) -> list[TopicSpec]:
+    """A tenant's topics in the per-tenant mode: its metadata topic and its verdicts topic."""
+    return [metadata_spec(settings, settings.tenant_metadata_topic(tenant_id)),
+            verdicts_spec(settings, settings.tenant_verdicts_topic(tenant_id))]
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics every deployment has (in the per-tenant mode the shared verdicts topic stays empty)."""
     return [
         metadata_spec(settings, settings.topic_metadata),
         _spec(settings, "commands", settings.topic_commands, "commands_partitions", **{
             "cleanup.policy": "delete", "retention.ms": str(COMMANDS_RETENTION_MS)}),
-        _spec(settings, "verdicts", settings.topic_verdicts, "verdicts_partitions", **{
-            "cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "60000"}),
+        verdicts_spec(settings, settings.topic_verdicts),
         _spec(settings, "notifications", settings.topic_notifications, "notifications_partitions", **{
             "cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}),
         _spec(settings, "deadletter", settings.topic_deadletter, "deadletter_partitions", **{
@@ -305,14 +321,30 @@ def _configs(future: Any, timeout: float, retry: bool) -> dict[str, str] | None:
     return {key: entry.value for key, entry in entries.items() if entry.value is not None}
 
 
-def plan(settings: Settings, timeout: float = 30.0) -> list[TopicPlan]:
-    """Every topic patchgate uses (the per-tenant metadata topics the brokers hold included), compared."""
+def plan(settings: Settings, timeout: float = 30.0, tenants: Sequence[str] = ()) -> list[TopicPlan]:
+    """Every topic patchgate uses, compared; in the per-tenant mode with both topics of every tenant
+    whose metadata topic the brokers hold, and of ``tenants``."""
     admin = _admin(settings)
     specs = topic_specs(settings)
     if settings.per_tenant_topics:
-        specs += [metadata_spec(settings, name) for name in _tenant_topics(admin, settings, timeout)]
+        known = [_tenant_of(settings, name) for name in _tenant_topics(admin, settings, timeout)]
+        specs += [spec for tenant in sorted({*known, *_checked_tenants(settings, tenants)})
+                  for spec in tenant_specs(settings, tenant)]
     existing = describe(admin, [spec.name for spec in specs], timeout)
     return [_compare(spec, existing.get(spec.name)) for spec in specs]
+
+
+def _tenant_of(settings: Settings, metadata_topic: str) -> str:
+    return metadata_topic[len(settings.topic_metadata) + 1:]
+
+
+def _checked_tenants(settings: Settings, tenants: Sequence[str]) -> list[str]:
+    """``tenants``, each checked against ``PATCHGATE_METADATA_TENANT_PATTERN`` (ValueError otherwise)."""
+    pattern = re.compile(settings.metadata_topic_pattern)
+    bad = [tenant for tenant in tenants if not pattern.match(settings.tenant_metadata_topic(tenant))]
+    if bad:
+        raise ValueError(f"not a tenant id (PATCHGATE_METADATA_TENANT_PATTERN): {', '.join(map(repr, bad))}")
+    return list(tenants)
 
 
 def _compare(spec: TopicSpec, existing: ExistingTopic | None) -> TopicPlan:
@@ -354,18 +386,42 @@ def require_no_contradictions(settings: Settings, timeout: float = 30.0) -> None
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created."""
+    """Create the missing topics every deployment has; return the names created."""
     return _create_missing(settings, topic_specs(settings), timeout)
 
 
-def ensure_tenant_topics(settings: Settings, tenants: list[str], timeout: float = 30.0) -> list[str]:
-    """Create the per-tenant metadata topics of ``tenants`` that are missing; return the names created."""
+def ensure_tenant_topics(settings: Settings, tenants: Sequence[str], timeout: float = 30.0) -> list[str]:
+    """Create the per-tenant metadata and verdicts topics of ``tenants`` that are missing; return the
+    names created."""
+    specs = [spec for tenant in _checked_tenants(settings, tenants) for spec in tenant_specs(settings, tenant)]
+    return _create_missing(settings, specs, timeout)
+
+
+def known_tenants(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """The tenants whose per-tenant metadata topic the brokers hold, sorted."""
+    return [_tenant_of(settings, name) for name in tenant_topics(settings, timeout)]
+
+
+def serving_tenant_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """The tenant metadata topics a per-tenant worker may consume: those whose tenant has a verdicts
+    topic. A missing verdicts topic is created first; a tenant whose verdicts topic cannot be created
+    (no Create ACL, a broker refusal) is left out and logged, so its verdicts can never hold up the
+    publication of the others'; it is retried at the next look (the caller's interval)."""
+    admin = _admin(settings)
+    present = set(admin.list_topics(timeout=timeout).topics)
     pattern = re.compile(settings.metadata_topic_pattern)
-    names = [settings.tenant_metadata_topic(tenant) for tenant in tenants]
-    bad = [name for name in names if not pattern.match(name)]
-    if bad:
-        raise ValueError(f"not a tenant metadata topic name (PATCHGATE_METADATA_TENANT_PATTERN): {bad}")
-    return _create_missing(settings, [metadata_spec(settings, name) for name in names], timeout)
+    serving = []
+    for name in sorted(name for name in present if pattern.match(name)):
+        spec = verdicts_spec(settings, settings.tenant_verdicts_topic(_tenant_of(settings, name)))
+        if spec.name not in present:
+            try:
+                _create_missing(settings, [spec], timeout)
+            except (TopicsNotCreated, KafkaException) as error:
+                log.warning("tenant topic %s not consumed yet: its verdicts topic %s is missing and could not "
+                            "be created: %s", name, spec.name, error)
+                continue
+        serving.append(name)
+    return serving
 
 
 def tenant_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -5,6 +5,11 @@
 - ``create``: create the missing topics, then show the plan; exit 1 if a contradiction remains.
 - ``check``: one line per contradiction, exit 1 if there is one (what a worker refuses to start on).
 
+In the per-tenant topic mode each covers both topics of every tenant whose metadata topic the brokers
+hold (``<TOPIC_METADATA>.<tenant>``, ``<TOPIC_VERDICTS>.<tenant>``; ``create`` makes the missing
+verdicts topics of those tenants), and of every ``--tenant`` named (``create --tenant contoso`` makes
+a new tenant's two topics).
+
 ``--format json`` prints one JSON document instead. Exit 2: a configuration or broker error, one line.
 """
 
@@ -34,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action = actions.add_parser(name, help=help_text)
         action.add_argument("--format", choices=["text", "json"], default="text")
         action.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the brokers")
+        action.add_argument("--tenant", action="append", default=[], metavar="TENANT_ID",
+                            help="per-tenant topic mode: also this tenant's metadata and verdicts topics "
+                                 "(repeatable)")
         action.set_defaults(handler=_run)
 
 
@@ -45,10 +53,14 @@ def _run(args: argparse.Namespace) -> int:
     from processors.kafka.topics import TopicsNotCreated
 
     settings = component_settings(Settings, PROGRAM)
+    if args.tenant and not settings.per_tenant_topics:
+        print(f"{PROGRAM} {args.topics_action}: --tenant needs the per-tenant topic mode "
+              "(PATCHGATE_METADATA_TOPIC_MODE=per-tenant)", file=sys.stderr)
+        return 2
     try:
         check_connection(settings.kafka, args.timeout)
-        return _act(settings, args.topics_action, args.format, args.timeout)
-    except (KafkaConfigError, KafkaUnreachable, TopicsNotCreated) as error:
+        return _act(settings, args.topics_action, args.format, args.timeout, args.tenant)
+    except (KafkaConfigError, KafkaUnreachable, TopicsNotCreated, ValueError) as error:
         print(f"{PROGRAM} {args.topics_action}: {error}", file=sys.stderr)
         return 2
     except KafkaException as error:
@@ -57,11 +69,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _act(settings: Settings, action: str, output: str, timeout: float) -> int:
-    from processors.kafka.topics import ensure_topics, group_members, note_idle_members, plan
+def _act(settings: Settings, action: str, output: str, timeout: float, tenants: Sequence[str] = ()) -> int:
+    from processors.kafka.topics import group_members, note_idle_members, plan
 
-    created = ensure_topics(settings, timeout) if action == "create" else []
-    topics = plan(settings, timeout)
+    created = _create(settings, timeout, tenants) if action == "create" else []
+    topics = plan(settings, timeout, tenants)
     if not settings.per_tenant_topics:
         note_idle_members(topics, settings.consumer_group, group_members(settings, min(timeout, 5.0)))
     contradictions = [line for topic in topics for line in topic.contradictions]
@@ -73,6 +85,16 @@ def _act(settings: Settings, action: str, output: str, timeout: float) -> int:
     else:
         print(plan_text(topics, created))
     return 1 if contradictions and action != "plan" else 0
+
+
+def _create(settings: Settings, timeout: float, tenants: Sequence[str]) -> list[str]:
+    """The shared topics, and in the per-tenant mode both topics of every known and every named tenant."""
+    from processors.kafka.topics import ensure_tenant_topics, ensure_topics, known_tenants
+
+    created = ensure_topics(settings, timeout)
+    if settings.per_tenant_topics:
+        created += ensure_tenant_topics(settings, sorted({*known_tenants(settings, timeout), *tenants}), timeout)
+    return created
 
 
 def plan_text(topics: Sequence[TopicPlan], created: Sequence[str] = ()) -> str:

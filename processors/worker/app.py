@@ -68,7 +68,8 @@ class PatchgateApp(faust.App):
 
 
 def metadata_topic_names(settings: Settings) -> list[str]:
-    """The metadata topics to consume: the shared one, and in the per-tenant mode every tenant's.
+    """The metadata topics to consume: the shared one, and in the per-tenant mode every tenant's
+    whose verdicts topic exists (created here when missing; see ``serving_tenant_topics``).
 
     In the per-tenant mode the shared topic stays subscribed (a worker needs at least one topic,
     and a tenant may not exist yet): whatever a producer writes there names no tenant by its topic
@@ -76,9 +77,9 @@ def metadata_topic_names(settings: Settings) -> list[str]:
     """
     if not settings.per_tenant_topics:
         return [settings.topic_metadata]
-    from processors.kafka.topics import tenant_topics
+    from processors.kafka.topics import serving_tenant_topics
 
-    return [settings.topic_metadata, *tenant_topics(settings)]
+    return [settings.topic_metadata, *serving_tenant_topics(settings)]
 
 
 def subscribe_new_tenant_topics(app: faust.App, topic: Any, settings: Settings) -> list[str]:

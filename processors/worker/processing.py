@@ -57,6 +57,7 @@ from processors.events.deadletter import dead_letter
 from processors.events.metadata import BadEnvelope, MetadataRecord, metadata_items, record_parser
 from processors.events.wire import encode_event
 from processors.kafka.delivery import KafkaOutput
+from processors.kafka.verdict_routing import publication_topic
 from processors.settings import Settings
 from processors.state.keys import ServerField
 from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
@@ -515,7 +516,7 @@ class BatchProcessor:
         for record in claimed:
             if record.topic == self.settings.topic_notifications:
                 stats.notifications += 1
-            self.output.produce(record.topic, record.key, record.value)
+            self.output.produce(publication_topic(self.settings, record.topic, record.key), record.key, record.value)
         await self.output.flush()
         await self.store.release(claimed, self.settings.topic_notifications, progress)
 

@@ -31,6 +31,7 @@ from processors.events.command import Command, CommandKeyMismatch, parse_command
 from processors.events.notification import notification
 from processors.events.wire import encode_event
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput, published_since
+from processors.kafka.verdict_routing import publication_topic
 from processors.settings import Settings
 from processors.state.errors import ScriptsLost, StoreUnavailable
 from processors.state.keys import (
@@ -339,12 +340,12 @@ class WorkerRuntime:
             return 0
         since = min(claimed_at for claimed_at, _ in abandoned) - 1.0
         records = [record for _, claimed in abandoned for record in claimed]
-        topics = sorted({record.topic for record in records})
+        routed = [(publication_topic(self.settings, r.topic, r.key), r) for r in records]  # where each went
         present = await asyncio.get_running_loop().run_in_executor(
-            None, published_since, self.settings.kafka, topics, since)
-        missing = [r for r in records if (r.topic, r.key, r.value) not in present]
-        for record in missing:
-            self.output.produce(record.topic, record.key, record.value)
+            None, published_since, self.settings.kafka, sorted({topic for topic, _ in routed}), since)
+        missing = [(topic, r) for topic, r in routed if (topic, r.key, r.value) not in present]
+        for topic, record in missing:
+            self.output.produce(topic, record.key, record.value)
         await self.output.flush()
         await self.store.release(records, self.settings.topic_notifications)
         log.warning("recovered %d abandoned outbox records: %d republished, %d were already in Kafka",

@@ -1,5 +1,6 @@
 """The per-tenant topic mode on the real worker and broker: the topic names the tenant; a key or record
-naming another tenant on it is dead-lettered; a tenant topic created while the worker runs is picked up."""
+naming another tenant on it is dead-lettered; each tenant's verdicts go to its own verdicts topic only;
+a tenant topic created while the worker runs is picked up, its verdicts topic created if missing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import redis
 
 from processors.devservices.worker_process import WorkerProcess
 from processors.kafka import clients
-from processors.kafka.topics import ensure_tenant_topics, tenant_topics
+from processors.kafka.topics import ensure_tenant_topics, metadata_spec, tenant_topics
 from processors.settings import Settings
 from processors.state.keys import KeySchema
 from tests.worker.factories import metadata_event
@@ -85,10 +86,17 @@ def test_the_topic_names_the_tenant_and_a_foreign_key_on_it_is_dead_lettered(per
                               (settings.topic_metadata, "topic")])
     assert all("'fabrikam'" in letter["reason"] and "'contoso'" in letter["reason"]
                for letter in letters if letter["source"]["topic"] == contoso_topic)
-    verdicts = [value["server_key"] for _, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts)]
-    assert verdicts == ["contoso/ex01.contoso.com"]
+    assert tenant_verdicts(settings) == {"contoso": ["contoso/ex01.contoso.com"], "fabrikam": []}
+    assert read_topic(settings.kafka_bootstrap, settings.topic_verdicts) == []  # the shared one: nothing
     client = redis.Redis.from_url(settings.redis_url)
     assert client.smembers(KeySchema(settings.key_prefix).tenants) == {b"contoso"}
+
+
+def tenant_verdicts(settings: Settings, tenants: tuple[str, ...] = ("contoso", "fabrikam")) -> dict[str, list[str]]:
+    """The server keys on each tenant's verdicts topic."""
+    return {tenant: [value["server_key"] for _, value in read_topic(settings.kafka_bootstrap,
+                                                                      settings.tenant_verdicts_topic(tenant))]
+            for tenant in tenants}
 
 
 def test_a_tenant_topic_created_while_the_worker_runs_is_consumed(per_tenant: Settings) -> None:
@@ -97,11 +105,14 @@ def test_a_tenant_topic_created_while_the_worker_runs_is_consumed(per_tenant: Se
     first = produce_to(settings, contoso_topic, [(b"contoso/ex01.contoso.com",
                                                   orjson.dumps(metadata_event("own-1", T0)))])
     wait_processed(settings, contoso_topic, first)  # the worker is up and subscribed
-    ensure_tenant_topics(settings, ["northwind"])
+    # the operator's own tooling made the metadata topic alone: the worker creates the verdicts topic
     topic = settings.tenant_metadata_topic("northwind")
+    admin = clients.admin(settings.kafka)
+    admin.create_topics([metadata_spec(settings, topic).new_topic()])[topic].result(30)
+    assert settings.tenant_verdicts_topic("northwind") not in admin.list_topics(timeout=10).topics
     placed = produce_to(settings, topic, [(b"northwind/ex01.northwind.com", orjson.dumps(metadata_event(
         "nw-1", T0, tenant="northwind", server="ex01.northwind.com")))])
     # the worker looks for new topics every 30 s; Faust resubscribes 45 s after it is asked to
     wait_processed(settings, topic, placed, timeout=180)
-    verdicts = [value["server_key"] for _, value in read_topic(settings.kafka_bootstrap, settings.topic_verdicts)]
-    assert sorted(verdicts) == ["contoso/ex01.contoso.com", "northwind/ex01.northwind.com"]
+    assert tenant_verdicts(settings, ("contoso", "northwind")) == {
+        "contoso": ["contoso/ex01.contoso.com"], "northwind": ["northwind/ex01.northwind.com"]}
