@@ -255,7 +255,7 @@ async def _serve(ready: str, args: argparse.Namespace, settings: EdgeSettings, c
 
     probes = Probes(settings.edge_metrics_bind, settings.edge_metrics_port).start()
     if probes.server is not None:
-        REGISTRY.register(EdgeCollector(cache, counters, threads))
+        REGISTRY.register(EdgeCollector(cache, counters, threads, topic=cache.topic))
         ready += f" metrics={probes.server.url}/metrics"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

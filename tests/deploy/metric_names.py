@@ -32,7 +32,8 @@ def exposed_metric_names() -> set[str]:
     from edge.verdicts import VerdictIndex
     from processors.metrics import REGISTRY
 
-    return {"up"} | _sample_names(REGISTRY.collect()) | _sample_names(EdgeCollector(VerdictIndex(), {}).collect())
+    edge = EdgeCollector(VerdictIndex(), {}, topic="patchgate.verdicts")
+    return {"up"} | _sample_names(REGISTRY.collect()) | _sample_names(edge.collect())
 
 
 def edge_counter_names() -> set[str]:

@@ -50,6 +50,21 @@ def test_a_broken_expectation_fails_promtool(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
+def test_the_stale_cache_alert_compares_each_edge_with_its_own_topic(tmp_path: Path) -> None:
+    """Joined on nothing instead of the edge's ``topic`` (any verdicts topic getting verdicts), the
+    rule pages a quiet tenant's edge: the per-tenant and the notifications cases fail."""
+    rules = RULES.read_text()
+    unjoined = rules.replace("          and on (topic)\n", "          and on ()\n", 1)
+    assert unjoined != rules
+    (tmp_path / "alerts.yml").write_text(unjoined)
+    (tmp_path / "alerts_test.yml").write_text(RULE_TESTS.read_text())
+    result = run_promtool("test", "rules", "alerts_test.yml", cwd=tmp_path)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert 'instance="edge-fabrikam:9465"' in output and "another tenant's quiet edge is not stale" in output
+    assert "notifications do not count" in output
+
+
 def test_every_alert_is_tested_firing_and_quiet() -> None:
     firing: set[str] = set()
     quiet: set[str] = set()

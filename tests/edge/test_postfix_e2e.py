@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -83,11 +83,12 @@ def send(port: int, data: bytes, *, source: str = "127.0.0.1", helo: str = "ex01
 class EdgeProcess:
     """``patchgate edge <command>`` as a child process; ``wait_ready`` returns its ready line."""
 
-    def __init__(self, args: list[str], log: Path, command: str = "milter") -> None:
+    def __init__(self, args: list[str], log: Path, command: str = "milter",
+                 env: Mapping[str, str] | None = None) -> None:
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "edge", command, *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True,
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True, env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self) -> str:
@@ -234,7 +235,7 @@ def test_postfix_applies_verdicts_through_the_milter(stack: dict[str, Any], kafk
     for counter, times in [("skipped_connections", 1), ("messages", 5), ("unmatched", 0), ("throttled", 1),
                            ("blocked", 1), ("out_of_scope", 1), ("accepted_current_build", 1)]:
         assert f'patchgate_edge_events_total{{component="milter",counter="{counter}"}} {times}.0' in exported
-    assert "patchgate_edge_cache_caught_up 1.0" in exported
+    assert f'patchgate_edge_cache_caught_up{{topic="{stack["topics"]["verdicts"]}"}} 1.0' in exported
 
 
 def test_mail_flows_when_the_milter_is_killed(stack: dict[str, Any]) -> None:

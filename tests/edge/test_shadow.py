@@ -150,7 +150,7 @@ def test_the_shadow_counters_are_exported_by_code() -> None:
     idx = index(verdict(EX01, throttle=0, block=60, shadow=True))
     idx.shadow.record(idx.decide(EX01, T0))
     registry = CollectorRegistry()
-    registry.register(EdgeCollector(idx, {}))
+    registry.register(EdgeCollector(idx, {}, topic="patchgate.verdicts"))
     text = generate_latest(registry).decode()
     assert 'patchgate_edge_shadow_replies_total{code="550"} 1.0' in text
     assert 'patchgate_edge_shadow_replies_total{code="450"} 0.0' in text

@@ -103,7 +103,7 @@ def test_publisher_thread_restarts_after_a_failure_and_publishes(kafka_bootstrap
         assert publisher.flush(DEADLINE) == 0
         assert publisher.thread.restarts == 1 and publisher.thread.alive
         text = exported(EdgeCollector(VerdictIndex(), {"publisher": publisher.metrics},
-                                      {"publisher": publisher.thread}))
+                                      {"publisher": publisher.thread}, topic="patchgate.verdicts"))
         assert 'patchgate_edge_thread_alive{thread="publisher"} 1.0' in text
         assert 'patchgate_edge_thread_restarts_total{thread="publisher"} 1.0' in text
     finally:

@@ -1,9 +1,11 @@
 """The verdict cache on per-tenant verdicts topics, against the session's broker: an edge follows its
 tenant's topic and discards (and counts) any verdict on it that names another tenant; an operator's
-``cache-dump`` follows every tenant's topic by pattern, topics created later included."""
+``cache-dump`` follows every tenant's topic by pattern, topics created later included; a per-tenant
+milter's metrics name its tenant's topic."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +15,11 @@ import pytest
 from edge.cli import main
 from edge.verdict_cache import VerdictCache
 from edge.verdicts import BLOCK, THROTTLE
+from processors.devservices import free_port
 from processors.settings import tenant_topic_pattern
 from tests.edge.helpers import T0, verdict_bytes
 from tests.edge.kafka_helpers import create_topic, produce
+from tests.edge.test_postfix_e2e import EdgeProcess
 
 pytestmark = pytest.mark.integration
 NOW = T0 + 60
@@ -90,3 +94,29 @@ def test_cache_dump_shows_one_tenant_with_its_edge_config_and_every_tenant_witho
 
     assert dump("--config", str(config)) == ([(OWN, "block")], 1)
     assert dump() == ([(OWN, "block"), (FOREIGN, "throttle")], 1)
+
+
+def test_a_per_tenant_milter_exports_its_tenant_s_verdicts_topic(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """The label the stale-cache alert joins on: given the shared name, the edge follows and names
+    ``<base>.contoso``, the topic the workers' ``patchgate_events_out_total{topic}`` counts."""
+    base = unique_name("verdicts")
+    tenant_topics(kafka_bootstrap, base, {"contoso": [(OWN, verdict_bytes(server_key=OWN, throttle=60))],
+                                          "fabrikam": [(FOREIGN, verdict_bytes(server_key=FOREIGN))]})
+    config = tmp_path / "edge.toml"
+    config.write_text('[[connector]]\nid = "c"\ntenant_id = "contoso"\ntype = "OnPremises"\n'
+                      'client_ips = ["192.0.2.0/24"]\n')
+    port = free_port()
+    milter = EdgeProcess(["--config", str(config), "--listen", f"unix:{tmp_path}/milter.sock", "--no-publish",
+                          "--bootstrap", kafka_bootstrap, "--verdicts-topic", base, "--catchup-timeout", "20",
+                          "--metrics-port", str(port), "--metrics-interval", "3600"], tmp_path / "milter.log",
+                         env={"PATCHGATE_METADATA_TOPIC_MODE": "per-tenant"})
+    try:
+        assert "caught_up=True" in milter.wait_ready()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            gauges = [line for line in response.read().decode().splitlines()
+                      if line.startswith("patchgate_edge_cache_")]
+    finally:
+        milter.stop()
+    assert gauges == [f'patchgate_edge_cache_caught_up{{topic="{base}.contoso"}} 1.0',
+                      f'patchgate_edge_cache_verdicts{{topic="{base}.contoso"}} 1.0']
