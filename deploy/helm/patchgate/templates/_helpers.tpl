@@ -43,6 +43,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or .Values.kafka.config.existingSecret .Values.kafka.config.properties -}}true{{- end -}}
 {{- end -}}
 
+{{/* kafka.metadataTopicMode, checked: shared or per-tenant (PATCHGATE_METADATA_TOPIC_MODE) */}}
+{{- define "patchgate.metadataTopicMode" -}}
+{{- $mode := .Values.kafka.metadataTopicMode -}}
+{{- if not (has $mode (list "shared" "per-tenant")) -}}
+{{- fail (printf "kafka.metadataTopicMode must be shared or per-tenant, got %q" (toString $mode)) -}}
+{{- end -}}
+{{- if hasKey .Values.extraEnv "PATCHGATE_METADATA_TOPIC_MODE" -}}
+{{- fail "set kafka.metadataTopicMode, not extraEnv.PATCHGATE_METADATA_TOPIC_MODE: the KEDA trigger and the edge example follow the value" -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
+
+{{/* The one tenant the edge example's connectors name (per-tenant topic mode), checked like the edge does. */}}
+{{- define "patchgate.edgeTenant" -}}
+{{- $config := fromToml .Values.edgeExample.config -}}
+{{- if hasKey $config "Error" -}}
+{{- fail (printf "edgeExample.config is not TOML: %s" $config.Error) -}}
+{{- end -}}
+{{- $tenants := list -}}
+{{- range $config.connector | default list -}}
+{{- $tenants = append $tenants (toString .tenant_id) -}}
+{{- end -}}
+{{- $tenants = $tenants | uniq | sortAlpha -}}
+{{- if ne (len $tenants) 1 -}}
+{{- fail (printf "kafka.metadataTopicMode=per-tenant: an edge serves one tenant, edgeExample.config's connectors name %d (%s)" (len $tenants) (join ", " $tenants | default "none")) -}}
+{{- end -}}
+{{- $tenant := first $tenants -}}
+{{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" $tenant) -}}
+{{- fail (printf "kafka.metadataTopicMode=per-tenant: edgeExample.config's tenant_id %q is no tenant id the workers admit" $tenant) -}}
+{{- end -}}
+{{- $tenant -}}
+{{- end -}}
+
 {{/* The environment every component reads (processors.settings), as a container's env list. */}}
 {{- define "patchgate.env" -}}
 - name: PATCHGATE_LOG_FORMAT
@@ -75,6 +108,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.kafka.topics.deadletter | quote }}
 - name: PATCHGATE_TOPIC_COMMANDS
   value: {{ .Values.kafka.topics.commands | quote }}
+- name: PATCHGATE_METADATA_TOPIC_MODE
+  value: {{ include "patchgate.metadataTopicMode" . | quote }}
 - name: PATCHGATE_TOPIC_REPLICATION_FACTOR
   value: {{ .Values.kafka.topics.replicationFactor | quote }}
 - name: PATCHGATE_TOPIC_MIN_INSYNC_REPLICAS
