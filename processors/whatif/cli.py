@@ -104,6 +104,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if (args.file is None) == (not args.kafka):
         raise WhatifError("give either a FILE or --kafka")
     enforce_from = parse_time(args.enforce_from, "--enforce-from")
+    for option, policy in (("--policy", args.policy), ("--against", args.against)):
+        if policy is not None or option == "--policy":
+            _check_files(option, policy, args)
     open_source = _source(args)
     commands = _command_lines(args.commands)
     if args.against is not None:
@@ -122,6 +125,18 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         text = render[args.format](prediction)
     _write(text, args.output)
     return 0
+
+
+def _check_files(option: str, policy: Path | None, args: argparse.Namespace) -> None:
+    """Load the policy, catalog and product catalogs once, so a bad one stops the run with one line."""
+    from processors.worker.inprocess import load_policy_snapshot
+
+    try:
+        load_policy_snapshot(policy, args.catalog, args.products_dir)
+    except (OSError, UnicodeDecodeError) as error:
+        raise WhatifError(f"cannot read the policy or a catalog ({option} {policy or 'packaged'}): {error}") from None
+    except PatchgateError as error:
+        raise WhatifError(f"{option} {policy or '(packaged policy)'}: {error}") from None
 
 
 def _no_records(prediction: Any) -> None:

@@ -352,9 +352,9 @@ def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[t
 def _release(held: tuple[datetime, str, int, Item, Any], last: tuple[datetime, str] | None,
              prediction: Prediction) -> Generator[Held, None, tuple[datetime, str] | None]:
     at, event_id, serial, item, record = held
-    if last is not None and (at, event_id) < last:
+    if last is not None and at < last[0]:  # at one instant, a smaller event_id late is only a tie broken late
         prediction.skip(item.where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
                         f"records after later ones (from {last[0].isoformat()}); sort the input by observed_at")
         return last
     yield at, item, record, serial
-    return (at, event_id)
+    return max(last, (at, event_id)) if last is not None else (at, event_id)

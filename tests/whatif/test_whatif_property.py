@@ -59,7 +59,7 @@ Drawn = tuple[int, int, str | None, str, int, int]
 
 
 def history(drawn: list[Drawn]) -> list[dict[str, Any]]:
-    records = []
+    records: list[dict[str, Any]] = []
     for server, minute, build, connector, burst, spacing in drawn:
         tenant, name = SERVERS[server]
         for k in range(burst):
