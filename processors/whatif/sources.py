@@ -127,7 +127,7 @@ def kafka_records(kafka: KafkaConfig, topic: str, since: datetime | None, until:
         if not ends:
             return
         consumer.assign([starts[p] for p in ends])
-        yield from _read(consumer, ends, until, progress, quiet)
+        yield from _read(consumer, ends, since, until, progress, quiet)
     except KafkaException as error:
         raise InputError(f"topic {topic}: {error}") from None
     finally:
@@ -150,10 +150,12 @@ def _bounds(consumer: Any, topic: str, since: datetime | None) -> tuple[dict[int
     return starts, ends
 
 
-def _read(consumer: Any, ends: dict[int, int], until: datetime | None, progress: Progress | None,
-          quiet: float) -> Iterator[Item | Skip]:
+def _read(consumer: Any, ends: dict[int, int], since: datetime | None, until: datetime | None,
+          progress: Progress | None, quiet: float) -> Iterator[Item | Skip]:
     """Poll until every partition reached its end and nothing came for ``quiet`` seconds (some
-    brokers report end offsets per producer batch, below the last record)."""
+    brokers report end offsets per producer batch, below the last record). The time range is checked
+    on every message too: some brokers answer a time lookup with the partition's first offset."""
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
     until_ms = int(until.timestamp() * 1000) if until is not None else None
     remaining = dict(ends)
     done: set[int] = set()  # partitions past --until
@@ -170,8 +172,11 @@ def _read(consumer: Any, ends: dict[int, int], until: datetime | None, progress:
             progress.done += 1
         if partition in done or partition not in ends:
             continue
-        if until_ms is not None and message.timestamp()[1] > until_ms:
+        stamp = message.timestamp()[1]
+        if until_ms is not None and stamp > until_ms:
             done.add(partition)
             remaining.pop(partition, None)
+            continue
+        if since_ms is not None and stamp < since_ms:
             continue
         yield from message_records(f"{message.topic()}/{partition}@{offset}", message.key(), message.value())
