@@ -73,7 +73,12 @@ CACHE_SIZE = 50_000  # classifications kept (per topmost hop and day)
 
 class _StreamingStore(MemoryStateStore):
     """The in-memory store without per-day message ids: they serve the report's counts only, and
-    would make memory grow with every record. Everything a verdict depends on is kept."""
+    would make memory grow with every record. Everything a verdict depends on is kept. Emptied
+    containers are dropped once per batch (:meth:`Simulation._flush`), not after every operation:
+    the scan over every key would cost more than the rest of the simulation."""
+
+    def __init__(self) -> None:
+        super().__init__(prune_every=1_000_000_000)
 
     async def observe(self, observations: Sequence[Observation], tenants: Iterable[str]
                       ) -> tuple[list[ObservedState], dict[str, PauseState]]:
@@ -258,6 +263,7 @@ class Simulation:
                 messages.append(RawMessage(self.settings.topic_metadata, 0, self._offset, key.encode(),
                                            encode_batch(key, [e.record for e in chunk])))
         await self.worker.process(messages)
+        self.store.prune()
         refused = self._settle_dead(self._envelopes, None)
         for entry in self._window:
             answered = id(entry) not in refused
