@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.run_scope import run_benchmark  # noqa: E402
 
-BENCHMARKS = ["bench_classify.py", "bench_edge.py", "bench_postfix.py", "bench_worker.py"]
+BENCHMARKS = ["bench_classify.py", "bench_edge.py", "bench_postfix.py", "bench_worker.py", "bench_whatif.py"]
 #: how long a benchmark may take to stop what it started once interrupted
 INTERRUPT_GRACE = 60.0
 

@@ -83,6 +83,8 @@ ACCEPT_PAUSED: Final = Decision(ACCEPT, None, "paused")
 ACCEPT_OUTSIDE_WINDOW: Final = Decision(ACCEPT, None, "outside-window")
 ACCEPT_NOT_EFFECTIVE: Final = Decision(ACCEPT, None, "not-yet-effective")
 ACCEPT_EXPIRED: Final = Decision(ACCEPT, None, "expired")
+ACCEPT_OUT_OF_SCOPE: Final = Decision(ACCEPT, None, "out-of-scope")
+ACCEPT_CURRENT_BUILD: Final = Decision(ACCEPT, None, "current-build")
 
 
 class BadVerdict(PatchgateError, ValueError):
@@ -268,6 +270,22 @@ def compile_verdict(record: Any, *, key: str | None = None, problems: list[str] 
         block_reply=block_reply, throttle_reply=throttle_reply, client_ips=ips, raw=record,
         shadow=_shadow(record, problems),
     )
+
+
+def message_decision(index: VerdictIndex, server_key: str, now: float, *, in_scope: bool,
+                     status: str) -> Decision:
+    """The edge's answer to one classified message, before any client-IP hint (milter steps 4-6).
+
+    Mail over a connector outside the enforcement scope is accepted, and so is a message whose own
+    build is acceptable (``status`` ``current``: patching lifts enforcement with the first message
+    that shows it); anything else is answered by the server's verdict at ``now``. ``patchgate
+    whatif`` answers its simulated messages with this function, the milter its real ones.
+    """
+    if not in_scope:
+        return ACCEPT_OUT_OF_SCOPE
+    if status == "current":
+        return ACCEPT_CURRENT_BUILD
+    return index.decide(server_key, now)
 
 
 @dataclass(slots=True)

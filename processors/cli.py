@@ -23,10 +23,11 @@ def _registrars() -> list[Registrar]:
     from processors.kafka import topics_cli
     from processors.notify import cli as notify_cli
     from processors.report import cli as report_cli
+    from processors.whatif import cli as whatif_cli
     from processors.worker import cli as worker_cli
 
     return [classify_cli.register, worker_cli.register, report_cli.register, api_cli.register,
-            notify_cli.register, edge_cli.register, demo.register, topics_cli.register]
+            notify_cli.register, edge_cli.register, demo.register, topics_cli.register, whatif_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,14 @@ from edge.config import EdgeConfig, normalise_ip
 from edge.milter.codec import ACCEPT_PACKET, CONTINUE_PACKET, encode_replycode
 from edge.milter.server import Session
 from edge.publisher import build_metadata_record
-from edge.verdicts import ACCEPT_UNKNOWN, Decision, VerdictIndex
+from edge.verdicts import (
+    ACCEPT_CURRENT_BUILD,
+    ACCEPT_OUT_OF_SCOPE,
+    ACCEPT_UNKNOWN,
+    Decision,
+    VerdictIndex,
+    message_decision,
+)
 from processors.events.metadata import MetadataRecord
 
 log = logging.getLogger(__name__)
@@ -146,13 +153,14 @@ class PatchgateMilter:
         if self.publisher is not None:
             self._publish(session, headers, connector, ip, key, at)
 
-        if not self.config.in_scope(connector):
+        decision = message_decision(self.cache, key, now, in_scope=self.config.in_scope(connector),
+                                    status=classification.status)
+        if decision is ACCEPT_OUT_OF_SCOPE:
             m.out_of_scope += 1
             return ACCEPT_PACKET
-        if classification.status == "current":
+        if decision is ACCEPT_CURRENT_BUILD:
             m.accepted_current_build += 1
             return ACCEPT_PACKET
-        decision = self.cache.decide(key, now)
         if decision is ACCEPT_UNKNOWN and not named_by_header:
             hint = self.cache.server_key_for_ip(ip)
             if hint is not None and hint != key and hint.startswith(connector.tenant_id + "/"):

@@ -65,8 +65,14 @@ def _number(value: str | None) -> float | None:
 class MemoryStateStore:
     """Patchgate's state in dictionaries keyed like Redis: hashes, sets, lists, sorted sets, strings."""
 
-    def __init__(self, keys: KeySchema | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, keys: KeySchema | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 *, prune_every: int = 1) -> None:
+        """``prune_every``: drop emptied containers after every operation (1, as Redis does) or only
+        every n-th; a reader cannot tell (an empty container reads as absent), so a tool folding
+        millions of records can spare the scan over every key."""
         self.keys = keys or KeySchema()
+        self._prune_every = max(1, prune_every)
+        self._operations = 0
         self.hashes: dict[str, dict[str, str]] = {}
         self.sets: dict[str, set[str]] = {}
         self.lists: dict[str, list[bytes]] = {}
@@ -96,7 +102,14 @@ class MemoryStateStore:
         return self.lists.setdefault(key, [])
 
     def _drop_empty(self) -> None:
-        """Redis deletes a container when its last element goes: so does this store."""
+        """Redis deletes a container when its last element goes: so does this store (every
+        ``prune_every``-th operation)."""
+        self._operations += 1
+        if self._operations % self._prune_every == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        """Drop every emptied container now."""
         for table in (self.hashes, self.sets, self.lists, self.zsets):
             for key in [key for key, value in table.items() if not value]:
                 del table[key]  # type: ignore[attr-defined]

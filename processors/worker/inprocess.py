@@ -1,0 +1,103 @@
+"""The worker's logic run inside another program: batches, operator commands and the timer, on a
+state store the caller gives, with what the worker would publish handed to a callback.
+
+This is the public door for tools that must answer exactly as the worker does without Kafka or
+Redis (``patchgate whatif``): they get the same :class:`~processors.worker.runtime.WorkerRuntime`
+and :class:`~processors.worker.processing.BatchProcessor` the ``patchgate worker`` process runs,
+so every change of the worker's processing reaches them. Nothing else of the worker package is
+meant to be imported from outside it (``tests/test_layering.py``).
+
+Time is the caller's: :meth:`InProcessWorker.advance` runs the timer's due work up to an instant
+of event time (each due item evaluated at its own time, as the worker's timer does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from processors.enforcement.pauses import PauseOutcome
+from processors.kafka.delivery import KafkaOutput
+from processors.settings import Settings
+from processors.state.protocol import Store
+from processors.worker.admission import is_host_name
+from processors.worker.policies import PolicySnapshot, PolicySource
+from processors.worker.processing import BatchStats, RawMessage
+from processors.worker.runtime import WorkerRuntime
+
+__all__ = [
+    "BatchStats", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "is_host_name",
+    "load_policy_snapshot",
+]
+#: ``is_host_name``: the worker's rule for a usable HELO name (one that is not is dropped before classifying)
+
+#: what the worker publishes: (topic, key, value), in the order it would reach Kafka
+Published = Callable[[str, bytes | None, bytes | None], None]
+
+
+class _CallbackOutput(KafkaOutput):
+    """The producer's interface without a producer: records reach ``deliver`` when flushed."""
+
+    def __init__(self, deliver: Published) -> None:  # no librdkafka client: nothing is sent
+        self._deliver = deliver
+        self._pending: list[tuple[str, bytes | None, bytes | None]] = []
+        self.delivered = 0
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._pending.append((topic, key, value))
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        records, self._pending = self._pending, []
+        for topic, key, value in records:
+            self._deliver(topic, key, value)
+        self.delivered += len(records)
+
+
+@dataclass
+class _SetClock:
+    at: datetime | None = None
+
+    async def now(self) -> datetime | None:
+        return self.at
+
+
+def load_policy_snapshot(policy_file: Path | None = None, catalog_file: Path | None = None,
+                         products_dir: Path | None = None) -> PolicySnapshot:
+    """The catalog, product catalogs and policy the worker would load from these files (None: packaged).
+
+    Raises the loaders' errors (``PolicyError``, ``CatalogFormatError``, ``ProductCatalogError``, ``OSError``)."""
+    return PolicySource(policy_file, catalog_file, products_dir=products_dir).current
+
+
+class InProcessWorker:
+    """One worker's batch, command and timer logic on ``store``; published records go to ``publish``."""
+
+    def __init__(self, settings: Settings, store: Store, publish: Published, *, policy_file: Path | None = None,
+                 catalog_file: Path | None = None, products_dir: Path | None = None) -> None:
+        # files are read once: a simulation runs under one version of them
+        policies = PolicySource(policy_file, catalog_file, check_interval=float("inf"), products_dir=products_dir)
+        self._clock = _SetClock()
+        self.runtime = WorkerRuntime(settings, store, _CallbackOutput(publish), policies, self._clock)
+        self.runtime.ready.set()  # start() would freeze the collector: not for a host program
+        self.store = store
+        self.settings = settings
+
+    @property
+    def policy(self) -> PolicySnapshot:
+        """The catalog and policies the worker judges by."""
+        return self.runtime.policies.current
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchStats:
+        """One batch of metadata messages, processed and published as the worker does."""
+        return await self.runtime.process_batch(messages)
+
+    async def command(self, message: RawMessage) -> PauseOutcome | None:
+        """One operator command (``patchgate.command/1``); a rejected one is dead-lettered."""
+        return await self.runtime.process_command(message)
+
+    async def advance(self, at: datetime) -> int:
+        """Run the timer's work due at or before ``at``; returns the number of due items handled."""
+        self._clock.at = at
+        return await self.runtime.tick()
