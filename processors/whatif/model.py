@@ -13,6 +13,15 @@ from datetime import datetime
 #: the three answers an edge gives a message, as counted
 ANSWERS = ("accepted", "deferred", "rejected")
 ACTION_ANSWER = {"accept": 0, "throttle": 1, "block": 2}  # edge decision action -> index in ANSWERS
+
+
+def answer_of(action: str, shadow_reply: str | None) -> int:
+    """The answer counted for an edge decision: in shadow mode the reply the edge withholds (the edge
+    accepts and counts it), so a prediction says what enforcing would do for shadowed tenants too."""
+    if shadow_reply is None:
+        return ACTION_ANSWER[action]
+    return 1 if shadow_reply.startswith("4") else 2
+
 #: at most this many products/versions are listed per server, and skipped records listed
 PRODUCTS_LISTED = 16
 SKIPS_LISTED = 100
@@ -45,6 +54,7 @@ class ServerResult:
     stages: list[StageChange] = field(default_factory=list)
     pauses: list[PauseSpan] = field(default_factory=list)
     days: dict[str, list[int]] = field(default_factory=dict)  # YYYY-MM-DD -> [accepted, deferred, rejected]
+    shadow: bool = False  # its last verdict was in shadow mode: the edge accepts and counts instead
 
     @property
     def server_key(self) -> str:
@@ -67,8 +77,10 @@ class ServerResult:
         if version and len(self.products) < PRODUCTS_LISTED:
             self.products.setdefault((product or "", version), None)
 
-    def verdict(self, *, at: datetime, stage: int, throttle: int, block: int, paused_until: datetime | None) -> None:
+    def verdict(self, *, at: datetime, stage: int, throttle: int, block: int, paused_until: datetime | None,
+                shadow: bool = False) -> None:
         """Note one verdict the edge follows from ``at`` on."""
+        self.shadow = shadow
         if stage >= 1 and self.first_detected is None:
             self.first_detected = at
         last = self.stages[-1] if self.stages else None

@@ -38,6 +38,7 @@ def server_json(result: ServerResult) -> dict[str, Any]:
         "messages": {"accepted": accepted, "deferred": deferred, "rejected": rejected},
         "days": [{"day": day, "accepted": counts[0], "deferred": counts[1], "rejected": counts[2]}
                  for day, counts in sorted(result.days.items())],
+        "shadow": result.shadow,
     }
 
 
@@ -152,6 +153,10 @@ def to_table(prediction: Prediction) -> str:
     out = _align(headers, lines)
     out.append("")
     out.append(summary_line(prediction))
+    shadowed = sorted({r.tenant_id for r in prediction.servers.values() if r.shadow})
+    if shadowed:
+        out.append(f"shadow mode ({', '.join(map(_printable, shadowed))}): their edges accept and count the replies "
+                   "counted here as deferred or rejected")
     out += [f"skipped {s.where}: {s.reason}" for s in prediction.skips]
     if prediction.skipped > len(prediction.skips):
         out.append(f"... and {prediction.skipped - len(prediction.skips)} more skipped "

@@ -61,7 +61,7 @@ from processors.events.metadata import encode_batch, record_parser
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
 from processors.state.model import Observation, ObservedState
-from processors.whatif.model import ACTION_ANSWER, Prediction
+from processors.whatif.model import Prediction, answer_of
 from processors.whatif.sources import Item, Skip
 from processors.worker.inprocess import InProcessWorker, RawMessage, is_host_name
 
@@ -196,8 +196,8 @@ class Simulation:
             self._changers.add(key)
         decision = message_decision(self.index, key, at_s, in_scope=record["connector"]["type"] in self._scope,
                                     status=c.status)
-        self._window.append(_Entry(item.where, item.key or key, record, at, key, ACTION_ANSWER[decision.action],
-                                   serial))
+        answer = answer_of(decision.action, decision.shadow_reply)
+        self._window.append(_Entry(item.where, item.key or key, record, at, key, answer, serial))
         result = self.prediction.server(key)
         result.seen(c.product, c.version or c.build)
         prediction = self.prediction
@@ -314,7 +314,7 @@ class Simulation:
         self.prediction.server(verdict.server_key).verdict(
             at=datetime.fromisoformat(record["issued_at"]), stage=verdict.stage,
             throttle=record.get("throttle_minutes", 0), block=record.get("block_minutes", 0),
-            paused_until=datetime.fromisoformat(paused) if paused else None)
+            paused_until=datetime.fromisoformat(paused) if paused else None, shadow=verdict.shadow)
 
 
 Held = tuple[datetime, Item, Any, int]  # (event time, where from, the checked record, serial)

@@ -177,3 +177,24 @@ def test_enforce_from_leaves_earlier_records_out(capsys: pytest.CaptureFixture[s
     assert document["input"]["before_enforce_from"] == 3 * 12  # the mail of days 0, 10 and 20
     ex2019 = server(document, "contoso/ex2019.contoso.com")
     assert ex2019["first_detected"] == "2026-11-07T13:00:00Z"  # its clock starts with patchgate
+
+
+def test_a_shadowed_tenant_is_marked_and_counted_by_the_replies_its_edges_withhold(
+        capsys: pytest.CaptureFixture[str], sample: tuple[Path, Path], tmp_path: Path) -> None:
+    """Shadow mode changes what the edge sends, not what enforcing would do: the prediction counts the
+    withheld replies and marks the tenant's servers, so an operator sees what turning shadow off does."""
+    records, commands = sample
+    enforcing = as_json(capsys, str(records), "--commands", str(commands))
+    shadowed_policy = tmp_path / "shadow.toml"
+    policy_text = packaged_policy()
+    assert "\n# contoso = true\n" in policy_text
+    shadowed_policy.write_text(policy_text.replace("\n# contoso = true\n", "\ncontoso = true\n"))
+    shadowed = as_json(capsys, str(records), "--commands", str(commands), "--policy", str(shadowed_policy))
+    contoso = server(shadowed, "contoso/ex2019.contoso.com")
+    assert contoso["shadow"] is True and contoso["messages"]["deferred"] + contoso["messages"]["rejected"] > 0
+    assert contoso["messages"] == server(enforcing, "contoso/ex2019.contoso.com")["messages"]
+    assert server(shadowed, "fabrikam/ex2016.fabrikam.com")["shadow"] is False
+    assert server(enforcing, "contoso/ex2019.contoso.com")["shadow"] is False
+    code, out, err = run(capsys, str(records), "--commands", str(commands), "--policy", str(shadowed_policy))
+    assert code == 0, err
+    assert "shadow mode (contoso): their edges accept" in out
