@@ -136,13 +136,14 @@ class ConsumerLag:
                 skipped.setdefault(tp.topic, "the broker gave no offset for some of its partitions")
         for topic in skipped:
             lag.pop(topic, None)
+        if not lag:  # a failed run, counted as one (not once per topic)
+            first = next(iter(skipped.items()), ("-", "-"))
+            raise LagUnmeasurable(f"cannot measure the lag of any of {len(names)} topic(s) ({first[0]}: {first[1]})")
         if skipped:
             CONSUMER_LAG_FAILURES.labels("topic").inc(len(skipped))
             shown = "; ".join(f"{topic}: {why}" for topic, why in list(skipped.items())[:3])
             log.warning("consumer lag of %d topic(s) not measured this time (%s%s)", len(skipped), shown,
                         "; ..." if len(skipped) > 3 else "")
-        if not lag:
-            raise LagUnmeasurable(f"cannot measure the lag of any of {len(names)} topic(s)")
         return lag
 
     @staticmethod
@@ -206,6 +207,8 @@ class ConsumerLag:
         return lag.get(self.topic, {})
 
     def export_tenant_lag(self, lag_by_topic: dict[str, int]) -> None:
+        """Set the tenant topics' summed lag and the breakdown of the most lagging ones, removing
+        the series of topics that left it."""
         CONSUMER_LAG.labels(tenant_topics_label(self.topic), ALL_PARTITIONS).set(sum(lag_by_topic.values()))
         shown = most_lagging(lag_by_topic)
         for topic, value in shown.items():

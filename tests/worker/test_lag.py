@@ -10,7 +10,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
-from processors.kafka.lag import ConsumerLag
+from processors.kafka.lag import ConsumerLag, Deadline
 from processors.metrics import REGISTRY
 from processors.settings import Settings
 from tests.edge.kafka_helpers import create_topic
@@ -78,6 +78,13 @@ def test_the_per_tenant_mode_measures_every_tenant_topic_as_one_bounded_series(
     probe.export()
     assert lag_value(f"{shared}.*", "all") == 2 + 3
     assert tenant_lag(f"{shared}.contoso") is None and tenant_lag(f"{shared}.northwind") == 3
+
+    # a topic the broker does not describe is left out of the run and counted; the others are measured
+    before = REGISTRY.get_sample_value("patchgate_consumer_lag_errors_total", {"scope": "topic"}) or 0.0
+    described = probe.admin.list_topics(timeout=10).topics
+    lag = probe.measure_topics([shared, f"{shared}.fabrikam", f"{shared}.gone"], described, Deadline(10))
+    assert lag == {shared: {0: 0}, f"{shared}.fabrikam": {0: 2}}
+    assert REGISTRY.get_sample_value("patchgate_consumer_lag_errors_total", {"scope": "topic"}) == before + 1
 
 
 def lag_value(topic: str, partition: str) -> float | None:
