@@ -24,7 +24,13 @@ patchgate_redis_seconds              histogram  operation              one Redis
 patchgate_batch_size                 histogram  kind                   messages / records / servers per batch
 patchgate_consumer_lag               gauge      topic, partition       the group's lag: high watermark minus its
                                                                        committed offset (each worker measures
-                                                                       every partition, see worker/lag.py)
+                                                                       every partition, see kafka/lag.py); the
+                                                                       per-tenant topics summed as one series
+                                                                       topic="<metadata>.*", partition="all"
+patchgate_tenant_topic_lag           gauge      topic                  the lag of the (at most 10) per-tenant
+                                                                       metadata topics with the most lag
+patchgate_consumer_lag_errors_total  counter    scope                  lag measurements that failed: a whole
+                                                                       run, or one topic left out of a run
 patchgate_outbox_claims              gauge      -                      outbox claims whose records wait for the
                                                                        broker's acknowledgement
 patchgate_outbox_claim_age_seconds   gauge      -                      age of the oldest such claim (0: none;
@@ -92,6 +98,12 @@ BATCH_SIZE = Histogram(
 )
 CONSUMER_LAG = Gauge("patchgate_consumer_lag", "The consumer group's lag: high watermark minus committed offset",
                      ["topic", "partition"], registry=REGISTRY)
+TENANT_TOPIC_LAG = Gauge("patchgate_tenant_topic_lag",
+                         "The consumer group's lag on the per-tenant metadata topics with the most lag (at most 10)",
+                         ["topic"], registry=REGISTRY)
+CONSUMER_LAG_FAILURES = Counter("patchgate_consumer_lag_errors_total",
+                                "Consumer lag measurements that failed, by scope (run: all of it, topic: one topic)",
+                                ["scope"], registry=REGISTRY)
 OUTBOX_CLAIMS = Gauge("patchgate_outbox_claims",
                       "Outbox claims (server or tenant) whose records wait for the broker's acknowledgement",
                       registry=REGISTRY)

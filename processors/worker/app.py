@@ -15,8 +15,9 @@ Agents:
   Faust's leader election: it does not depend on one topic partition's assignment, and a dead
   holder is replaced once its lease expires.
 - a timer on every worker that sets ``patchgate_consumer_lag`` from the broker
-  (:mod:`processors.kafka.lag`, every ``PATCHGATE_LAG_INTERVAL_S``) and the outbox backlog gauges
-  from Redis (:mod:`processors.worker.outbox_backlog`).
+  (:mod:`processors.kafka.lag`, every ``PATCHGATE_LAG_INTERVAL_S``; in the per-tenant mode every
+  tenant metadata topic too, consumed yet or not) and the outbox backlog gauges from Redis
+  (:mod:`processors.worker.outbox_backlog`).
 
 Faust's own per-event machinery is the bottleneck for unbatched input (~90 µs per Kafka message on
 a 2-core machine), which is why producers should send batch envelopes.
@@ -177,7 +178,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
                 log.info("command applied for tenant: %s", outcome.text)
 
     if settings.lag_interval_s:
-        lag = ConsumerLag(settings.kafka, settings.consumer_group, settings.topic_metadata)
+        lag = ConsumerLag(settings.kafka, settings.consumer_group, settings.topic_metadata,
+                          tenant_pattern=settings.metadata_topic_pattern if settings.per_tenant_topics else None)
 
         @app.timer(settings.lag_interval_s)
         async def measure_lag() -> None:

@@ -1,10 +1,12 @@
 """The per-tenant topic mode on the real worker and broker: the topic names the tenant; a key or record
 naming another tenant on it is dead-lettered; each tenant's verdicts go to its own verdicts topic only;
-a tenant topic created while the worker runs is picked up, its verdicts topic created if missing."""
+a tenant topic created while the worker runs is picked up, its verdicts topic created if missing, and its
+records are the group's lag until then."""
 
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,9 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
+from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess
 from processors.kafka import clients
 from processors.kafka.topics import ensure_tenant_topics, metadata_spec, tenant_topics
@@ -27,7 +31,8 @@ T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 @pytest.fixture
 def per_tenant(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> Iterator[Settings]:
-    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metadata_topic_mode="per-tenant")
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metadata_topic_mode="per-tenant",
+                                 metrics_port=free_port(), lag_interval_s=1)
     ensure_tenant_topics(settings, ["contoso", "fabrikam"])
     process = WorkerProcess(settings)
     process.start()
@@ -99,7 +104,26 @@ def tenant_verdicts(settings: Settings, tenants: tuple[str, ...] = ("contoso", "
             for tenant in tenants}
 
 
-def test_a_tenant_topic_created_while_the_worker_runs_is_consumed(per_tenant: Settings) -> None:
+def scraped(settings: Settings, name: str, labels: dict[str, str]) -> float | None:
+    """One sample of the worker's /metrics (None: no such series)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def wait_scraped(settings: Settings, name: str, labels: dict[str, str], value: float | None,
+                 timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := scraped(settings, name, labels)) != value:
+        assert time.monotonic() < deadline, f"{name}{labels} is {seen}, not {value}"
+        time.sleep(0.2)  # polling the worker's gauge (measured every second)
+
+
+def test_a_tenant_topic_created_while_the_worker_runs_shows_as_lag_then_is_consumed(per_tenant: Settings) -> None:
     settings = per_tenant
     contoso_topic = settings.tenant_metadata_topic("contoso")
     first = produce_to(settings, contoso_topic, [(b"contoso/ex01.contoso.com",
@@ -112,7 +136,13 @@ def test_a_tenant_topic_created_while_the_worker_runs_is_consumed(per_tenant: Se
     assert settings.tenant_verdicts_topic("northwind") not in admin.list_topics(timeout=10).topics
     placed = produce_to(settings, topic, [(b"northwind/ex01.northwind.com", orjson.dumps(metadata_event(
         "nw-1", T0, tenant="northwind", server="ex01.northwind.com")))])
-    # the worker looks for new topics every 30 s; Faust resubscribes 45 s after it is asked to
+    # before the worker consumes it (it looks for new topics every 30 s; Faust resubscribes 45 s after
+    # it is asked to) its unread record is the group's lag, which the alerts see
+    tenants_lag = {"topic": f"{settings.topic_metadata}.*", "partition": "all"}
+    wait_scraped(settings, "patchgate_tenant_topic_lag", {"topic": topic}, 1.0)
+    assert (scraped(settings, "patchgate_consumer_lag", tenants_lag) or 0) >= 1
     wait_processed(settings, topic, placed, timeout=180)
+    wait_scraped(settings, "patchgate_consumer_lag", tenants_lag, 0.0)  # committed: no lag left
+    assert scraped(settings, "patchgate_tenant_topic_lag", {"topic": topic}) is None
     assert tenant_verdicts(settings, ("contoso", "northwind")) == {
         "contoso": ["contoso/ex01.contoso.com"], "northwind": ["northwind/ex01.northwind.com"]}
