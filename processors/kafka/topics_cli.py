@@ -42,13 +42,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from processors.kafka.clients import KafkaUnreachable, check_connection
     from processors.kafka.config import KafkaConfigError
+    from processors.kafka.oidc import OidcTokenError
     from processors.kafka.topics import TopicsNotCreated
 
     settings = component_settings(Settings, PROGRAM)
     try:
         check_connection(settings.kafka, args.timeout)
         return _act(settings, args.topics_action, args.format, args.timeout)
-    except (KafkaConfigError, KafkaUnreachable, TopicsNotCreated) as error:
+    except (KafkaConfigError, KafkaUnreachable, OidcTokenError, TopicsNotCreated) as error:
         print(f"{PROGRAM} {args.topics_action}: {error}", file=sys.stderr)
         return 2
     except KafkaException as error:
