@@ -202,7 +202,8 @@ class ApacheKafkaBroker(ProcessService):
         # set by ApacheKafkaCluster before the first start: its nodes share a cluster id and a quorum
         self.cluster_id: str | None = None
         self.extra_properties: dict[str, str] = {}
-        # JVM options after JAVA_OPTS, e.g. Kafka's system properties (-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=...)
+        # JVM options after JAVA_OPTS, e.g. Kafka's system properties
+        # (-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=...)
         self.java_options: tuple[str, ...] = ()
 
     # -- files -----------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ handed to librdkafka, which refuses an unknown or invalid one when a client is b
 :func:`processors.kafka.clients.build` turns that into a :class:`KafkaConfigError` naming it.
 
 Secrets (``sasl.password``, ``ssl.key.password``, ``sasl.oauthbearer.client.secret`` and any key
-containing ``password``, ``secret`` or ``passphrase``) never appear in a repr, a log line or an error message: they are shown as ``***``.
+containing ``password``, ``secret`` or ``passphrase``) never appear in a repr, a log line or an
+error message: they are shown as ``***``.
 
 Every client merges the file *under* the component's own settings: what the component sets itself
 (bootstrap servers from ``PATCHGATE_KAFKA_BOOTSTRAP``, acks, group ids, ...) wins.
@@ -51,7 +52,8 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBE
 PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 FILE_KEYS = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "https.ca.location")
 ENDPOINT_IDENTIFICATION = ("none", "https")
-OIDC_REQUIRED = ("sasl.oauthbearer.client.id", "sasl.oauthbearer.client.secret", "sasl.oauthbearer.token.endpoint.url")
+OIDC_REQUIRED = ("sasl.oauthbearer.client.id", "sasl.oauthbearer.client.secret",
+                 "sasl.oauthbearer.token.endpoint.url")
 EXTENSION_KEY = re.compile(r"^[A-Za-z]+$")  # RFC 7628 section 3.1
 EXTENSION_VALUE = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # printable, no space, no "," (the separator)
 

@@ -44,7 +44,7 @@ REFRESH_FRACTION = 0.8  # as librdkafka: a new token once 80 % of the lifetime h
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-class OidcTokenError(PatchgateError, RuntimeError):
+class OidcTokenError(PatchgateError):
     """The token endpoint refused the client credentials, could not be reached or answered nonsense."""
 
 

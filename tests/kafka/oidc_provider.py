@@ -134,13 +134,13 @@ def _basic(authorization: str) -> tuple[str | None, str | None]:
 
 def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  # http.server's name
+        def do_GET(self) -> None:  # http.server's name
             if self.path == "/jwks":
                 self._send(200, provider.jwks())
             else:
                 self._send(404, {"error": "not_found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qs(self.rfile.read(min(length, 65536)).decode())
             if self.path != "/oauth2/token":
@@ -158,7 +158,7 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # requests are recorded instead
 
     return Handler
