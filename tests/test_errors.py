@@ -44,6 +44,7 @@ BUILTIN_BASES: dict[str, type[BaseException]] = {
     "processors.enforcement.policy.PolicyError": ValueError,
     "processors.events.command.CommandKeyMismatch": ValueError,
     "processors.events.metadata.BadEnvelope": ValueError,
+    "processors.kafka.clients.KafkaRefused": RuntimeError,  # a KafkaUnreachable
     "processors.kafka.clients.KafkaUnreachable": RuntimeError,
     "processors.kafka.commands.CommandSendFailed": RuntimeError,
     "processors.kafka.config.KafkaConfigError": ValueError,

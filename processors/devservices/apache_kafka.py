@@ -202,6 +202,9 @@ class ApacheKafkaBroker(ProcessService):
         # set by ApacheKafkaCluster before the first start: its nodes share a cluster id and a quorum
         self.cluster_id: str | None = None
         self.extra_properties: dict[str, str] = {}
+        # JVM options after JAVA_OPTS, e.g. Kafka's system properties
+        # (-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=...)
+        self.java_options: tuple[str, ...] = ()
 
     # -- files -----------------------------------------------------------------------------------
     def server_properties(self, log_dir: Path) -> str:
@@ -282,7 +285,7 @@ class ApacheKafkaBroker(ProcessService):
         if java is None:
             raise ServiceUnavailable(f"no `java` on PATH. {INSTALL_HINT}")
         workdir = self._prepare(java, lib)
-        argv = [java, *JAVA_OPTS, *self._log_opts(workdir), "-cp", str(lib / "*"),
+        argv = [java, *JAVA_OPTS, *self.java_options, *self._log_opts(workdir), "-cp", str(lib / "*"),
                 "kafka.Kafka", str(workdir / "server.properties")]
         if self._process is None or self._process.argv != argv:
             self._process = ManagedProcess("apache-kafka", argv, cwd=workdir)

@@ -10,6 +10,8 @@
 - :mod:`processors.kafka.commands`: operator command publication (``publish_pause``).
 - :mod:`processors.kafka.logs`: librdkafka's log through Python logging, repeats summarised.
 - :mod:`processors.kafka.faust_auth`: the same configuration as Faust's ``broker_credentials``.
+- :mod:`processors.kafka.oidc`: SASL/OAUTHBEARER access tokens from an OIDC token endpoint (client
+  credentials) for the Faust clients, and the start-up check of that endpoint.
 
 Submodules are imported on use: importing the package loads neither confluent-kafka nor Faust.
 """

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError, redact
+from processors.kafka.oidc import check_token_endpoint
 
 Client = TypeVar("Client", Producer, Consumer, AdminClient)
 
@@ -66,6 +67,10 @@ class KafkaUnreachable(PatchgateError, RuntimeError):
     """The brokers refused the client's credentials or TLS, or did not answer in time."""
 
 
+class KafkaRefused(KafkaUnreachable):
+    """The brokers refused the client's credentials or TLS: retrying will not help."""
+
+
 REFUSALS = ("_AUTHENTICATION", "_SSL", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTHORIZATION_FAILED",
             "CLUSTER_AUTHORIZATION_FAILED")
 TLS_ALERT = "SSL alert number"  # librdkafka's text for an alert the peer sent (42: bad certificate)
@@ -75,8 +80,10 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
     """Ask the brokers for metadata; fail fast with the broker's reason when they refuse the client.
 
     For start-up: a wrong password or CA ends the process with one clear message instead of a
-    client that retries forever in the background.
+    client that retries forever in the background. With OAUTHBEARER the token endpoint is asked
+    first, so that its refusal is reported as its own (:class:`~processors.kafka.oidc.OidcTokenError`).
     """
+    check_token_endpoint(config)
     errors: deque[Any] = deque(maxlen=64)  # the latest errors: enough to find a refusal among them
     client = admin(config, {"error_cb": errors.append, "log_level": 0})
     deadline = time.monotonic() + timeout
@@ -90,7 +97,7 @@ def check_connection(config: KafkaConfig, timeout: float = 30.0) -> None:
         client.poll(0)
         refused = [reason for reason in (refusal(e, config) for e in errors) if reason is not None]
         if refused:
-            raise KafkaUnreachable(f"Kafka at {config.bootstrap} refused the client{where}: {refused[0]}")
+            raise KafkaRefused(f"Kafka at {config.bootstrap} refused the client{where}: {refused[0]}")
         if time.monotonic() >= deadline:
             reason = redact(_reason_text(errors[-1]), config.properties)
             raise KafkaUnreachable(f"Kafka at {config.bootstrap} did not answer within {timeout:.0f}s{where}: "

@@ -10,8 +10,16 @@ Property                                Faust / aiokafka
 ======================================  =================================================
 bootstrap.servers                       the broker URLs (``PATCHGATE_KAFKA_BOOTSTRAP`` wins)
 security.protocol                       ``SASLCredentials`` (SASL_*) or ``SSLCredentials``
-sasl.mechanisms                         PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+sasl.mechanisms                         PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
 sasl.username, sasl.password            ``SASLCredentials``
+sasl.oauthbearer.method=oidc,           ``OAuthCredentials`` with a :class:`OidcTokenProvider`
+sasl.oauthbearer.client.id,             (:mod:`processors.kafka.oidc`: client-credentials
+sasl.oauthbearer.client.secret,         grant; ``extensions`` go with every token)
+sasl.oauthbearer.token.endpoint.url,
+sasl.oauthbearer.scope,
+sasl.oauthbearer.extensions,
+sasl.oauthbearer.grant.type
+https.ca.location                       CA file for the token endpoint's certificate
 ssl.ca.location                         CA file of the ``ssl.SSLContext``
 ssl.certificate.location,               client certificate chain of the context
 ssl.key.location, ssl.key.password
@@ -22,19 +30,25 @@ client.id                               Faust's ``broker_client_id``
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 
-from faust.auth import SASLCredentials, SSLCredentials
+from aiokafka.abc import AbstractTokenProvider
+from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
 from processors.kafka.config import PASSWORD_MECHANISMS, KafkaConfig, KafkaConfigError
+from processors.kafka.oidc import OidcTokenSource
 
 FAUST_PROPERTIES = frozenset({
     "bootstrap.servers", "security.protocol", "sasl.mechanisms", "sasl.username", "sasl.password",
     "ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.key.password",
-    "ssl.endpoint.identification.algorithm", "client.id",
+    "ssl.endpoint.identification.algorithm", "client.id", "sasl.oauthbearer.method", "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.secret", "sasl.oauthbearer.token.endpoint.url", "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.extensions", "sasl.oauthbearer.grant.type", "https.ca.location",
 })
+FAUST_MECHANISMS = (*PASSWORD_MECHANISMS, "OAUTHBEARER")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +72,32 @@ def _credentials(config: KafkaConfig, where: str) -> CredentialsT | None:
     context = ssl_context(config, where) if protocol in ("ssl", "sasl_ssl") else None
     if protocol.startswith("sasl"):
         mechanism = config.properties.get("sasl.mechanisms", "GSSAPI").upper()
-        if mechanism not in PASSWORD_MECHANISMS:
+        if mechanism not in FAUST_MECHANISMS:
             raise KafkaConfigError(f"{where}: sasl.mechanisms={mechanism}: the worker's Faust clients support "
-                                   f"{', '.join(PASSWORD_MECHANISMS)}")
+                                   f"{', '.join(FAUST_MECHANISMS)}")
+        oidc = config.oidc()
+        if oidc is not None:
+            return OAuthCredentials(oauth_cb=OidcTokenProvider(OidcTokenSource(oidc)), ssl_context=context)
         return SASLCredentials(username=config.properties["sasl.username"],
                                password=config.properties["sasl.password"], ssl_context=context,
                                mechanism=mechanism)
     if context is not None:
         return SSLCredentials(context)
     return None
+
+
+class OidcTokenProvider(AbstractTokenProvider):
+    """aiokafka's token provider over an :class:`OidcTokenSource`: the blocking request runs in the
+    loop's default executor, so the event loop never waits on the identity provider."""
+
+    def __init__(self, source: OidcTokenSource) -> None:
+        self.source = source
+
+    async def token(self) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self.source.token)
+
+    def extensions(self) -> dict[str, str]:
+        return dict(self.source.settings.extensions)
 
 
 def ssl_context(config: KafkaConfig, where: str = "Kafka configuration") -> ssl.SSLContext:

@@ -50,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from processors.kafka.clients import KafkaUnreachable, check_connection
     from processors.kafka.config import KafkaConfigError
+    from processors.kafka.oidc import OidcTokenError
     from processors.kafka.topics import TopicsNotCreated
 
     settings = component_settings(Settings, PROGRAM)
@@ -60,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_connection(settings.kafka, args.timeout)
         return _act(settings, args.topics_action, args.format, args.timeout, args.tenant)
-    except (KafkaConfigError, KafkaUnreachable, TopicsNotCreated, ValueError) as error:
+    except (KafkaConfigError, KafkaUnreachable, OidcTokenError, TopicsNotCreated, ValueError) as error:
         print(f"{PROGRAM} {args.topics_action}: {error}", file=sys.stderr)
         return 2
     except KafkaException as error:

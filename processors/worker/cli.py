@@ -19,6 +19,7 @@ from processors.enforcement.verdicts import rfc3339
 from processors.settings import Settings, component_settings
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would accept a final newline
+PAUSE_TIMEOUT_S = 10.0  # the brokers' answer to the pause CLI (as publish_pause's acknowledgement)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,10 +67,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _pause(args: argparse.Namespace) -> int:
+    from processors.kafka.clients import KafkaRefused, KafkaUnreachable, check_connection
     from processors.kafka.commands import CommandSendFailed, publish_pause
     from processors.kafka.config import KafkaConfigError
+    from processors.kafka.oidc import OidcTokenError
 
     settings = _settings()
+    try:  # credentials the brokers (or the token endpoint) refuse: exit 2 at once, not a send timeout
+        check_connection(settings.kafka, PAUSE_TIMEOUT_S)
+    except (KafkaRefused, OidcTokenError) as error:
+        print(f"patchgate pause: {error}", file=sys.stderr)
+        return 2
+    except KafkaUnreachable as error:
+        print(f"patchgate pause: {error}", file=sys.stderr)
+        return 1
     try:
         command = publish_pause(settings.kafka, settings.topic_commands, args.tenant, args.days, args.end,
                                 args.actor)

@@ -179,3 +179,14 @@ def test_network_policies_select_every_component() -> None:
         assert {53, 9092, 6380} <= ports
     notify_ports = {p["port"] for rule in policies["pg-patchgate-notify"]["spec"]["egress"] for p in rule["ports"]}
     assert 443 in notify_ports
+
+
+def test_the_oidc_token_endpoint_port_is_let_out_to_every_component() -> None:
+    """With OAUTHBEARER every component asks the identity provider for tokens: its port goes out, to any address."""
+    policies = by_kind(render(PRODUCTION_VALUES, sets=("kafka.tokenEndpointPorts={443,8443}",)), "NetworkPolicy")
+    for name, policy in policies.items():
+        rules = [rule for rule in policy["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {443, 8443}]
+        assert len(rules) == 1 and "to" not in rules[0], name
+    default = by_kind(render(PRODUCTION_VALUES), "NetworkPolicy")
+    worker_ports = {p["port"] for rule in default["pg-patchgate-worker"]["spec"]["egress"] for p in rule["ports"]}
+    assert 443 not in worker_ports  # nothing beyond Kafka, Redis and DNS unless asked for

@@ -194,4 +194,10 @@ readinessProbe:
     - ipBlock: {cidr: {{ . | quote }}}
 {{- end }}
 {{- end }}
+{{- with .Values.kafka.tokenEndpointPorts }}
+- ports:
+{{- range . }}
+    - {port: {{ . }}, protocol: TCP}
+{{- end }}
+{{- end }}
 {{- end -}}
