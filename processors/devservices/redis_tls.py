@@ -33,6 +33,14 @@ def make_certificates(folder: Path) -> None:
              "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
 
 
+def tls_server_args(folder: Path, port: int) -> list[str]:
+    """redis-server arguments: TLS only on ``port`` (plain text off) with the certificates of
+    :func:`make_certificates` in ``folder``, no client certificates asked, replication over TLS."""
+    return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(folder / "server.pem"),
+            "--tls-key-file", str(folder / "server.key"), "--tls-ca-cert-file", str(folder / "ca.pem"),
+            "--tls-auth-clients", "no", "--tls-replication", "yes"]
+
+
 def _openssl(folder: Path, *args: str) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -56,9 +64,7 @@ class RedisTlsServer:
     def start(self, timeout: float = 15.0) -> None:
         make_certificates(self.folder)
         self.server = RedisServer(self.port, name="redis-tls", probe=self._answers, extra_args=[
-            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.folder / "server.pem"),
-            "--tls-key-file", str(self.folder / "server.key"), "--tls-ca-cert-file", str(self.ca_file),
-            "--tls-auth-clients", "no", "--user", "default", "off",
+            *tls_server_args(self.folder, self.port), "--user", "default", "off",
             "--user", USER, "on", f">{self.password}", "~*", "&*", "+@all"])
         self.server.start(timeout)
 

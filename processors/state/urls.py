@@ -6,6 +6,8 @@ gives are described in :mod:`processors.state.connection`.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
@@ -16,8 +18,10 @@ SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 TLS_QUERY = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+SENTINEL_QUERY = ("sentinel_username", "sentinel_password")  # the sentinels' own login, if they have one
 WAIT_QUERY = ("wait_replicas", "wait_timeout_ms")  # patchgate's own: see replication_wait()
 WAIT_TIMEOUT_MS_DEFAULT = 1000
+_SECRET_QUERY = re.compile(r"(?<=[?&])([^=&#]*password[^=&#]*)=[^&#]*", re.IGNORECASE)
 
 
 class RedisUrlError(PatchgateError, ValueError):
@@ -45,9 +49,16 @@ class RedisTarget:
             return {}
         return {"ssl": True, **{name: self.query[name] for name in TLS_QUERY if name in self.query}}
 
+    def sentinel_login(self) -> dict[str, Any]:
+        """redis-py keywords of the sentinels' own ACL user (``sentinel_username``) and password."""
+        names = {"sentinel_username": "username", "sentinel_password": "password"}
+        return {keyword: self.query[name] for name, keyword in names.items() if name in self.query}
+
 
 def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs, errors and reprs)."""
+    """``url`` with its passwords (user info, ``sentinel_password=``) replaced by ``***`` (for logs,
+    errors and reprs)."""
+    url = _SECRET_QUERY.sub(lambda match: f"{match.group(1)}=***", url)
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url
@@ -60,9 +71,11 @@ def redacted(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    """Raise :class:`RedisUrlError` unless ``url`` is one of the forms in the module docstring."""
+    """Raise :class:`RedisUrlError` unless ``url`` is one of the forms in the module docstring, its
+    TLS parameters belong to a TLS scheme and name readable files."""
     scheme = url.partition("://")[0]
     replication_wait(url)
+    _check_tls_query(url)
     if scheme in SINGLE_SCHEMES and "://" in url:
         return
     if scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
@@ -70,6 +83,17 @@ def check_url(url: str) -> None:
         return
     schemes = ", ".join(f"{name}://" for name in SINGLE_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES)
     raise RedisUrlError(f"must start with {schemes}; got {redacted(url)!r}")
+
+
+def _check_tls_query(url: str) -> None:
+    scheme = url.partition("://")[0]
+    query = {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    for name, value in query.items():
+        if name.startswith("ssl_") and not scheme.startswith("rediss"):
+            raise RedisUrlError(f"{name} is a TLS setting, but {scheme}:// is plain text (TLS: rediss://, "
+                                f"rediss+cluster://, rediss+sentinel://): {redacted(url)!r}")
+        if name in TLS_QUERY and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            raise RedisUrlError(f"{name}: {value!r} is no readable file: {redacted(url)!r}")
 
 
 def parse_target(url: str) -> RedisTarget:
@@ -82,10 +106,19 @@ def parse_target(url: str) -> RedisTarget:
     if not nodes:
         raise RedisUrlError(f"no host:port in {shown!r}")
     query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    _check_query_names(parts.scheme, query, shown)
     master, db = "", 0
     if parts.scheme in SENTINEL_SCHEMES:
         master, db = _master_and_db(parts.path, shown)
     return RedisTarget(parts.scheme, nodes, unquote(user) or None, unquote(password) or None, master, db, query)
+
+
+def _check_query_names(scheme: str, query: dict[str, str], shown: str) -> None:
+    known = TLS_QUERY + WAIT_QUERY + (SENTINEL_QUERY if scheme in SENTINEL_SCHEMES else ())
+    unknown = sorted(set(query) - set(known))
+    if unknown:
+        raise RedisUrlError(f"unknown query parameter {unknown[0]!r} ({scheme}:// takes {', '.join(known)}): "
+                            f"{shown!r}")
 
 
 def _host_port(item: str, shown: str) -> tuple[str, int]:
