@@ -1,5 +1,6 @@
 """The dev services of the Redis high-availability tests leave nothing behind: every node's and
-the sentinel's temp folder and log are gone after ``close``, and their processes with them."""
+the sentinel's temp folder and log (with TLS, the certificates too) are gone after ``close``, and
+their processes with them."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def test_a_cluster_and_a_tls_server_close_without_leftovers() -> None:
     assert not any(tcp_answers("127.0.0.1", port) for port in ports)
 
 
-def test_a_sentinel_group_closes_without_leftovers() -> None:
-    group = RedisSentinelGroup()
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_sentinel_group_closes_without_leftovers(tls: bool) -> None:
+    group = RedisSentinelGroup(tls=tls)
     try:
         group.start()
         assert group.current_master() == ("127.0.0.1", group.master.port)
