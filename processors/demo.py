@@ -42,6 +42,7 @@ from processors.kafka.topics import ensure_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import SERVERS, Step, steps
 from processors.settings import Settings
+from processors.state.urls import redacted
 
 EDGE_CONFIG = """\
 [edge]
@@ -183,7 +184,7 @@ class DemoRun:
                                           session_timeout_ms=6000, timer_interval_s=0.1, batch_max_wait_ms=20,
                                           web_port=0, metrics_port=0)
         ensure_topics(self.settings)
-        print(f"  broker {broker.bootstrap}, redis {redis_url}")
+        print(f"  broker {broker.bootstrap}, redis {redacted(redis_url)}")  # an external URL may hold a password
         return self.settings
 
     def _redis(self) -> tuple[str, str]:
