@@ -14,6 +14,7 @@ from edge.verdict_cache import VerdictCache
 from processors.devservices.apache_kafka import ApacheKafkaBroker
 from processors.devservices.base import free_port
 from processors.devservices.worker_process import WorkerProcess, patchgate_executable
+from processors.kafka.config import KafkaConfig
 from tests.kafka.tls import TlsFiles
 from tests.worker.factories import metadata_event
 from tests.worker.harness import isolated_settings, read_topic
@@ -90,3 +91,15 @@ def edge_refused_at_start(broker: SecuredListenerBroker, client_file: Path) -> s
     assert f"edge: Kafka at {broker.secured_bootstrap} refused the client (configuration {client_file})" in stderr
     assert "Traceback" not in stderr
     return stderr
+
+
+def assert_pause_command_goes_through(broker: SecuredListenerBroker, client_file: Path) -> None:
+    """``patchgate pause`` with ``client_file`` writes its command to a fresh commands topic (read back
+    over the broker's plain listener)."""
+    topic = f"commands.cli-{time.monotonic_ns()}"
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_TOPIC_COMMANDS": topic, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([*patchgate_executable(), "pause", "--tenant", "contoso", "--days", "3"], env=env,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    records = read_topic(KafkaConfig(broker.bootstrap), topic)
+    assert [(key, value["action"], value["days"]) for key, value in records] == [(b"contoso", "pause_create", 3)]

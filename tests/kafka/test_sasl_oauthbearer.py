@@ -29,12 +29,13 @@ from tests.kafka.oidc_provider import AUDIENCE, ISSUER, Client, OidcProvider, To
 from tests.kafka.secured_broker import (
     SecuredListenerBroker,
     assert_metadata_becomes_a_verdict_at_the_edge,
+    assert_pause_command_goes_through,
     edge_refused_at_start,
 )
 from tests.kafka.tls import TlsFiles, make_tls_files
 from tests.services import started
 from tests.worker.factories import metadata_event
-from tests.worker.harness import isolated_settings, read_topic
+from tests.worker.harness import isolated_settings
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
@@ -115,13 +116,7 @@ def test_worker_and_edge_work_end_to_end_through_oauthbearer(
 def test_pause_command_from_the_cli_through_oauthbearer(
         broker: SecuredListenerBroker, provider: OidcProvider, tmp_path: Path) -> None:
     client_file = properties_file(tmp_path / "worker.properties", broker, provider, "patchgate-worker")
-    topic = f"commands.cli-{time.monotonic_ns()}"
-    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_TOPIC_COMMANDS": topic, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([*patchgate_executable(), "pause", "--tenant", "contoso", "--days", "3"], env=env,
-                          capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    records = read_topic(KafkaConfig(broker.bootstrap), topic)
-    assert [(key, value["action"], value["days"]) for key, value in records] == [(b"contoso", "pause_create", 3)]
+    assert_pause_command_goes_through(broker, client_file)
 
 
 def test_a_wrong_client_secret_ends_the_worker_at_start_naming_the_token_endpoint(

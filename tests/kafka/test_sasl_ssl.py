@@ -24,11 +24,11 @@ from processors.kafka.config import KafkaConfig
 from tests.kafka.secured_broker import (
     SecuredListenerBroker,
     assert_metadata_becomes_a_verdict_at_the_edge,
+    assert_pause_command_goes_through,
     edge_refused_at_start,
 )
 from tests.kafka.tls import TlsFiles, make_tls_files
 from tests.services import started
-from tests.worker.harness import read_topic
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
@@ -103,13 +103,7 @@ def test_worker_and_edge_work_end_to_end_through_sasl_ssl(
 
 def test_pause_command_from_the_cli_through_sasl_ssl(broker: SecuredListenerBroker, tmp_path: Path) -> None:
     worker_file = properties_file(tmp_path / "worker.properties", broker, "SCRAM-SHA-512", "worker", WORKER_PASSWORD)
-    topic = f"commands.cli-{time.monotonic_ns()}"
-    env = {"PATCHGATE_KAFKA_CONFIG": str(worker_file), "PATCHGATE_TOPIC_COMMANDS": topic, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([*patchgate_executable(), "pause", "--tenant", "contoso", "--days", "3"], env=env,
-                          capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    records = read_topic(KafkaConfig(broker.bootstrap), topic)
-    assert [(key, value["action"], value["days"]) for key, value in records] == [(b"contoso", "pause_create", 3)]
+    assert_pause_command_goes_through(broker, worker_file)
 
 
 def test_a_wrong_password_ends_the_worker_at_start_with_a_clear_message(

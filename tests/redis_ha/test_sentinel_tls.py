@@ -17,6 +17,7 @@ from processors.settings import Settings, SettingsError
 from processors.state.errors import StoreUnavailable
 from processors.state.keys import KeySchema
 from processors.state.store import ScenarioControl, StateStore
+from tests.redis_ha.refusal import ping_error
 from tests.services import started
 
 pytestmark = pytest.mark.integration
@@ -40,21 +41,10 @@ def without_ca(url: str) -> str:
     return f"{head}?{'&'.join(part for part in query.split('&') if not part.startswith('ssl_ca_certs='))}"
 
 
-def ping_error(url: str) -> str:
-    async def ping() -> None:
-        store = StateStore.from_url(url, KeySchema("pg"), socket_timeout=TIMEOUT_S, connect_timeout=TIMEOUT_S)
-        try:
-            await store.ping()
-        finally:
-            await store.close()
-
-    with pytest.raises(StoreUnavailable) as caught:
-        asyncio.run(ping())
-    return f"{type(caught.value).__name__}: {caught.value}"
 
 
 def test_without_the_ca_the_sentinel_certificate_is_refused_in_one_line(group: RedisSentinelGroup) -> None:
-    error = ping_error(without_ca(group.url))
+    error = ping_error(without_ca(group.url), TIMEOUT_S)
     assert "certificate verify failed" in error and f"sentinel 127.0.0.1:{group.sentinel_port}" in error
     assert "\n" not in error and "<redis." not in error
     assert not any(secret in error for secret in secrets_of(group))
@@ -63,7 +53,7 @@ def test_without_the_ca_the_sentinel_certificate_is_refused_in_one_line(group: R
 def test_plain_text_to_tls_only_sentinels_fails_within_the_timeouts_with_a_hint(group: RedisSentinelGroup) -> None:
     url = without_ca(group.url).replace("rediss+sentinel://", "redis+sentinel://", 1)
     begun = time.monotonic()
-    error = ping_error(url)
+    error = ping_error(url, TIMEOUT_S)
     assert time.monotonic() - begun < 4 * TIMEOUT_S  # no hang: at most connect + read timeouts, with slack
     assert "No master found" in error and "rediss+sentinel://" in error and "\n" not in error
     assert not any(secret in error for secret in secrets_of(group))
@@ -72,7 +62,7 @@ def test_plain_text_to_tls_only_sentinels_fails_within_the_timeouts_with_a_hint(
 def test_a_wrong_sentinel_password_is_refused_without_showing_it(group: RedisSentinelGroup) -> None:
     assert group.tls is not None
     wrong = "not-the-" + group.tls.sentinel_password
-    error = ping_error(group.url.replace(group.tls.sentinel_password, wrong))
+    error = ping_error(group.url.replace(group.tls.sentinel_password, wrong), TIMEOUT_S)
     assert "invalid username-password pair" in error and f"sentinel 127.0.0.1:{group.sentinel_port}" in error
     assert wrong not in error and not any(secret in error for secret in secrets_of(group))
 

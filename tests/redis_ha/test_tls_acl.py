@@ -3,30 +3,16 @@ error that never shows the password (the working path is the state contract suit
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from processors.settings import Settings, SettingsError
-from processors.state.errors import StoreUnavailable
-from processors.state.keys import KeySchema
-from processors.state.store import StateStore
+from tests.redis_ha.refusal import ping_error
 
 pytestmark = pytest.mark.integration
 
 
-def ping_error(url: str) -> str:
-    async def ping() -> None:
-        store = StateStore.from_url(url, KeySchema("pg"), socket_timeout=2, connect_timeout=2)
-        try:
-            await store.ping()
-        finally:
-            await store.close()
-
-    with pytest.raises(StoreUnavailable) as caught:
-        asyncio.run(ping())
-    return f"{caught.value!r} {caught.value}"
 
 
 def test_a_wrong_password_is_refused_without_showing_it(redis_tls_server: Any) -> None:
