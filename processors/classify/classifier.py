@@ -332,6 +332,20 @@ def _utc_day(at: datetime | date) -> date:
     return at
 
 
+_BUILD_TEXTS: dict[BuildTuple, tuple[str, str]] = {}
+_BUILD_TEXTS_MAX = 4096
+
+
+def _build_texts(build: BuildTuple) -> tuple[str, str]:
+    """A build's short and long text, via a small bounded table (few distinct builds exist)."""
+    hit = _BUILD_TEXTS.get(build)
+    if hit is None:
+        hit = (format_short(build), format_long(build))
+        if len(_BUILD_TEXTS) < _BUILD_TEXTS_MAX:
+            _BUILD_TEXTS[build] = hit
+    return hit
+
+
 def _fallback_server(connection: Connection) -> tuple[str, str]:
     helo = normalise_host(connection.helo) if isinstance(connection.helo, str) else None
     if helo:
@@ -396,7 +410,7 @@ def classify(
     """
     judge = _JUDGES.get(catalog if catalog is not None else default_catalog(),
                         policy if policy is not None else default_policy())
-    day = _utc_day(at)
+    day = at.date() if type(at) is datetime and at.tzinfo is UTC else _utc_day(at)  # the usual case first
     try:
         return _classify(headers, connection, day, judge, products, cached)
     except Exception as exc:  # defensive: garbage must never raise
@@ -424,13 +438,14 @@ def _unjudged(
     ``server`` is the (name, source) pair; ``build``, when given, is shown but not judged;
     ``product``, when given, names the software whose stamp was seen (never enforced here).
     """
+    short, long = _build_texts(build) if build else (None, None)
     return _build_classification(
         server[0],  # server
         server[1],  # server_source
-        format_short(build) if build else None,  # build
-        format_long(build) if build else None,  # build_long
+        short,  # build
+        long,  # build_long
         product,  # product
-        format_short(build) if build and product else None,  # version
+        short if product else None,  # version
         None,  # product_name
         None,  # release_name
         status,  # status
@@ -550,7 +565,7 @@ def _classify_exchange_stamp(
         reason = "The topmost Received header is an Exchange stamp without a readable build id."
         server = _fallback_server(connection)
         return _unjudged(server, NO_BUILD, "version_hidden", reason, hop=text, context=context, suffixes=suffixes)
-    server = _by_server(by, connection)
+    server = (by, "by") if by else _fallback_server(connection)
     if build[0] == 15 and build[1] >= 20:
         reason = f"Build {format_short(build)} is an Exchange Online build that never shipped on-premises."
         return _unjudged(

@@ -37,7 +37,11 @@ MAX_HOST_CHARS = 255
 
 _KEYWORDS = frozenset({"from", "by", "via", "with", "id", "for"})
 _SPECIALS = re.compile(r"[()\\]")
+_PARENS = re.compile(r"([()])")
+#: a comment with at most one level of comments inside; what it captures is the comment's text
+_FLAT_COMMENT = re.compile(r"\(([^()]*+(?:\([^()]*+\)[^()]*+)*+)\)")
 _FOLD = re.compile(r"[\r\n\t]")
+_MTA_COMMENTS = ("postfix", "exim", "qmail")
 _SENDMAIL_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+/[0-9]+\.[0-9]+\.[0-9]+")
 
 # Fast path for the usual single-line Exchange stamp, tried with re.match (anchored) on ASCII values
@@ -48,9 +52,10 @@ _SENDMAIL_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+/[0-9]+\.[0-9]+\.[0-9]+")
 # could never lead to a match, and the engine does not keep what it would need to try (15 % faster).
 # It is tried first as Exchange writes it (case-sensitive: a quarter faster), then case-insensitively;
 # both capture the same groups.
+_NOT_KEYWORD = r"(?!(?i:from|by|via|with|id|for) )"  # a clause keyword is never a host (as in the tokeniser)
 _FAST_EXCHANGE_PATTERN = (
-    r"(?:from (?P<frm>[^ ();\\]++) (?:\([^()\\]*+\) )?+)?+"
-    r"by (?P<by>[^ ();\\]{1,255}+)(?: \([^()\\]*+\))?+ "
+    rf"(?:from {_NOT_KEYWORD}(?P<frm>[^ ();\\]++) (?:\([^()\\]*+\) )?+)?+"
+    rf"by {_NOT_KEYWORD}(?P<by>[^ ();\\]{{1,255}}+)(?: \([^()\\]*+\))?+ "
     r"with (?P<with>Microsoft SMTP Server|mapi)(?: \([^()\\]*+\))?+ "
     r"id (?P<id>[0-9]{1,6}+\.[0-9]{1,6}+\.[0-9]{1,6}+\.[0-9]{1,6}+)"
     r"(?: via (?P<via>[A-Za-z]++ Transport))?+;"
@@ -115,8 +120,16 @@ def unfold(value: str) -> str:
 def _split_comments(text: str) -> tuple[str, tuple[str, ...]]:
     """Remove ``( ... )`` comments (nested, with ``\\`` quoted pairs). Returns text and top-level comments.
 
-    Linear: one pass over the special characters. An unclosed comment swallows the rest.
+    Linear: one pass over the special characters. An unclosed comment swallows the rest. Text without
+    quoted pairs (nearly all) takes :func:`_split_plain_comments`, which gives the same result.
     """
+    if "\\" not in text:
+        return _split_plain_comments(text)
+    return _split_quoted_comments(text)
+
+
+def _split_quoted_comments(text: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`_split_comments` for any text: one pass over the special characters."""
     depth = 0
     skip = -1
     last = 0
@@ -149,6 +162,51 @@ def _split_comments(text: str) -> tuple[str, tuple[str, ...]]:
         parts.append(text[last:])
     elif len(comments) < MAX_COMMENTS:
         comments.append(text[start:].strip())
+    return "".join(parts), tuple(comments)
+
+
+def _split_plain_comments(text: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`_split_comments` for text without ``\\``.
+
+    Usual comments nest at most once (``(using TLSv1.3 ... (256/256 bits))``): one split at such
+    comments gives text and comments alternately. When a ``(`` is left in the text (deeper nesting,
+    an unclosed comment), :func:`_split_nested_comments` reads it instead.
+    """
+    pieces = _FLAT_COMMENT.split(text)
+    texts = pieces[0::2]
+    joined = " ".join(texts)
+    if "(" in joined:
+        return _split_nested_comments(text)
+    return joined, tuple([comment.strip() for comment in pieces[1 : 2 * MAX_COMMENTS : 2]])
+
+
+def _split_nested_comments(text: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`_split_comments` for text without ``\\``: one split at the parentheses (no match
+    object per parenthesis), then one pass over the pieces."""
+    depth = 0
+    parts: list[str] = []
+    inside: list[str] = []  # the pieces of the top-level comment being read
+    comments: list[str] = []
+    for piece in _PARENS.split(text):
+        if piece == "(":
+            if depth:
+                inside.append(piece)
+            depth += 1
+        elif piece == ")" and depth:
+            depth -= 1
+            if depth:
+                inside.append(piece)
+            else:
+                if len(comments) < MAX_COMMENTS:
+                    comments.append("".join(inside).strip())
+                inside = []
+                parts.append(" ")
+        elif depth:
+            inside.append(piece)
+        else:  # text, or a stray ')' outside comments (ordinary text)
+            parts.append(piece)
+    if depth and len(comments) < MAX_COMMENTS:
+        comments.append("".join(inside).strip())
     return "".join(parts), tuple(comments)
 
 
@@ -186,9 +244,7 @@ def exchange_stamp(raw: str) -> ExchangeFields | None:
     m = _FAST_EXCHANGE_EXACT.match(raw) or _FAST_EXCHANGE.match(raw)
     if m is None:
         return None
-    frm, by, with_text, ident, via = m.group("frm", "by", "with", "id", "via")
-    if (frm is not None and frm.lower() in _KEYWORDS) or by.lower() in _KEYWORDS:
-        return None
+    frm, by, with_text, ident, via = m.groups()  # the pattern's groups, in this order
     return frm, by, with_text, ident, via, _build_of(ident)
 
 
@@ -308,13 +364,9 @@ def non_exchange_signature(hop: Hop) -> str | None:
         return "Microsoft SMTPSVC (Windows SMTP service)"
     for c in hop.comments:
         cl = c.lower()
-        if cl.startswith("postfix"):
-            return "Postfix"
-        if cl.startswith("exim"):
-            return "Exim"
-        if cl.startswith("qmail"):
-            return "qmail"
-        if _SENDMAIL_VERSION.match(c):
+        if cl.startswith(_MTA_COMMENTS):  # one test for the three names, then which one
+            return "Postfix" if cl.startswith("postfix") else ("Exim" if cl.startswith("exim") else "qmail")
+        if "0" <= c[:1] <= "9" and _SENDMAIL_VERSION.match(c):  # the pattern starts with a digit
             return "Sendmail"
     if "exim" in w:
         return "Exim"
@@ -356,7 +408,9 @@ def scan_received(headers: Sequence[tuple[str, str]]) -> tuple[str | None, tuple
         fields = headers if type(headers) in _SIZED and len(headers) <= MAX_HEADER_FIELDS else islice(
             headers, MAX_HEADER_FIELDS
         )
-        found = [value for name, value in fields if name in RECEIVED_SPELLINGS and isinstance(value, str)]
+        found = [
+            value[:MAX_VALUE_CHARS] for name, value in fields if name in RECEIVED_SPELLINGS and isinstance(value, str)
+        ]
     except Exception:  # a malformed item or a hostile Sequence: redo it the careful way
         block = _collect_careful(headers)
         return block.top, block.lower, block.fields_scanned
@@ -366,10 +420,7 @@ def scan_received(headers: Sequence[tuple[str, str]]) -> tuple[str | None, tuple
         except Exception:
             scanned = 0
         return None, (), scanned
-    lower = tuple(found[1 : 1 + MAX_CONTEXT_HOPS])
-    if lower and max(map(len, lower)) > MAX_VALUE_CHARS:
-        lower = tuple([value[:MAX_VALUE_CHARS] for value in lower])
-    return found[0][:MAX_VALUE_CHARS], lower, 0
+    return found[0], tuple(found[1 : 1 + MAX_CONTEXT_HOPS]), 0
 
 
 def _collect_careful(headers: Sequence[tuple[str, str]]) -> ReceivedBlock:
