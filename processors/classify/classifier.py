@@ -300,16 +300,24 @@ class _Judge:
     """What :func:`classify` needs of one (catalog, policy) pair, found with one look-up per call:
     the build evaluator, the policy, its cloud host suffixes and the pair's :class:`HopCache`."""
 
-    __slots__ = ("evaluate", "hops", "policy", "suffixes")
+    __slots__ = ("cloud_hosts", "evaluate", "hops", "policy", "suffixes")
 
     def __init__(self, catalog: Catalog, policy: ClassificationPolicy) -> None:
         self.evaluate = evaluator_for(catalog, policy).evaluate
         self.policy = policy
         self.suffixes = policy.cloud_host_suffixes
+        #: the suffixes without their leading dot: hosts that are cloud hosts themselves
+        self.cloud_hosts = frozenset(suffix[1:] for suffix in self.suffixes if suffix.startswith("."))
         self.hops: HopCache[Classification] = HopCache(HOP_CACHE_SIZE)
 
 
 _JUDGES: EvaluatorCache[Catalog, _Judge] = EvaluatorCache(_Judge)
+
+
+@lru_cache(maxsize=1)
+def _default_judge() -> _Judge:
+    """The judge of the packaged catalog and policy (both loaded once): one call instead of three."""
+    return _JUDGES.get(default_catalog(), default_policy())
 
 
 def hop_cache_for(
@@ -408,8 +416,11 @@ def classify(
     ``cached``: look the topmost hop up in (and add it to) the pair's :class:`HopCache` first; the
     result is the same either way (see :func:`_classify`), only the time it takes differs.
     """
-    judge = _JUDGES.get(catalog if catalog is not None else default_catalog(),
-                        policy if policy is not None else default_policy())
+    if catalog is None and policy is None:
+        judge = _default_judge()
+    else:
+        judge = _JUDGES.get(catalog if catalog is not None else default_catalog(),
+                            policy if policy is not None else default_policy())
     day = at.date() if type(at) is datetime and at.tzinfo is UTC else _utc_day(at)  # the usual case first
     try:
         return _classify(headers, connection, day, judge, products, cached)
@@ -509,8 +520,8 @@ def _decide(
     suffixes = judge.suffixes
     fields = exchange_stamp(top)
     if fields is not None:
-        by = normalise_host(fields[1])
-        if is_cloud_host(by, suffixes):
+        by = fields[1].strip().rstrip(".").lower() or None  # normalise_host: the pattern allows <= 255 chars
+        if by is not None and (by.endswith(suffixes) or by in judge.cloud_hosts):  # is_cloud_host
             return _cloud_hop(top, by, fields[5], connection, context, suffixes), True
         return _classify_exchange_stamp(
             top, by, fields[5], False, connection, day, judge.evaluate, context, suffixes

@@ -7,7 +7,7 @@ and the day are a sound key for every result that hop decided by itself (see
 :func:`processors.classify.classifier.classify` for which results those are). A hit is rebuilt
 with the message's own hop text and lower hops, so it equals the uncached result field for field.
 
-The cache holds at most ``size`` entries; when full, the oldest entry goes. Counters say how it is
+The cache holds at most ``size`` entries; when full, it starts again empty. Counters say how it is
 used (hits, misses, entries stored and evicted), e.g. for a benchmark's or an operator's hit rate.
 """
 
@@ -41,7 +41,7 @@ class HopCacheStats(NamedTuple):
 
 
 class HopCache(Generic[Value]):
-    """Results by ``(stamp key, day)``: at most ``size`` of them, the oldest evicted first."""
+    """Results by ``(stamp key, day)``: at most ``size`` of them (a full cache starts again empty)."""
 
     __slots__ = ("_entries", "evictions", "hits", "misses", "size", "stored")
 
@@ -63,11 +63,15 @@ class HopCache(Generic[Value]):
         return hit
 
     def put(self, key: HopKey, value: Value) -> None:
-        """Remember ``value`` for ``key``, evicting the oldest entry when the cache is full."""
+        """Remember ``value`` for ``key``; a full cache is emptied first (every entry counts as evicted).
+
+        Emptying costs O(1) per entry stored. Evicting the oldest entry one at a time from a dict
+        would not: each removal leaves a hole at the front that finding the next oldest walks over.
+        """
         entries = self._entries
-        if key not in entries and len(entries) >= self.size:
-            del entries[next(iter(entries))]
-            self.evictions += 1
+        if len(entries) >= self.size and key not in entries:
+            self.evictions += len(entries)
+            entries.clear()
         entries[key] = value
         self.stored += 1
 

@@ -135,11 +135,13 @@ def test_hop_cache_is_bounded_and_counts() -> None:
     cache.put(("a", day), "A")
     cache.put(("b", day), "B")
     assert cache.get(("a", day)) == "A"
-    cache.put(("c", day), "C")  # full: the oldest ("a") goes
-    assert len(cache) == 2 and cache.get(("a", day)) is None and cache.get(("c", day)) == "C"
+    cache.put(("b", day), "B2")  # known key: replaced, nothing evicted
+    assert len(cache) == 2 and cache.get(("b", day)) == "B2"
+    cache.put(("c", day), "C")  # full: emptied first
+    assert len(cache) == 1 and cache.get(("a", day)) is None and cache.get(("c", day)) == "C"
     stats = cache.stats()
-    assert (stats.hits, stats.misses, stats.stored, stats.evictions, stats.entries, stats.size) == (2, 2, 3, 1, 2, 2)
-    assert stats.hit_rate == 0.5
+    assert (stats.hits, stats.misses, stats.stored, stats.evictions, stats.entries, stats.size) == (3, 2, 4, 2, 1, 2)
+    assert stats.hit_rate == 0.6
     assert HopCache[str](size=0).size == 1 and HopCache[str]().stats().hit_rate is None
 
 
