@@ -3,13 +3,15 @@ counted and invisible in the results (cached == uncached, field for field)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.classify import Classification, Connection, classify, default_catalog, default_policy
-from processors.classify.classifier import hop_cache_for
+from processors.classify.classifier import _build_classification, _DraftClassification, hop_cache_for
 from processors.classify.hop_cache import HopCache
 from processors.classify.received import (
     MAX_CONTEXT_HOPS,
@@ -199,3 +201,17 @@ def test_cached_equals_uncached(frm: str, host: str, w: str, build: str, tails: 
         assert isinstance(cached, Classification)
         assert cached == uncached
         assert cached.to_json_dict() == uncached.to_json_dict()
+
+
+# ------------------------------------------------------------------------------------ result records
+
+
+def test_results_are_built_with_the_layout_of_the_class() -> None:
+    names = tuple(f.name for f in dataclasses.fields(Classification))
+    assert _DraftClassification.__slots__ == Classification.__slots__ == names  # type: ignore[attr-defined]
+    values = {name: f"value-{name}" for name in names}
+    built = _build_classification(*values.values())  # type: ignore[arg-type]
+    assert type(built) is Classification and built == Classification(**values)  # type: ignore[arg-type]
+    assert hash(built) == hash(Classification(**values))  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.server = "changed"  # type: ignore[misc]
