@@ -146,7 +146,8 @@ def print_table(outcomes: list[Outcome]) -> None:
     """Every measurement with its baseline from the same run, its ratio and its target."""
     print("\n===== summary (ratios against baselines measured in the same run) =====")
     for outcome in outcomes:
-        print(f"{outcome.name}: {outcome.status}" + (f" ({outcome.results_error})" if outcome.results_error else ""))
+        note = outcome.results_error or ("" if outcome.measurements else "no measurements handed over")
+        print(f"{outcome.name}: {outcome.status}" + (f" ({note})" if note else ""))
         for m in outcome.measurements:
             print("  " + measurement_line(m))
 
