@@ -65,12 +65,14 @@ lint: $(TEST_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_layering.py tests/events/test_layering.py
 
 # Every benchmark with its side-by-side baseline (root, Postfix and redis-server needed; ~6 min);
-# bench-quick runs each with small sizes (~1.5 min), to check that they run.
+# bench-quick runs each with small sizes (~1.5 min), to check that they run. JSON=FILE also writes
+# every measurement and the machine to FILE (schemas/bench-summary.v1.json).
+BENCH_ARGS = $(if $(JSON),--json $(JSON))
 bench: bench-deps $(TEST_STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 bench-quick: bench-deps $(TEST_STAMP)
-	$(PY) -m benchmarks --quick
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 bench-deps:
 	@scripts/system-deps.sh bench

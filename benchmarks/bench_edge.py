@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
+from benchmarks.results import Results  # noqa: E402
 from benchmarks.run_scope import run_benchmark  # noqa: E402
 from edge.verdicts import VerdictIndex  # noqa: E402
 from processors.events.metadata import MetadataRecord  # noqa: E402
@@ -188,12 +189,12 @@ async def _connect_cost(kind: str, sock: str, port: int, n: int) -> float:
     return times[len(times) // 2] * 1e6
 
 
-def bench_milter(total: int, connects: int) -> None:
+def bench_milter(total: int, connects: int, results: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
-        _bench_milter(os.path.join(tmp, "milter.sock"), total, connects)
+        _bench_milter(os.path.join(tmp, "milter.sock"), total, connects, results)
 
 
-def _bench_milter(sock: str, total: int, connects: int) -> None:
+def _bench_milter(sock: str, total: int, connects: int, results: Results) -> None:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", sock], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT)
     try:
@@ -211,12 +212,25 @@ def _bench_milter(sock: str, total: int, connects: int) -> None:
             print(f"{c:>5} | {u['p50_us']:>7.0f}us {u['p99_us']:>6.0f}us {u['msgs_per_s']:>8.0f} | "
                   f"{t['p50_us']:>7.0f}us {t['p99_us']:>6.0f}us {t['msgs_per_s']:>8.0f} | "
                   f"{t['p50_us'] / u['p50_us']:>11.2f}x")
+            record_milter(results, c, u, t)
         cu = asyncio.run(_connect_cost("unix", sock, port, connects))
         ct = asyncio.run(_connect_cost("tcp", sock, port, connects))
         print(f"connect + OPTNEG (once per SMTP session), p50: unix {cu:.0f}us, tcp {ct:.0f}us")
+        results.add(name="milter connect + OPTNEG p50, tcp", value=ct, unit="us",
+                    baseline_name="milter connect + OPTNEG p50, unix socket", baseline_value=cu)
     finally:
         proc.kill()
         proc.wait()
+
+
+def record_milter(results: Results, conns: int, unix: dict[str, float], tcp: dict[str, float]) -> None:
+    """One concurrency's round trips: each TCP number against the Unix socket's of the same moment."""
+    for stat, unit in (("p50_us", "us"), ("p99_us", "us"), ("msgs_per_s", "messages/s")):
+        label = stat.split("_")[0]
+        unix_name = f"milter round trip {label}, unix socket, {conns} connections"
+        results.add(name=unix_name, value=unix[stat], unit=unit)
+        results.add(name=f"milter round trip {label}, tcp, {conns} connections", value=tcp[stat], unit=unit,
+                    baseline_name=unix_name, baseline_value=unix[stat])
 
 
 def main() -> int:
@@ -232,15 +246,23 @@ def main() -> int:
 
 
 def measure(quick: bool) -> int:
+    results = Results("bench_edge")
     calls, repeat = (100_000, 2) if quick else (1_000_000, 5)
     d = bench_decide(calls, repeat)
     print(f"decide(): {d['calls_per_s'] / 1e6:.2f} M calls/s, {d['ns_per_call']:.0f} ns/call "
           f"({d['ns_per_call_net']:.0f} ns without the loop), target <= 5000 ns: "
           f"{'ok' if d['ns_per_call'] <= 5000 else 'MISSED'}")
+    results.add(name="VerdictIndex.decide() per call", value=d["ns_per_call"], unit="ns", target="<= 5000",
+                notes=(f"{d['ns_per_call_net']:.0f} ns without the loop",))
     s = bench_decide(calls, repeat, shadow=True)
     print(f"decide(), every verdict in shadow mode: {s['ns_per_call']:.0f} ns/call, "
           f"{s['ns_per_call'] / d['ns_per_call']:.2f}x the enforcing verdicts'")
-    bench_milter(300 if quick else 10_000, 20 if quick else 200)
+    results.add(name="decide() per call, every verdict in shadow mode", value=s["ns_per_call"], unit="ns",
+                baseline_name="decide() per call, enforcing verdicts", baseline_value=d["ns_per_call"])
+    try:
+        bench_milter(300 if quick else 10_000, 20 if quick else 200, results)
+    finally:
+        results.write()  # what was measured, also when the milter part fails
     return 0
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
+from benchmarks.results import Results
 from benchmarks.run_scope import run_benchmark
 from processors.classify import Connection, classify, default_catalog, default_policy, default_products
 from processors.whatif.simulate import Simulation, ordered_records
@@ -120,6 +121,15 @@ def whatif_rate(lines: list[bytes]) -> float:
 
 
 def measure(args: argparse.Namespace) -> int:
+    results = Results("bench_whatif")
+    try:
+        measure_into(args, results)
+    finally:
+        results.write()  # what was measured, also when a later part fails
+    return 0
+
+
+def measure_into(args: argparse.Namespace, results: Results) -> None:
     print(f"bench_whatif: {args.servers} servers over {DAYS} days; RSS at {args.n:,} and {4 * args.n:,} records, "
           "one child process each, records piped in", flush=True)
     small, small_s = peak_rss_kib(args.n, args.servers)
@@ -128,13 +138,16 @@ def measure(args: argparse.Namespace) -> int:
     print(f"  peak RSS  {4 * args.n:>10,} records: {large / 1024:8.1f} MiB  ({4 * args.n / large_s:,.0f} records/s)")
     ratio = large / small
     print(f"  RSS ratio 4N / N: {ratio:.3f}  (target <= 1.10): {'ok' if ratio <= 1.10 else 'OVER'}")
+    results.add(name=f"whatif peak RSS, {4 * args.n:,} records", value=large / 1024, unit="MiB",
+                baseline_name=f"whatif peak RSS, {args.n:,} records", baseline_value=small / 1024, target="<= 1.1")
     count = max(20_000, args.n // 5)
     lines = list(records(count, args.servers))
     classify_rate(lines[:2000])  # warm the catalogs' caches alike
     whatif, alone = whatif_rate(lines), classify_rate(lines)
     print(f"  throughput over {count:,} records: whatif {whatif:,.0f}/s, classify alone {alone:,.0f}/s, "
           f"ratio {whatif / alone:.2f}  (target >= 0.6): {'ok' if whatif / alone >= 0.6 else 'UNDER'}")
-    return 0
+    results.add(name="patchgate whatif", value=whatif, unit="records/s", baseline_name="classify alone",
+                baseline_value=alone, target=">= 0.6")
 
 
 def main() -> int:

@@ -52,18 +52,23 @@ from processors.classify.decide import (
     VULNERABLE_STATUSES,
     Evaluator,
     RecommendedBuild,
+    Verdict,
 )
+from processors.classify.hop_cache import HOP_CACHE_SIZE, HopCache
 from processors.classify.policy import ClassificationPolicy, load_policy
 from processors.classify.product_decide import ProductEvaluator
 from processors.classify.products import ProductCatalog, load_products
 from processors.classify.received import (
     MAX_HEADER_FIELDS,
     Hop,
-    collect_received,
+    exchange_stamp,
     is_cloud_host,
     non_exchange_signature,
     normalise_host,
     parse_hop,
+    parse_hop_general,
+    scan_received,
+    stamp_cache_key,
 )
 from processors.classify.stamps import NO_STAMP, VERSIONED, Stamp, recognise
 
@@ -163,12 +168,24 @@ class Classification:
 #   with them: type.__call__ packs the keywords into a dict that __init__ unpacks again;
 # * and a call with more than 14 keyword arguments (plus self) compiles to CALL_FUNCTION_EX, which
 #   builds that dict anyway: with its 16 fields, calling __init__ with keywords costs ~12,000
-#   instructions more than the 13-field record did (callgrind).
-# So the classifier allocates the object and sets the fields itself, passed positionally to
-# _build_classification, exactly as the dataclass __init__ does (object.__setattr__, field by field):
-# same fields, same result as Classification(...). A test checks both against the class's fields.
-_new_object = object.__new__
-_set = object.__setattr__
+#   instructions more than the 13-field record did (callgrind);
+# * and a frozen dataclass's __init__ sets each field with object.__setattr__ (a frozen class refuses
+#   plain assignment): 16 generic calls, ~13,000 instructions, 0.75 us.
+# So the classifier fills a _DraftClassification, a plain class with exactly Classification's slots
+# (same names, same order: the same memory layout), by plain assignment (the interpreter's fastest
+# store, 0.26 us for all 16), then makes it a Classification by assigning __class__, which Python
+# allows between classes of the same layout. The result is a Classification like any other (frozen
+# from then on, equal to Classification(...) with the same fields); tests check the layout and the
+# result against the class's fields.
+
+
+class _DraftClassification:
+    """A Classification being filled in (see the comment above); never seen outside this module."""
+
+    __slots__ = Classification.__slots__  # type: ignore[attr-defined]  # dataclass(slots=True) sets it
+
+
+_AS_CLASSIFICATION = Classification
 
 
 def _build_classification(
@@ -178,24 +195,34 @@ def _build_classification(
     context_raw: tuple[str, ...], cloud_host_suffixes: tuple[str, ...],
 ) -> Classification:
     """A Classification from every field, positionally in field order (see the comment above)."""
-    c = _new_object(Classification)
-    _set(c, "server", server)
-    _set(c, "server_source", server_source)
-    _set(c, "build", build)
-    _set(c, "build_long", build_long)
-    _set(c, "product", product)
-    _set(c, "version", version)
-    _set(c, "product_name", product_name)
-    _set(c, "release_name", release_name)
-    _set(c, "status", status)
-    _set(c, "rule", rule)
-    _set(c, "reason", reason)
-    _set(c, "recommended_builds", recommended_builds)
-    _set(c, "hop", hop)
-    _set(c, "enforced", enforced)
-    _set(c, "context_raw", context_raw)
-    _set(c, "cloud_host_suffixes", cloud_host_suffixes)
-    return c
+    c: Any = _DraftClassification()
+    c.server = server
+    c.server_source = server_source
+    c.build = build
+    c.build_long = build_long
+    c.product = product
+    c.version = version
+    c.product_name = product_name
+    c.release_name = release_name
+    c.status = status
+    c.rule = rule
+    c.reason = reason
+    c.recommended_builds = recommended_builds
+    c.hop = hop
+    c.enforced = enforced
+    c.context_raw = context_raw
+    c.cloud_host_suffixes = cloud_host_suffixes
+    c.__class__ = _AS_CLASSIFICATION
+    return c  # type: ignore[no-any-return]
+
+
+def _with_hop(template: Classification, hop: str, context_raw: tuple[str, ...]) -> Classification:
+    """``template`` (a cached classification) for another message: its own hop text and lower hops."""
+    t = template
+    return _build_classification(
+        t.server, t.server_source, t.build, t.build_long, t.product, t.version, t.product_name, t.release_name,
+        t.status, t.rule, t.reason, t.recommended_builds, hop, t.enforced, context_raw, t.cloud_host_suffixes,
+    )
 
 
 # ------------------------------------------------------------------------------------------ defaults
@@ -231,17 +258,22 @@ class EvaluatorCache(Generic[Source, Built]):
         self._build = build
         self._size = size
         self._entries: dict[tuple[int, int], tuple[Source, ClassificationPolicy, Built]] = {}
+        #: the pair asked for last (almost every call asks for the same one): checked first
+        self._last: tuple[Source, ClassificationPolicy, Built] | None = None
 
     def get(self, source: Source, policy: ClassificationPolicy) -> Built:
+        last = self._last
+        if last is not None and last[0] is source and last[1] is policy:
+            return last[2]
         key = (id(source), id(policy))
         hit = self._entries.get(key)
-        if hit is not None and hit[0] is source and hit[1] is policy:
-            return hit[2]
-        built = self._build(source, policy)
-        if len(self._entries) >= self._size:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (source, policy, built)
-        return built
+        if hit is None or hit[0] is not source or hit[1] is not policy:
+            hit = (source, policy, self._build(source, policy))
+            if len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = hit
+        self._last = hit
+        return hit[2]
 
 
 _EVALUATORS: EvaluatorCache[Catalog, Evaluator] = EvaluatorCache(Evaluator)
@@ -258,6 +290,39 @@ def evaluator_for(catalog: Catalog, policy: ClassificationPolicy) -> Evaluator:
     return _EVALUATORS.get(catalog, policy)
 
 
+class _Judge:
+    """What :func:`classify` needs of one (catalog, policy) pair, found with one look-up per call:
+    the build evaluator, the policy, its cloud host suffixes and the pair's :class:`HopCache`."""
+
+    __slots__ = ("cloud_hosts", "evaluate", "hops", "policy", "suffixes")
+
+    def __init__(self, catalog: Catalog, policy: ClassificationPolicy) -> None:
+        self.evaluate = evaluator_for(catalog, policy).evaluate
+        self.policy = policy
+        self.suffixes = policy.cloud_host_suffixes
+        #: the suffixes without their leading dot: hosts that are cloud hosts themselves
+        self.cloud_hosts = frozenset(suffix[1:] for suffix in self.suffixes if suffix.startswith("."))
+        self.hops: HopCache[Classification] = HopCache(HOP_CACHE_SIZE)
+
+
+_JUDGES: EvaluatorCache[Catalog, _Judge] = EvaluatorCache(_Judge)
+
+
+@lru_cache(maxsize=1)
+def _default_judge() -> _Judge:
+    """The judge of the packaged catalog and policy (both loaded once): one call instead of three."""
+    return _JUDGES.get(default_catalog(), default_policy())
+
+
+def hop_cache_for(
+    catalog: Catalog | None = None, policy: ClassificationPolicy | None = None
+) -> HopCache[Classification]:
+    """The cache of classifications by topmost hop that :func:`classify` keeps for this (catalog,
+    policy) pair (the packaged ones by default): its ``stats()`` give the hit rate."""
+    return _JUDGES.get(catalog if catalog is not None else default_catalog(),
+                       policy if policy is not None else default_policy()).hops
+
+
 # ------------------------------------------------------------------------------------------- helpers
 
 
@@ -267,6 +332,20 @@ def _utc_day(at: datetime | date) -> date:
             at = at.astimezone(UTC)
         return at.date()
     return at
+
+
+_BUILD_TEXTS: dict[BuildTuple, tuple[str, str]] = {}
+_BUILD_TEXTS_MAX = 4096
+
+
+def _build_texts(build: BuildTuple) -> tuple[str, str]:
+    """A build's short and long text, via a small bounded table (few distinct builds exist)."""
+    hit = _BUILD_TEXTS.get(build)
+    if hit is None:
+        hit = (format_short(build), format_long(build))
+        if len(_BUILD_TEXTS) < _BUILD_TEXTS_MAX:
+            _BUILD_TEXTS[build] = hit
+    return hit
 
 
 def _fallback_server(connection: Connection) -> tuple[str, str]:
@@ -299,7 +378,7 @@ def build_bearing_hop(headers: Sequence[tuple[str, str]]) -> str | None:
     This is the only hop that decides, so ``(hop, day)`` is a sound cache key for the verdict
     as long as the HELO/IP fallback for the server name is not needed (hops without a build).
     """
-    return collect_received(headers).top
+    return scan_received(headers)[0]
 
 
 def server_key(tenant_id: str, classification: Classification, connection: Connection | None = None) -> str:
@@ -321,19 +400,24 @@ def classify(
     catalog: Catalog | None = None,
     policy: ClassificationPolicy | None = None,
     products: ProductCatalog | None = None,
+    cached: bool = True,
 ) -> Classification:
     """Classify the server that connected to the edge from the message's header block.
 
     ``headers``: (name, value) pairs, topmost first, as received (before the edge's own Received).
     ``at``: observation time (tz-aware UTC; a naive datetime is taken as UTC).
     ``catalog``/``policy``/``products`` default to the packaged ones (loaded once).
+    ``cached``: look the topmost hop up in (and add it to) the pair's :class:`HopCache` first; the
+    result is the same either way (see :func:`_classify`), only the time it takes differs.
     """
-    cat = catalog if catalog is not None else default_catalog()
-    pol = policy if policy is not None else default_policy()
-    ev = evaluator_for(cat, pol)
-    day = _utc_day(at)
+    if catalog is None and policy is None:
+        judge = _default_judge()
+    else:
+        judge = _JUDGES.get(catalog if catalog is not None else default_catalog(),
+                            policy if policy is not None else default_policy())
+    day = at.date() if type(at) is datetime and at.tzinfo is UTC else _utc_day(at)  # the usual case first
     try:
-        return _classify(headers, connection, day, ev, products, pol)
+        return _classify(headers, connection, day, judge, products, cached)
     except Exception as exc:  # defensive: garbage must never raise
         server = ("unknown", "ip")
         if isinstance(connection, Connection):
@@ -359,13 +443,14 @@ def _unjudged(
     ``server`` is the (name, source) pair; ``build``, when given, is shown but not judged;
     ``product``, when given, names the software whose stamp was seen (never enforced here).
     """
+    short, long = _build_texts(build) if build else (None, None)
     return _build_classification(
         server[0],  # server
         server[1],  # server_source
-        format_short(build) if build else None,  # build
-        format_long(build) if build else None,  # build_long
+        short,  # build
+        long,  # build_long
         product,  # product
-        format_short(build) if build and product else None,  # version
+        short if product else None,  # version
         None,  # product_name
         None,  # release_name
         status,  # status
@@ -383,31 +468,84 @@ def _classify(
     headers: Sequence[tuple[str, str]],
     connection: Connection,
     day: date,
-    ev: Evaluator,
+    judge: _Judge,
     products: ProductCatalog | None,
-    pol: ClassificationPolicy,
+    cached: bool,
 ) -> Classification:
-    suffixes = pol.cloud_host_suffixes
-    block = collect_received(headers)
-    context = block.lower
-    if block.top is None:
-        capped = block.fields_scanned > MAX_HEADER_FIELDS
+    """Find the topmost hop; answer from the hop cache when allowed and it knows the hop, else decide.
+
+    Cached are only results that the hop's text decided by itself: a cloud host or an Exchange
+    stamp naming the server in its ``by`` clause. Both are read from the text before the hop's
+    date, which :func:`stamp_cache_key` keeps. Never cached: a server named from the connection
+    (HELO/IP), and other products' stamps (their recogniser reads the whole value).
+    """
+    top, context, scanned = scan_received(headers)
+    if top is None:
+        capped = scanned > MAX_HEADER_FIELDS
         limit = f" in the first {MAX_HEADER_FIELDS} header fields" if capped else ""
         reason = f"The message carries no Received header{limit}, so no server build is visible."
         server = _fallback_server(connection)
-        return _unjudged(server, NO_BUILD, "no_received", reason, hop=None, context=context, suffixes=suffixes)
-    hop = parse_hop(block.top)
+        return _unjudged(server, NO_BUILD, "no_received", reason, hop=None, context=context, suffixes=judge.suffixes)
+    if not cached:
+        return _decide(top, connection, day, judge, products, context)[0]
+    key = (stamp_cache_key(top), day)
+    hit = judge.hops.get(key)
+    if hit is not None:
+        return _with_hop(hit, top, context)
+    result, cacheable = _decide(top, connection, day, judge, products, context)
+    if cacheable and result.server_source == "by":
+        judge.hops.put(key, result)
+    return result
+
+
+def _decide(
+    top: str,
+    connection: Connection,
+    day: date,
+    judge: _Judge,
+    products: ProductCatalog | None,
+    context: tuple[str, ...],
+) -> tuple[Classification, bool]:
+    """The classification the topmost hop ``top`` leads to, and whether its text alone decided it.
+
+    The usual single-line Exchange stamp is read by :func:`exchange_stamp` alone (no :class:`Hop`
+    record, never a Pickup stamp); anything else by the general tokeniser.
+    """
+    suffixes = judge.suffixes
+    fields = exchange_stamp(top)
+    if fields is not None:
+        by = fields[1].strip().rstrip(".").lower() or None  # normalise_host: the pattern allows <= 255 chars
+        if by is not None and (by.endswith(suffixes) or by in judge.cloud_hosts):  # is_cloud_host
+            return _cloud_hop(top, by, fields[5], connection, context, suffixes), True
+        return _classify_exchange_stamp(
+            top, by, fields[5], False, connection, day, judge.evaluate, context, suffixes
+        ), True
+    hop = parse_hop_general(top)
     by = normalise_host(hop.by_host)
     if is_cloud_host(by, suffixes):
-        reason = f"The connecting hop {by} is an Exchange Online server, not an on-premises one."
-        server = _by_server(by, connection)
-        return _unjudged(
-            server, CLOUD, "cloud_hop", reason, hop=hop.raw, context=context, suffixes=suffixes, build=hop.build,
-            product=EXCHANGE if hop.build is not None else None,
-        )
+        return _cloud_hop(top, by, hop.build, connection, context, suffixes), True
     if hop.is_exchange_stamp:
-        return _classify_exchange_stamp(hop, by, connection, day, ev, context, suffixes)
-    return _classify_other_stamp(hop, by, connection, day, (products, pol), context, suffixes)
+        return _classify_exchange_stamp(
+            top, by, hop.build, hop.is_pickup, connection, day, judge.evaluate, context, suffixes
+        ), True
+    other = _classify_other_stamp(hop, by, connection, day, (products, judge.policy), context, suffixes)
+    return other, False
+
+
+def _cloud_hop(
+    text: str,
+    by: str | None,
+    build: BuildTuple | None,
+    connection: Connection,
+    context: tuple[str, ...],
+    suffixes: tuple[str, ...],
+) -> Classification:
+    """The topmost hop was written by an Exchange Online host: never judged."""
+    reason = f"The connecting hop {by} is an Exchange Online server, not an on-premises one."
+    return _unjudged(
+        _by_server(by, connection), CLOUD, "cloud_hop", reason, hop=text, context=context, suffixes=suffixes,
+        build=build, product=EXCHANGE if build is not None else None,
+    )
 
 
 def _by_server(by: str | None, connection: Connection) -> tuple[str, str]:
@@ -416,36 +554,37 @@ def _by_server(by: str | None, connection: Connection) -> tuple[str, str]:
 
 
 def _classify_exchange_stamp(
-    hop: Hop,
+    text: str,
     by: str | None,
+    build: BuildTuple | None,
+    pickup: bool,
     connection: Connection,
     day: date,
-    ev: Evaluator,
+    evaluate: Callable[[BuildTuple, date], Verdict],
     context: tuple[str, ...],
     suffixes: tuple[str, ...],
 ) -> Classification:
-    """The topmost hop is an Exchange stamp: judge its build unless it is hidden, cloud or pickup."""
-    build = hop.build
-    text = hop.raw
+    """The topmost hop ``text`` is an Exchange stamp (written by ``by`` with ``build``, a Pickup
+    submission when ``pickup``): judge its build unless it is hidden, cloud or pickup."""
     if build is None:
         reason = "The topmost Received header is an Exchange stamp without a readable build id."
         server = _fallback_server(connection)
         return _unjudged(server, NO_BUILD, "version_hidden", reason, hop=text, context=context, suffixes=suffixes)
-    server = _by_server(by, connection)
+    server = (by, "by") if by else _fallback_server(connection)
     if build[0] == 15 and build[1] >= 20:
         reason = f"Build {format_short(build)} is an Exchange Online build that never shipped on-premises."
         return _unjudged(
             server, CLOUD, "cloud_build", reason, hop=text, context=context, suffixes=suffixes, build=build,
             product=EXCHANGE,
         )
-    if hop.is_pickup:
+    if pickup:
         reason = (
             "The topmost Received header is a Pickup-folder submission stamp "
             f"(build {format_short(build)}), "
             "which is not reliable evidence of the server's build."
         )
         return _unjudged(server, NO_BUILD, "pickup_stamp", reason, hop=text, context=context, suffixes=suffixes)
-    verdict = ev.evaluate(build, day)
+    verdict = evaluate(build, day)
     return _build_classification(
         server[0],  # server
         server[1],  # server_source

@@ -109,7 +109,10 @@ def _may_stamp(raw: str) -> bool:
     if "(8." in raw:
         return True
     low = raw.lower()
-    return any(word in low for word in _TRIGGERS)
+    return (  # _TRIGGERS, spelt out: a generator over them costs more than the checks
+        "exim" in low or "sendmail" in low or "domino" in low or "smtpsvc" in low or "mdaemon" in low
+        or "kerio" in low or "communigate" in low or "icewarp" in low or "merak" in low
+    )
 
 
 def _stamp_key(tail: str, low: str) -> str:
