@@ -35,8 +35,10 @@ FastCheck = Callable[[Any], bool]
 def fast_validator(schemas: SchemaSet, document: str, pointer: str = "") -> FastCheck:
     """``document#pointer`` as a function answering True only for a value its contract accepts."""
     source = schemas.documents[document]
-    root: dict[str, Any] = {key: source[key] for key in ("$schema", "$id", "$defs") if key in source}
-    root["$ref"] = f"#{pointer}"
+    root: dict[str, Any] = source
+    if pointer:  # the document's definitions, with the root referring to the one asked for
+        root = {key: source[key] for key in ("$schema", "$id", "$defs") if key in source}
+        root["$ref"] = f"#{pointer}"
     valid = jsonschema_rs.validator_for(root, validate_formats=True).is_valid
     guard = GuardGenerator(schemas.resolve).build(document, pointer)
 
@@ -53,6 +55,7 @@ class GuardGenerator(SourceGenerator):
     def __init__(self, resolve: Callable[[str, str], Any]) -> None:
         super().__init__(resolve)
         self._relevant_memo: dict[int, bool] = {}
+        self._inlining: set[tuple[str, str]] = set()  # $ref targets being inlined (a cycle ends in a call)
 
     def _relevant(self, schema: Any, document: str) -> bool:
         """Whether ``schema`` (or anything below it) needs the guard."""
@@ -85,7 +88,13 @@ class GuardGenerator(SourceGenerator):
         pad = "    " * depth
         if "$ref" in schema:
             target_doc, _, pointer = schema["$ref"].partition("#")
-            out.append(f"{pad}if not {self.function_for(target_doc or document, pointer)}({var}): return False")
+            target = (target_doc or document, pointer)
+            if target in self._inlining:  # recursive: a call
+                out.append(f"{pad}if not {self.function_for(*target)}({var}): return False")
+            else:  # inline: no call per record
+                self._inlining.add(target)
+                self._node(self._resolve(*target), target[0], var, out, depth)
+                self._inlining.discard(target)
         kinds = schema.get("type")
         kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
         if "integer" in kinds and "number" not in kinds:

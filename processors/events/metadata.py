@@ -154,16 +154,6 @@ def record_parser() -> RecordParser:
     return parse
 
 
-def checked_record_parser() -> RecordParser:
-    """For a record the fast contract check passed (``contracts.metadata_*_fast``): its event time,
-    with no second check (the fast check already parsed the date-time, so this cannot fail)."""
-    from_iso = datetime.fromisoformat
-
-    def parse(item: Any) -> tuple[MetadataRecord, datetime]:
-        return item, from_iso(item["observed_at"])
-    return parse
-
-
 def parse_metadata_record(item: Any) -> tuple[MetadataRecord, datetime]:
     """``item`` checked against the record contract, and its event time; raises ``ContractError``."""
     return record_parser()(item)

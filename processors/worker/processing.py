@@ -63,7 +63,6 @@ from processors.events.deadletter import dead_letter
 from processors.events.metadata import (
     BadEnvelope,
     MetadataRecord,
-    checked_record_parser,
     metadata_items,
     record_parser,
 )
@@ -243,7 +242,6 @@ class BatchProcessor:
         self._cache_version = policies.current.version
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
         self._parse_record = record_parser()
-        self._parse_checked = checked_record_parser()
         self._batch_valid = contracts.metadata_batch_fast
         self._record_valid = contracts.metadata_record_fast
 
@@ -320,40 +318,59 @@ class BatchProcessor:
             if opened is None:
                 continue
             authority, items, batch, checked = opened
-            for index, item in enumerate(items):
-                self._fold_record(folds, message, item, index if batch else None, authority, checked, stats, now)
+            self._fold_items(folds, message, items, batch, authority, checked, stats, now)
         stats.records += sum(len(fold.sources) for fold in folds.values())
         return list(folds.values())
 
-    def _fold_record(self, folds: dict[str, _ServerFold], message: RawMessage, item: Any, index: int | None,
-                     authority: _Authority, checked: bool, stats: BatchStats, now: datetime) -> None:
-        """One record checked, admitted, classified and folded into its server, or dead-lettered alone."""
-        try:
-            record, at = self._parse_checked(item) if checked else self._parse_record(item)
-            self._admit(record, at, authority, stats)
-            classification = self._classify(record, at)
-            server = self._server(classification, authority.server, stats)
-        except ContractError as error:
-            path = (f"$.records[{index}]" if index is not None else "$") + error.path[1:]
-            self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
-            return
-        except Refused as refusal:
-            self.dead_letter(stats, message, str(refusal), None, index, now)
-            return
-        except Exception as error:  # a bug must cost this record only, never its neighbours
-            self._internal_error(stats, [(message, index)], error, now)
-            return
-        stats.statuses[classification.status] = stats.statuses.get(classification.status, 0) + 1
-        server_key = f"{authority.tenant_id}/{server}"
+    def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: list[Any], batch: bool,
+                    authority: _Authority, checked: bool, stats: BatchStats, now: datetime) -> None:
+        """Each record of one message checked (unless ``checked``: the fast check passed them all),
+        admitted, classified and folded into its server, or dead-lettered alone.
+
+        The hot loop (it runs once per record): lookups are hoisted, and consecutive records of one
+        server (an envelope's, usually) reuse its fold without building its key again.
+        """
+        from_iso, parse, admit = datetime.fromisoformat, self._parse_record, self._admit
+        classify_one, server_of, statuses = self._classify, self._server, stats.statuses
+        fold: _ServerFold | None = None
+        for position, item in enumerate(items):
+            index = position if batch else None
+            try:
+                record, at = (item, from_iso(item["observed_at"])) if checked else parse(item)
+                admit(record, at, authority, stats)
+                classification = classify_one(record, at)
+                server = server_of(classification, authority.server, stats)
+            except Exception as error:  # a bug too must cost this record only, never its neighbours
+                self._refuse(stats, message, index, error, now)
+                continue
+            statuses[classification.status] = statuses.get(classification.status, 0) + 1
+            if fold is None or fold.server != server:
+                fold = self._fold_of(folds, authority.tenant_id, server)
+            fold.sources.append((message, index))
+            if fold.failure is None:
+                try:
+                    fold.add(record, at, classification)
+                except Exception as error:  # a bug must cost this server's records only
+                    fold.failure = error
+
+    @staticmethod
+    def _fold_of(folds: dict[str, _ServerFold], tenant_id: str, server: str) -> _ServerFold:
+        server_key = f"{tenant_id}/{server}"
         fold = folds.get(server_key)
         if fold is None:
-            fold = folds[server_key] = _ServerFold(server_key, authority.tenant_id, server)
-        fold.sources.append((message, index))
-        if fold.failure is None:
-            try:
-                fold.add(record, at, classification)
-            except Exception as error:  # a bug must cost this server's records only
-                fold.failure = error
+            fold = folds[server_key] = _ServerFold(server_key, tenant_id, server)
+        return fold
+
+    def _refuse(self, stats: BatchStats, message: RawMessage, index: int | None, error: Exception,
+                now: datetime) -> None:
+        """Dead-letter one record: its contract violation (with its path), admission refusal or internal error."""
+        if isinstance(error, ContractError):
+            path = (f"$.records[{index}]" if index is not None else "$") + error.path[1:]
+            self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
+        elif isinstance(error, Refused):
+            self.dead_letter(stats, message, str(error), None, index, now)
+        else:
+            self._internal_error(stats, [(message, index)], error, now)
 
     @staticmethod
     def _admit(event: MetadataRecord, at: datetime, authority: _Authority, stats: BatchStats) -> None:

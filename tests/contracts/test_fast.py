@@ -85,6 +85,14 @@ def test_number_constants_are_compared_by_type(tmp_path: Path) -> None:
     assert not fast({"one": 1.0}) and not fast({"one": True}) and not fast({"flag": False})
 
 
+def test_a_recursive_definition_is_guarded_at_every_depth(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_bytes(orjson.dumps({"$ref": "#/$defs/node", "$defs": {"node": {
+        "type": "object", "properties": {"n": {"type": "integer"}, "next": {"$ref": "#/$defs/node"}}}}}))
+    fast = fast_validator(SchemaSet(tmp_path), "r.json")
+    assert fast({"n": 1, "next": {"n": 2, "next": {"n": 3}}})
+    assert not fast({"n": 1, "next": {"n": 2, "next": {"n": 3.0}}})
+
+
 def test_a_number_constant_behind_one_of_has_no_fast_path(tmp_path: Path) -> None:
     (tmp_path / "o.json").write_bytes(orjson.dumps({"oneOf": [{"type": "integer"}, {"type": "string"}]}))
     with pytest.raises(SchemaCompileError, match="oneOf"):
