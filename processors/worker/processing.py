@@ -47,7 +47,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -126,25 +125,34 @@ class _Authority:
     latest: datetime | None  # the latest event time its broker timestamp allows
 
 
-_EVENT_ORDER = itemgetter(0, 1)  # (event time, event id) of an evidence candidate
+def _identity(c: Classification) -> tuple[str, str | None, str]:
+    """What makes two pieces of evidence the same: a run of them is reduced to its first."""
+    return c.status, c.build, c.rule
 
 
 @dataclass(slots=True)
 class _ServerFold:
     """One server's records of the batch, folded in as they are read.
 
-    Keeps what the observation needs and nothing per record beyond an evidence candidate (for the
-    build-bearing ones) and where the record came from (to dead-letter the server's records if its
-    observation cannot be built): the decoded messages are dropped message by message.
+    Keeps what the observation needs and, per record, only references in flat lists: where it came
+    from (to dead-letter the server's records if its observation cannot be built) and, for a
+    build-bearing one, its evidence. No object is built per record (the cyclic collector would scan
+    each one), and the decoded messages are dropped message by message.
     """
 
     server_key: str
     tenant_id: str
     server: str
-    sources: list[tuple[RawMessage, int | None]] = field(default_factory=list)  # (message, index in envelope)
-    candidates: list[tuple[datetime, str, Classification]] = field(default_factory=list)  # build-bearing
+    messages: list[RawMessage] = field(default_factory=list)  # per record: its message ...
+    indexes: list[int | None] = field(default_factory=list)  # ... and its position in an envelope
+    evidence_at: list[datetime] = field(default_factory=list)  # per build-bearing record
+    evidence_ids: list[str] = field(default_factory=list)
+    evidence_of: list[Classification] = field(default_factory=list)
+    earliest: int = 0  # the build-bearing record first in event-time order (its position above)
+    mixed: bool = False  # the build-bearing records do not all carry the same evidence
     first_at: datetime | None = None
-    latest_key: tuple[datetime, str] | None = None  # the latest record by (event time, event id)
+    latest_at: datetime | None = None  # the latest record by (event time, event id)
+    latest_id: str = ""
     latest_record: MetadataRecord | None = None
     latest_classification: Classification | None = None
     event_ids_by_day: dict[str, list[str]] = field(default_factory=dict)
@@ -152,15 +160,19 @@ class _ServerFold:
     helos: dict[str, None] = field(default_factory=dict)
     failure: Exception | None = None  # set: the server's records are dead-lettered
 
+    def sources(self) -> list[tuple[RawMessage, int | None]]:
+        return list(zip(self.messages, self.indexes, strict=True))
+
     def add(self, event: MetadataRecord, at: datetime, c: Classification) -> None:
         event_id = event["event_id"]
         if c.status in BUILD_BEARING:
-            self.candidates.append((at, event_id, c))
+            self._add_evidence(at, event_id, c)
         if self.first_at is None or at < self.first_at:
             self.first_at = at
-        key = (at, event_id)
-        if self.latest_key is None or key >= self.latest_key:  # a repeat of the latest: the last one read
-            self.latest_key, self.latest_record, self.latest_classification = key, event, c
+        latest_at = self.latest_at
+        if latest_at is None or at > latest_at or (at == latest_at and event_id >= self.latest_id):
+            # a repeat of the latest (same time and id): the last one read, as a stable sort keeps it
+            self.latest_at, self.latest_id, self.latest_record, self.latest_classification = at, event_id, event, c
         day = event["observed_at"][:10]
         ids = self.event_ids_by_day.get(day)
         if ids is None:
@@ -173,27 +185,48 @@ class _ServerFold:
         if helo:
             self.helos[helo] = None
 
-    def observation(self) -> Observation:
-        """The observation ``observe.lua`` folds in: evidence in event-time order, a run of identical
-        evidence reduced to its first record."""
-        evidence: list[dict[str, Any]] = []
+    def _add_evidence(self, at: datetime, event_id: str, c: Classification) -> None:
+        known = self.evidence_of
+        if known:
+            if not self.mixed and c is not known[0] and _identity(c) != _identity(known[0]):
+                self.mixed = True
+            first_at = self.evidence_at[self.earliest]
+            if at < first_at or (at == first_at and event_id < self.evidence_ids[self.earliest]):
+                self.earliest = len(known)
+        self.evidence_at.append(at)
+        self.evidence_ids.append(event_id)
+        known.append(c)
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """The build-bearing records in event-time order (then event id), each run of identical
+        evidence reduced to its first record: one item when they all carry the same."""
+        at, ids, of = self.evidence_at, self.evidence_ids, self.evidence_of
+        if not of:
+            return []
+        if not self.mixed:
+            return [evidence_item(of[self.earliest], at[self.earliest].timestamp())]
+        items: list[dict[str, Any]] = []
         previous: tuple[Any, ...] | None = None
-        for at, _, c in sorted(self.candidates, key=_EVENT_ORDER):
-            identity = (c.status, c.build, c.rule)
-            if identity == previous:
-                continue
-            previous = identity
-            evidence.append(evidence_item(c, at.timestamp()))
-        last, latest_c, latest_key = self.latest_record, self.latest_classification, self.latest_key
-        assert last is not None and latest_c is not None and latest_key is not None and self.first_at is not None
-        last_at = latest_key[0].timestamp()
+        for position in sorted(range(len(of)), key=lambda i: (at[i], ids[i])):
+            identity = _identity(of[position])
+            if identity != previous:
+                previous = identity
+                items.append(evidence_item(of[position], at[position].timestamp()))
+        return items
+
+    def observation(self) -> Observation:
+        """The observation ``observe.lua`` folds in."""
+        last, latest_c, latest_at = self.latest_record, self.latest_classification, self.latest_at
+        assert last is not None and latest_c is not None and latest_at is not None and self.first_at is not None
+        last_at = latest_at.timestamp()
         latest = {"at": last_at, "status": latest_c.status, "rule": latest_c.rule,
                   "connector_type": last["connector"]["type"], "helo": last["client"].get("helo") or ""}
         return Observation(
             server_key=self.server_key, tenant_id=self.tenant_id, server=self.server,
-            first_at=self.first_at.timestamp(), last_at=last_at, evidence=evidence, latest=latest,
+            first_at=self.first_at.timestamp(), last_at=last_at, evidence=self.evidence(), latest=latest,
             ips=list(self.ips)[:SET_CAP], helos=list(self.helos)[:SET_CAP], event_ids_by_day=self.event_ids_by_day,
         )
+
 
 _NOT_DETECTED = frozenset({"current", *VULNERABLE_STATUSES})
 
@@ -319,7 +352,7 @@ class BatchProcessor:
                 continue
             authority, items, batch, checked = opened
             self._fold_items(folds, message, items, batch, authority, checked, stats, now)
-        stats.records += sum(len(fold.sources) for fold in folds.values())
+        stats.records += sum(len(fold.messages) for fold in folds.values())
         return list(folds.values())
 
     def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: list[Any], batch: bool,
@@ -346,7 +379,8 @@ class BatchProcessor:
             statuses[classification.status] = statuses.get(classification.status, 0) + 1
             if fold is None or fold.server != server:
                 fold = self._fold_of(folds, authority.tenant_id, server)
-            fold.sources.append((message, index))
+            fold.messages.append(message)
+            fold.indexes.append(index)
             if fold.failure is None:
                 try:
                     fold.add(record, at, classification)
@@ -450,7 +484,7 @@ class BatchProcessor:
                     raise fold.failure
                 folded.append((fold, fold.observation()))
             except Exception as error:  # a bug must cost this server's records only
-                self._internal_error(stats, fold.sources, error, now)
+                self._internal_error(stats, fold.sources(), error, now)
         return folded
 
     # ------------------------------------------------------------------------------------ the batch
@@ -496,7 +530,7 @@ class BatchProcessor:
                 pause = pauses.get(obs.tenant_id, PauseState())
                 evaluation = evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))
             except Exception as error:  # a bug must cost this server's records only
-                self._internal_error(stats, fold.sources, error, now)
+                self._internal_error(stats, fold.sources(), error, now)
                 continue
             evaluations.append((fields, evaluation))
         return evaluations, leftovers
