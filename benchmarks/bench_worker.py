@@ -157,21 +157,23 @@ def fill(settings: Settings, envelopes: int, per_envelope: int, servers: int) ->
     return envelopes
 
 
-def final_offsets(settings: Settings) -> dict[str, int]:
-    """Last offset per partition, found by reading (Tansu under-reports end offsets per batch)."""
-    consumer = clients.consumer(settings.kafka, {"group.id": "bench-reader",
-                                                 "enable.auto.commit": False, "log_level": 3})
-    topic = settings.topic_metadata
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.metadata_partitions)])
-    last: dict[str, int] = {}
+def final_offsets(*all_settings: Settings) -> list[dict[str, int]]:
+    """Last offset per partition of each settings' metadata topic, found by reading (Tansu
+    under-reports end offsets per batch), all topics in one read."""
+    consumer = clients.consumer(all_settings[0].kafka, {"group.id": "bench-reader",
+                                                        "enable.auto.commit": False, "log_level": 3})
+    consumer.assign([TopicPartition(s.topic_metadata, p, OFFSET_BEGINNING)
+                     for s in all_settings for p in range(s.metadata_partitions)])
+    last: dict[str, dict[str, int]] = {s.topic_metadata: {} for s in all_settings}
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < 2.0:
         for message in consumer.consume(1000, 0.2):
-            if message.error() is None:
-                last[f"{topic}:{message.partition()}"] = int(message.offset() or 0)
+            topic = message.topic()
+            if message.error() is None and topic is not None:
+                last[topic][f"{topic}:{message.partition()}"] = int(message.offset() or 0)
                 quiet_since = time.monotonic()
     consumer.close()
-    return last
+    return [last[s.topic_metadata] for s in all_settings]
 
 
 def read_progress(client: redis.Redis, key: str) -> tuple[dict[str, int], dict[str, str]]:
@@ -385,7 +387,7 @@ def _measure_latency(settings: Settings, worker: WorkerProcess, redis_url: str, 
     for index, value in enumerate(steady):
         producer.produce(settings.topic_metadata, key=server(index).server_key.encode(), value=value)
     producer.flush(30)
-    time_until_done(client, progress, final_offsets(settings), timeout=120)
+    time_until_done(client, progress, final_offsets(settings)[0], timeout=120)
     begin = time.monotonic()
     for index, (fresh, key, value) in enumerate(plan):
         target = begin + index * interval
@@ -413,10 +415,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pair-envelopes", type=int, help="envelopes for the two-worker run: both must have "
                                                            "joined well before the backlog is gone "
                                                            "(default 3 x --envelopes; 1200 with --quick)")
-    parser.add_argument("--singles", type=int, help="unbatched records (default 20000; 2000 with --quick)")
+    parser.add_argument("--singles", type=int, help="unbatched records (default 20000; 1000 with --quick)")
     parser.add_argument("--servers", type=int, default=500, help="distinct servers in the traffic")
     parser.add_argument("--latency-seconds", type=float, help="measured phase of the latency run "
-                                                              "(default 20; 3 with --quick)")
+                                                              "(default 20; 2 with --quick)")
     parser.add_argument("--warmup-seconds", type=float, help="unmeasured traffic before it (default 3; 1 with --quick)")
     parser.add_argument("--broker", choices=["tansu", "apache"], default="tansu",
                         help="Tansu (in memory) or Apache Kafka 4 (jars fetched through Maven)")
@@ -425,8 +427,8 @@ def parse_args() -> argparse.Namespace:
     quick = args.quick
     args.envelopes = args.envelopes or (150 if quick else 2000)
     args.pair_envelopes = args.pair_envelopes or (1200 if quick else 3 * args.envelopes)
-    args.singles = args.singles or (2000 if quick else 20000)
-    args.latency_seconds = args.latency_seconds or (3.0 if quick else 20.0)
+    args.singles = args.singles or (1000 if quick else 20000)
+    args.latency_seconds = args.latency_seconds or (2.0 if quick else 20.0)
     args.warmup_seconds = args.warmup_seconds if args.warmup_seconds is not None else (1.0 if quick else 3.0)
     return args
 
@@ -477,21 +479,28 @@ def run_all(args: argparse.Namespace, bootstrap: str, redis_url: str) -> tuple[d
     fill(singles, args.singles, 1, args.servers)
     fill(envelopes, args.envelopes, 100, args.servers)
     fill(envelopes2, args.pair_envelopes, 100, args.servers)
-    final_singles, final_env, final_env2 = (final_offsets(s) for s in (singles, envelopes, envelopes2))
+    final_singles, final_env, final_env2 = final_offsets(singles, envelopes, envelopes2)
 
-    runs[PLAIN] = bench_plain(envelopes, 100, "bench-plain")
-    runs[PLAIN_AGAIN] = bench_plain(envelopes, 100, "bench-plain-again")
-    runs[FAUST_SINGLES] = bench_faust_empty(singles, client, final_singles, 1)
-    runs[FAUST_ENVELOPES] = bench_faust_empty(envelopes, client, final_env, 100)
-    runs[WORKER_SINGLES] = bench_workers(singles, client, final_singles, 1, 1)
-    runs[WORKER] = bench_workers(envelopes, client, final_env, 100, 1)
-    try:
-        runs[PAIR] = bench_workers(envelopes2, client, final_env2, 100, 2)
-    except BacklogTooShort as error:
-        if not args.quick:
-            raise BacklogTooShort(f"{error}: fill more envelopes (--pair-envelopes)") from None
-        # a short run on a busy machine: the second worker's start-up can take longer than the backlog
-        print(f"two workers: no measurement ({error}; --quick sizes)", flush=True)
+    phases: list[tuple[str, Callable[[], Run]]] = [
+        (PLAIN, lambda: bench_plain(envelopes, 100, "bench-plain")),
+        (PLAIN_AGAIN, lambda: bench_plain(envelopes, 100, "bench-plain-again")),
+        (FAUST_SINGLES, lambda: bench_faust_empty(singles, client, final_singles, 1)),
+        (FAUST_ENVELOPES, lambda: bench_faust_empty(envelopes, client, final_env, 100)),
+        (WORKER_SINGLES, lambda: bench_workers(singles, client, final_singles, 1, 1)),
+        (WORKER, lambda: bench_workers(envelopes, client, final_env, 100, 1)),
+        (PAIR, lambda: bench_workers(envelopes2, client, final_env2, 100, 2)),
+    ]
+    for name, phase in phases:
+        started = time.monotonic()
+        try:
+            runs[name] = phase()
+        except BacklogTooShort as error:
+            if not args.quick:
+                raise BacklogTooShort(f"{error}: fill more envelopes (--pair-envelopes)") from None
+            # a short run on a busy machine: the second worker's start-up can take longer than the backlog
+            print(f"  {name}: no measurement ({error}; --quick sizes)", flush=True)
+            continue
+        print(f"  {name}: {runs[name].rate:,.0f} records/s ({time.monotonic() - started:.0f} s)", flush=True)
     latency = bench_latency(bootstrap, redis_url, runs[WORKER].rate / 2, args.latency_seconds, args.warmup_seconds)
     return runs, latency
 

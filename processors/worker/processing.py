@@ -272,6 +272,7 @@ class BatchProcessor:
         self.output = output
         self.policies = policies
         self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
+        self._server_names: dict[str, str] = {}  # a classification's server -> the checked lower-case name
         self._cache_version = policies.current.version
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
         self._parse_record = record_parser()
@@ -459,10 +460,15 @@ class BatchProcessor:
         used and the worker refused) is counted and wins: the server is not a trust boundary, the
         tenant is, and the worker's own classification is the one state is built on.
         """
-        server = classification.server.lower()
-        if not is_server_name(server):
-            raise Refused(f"server name: the server named by the headers, {server[:120]!r}, is neither a "
-                          "host name (LDH or IDNA, labels <= 63, <= 253 characters) nor an IP address")
+        server = self._server_names.get(classification.server)
+        if server is None:
+            server = classification.server.lower()
+            if not is_server_name(server):
+                raise Refused(f"server name: the server named by the headers, {server[:120]!r}, is neither a "
+                              "host name (LDH or IDNA, labels <= 63, <= 253 characters) nor an IP address")
+            if len(self._server_names) >= CACHE_SIZE:
+                self._server_names.clear()
+            self._server_names[classification.server] = server
         if server != key_server:
             stats.server_key_mismatches += 1
         return server
