@@ -43,7 +43,10 @@ def fast_validator(schemas: SchemaSet, document: str, pointer: str = "") -> Fast
     guard = GuardGenerator(schemas.resolve).build(document, pointer)
 
     def check(value: Any) -> bool:
-        return bool(valid(value)) and guard(value)
+        try:
+            return bool(valid(value)) and guard(value)
+        except Exception:  # a value it cannot take (not decoded JSON): the exact checks decide
+            return False
     return check
 
 

@@ -77,6 +77,13 @@ def test_where_json_schema_is_wider_than_the_contract_the_fast_checks_refuse(whe
         assert _reference_validator("metadata.v1.json").is_valid(event)
 
 
+def test_a_value_that_is_no_decoded_json_is_left_to_the_exact_checks() -> None:
+    event = _record()
+    event["message"]["size"] = object()
+    assert not contracts.metadata_record_fast(event)
+    assert not _exact_ok(event)
+
+
 def test_number_constants_are_compared_by_type(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_bytes(orjson.dumps({"type": "object", "properties": {
         "one": {"const": 1}, "flag": {"enum": [0, "x"]}}}))
