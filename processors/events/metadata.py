@@ -6,7 +6,8 @@ of one server key in envelopes (:func:`envelope_parts`, :func:`encode_batch`).
 Parsing is on the worker's hot path (tens of thousands of records a second), so it hands back the
 decoded dicts themselves, typed as :class:`MetadataRecord`, and builds no object per record:
 :func:`metadata_items` opens a message (a record or an envelope), :func:`parse_metadata_record`
-checks one record against its contract and reads its event time.
+checks one record against its contract and reads its event time (:func:`checked_record_parser`
+only reads it, for a record the fast contract check already passed).
 """
 
 from __future__ import annotations

@@ -153,10 +153,7 @@ class StateStore:
             orjson.dumps(obs.evidence), orjson.dumps(obs.latest), SET_CAP, HLL_RETENTION_SECONDS,
             orjson.dumps(obs.ips[:SET_CAP]), orjson.dumps(obs.helos[:SET_CAP]), _STATE_FIELDS_JSON, ARGUMENTS_MAX,
         ]
-        for day in days:
-            ids = obs.event_ids_by_day[day]
-            args.append(len(ids))
-            args.extend(ids)
+        args += [orjson.dumps(obs.event_ids_by_day[day]) for day in days]
         pipe.evalsha(self._sha["observe"], len(script_keys), *script_keys, *args)
 
     async def commit(self, commits: Sequence[Commit], once: Sequence[tuple[str, str, bytes]],

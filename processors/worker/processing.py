@@ -3,12 +3,16 @@
 One call of :meth:`BatchProcessor.process` takes a batch of Kafka messages (single records or batch
 envelopes) and:
 
-1. decodes and validates every record against its contract and the admission rules
+1. reads the batch message by message: decodes it, checks its records against their contract (a
+   compiled Rust validator answers "valid" for a whole envelope at once; only a message it does not
+   pass gets the exact per-record checks, which name the path and the rule) and the admission rules
    (:mod:`processors.worker.admission`: the Kafka key, or in the per-tenant topic mode the topic,
-   decides the tenant; canonical IPs; event time bounded by the broker's timestamp); a bad one is
-   dead-lettered with its reason and position;
+   decides the tenant; canonical IPs; event time bounded by the broker's timestamp); a bad record
+   is dead-lettered with its reason and position;
 2. classifies each record (cached per build-bearing hop and day, so repeated headers cost nothing)
-   and keys it under the server its headers name, within the tenant of its key;
+   and folds it at once into the server its headers name, within the tenant of its key: the
+   message's decoded records are dropped before the next message is read, and nothing is built per
+   record but an evidence candidate for a build-bearing one;
 3. folds each server's records into Redis with one ``observe.lua`` call per server, all in one
    pipelined round trip that also reads the batch's tenant pauses;
 4. evaluates each server's verdict at its latest event time and commits the changed ones
@@ -18,9 +22,10 @@ envelopes) and:
    then clears the outboxes.
 
 Failure isolation: an error in one record's decoding, admission, classification or grouping
-dead-letters that record; one in building or evaluating a server's observation dead-letters that
-server's records of the batch. The rest of the batch goes on, so its verdicts are published once.
-Only Redis and Kafka failures stop the batch (it is retried whole, see below).
+dead-letters that record; one in folding it into its server, or in building or evaluating a
+server's observation, dead-letters that server's records of the batch. The rest of the batch goes
+on, so its verdicts are published once. Only Redis and Kafka failures stop the batch (it is retried
+whole, see below).
 
 Crash safety: a verdict is committed to Redis together with its outbox records before it is
 published. Publishing claims an outbox exclusively (``claim_outbox.lua``), so two processes never
@@ -49,18 +54,23 @@ import orjson
 from processors import metrics
 from processors.classify import Classification, Connection, classify
 from processors.classify.received import stamp_cache_key
-from processors.contracts import ContractError
+from processors.contracts import ContractError, contracts
 from processors.enforcement.pauses import PauseState
 from processors.enforcement.policy import VULNERABLE_STATUSES
 from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
 from processors.events.deadletter import dead_letter
-from processors.events.metadata import BadEnvelope, MetadataRecord, metadata_items, record_parser
+from processors.events.metadata import (
+    BadEnvelope,
+    MetadataRecord,
+    metadata_items,
+    record_parser,
+)
 from processors.events.wire import encode_event
 from processors.kafka.delivery import KafkaOutput
 from processors.kafka.verdict_routing import publication_topic
 from processors.settings import Settings
 from processors.state.keys import ServerField
-from processors.state.model import Commit, Observation, OutboxRecord, outbox_record
+from processors.state.model import SET_CAP, Commit, Observation, OutboxRecord, outbox_record
 from processors.state.protocol import Store
 from processors.worker.admission import (
     Refused,
@@ -116,32 +126,107 @@ class _Authority:
     latest: datetime | None  # the latest event time its broker timestamp allows
 
 
-@dataclass(slots=True)
-class _Admitted:
-    """A record that passed its contract and the admission rules, with where it came from."""
-
-    event: MetadataRecord
-    at: datetime
-    message: RawMessage
-    index: int | None  # position in a batch envelope
-    tenant_id: str  # from the Kafka key (or the topic): the authority
-    key_server: str
+def _identity(c: Classification) -> tuple[str, str | None, str]:
+    """What makes two pieces of evidence the same: a run of them is reduced to its first."""
+    return c.status, c.build, c.rule
 
 
 @dataclass(slots=True)
-class _Record:
-    event: MetadataRecord
-    at: datetime
-    classification: Classification
-    source: _Admitted
+class _ServerFold:
+    """One server's records of the batch, folded in as they are read.
 
+    Keeps what the observation needs and, per record, only references in flat lists: where it came
+    from (to dead-letter the server's records if its observation cannot be built) and, for a
+    build-bearing one, its evidence. No object is built per record (the cyclic collector would scan
+    each one), and the decoded messages are dropped message by message.
+    """
 
-@dataclass(slots=True)
-class _Group:
     server_key: str
     tenant_id: str
     server: str
-    records: list[_Record] = field(default_factory=list)
+    messages: list[RawMessage] = field(default_factory=list)  # per record: its message ...
+    indexes: list[int | None] = field(default_factory=list)  # ... and its position in an envelope
+    evidence_at: list[datetime] = field(default_factory=list)  # per build-bearing record
+    evidence_ids: list[str] = field(default_factory=list)
+    evidence_of: list[Classification] = field(default_factory=list)
+    earliest: int = 0  # the build-bearing record first in event-time order (its position above)
+    mixed: bool = False  # the build-bearing records do not all carry the same evidence
+    first_at: datetime | None = None
+    latest_at: datetime | None = None  # the latest record by (event time, event id)
+    latest_id: str = ""
+    latest_record: MetadataRecord | None = None
+    latest_classification: Classification | None = None
+    event_ids_by_day: dict[str, list[str]] = field(default_factory=dict)
+    ips: dict[str, None] = field(default_factory=dict)
+    helos: dict[str, None] = field(default_factory=dict)
+    failure: Exception | None = None  # set: the server's records are dead-lettered
+
+    def sources(self) -> list[tuple[RawMessage, int | None]]:
+        return list(zip(self.messages, self.indexes, strict=True))
+
+    def add(self, event: MetadataRecord, at: datetime, c: Classification) -> None:
+        event_id = event["event_id"]
+        if c.status in BUILD_BEARING:
+            self._add_evidence(at, event_id, c)
+        if self.first_at is None or at < self.first_at:
+            self.first_at = at
+        latest_at = self.latest_at
+        if latest_at is None or at > latest_at or (at == latest_at and event_id >= self.latest_id):
+            # a repeat of the latest (same time and id): the last one read, as a stable sort keeps it
+            self.latest_at, self.latest_id, self.latest_record, self.latest_classification = at, event_id, event, c
+        day = event["observed_at"][:10]
+        ids = self.event_ids_by_day.get(day)
+        if ids is None:
+            self.event_ids_by_day[day] = [event_id]
+        else:
+            ids.append(event_id)
+        client = event["client"]
+        self.ips[client["ip"]] = None
+        helo = client.get("helo")
+        if helo:
+            self.helos[helo] = None
+
+    def _add_evidence(self, at: datetime, event_id: str, c: Classification) -> None:
+        known = self.evidence_of
+        if known:
+            if not self.mixed and c is not known[0] and _identity(c) != _identity(known[0]):
+                self.mixed = True
+            first_at = self.evidence_at[self.earliest]
+            if at < first_at or (at == first_at and event_id < self.evidence_ids[self.earliest]):
+                self.earliest = len(known)
+        self.evidence_at.append(at)
+        self.evidence_ids.append(event_id)
+        known.append(c)
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """The build-bearing records in event-time order (then event id), each run of identical
+        evidence reduced to its first record: one item when they all carry the same."""
+        at, ids, of = self.evidence_at, self.evidence_ids, self.evidence_of
+        if not of:
+            return []
+        if not self.mixed:
+            return [evidence_item(of[self.earliest], at[self.earliest].timestamp())]
+        items: list[dict[str, Any]] = []
+        previous: tuple[Any, ...] | None = None
+        for position in sorted(range(len(of)), key=lambda i: (at[i], ids[i])):
+            identity = _identity(of[position])
+            if identity != previous:
+                previous = identity
+                items.append(evidence_item(of[position], at[position].timestamp()))
+        return items
+
+    def observation(self) -> Observation:
+        """The observation ``observe.lua`` folds in."""
+        last, latest_c, latest_at = self.latest_record, self.latest_classification, self.latest_at
+        assert last is not None and latest_c is not None and latest_at is not None and self.first_at is not None
+        last_at = latest_at.timestamp()
+        latest = {"at": last_at, "status": latest_c.status, "rule": latest_c.rule,
+                  "connector_type": last["connector"]["type"], "helo": last["client"].get("helo") or ""}
+        return Observation(
+            server_key=self.server_key, tenant_id=self.tenant_id, server=self.server,
+            first_at=self.first_at.timestamp(), last_at=last_at, evidence=self.evidence(), latest=latest,
+            ips=list(self.ips)[:SET_CAP], helos=list(self.helos)[:SET_CAP], event_ids_by_day=self.event_ids_by_day,
+        )
 
 
 _NOT_DETECTED = frozenset({"current", *VULNERABLE_STATUSES})
@@ -167,10 +252,10 @@ def evidence_item(c: Classification, at: float) -> dict[str, Any]:
 def cyclic_gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for a synchronous, allocation-heavy stretch.
 
-    Decoding a batch allocates hundreds of thousands of dicts and lists that live until the batch
-    ends; the collector's young-generation passes keep re-scanning them and cost as much as the JSON
-    parsing itself (measured: ~15 µs per record with, ~7 µs without). Parsed JSON holds no reference
-    cycles, so reference counting frees it all when the batch is dropped.
+    Decoding a message allocates thousands of dicts and lists; the collector's young-generation
+    passes would re-scan the ones still alive. Parsed JSON holds no reference cycles, so reference
+    counting frees it all as soon as the message is folded in (before the collector runs again:
+    keeping a whole batch decoded until its end made the first pass after it cost ~50 ms).
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -188,9 +273,12 @@ class BatchProcessor:
         self.output = output
         self.policies = policies
         self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
+        self._server_names: dict[str, str] = {}  # a classification's server -> the checked lower-case name
         self._cache_version = policies.current.version
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
         self._parse_record = record_parser()
+        self._batch_valid = contracts.metadata_batch_fast
+        self._record_valid = contracts.metadata_record_fast
 
     @staticmethod
     def record_admission_metrics(stats: BatchStats) -> None:
@@ -229,49 +317,96 @@ class BatchProcessor:
         except BadEnvelope as refusal:
             raise Refused(str(refusal), refusal.path) from None
 
-    def _decode(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_Admitted]:
-        records: list[_Admitted] = []
-        for message in messages:
-            stats.messages += 1
-            if message.value is None:
-                self.dead_letter(stats, message, "empty: the message has no value", None, None, now)
-                continue
-            try:
-                document = orjson.loads(message.value)
-            except orjson.JSONDecodeError as error:
-                self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
-                continue
-            try:
-                authority = self._authority(message)
-                items, batch = self._items(message, document)
-            except Refused as refusal:
-                self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
-                continue
-            for index, item in enumerate(items):
-                admitted = self._admit_one(message, item, index if batch else None, authority, stats, now)
-                if admitted is not None:
-                    records.append(admitted)
-        stats.records += len(records)
-        return records
-
-    def _admit_one(self, message: RawMessage, item: Any, index: int | None, authority: _Authority,
-                   stats: BatchStats, now: datetime) -> _Admitted | None:
-        """One record checked against its contract and the admission rules, or dead-lettered alone."""
-        prefix = f"$.records[{index}]" if index is not None else "$"
+    def _open(self, message: RawMessage, stats: BatchStats, now: datetime
+              ) -> tuple[_Authority, list[Any], bool, bool] | None:
+        """A message's authority, records, whether it is an envelope and whether its records are
+        certainly valid (the fast check passed the whole message); None once it is dead-lettered."""
+        stats.messages += 1
+        if message.value is None:
+            self.dead_letter(stats, message, "empty: the message has no value", None, None, now)
+            return None
         try:
-            record, at = self._parse_record(item)
-            self._admit(record, at, authority, stats)
-        except ContractError as error:
-            path = prefix + error.path[1:]
-            self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
+            document = orjson.loads(message.value)
+        except orjson.JSONDecodeError as error:
+            self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
             return None
+        try:
+            authority = self._authority(message)
+            items, batch = self._items(message, document)
         except Refused as refusal:
-            self.dead_letter(stats, message, str(refusal), None, index, now)
+            self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
             return None
-        except Exception as error:  # a bug must cost this record only, never its neighbours
-            self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
-            return None
-        return _Admitted(record, at, message, index, authority.tenant_id, authority.server)
+        return authority, items, batch, (self._batch_valid if batch else self._record_valid)(document)
+
+    def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_ServerFold]:
+        """Decode, check, classify and fold the batch, message by message, into one fold per server.
+
+        A record that fails its contract, admission, classification or grouping is dead-lettered
+        alone; a server whose fold fails, with all its records of the batch.
+        """
+        if self._cache_version != self.policies.current.version:
+            self._cache.clear()
+            self._cache_version = self.policies.current.version
+        folds: dict[str, _ServerFold] = {}
+        for message in messages:
+            opened = self._open(message, stats, now)
+            if opened is None:
+                continue
+            authority, items, batch, checked = opened
+            self._fold_items(folds, message, items, batch, authority, checked, stats, now)
+        stats.records += sum(len(fold.messages) for fold in folds.values())
+        return list(folds.values())
+
+    def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: list[Any], batch: bool,
+                    authority: _Authority, checked: bool, stats: BatchStats, now: datetime) -> None:
+        """Each record of one message checked (unless ``checked``: the fast check passed them all),
+        admitted, classified and folded into its server, or dead-lettered alone.
+
+        The hot loop (it runs once per record): lookups are hoisted, and consecutive records of one
+        server (an envelope's, usually) reuse its fold without building its key again.
+        """
+        from_iso, parse, admit = datetime.fromisoformat, self._parse_record, self._admit
+        classify_one, server_of, statuses = self._classify, self._server, stats.statuses
+        fold: _ServerFold | None = None
+        for position, item in enumerate(items):
+            index = position if batch else None
+            try:
+                record, at = (item, from_iso(item["observed_at"])) if checked else parse(item)
+                admit(record, at, authority, stats)
+                classification = classify_one(record, at)
+                server = server_of(classification, authority.server, stats)
+            except Exception as error:  # a bug too must cost this record only, never its neighbours
+                self._refuse(stats, message, index, error, now)
+                continue
+            statuses[classification.status] = statuses.get(classification.status, 0) + 1
+            if fold is None or fold.server != server:
+                fold = self._fold_of(folds, authority.tenant_id, server)
+            fold.messages.append(message)
+            fold.indexes.append(index)
+            if fold.failure is None:
+                try:
+                    fold.add(record, at, classification)
+                except Exception as error:  # a bug must cost this server's records only
+                    fold.failure = error
+
+    @staticmethod
+    def _fold_of(folds: dict[str, _ServerFold], tenant_id: str, server: str) -> _ServerFold:
+        server_key = f"{tenant_id}/{server}"
+        fold = folds.get(server_key)
+        if fold is None:
+            fold = folds[server_key] = _ServerFold(server_key, tenant_id, server)
+        return fold
+
+    def _refuse(self, stats: BatchStats, message: RawMessage, index: int | None, error: Exception,
+                now: datetime) -> None:
+        """Dead-letter one record: its contract violation (with its path), admission refusal or internal error."""
+        if isinstance(error, ContractError):
+            path = (f"$.records[{index}]" if index is not None else "$") + error.path[1:]
+            self.dead_letter(stats, message, f"{path}: {error.reason}", path, index, now)
+        elif isinstance(error, Refused):
+            self.dead_letter(stats, message, str(error), None, index, now)
+        else:
+            self._internal_error(stats, [(message, index)], error, now)
 
     @staticmethod
     def _admit(event: MetadataRecord, at: datetime, authority: _Authority, stats: BatchStats) -> None:
@@ -312,108 +447,52 @@ class BatchProcessor:
         client = event["client"]
         snapshot = self.policies.current
         result = classify(headers, Connection(ip=client["ip"], helo=client.get("helo")), at,
-                          catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products)
+                          catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products,
+                          cached=False)  # this worker's own cache above, per snapshot
         if key is not None and result.server_source == "by":  # independent of the connection
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = result
         return result
 
-    def _group(self, admitted: list[_Admitted], stats: BatchStats, now: datetime) -> dict[str, _Group]:
-        if self._cache_version != self.policies.current.version:
-            self._cache.clear()
-            self._cache_version = self.policies.current.version
-        groups: dict[str, _Group] = {}
-        for source in admitted:
-            try:
-                classification = self._classify(source.event, source.at)
-                server = self._server(classification, source, stats)
-            except Refused as refusal:
-                self.dead_letter(stats, source.message, str(refusal), None, source.index, now)
-                continue
-            except Exception as error:  # a bug must cost this record only, never its neighbours
-                self._internal_error(stats, [source], error, now)
-                continue
-            stats.statuses[classification.status] = stats.statuses.get(classification.status, 0) + 1
-            server_key = f"{source.tenant_id}/{server}"
-            group = groups.get(server_key)
-            if group is None:
-                group = groups[server_key] = _Group(server_key, source.tenant_id, server)
-            group.records.append(_Record(source.event, source.at, classification, source))
-        return groups
-
-    @staticmethod
-    def _server(classification: Classification, source: _Admitted, stats: BatchStats) -> str:
+    def _server(self, classification: Classification, key_server: str, stats: BatchStats) -> str:
         """The server the record is kept under: derived from its headers, within the key's tenant.
 
         A derived server that differs from the key's (an edge with another catalog, a HELO the edge
         used and the worker refused) is counted and wins: the server is not a trust boundary, the
         tenant is, and the worker's own classification is the one state is built on.
         """
-        server = classification.server.lower()
-        if not is_server_name(server):
-            raise Refused(f"server name: the server named by the headers, {server[:120]!r}, is neither a "
-                          "host name (LDH or IDNA, labels <= 63, <= 253 characters) nor an IP address")
-        if server != source.key_server:
+        server = self._server_names.get(classification.server)
+        if server is None:
+            server = classification.server.lower()
+            if not is_server_name(server):
+                raise Refused(f"server name: the server named by the headers, {server[:120]!r}, is neither a "
+                              "host name (LDH or IDNA, labels <= 63, <= 253 characters) nor an IP address")
+            if len(self._server_names) >= CACHE_SIZE:
+                self._server_names.clear()
+            self._server_names[classification.server] = server
+        if server != key_server:
             stats.server_key_mismatches += 1
         return server
 
-    def _internal_error(self, stats: BatchStats, sources: Sequence[_Admitted], error: BaseException,
-                        now: datetime) -> None:
+    def _internal_error(self, stats: BatchStats, sources: Sequence[tuple[RawMessage, int | None]],
+                        error: BaseException, now: datetime) -> None:
         log.error("dead-lettering %d record(s) after an internal error: %s: %s", len(sources),
                   type(error).__name__, error)
-        for source in sources:
-            self.dead_letter(stats, source.message, f"internal error: {type(error).__name__}: {error}", None,
-                             source.index, now)
+        for message, index in sources:
+            self.dead_letter(stats, message, f"internal error: {type(error).__name__}: {error}", None, index, now)
 
-    @staticmethod
-    def _observation(group: _Group) -> Observation:
-        records = sorted(group.records, key=lambda r: (r.at, r.event["event_id"]))
-        evidence: list[dict[str, Any]] = []
-        previous: tuple[Any, ...] | None = None
-        for record in records:
-            c = record.classification
-            if c.status not in BUILD_BEARING:
-                continue
-            identity = (c.status, c.build, c.rule)
-            if identity == previous:
-                continue  # a run of identical evidence: its first record decides
-            previous = identity
-            evidence.append(evidence_item(c, record.at.timestamp()))
-        last = records[-1]
-        latest = {
-            "at": last.at.timestamp(), "status": last.classification.status, "rule": last.classification.rule,
-            "connector_type": last.event["connector"]["type"], "helo": last.event["client"].get("helo") or "",
-        }
-        by_day: dict[str, list[str]] = {}
-        ips: dict[str, None] = {}
-        helos: dict[str, None] = {}
-        for record in records:
-            by_day.setdefault(record.event["observed_at"][:10], []).append(record.event["event_id"])
-            client = record.event["client"]
-            ips[client["ip"]] = None
-            helo = client.get("helo")
-            if helo:
-                helos[helo] = None
-        return Observation(
-            server_key=group.server_key, tenant_id=group.tenant_id, server=group.server,
-            first_at=records[0].at.timestamp(), last_at=last.at.timestamp(), evidence=evidence, latest=latest,
-            ips=list(ips)[:64], helos=list(helos)[:64], event_ids_by_day=by_day,
-        )
-
-    def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime
-              ) -> list[tuple[_Group, Observation]]:
-        """Decode, classify and group the batch into one observation per server.
-
-        A server whose observation cannot be built is dead-lettered alone (all its records of the batch).
-        The decoded records die when the batch ends, before the cyclic collector runs again.
-        """
-        folded: list[tuple[_Group, Observation]] = []
-        for group in self._group(self._decode(messages, stats, now), stats, now).values():
+    def _observations(self, folds: Sequence[_ServerFold], stats: BatchStats, now: datetime
+                      ) -> list[tuple[_ServerFold, Observation]]:
+        """One observation per server; a server whose fold or observation failed is dead-lettered alone."""
+        folded: list[tuple[_ServerFold, Observation]] = []
+        for fold in folds:
             try:
-                folded.append((group, self._observation(group)))
+                if fold.failure is not None:
+                    raise fold.failure
+                folded.append((fold, fold.observation()))
             except Exception as error:  # a bug must cost this server's records only
-                self._internal_error(stats, [r.source for r in group.records], error, now)
+                self._internal_error(stats, fold.sources(), error, now)
         return folded
 
     # ------------------------------------------------------------------------------------ the batch
@@ -427,7 +506,7 @@ class BatchProcessor:
         now = now or datetime.now(UTC)
         stats = BatchStats()
         with cyclic_gc_paused():
-            folded = self._fold(messages, stats, now)
+            folded = self._observations(self._fold(messages, stats, now), stats, now)
         stats.servers = len(folded)
         if not folded:
             await self.output.flush()
@@ -441,7 +520,7 @@ class BatchProcessor:
         await self.commit(evaluations, stats, extra_outboxes=leftovers, progress=progress)
         return stats
 
-    def _evaluate_all(self, folded: Sequence[tuple[_Group, Observation]], states: Sequence[tuple[Any, ...]],
+    def _evaluate_all(self, folded: Sequence[tuple[_ServerFold, Observation]], states: Sequence[tuple[Any, ...]],
                       pauses: Mapping[str, PauseState], stats: BatchStats, now: datetime
                       ) -> tuple[list[tuple[dict[str, str], Evaluation]], list[str]]:
         """Each server's verdict at its latest event time; a server whose evaluation fails is dead-lettered alone.
@@ -451,7 +530,7 @@ class BatchProcessor:
         policy = self.policies.current.enforcement
         evaluations = []
         leftovers = []
-        for (group, obs), (fields, ips, outbox_length) in zip(folded, states, strict=True):
+        for (fold, obs), (fields, ips, outbox_length) in zip(folded, states, strict=True):
             if outbox_length:
                 leftovers.append(self.store.keys.server_outbox(obs.server_key))
             try:
@@ -459,7 +538,7 @@ class BatchProcessor:
                 pause = pauses.get(obs.tenant_id, PauseState())
                 evaluation = evaluate(state, policy, pause, datetime.fromtimestamp(obs.last_at, UTC))
             except Exception as error:  # a bug must cost this server's records only
-                self._internal_error(stats, [r.source for r in group.records], error, now)
+                self._internal_error(stats, fold.sources(), error, now)
                 continue
             evaluations.append((fields, evaluation))
         return evaluations, leftovers

@@ -1,4 +1,4 @@
--- observe.lua, version 2: fold one batch (or one part of a batch) of one server's classified
+-- observe.lua, version 3: fold one batch (or one part of a batch) of one server's classified
 -- messages into its state.
 -- Idempotent: replaying the same batch (Kafka redelivery) changes nothing, and so does replaying it
 -- after only its first parts were applied (a crash between parts): HLL adds ignore repeats, first
@@ -22,7 +22,8 @@
 -- ARGV[9] JSON array of client IPs    ARGV[10] JSON array of HELO names
 -- ARGV[11] JSON array of the hash fields to return (the caller's needs; the whole hash is large)
 -- ARGV[12] the most values passed to one unpack() (and the most ids/evidence items per call)
--- ARGV[13..] for each HLL key: the number n of event ids, then the n ids
+-- ARGV[13..] for each HLL key, a JSON array of its event ids (one argument, not one per id: packing
+--          thousands of arguments a batch cost the worker more than everything Redis does with them)
 --
 -- Hash fields: tenant_id, server, first_seen, last_seen (epoch seconds); evidence_at plus the
 -- evidence fields (status, rule, product, build, build_long, release_name, recommended, hop,
@@ -94,14 +95,10 @@ add_capped(KEYS[3], cjson.decode(ARGV[10]))
 
 local ttl = tonumber(ARGV[8])
 local unpack_max = tonumber(ARGV[12])
-local index = 13
 for k = 5, #KEYS do
-  local last = index + tonumber(ARGV[index])
-  index = index + 1
-  while index <= last do
-    local upto = math.min(last, index + unpack_max - 1)
-    redis.call('PFADD', KEYS[k], unpack(ARGV, index, upto))
-    index = upto + 1
+  local ids = cjson.decode(ARGV[8 + k])
+  for first = 1, #ids, unpack_max do
+    redis.call('PFADD', KEYS[k], unpack(ids, first, math.min(#ids, first + unpack_max - 1)))
   end
   redis.call('EXPIRE', KEYS[k], ttl)
 end
