@@ -314,13 +314,25 @@ def _default_judge() -> _Judge:
     return _JUDGES.get(default_catalog(), default_policy())
 
 
+def _judge_for(catalog: Catalog | None, policy: ClassificationPolicy | None) -> _Judge:
+    """The judge of a (catalog, policy) pair, ``None`` meaning the packaged one. The packaged pair
+    always gets :func:`_default_judge`'s, also when named explicitly: a second judge for it (once
+    the bounded cache of judges has dropped the first) would keep a second hop cache."""
+    if catalog is None and policy is None:
+        return _default_judge()
+    catalog = catalog if catalog is not None else default_catalog()
+    policy = policy if policy is not None else default_policy()
+    if catalog is default_catalog() and policy is default_policy():
+        return _default_judge()
+    return _JUDGES.get(catalog, policy)
+
+
 def hop_cache_for(
     catalog: Catalog | None = None, policy: ClassificationPolicy | None = None
 ) -> HopCache[Classification]:
     """The cache of classifications by topmost hop that :func:`classify` keeps for this (catalog,
     policy) pair (the packaged ones by default): its ``stats()`` give the hit rate."""
-    return _JUDGES.get(catalog if catalog is not None else default_catalog(),
-                       policy if policy is not None else default_policy()).hops
+    return _judge_for(catalog, policy).hops
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -410,11 +422,7 @@ def classify(
     ``cached``: look the topmost hop up in (and add it to) the pair's :class:`HopCache` first; the
     result is the same either way (see :func:`_classify`), only the time it takes differs.
     """
-    if catalog is None and policy is None:
-        judge = _default_judge()
-    else:
-        judge = _JUDGES.get(catalog if catalog is not None else default_catalog(),
-                            policy if policy is not None else default_policy())
+    judge = _default_judge() if catalog is None and policy is None else _judge_for(catalog, policy)
     day = at.date() if type(at) is datetime and at.tzinfo is UTC else _utc_day(at)  # the usual case first
     try:
         return _classify(headers, connection, day, judge, products, cached)
