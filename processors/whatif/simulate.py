@@ -45,30 +45,28 @@ import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from edge.verdicts import BadVerdict, VerdictIndex, compile_verdict, message_decision
-from processors.classify import Classification, Connection, classify, server_key
-from processors.classify.received import stamp_cache_key
-from processors.contracts import ContractError
+from processors.classify import Classification, Connection, server_key
+from processors.contracts import ContractError, contracts
 from processors.enforcement.pauses import PauseState
 from processors.events.command import parse_command
-from processors.events.metadata import encode_batch, record_parser
+from processors.events.metadata import record_parser
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
 from processors.state.model import Observation, ObservedState
 from processors.whatif.model import Prediction, answer_of
 from processors.whatif.sources import Item, Skip
-from processors.worker.inprocess import InProcessWorker, RawMessage, is_host_name
+from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage
 
 WINDOW_MAX = 2000  # records per batch
 ENVELOPE_MAX = 1000  # records per envelope (the contract's maxItems)
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
-CACHE_SIZE = 50_000  # classifications kept (per topmost hop and day)
 
 
 class _StreamingStore(MemoryStateStore):
@@ -92,6 +90,7 @@ class _Entry:
     record: Any
     at: datetime
     server_key: str  # the server its headers name: what the worker keeps state and verdicts under
+    classification: Classification  # the worker's own, handed back to it with the record
     answer: int  # index in model.ANSWERS
     serial: int  # the record's position in the input
 
@@ -145,7 +144,6 @@ class Simulation:
         self._scope = snapshot.enforcement.enforced_connector_types
         self.index = VerdictIndex()
         self.index.caught_up = True  # the simulated edge has read every verdict issued so far
-        self._cache: dict[tuple[str, int], Classification] = {}
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self._window: list[_Entry] = []
         self._changers: set[str] = set()
@@ -197,7 +195,7 @@ class Simulation:
         decision = message_decision(self.index, key, at_s, in_scope=record["connector"]["type"] in self._scope,
                                     status=c.status)
         answer = answer_of(decision.action, decision.shadow_reply)
-        self._window.append(_Entry(item.where, item.key or key, record, at, key, answer, serial))
+        self._window.append(_Entry(item.where, item.key or key, record, at, key, c, answer, serial))
         result = self.prediction.server(key)
         result.seen(c.product, c.version or c.build)
         prediction = self.prediction
@@ -209,24 +207,14 @@ class Simulation:
             self._on_record(prediction.records)
 
     def _classified(self, record: Any, at: datetime, tenant: str) -> tuple[Classification, str]:
-        """The pure classifier's answer for the record, cached as the worker caches it (per topmost
-        hop without its date, and day), and the server key it names within ``tenant``."""
-        headers = record["headers"]
-        top = next((value for name, value in headers if name.lower() == "received"), None)
-        cache_key = (stamp_cache_key(top), at.toordinal()) if top is not None else None
-        c = self._cache.get(cache_key) if cache_key is not None else None
+        """The worker's own classification of the record (its classifier and cache, after admission
+        drops an unusable HELO), handed back to it with the record so that it is classified once;
+        and the server key it names within ``tenant``."""
+        c = self.worker.classify(record, at)
+        if c.server:
+            return c, f"{tenant}/{c.server.lower()}"
         client = record["client"]
-        helo = client.get("helo")
-        connection = Connection(ip=client["ip"], helo=helo if helo is not None and is_host_name(helo) else None)
-        if c is None:
-            snapshot = self._snapshot
-            c = classify(headers, connection, at, catalog=snapshot.catalog, policy=snapshot.classification,
-                         products=snapshot.products)
-            if cache_key is not None and c.server_source == "by":
-                if len(self._cache) >= CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[cache_key] = c
-        return c, server_key(tenant, c, connection)
+        return c, server_key(tenant, c, Connection(ip=client["ip"], helo=client.get("helo")))
 
     # --------------------------------------------------------------------------- time and batches
 
@@ -255,20 +243,29 @@ class Simulation:
         for entry in self._window:
             by_key.setdefault(entry.key, []).append(entry)
         messages = []
+        topic = self.settings.topic_metadata
         for key, entries in by_key.items():
             for start in range(0, len(entries), ENVELOPE_MAX):
                 chunk = entries[start:start + ENVELOPE_MAX]
                 self._offset += 1
                 self._envelopes[self._offset] = chunk
-                messages.append(RawMessage(self.settings.topic_metadata, 0, self._offset, key.encode(),
-                                           encode_batch(key, [e.record for e in chunk])))
-        await self.worker.process(messages)
+                messages.append(CheckedMessage(
+                    message=RawMessage(topic, 0, self._offset, key.encode(), None), batch=True,
+                    records=[e.record for e in chunk], times=[e.at for e in chunk],
+                    classifications=[e.classification for e in chunk]))
+        await self.worker.process_checked(messages)
         self.store.prune()
         refused = self._settle_dead(self._envelopes, None)
+        days: dict[date, str] = {}
+        servers = self.prediction.servers
         for entry in self._window:
             answered = id(entry) not in refused
             if answered:
-                self.prediction.servers[entry.server_key].count(entry.at.strftime("%Y-%m-%d"), entry.answer)
+                day = entry.at.date()
+                text = days.get(day)
+                if text is None:
+                    text = days[day] = entry.at.strftime("%Y-%m-%d")
+                servers[entry.server_key].count(text, entry.answer)
             if self._on_answer is not None:
                 self._on_answer(entry.serial, entry.server_key, entry.answer if answered else None)
         self._window.clear()
@@ -336,15 +333,16 @@ def ordered_records(items: Iterable[Item | Skip], prediction: Prediction) -> Ite
 
 
 def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[tuple[datetime, str, int, Item, Any]]:
-    parse = record_parser()
+    parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
     start = prediction.enforce_from
     serial = 0
     for item in items:
         if isinstance(item, Skip):
             prediction.skip(item.where, item.reason)
             continue
-        try:
-            record, at = parse(item.record)
+        try:  # the compiled check says "valid" at once; a record it does not pass gets the exact one
+            record, at = (item.record, from_iso(item.record["observed_at"])) if valid(item.record) \
+                else parse(item.record)
         except ContractError as error:
             prediction.skip(item.where, f"contract: {error.path}: {error.reason}")
             continue

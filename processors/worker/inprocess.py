@@ -24,11 +24,13 @@ from processors.settings import Settings
 from processors.state.protocol import Store
 from processors.worker.admission import is_host_name
 from processors.worker.policies import PolicySnapshot, PolicySource
-from processors.worker.processing import BatchStats, RawMessage
+from processors.classify import Classification
+from processors.events.metadata import MetadataRecord
+from processors.worker.processing import BatchStats, CheckedMessage, RawMessage
 from processors.worker.runtime import WorkerRuntime
 
 __all__ = [
-    "BatchStats", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "is_host_name",
+    "BatchStats", "CheckedMessage", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "is_host_name",
     "load_policy_snapshot",
 ]
 #: ``is_host_name``: the worker's rule for a usable HELO name (one that is not is dropped before classifying)
@@ -92,6 +94,18 @@ class InProcessWorker:
     async def process(self, messages: Sequence[RawMessage]) -> BatchStats:
         """One batch of metadata messages, processed and published as the worker does."""
         return await self.runtime.process_batch(messages)
+
+    def classify(self, record: MetadataRecord, at: datetime) -> Classification:
+        """A contract-checked record (event time ``at``) classified as the worker's batch would
+        classify it, admission's dropping of an unusable HELO/PTR included (done on ``record``):
+        hand it back in a :class:`CheckedMessage` and the record is classified once."""
+        return self.runtime.processor.classify(record, at)
+
+    async def process_checked(self, messages: Sequence[CheckedMessage]) -> BatchStats:
+        """:meth:`process` for records already decoded, checked against their contract and classified
+        (:meth:`classify`): the worker's admission, folding, state, verdicts and publishing, without
+        the records being encoded and decoded again."""
+        return await self.runtime.process_checked_batch(messages)
 
     async def command(self, message: RawMessage) -> PauseOutcome | None:
         """One operator command (``patchgate.command/1``); a rejected one is dead-lettered."""

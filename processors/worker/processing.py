@@ -229,6 +229,31 @@ class _ServerFold:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedMessage:
+    """A metadata message whose records the caller decoded and checked against their contract, with
+    each record's event time and its classification by :meth:`BatchProcessor.classify`
+    (:meth:`BatchProcessor.process_checked`). ``message`` is where they came from (its key and
+    topic are the authority; its value may be None: it is only quoted in dead letters)."""
+
+    message: RawMessage
+    records: Sequence[MetadataRecord]
+    times: Sequence[datetime]
+    classifications: Sequence[Classification]
+    batch: bool  # an envelope: a record is dead-lettered with its index
+
+
+def drop_unusable_names(client: dict[str, Any], stats: BatchStats | None) -> None:
+    """Admission's rule for context names: a HELO or PTR that is no host name is dropped (set to
+    None, counted in ``stats``), the record kept."""
+    for name in ("helo", "ptr"):
+        value = client.get(name)
+        if value is not None and not is_host_name(value):
+            client[name] = None  # context only: keep the record, drop the unusable name
+            if stats is not None:
+                stats.context_dropped[name] = stats.context_dropped.get(name, 0) + 1
+
+
 _NOT_DETECTED = frozenset({"current", *VULNERABLE_STATUSES})
 
 
@@ -338,15 +363,18 @@ class BatchProcessor:
             return None
         return authority, items, batch, (self._batch_valid if batch else self._record_valid)(document)
 
+    def _check_cache_version(self) -> None:
+        if self._cache_version != self.policies.current.version:
+            self._cache.clear()
+            self._cache_version = self.policies.current.version
+
     def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_ServerFold]:
         """Decode, check, classify and fold the batch, message by message, into one fold per server.
 
         A record that fails its contract, admission, classification or grouping is dead-lettered
         alone; a server whose fold fails, with all its records of the batch.
         """
-        if self._cache_version != self.policies.current.version:
-            self._cache.clear()
-            self._cache_version = self.policies.current.version
+        self._check_cache_version()
         folds: dict[str, _ServerFold] = {}
         for message in messages:
             opened = self._open(message, stats, now)
@@ -357,10 +385,14 @@ class BatchProcessor:
         stats.records += sum(len(fold.messages) for fold in folds.values())
         return list(folds.values())
 
-    def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: list[Any], batch: bool,
-                    authority: _Authority, checked: bool, stats: BatchStats, now: datetime) -> None:
+    def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: Sequence[Any], batch: bool,
+                    authority: _Authority, checked: bool, stats: BatchStats, now: datetime,
+                    times: Sequence[datetime] | None = None,
+                    classified: Sequence[Classification] | None = None) -> None:
         """Each record of one message checked (unless ``checked``: the fast check passed them all),
-        admitted, classified and folded into its server, or dead-lettered alone.
+        admitted, classified and folded into its server, or dead-lettered alone. ``times`` and
+        ``classified`` (a :class:`CheckedMessage`'s): each record's event time and classification,
+        already known.
 
         The hot loop (it runs once per record): lookups are hoisted, and consecutive records of one
         server (an envelope's, usually) reuse its fold without building its key again.
@@ -371,9 +403,12 @@ class BatchProcessor:
         for position, item in enumerate(items):
             index = position if batch else None
             try:
-                record, at = (item, from_iso(item["observed_at"])) if checked else parse(item)
+                if not checked:
+                    record, at = parse(item)
+                else:
+                    record, at = item, (from_iso(item["observed_at"]) if times is None else times[position])
                 admit(record, at, authority, stats)
-                classification = classify_one(record, at)
+                classification = classify_one(record, at) if classified is None else classified[position]
                 server = server_of(classification, authority.server, stats)
             except Exception as error:  # a bug too must cost this record only, never its neighbours
                 self._refuse(stats, message, index, error, now)
@@ -417,13 +452,17 @@ class BatchProcessor:
         client = event["client"]
         check_ip(client["ip"])
         check_event_time(at, authority.latest)
-        for name in ("helo", "ptr"):
-            value = client.get(name)
-            if value is not None and not is_host_name(value):
-                client[name] = None  # context only: keep the record, drop the unusable name
-                stats.context_dropped[name] = stats.context_dropped.get(name, 0) + 1
+        drop_unusable_names(client, stats)
 
     # ------------------------------------------------------------------------------ classification
+
+    def classify(self, event: MetadataRecord, at: datetime) -> Classification:
+        """A contract-checked record classified as a batch classifies it (after admission's
+        :func:`drop_unusable_names`, done here on ``event``), with the same cache: for a caller that
+        hands the result back in a :class:`CheckedMessage`."""
+        self._check_cache_version()
+        drop_unusable_names(event["client"], None)
+        return self._classify(event, at)
 
     def _classify(self, event: MetadataRecord, at: datetime) -> Classification:
         """Classify one record; the result is shared by every record with the same topmost hop that day.
@@ -507,6 +546,34 @@ class BatchProcessor:
         stats = BatchStats()
         with cyclic_gc_paused():
             folded = self._observations(self._fold(messages, stats, now), stats, now)
+        return await self._settle(folded, stats, now, progress)
+
+    async def process_checked(self, messages: Sequence[CheckedMessage], now: datetime | None = None,
+                              progress: Mapping[str, int | str] | None = None) -> BatchStats:
+        """:meth:`process` for messages the caller decoded, checked against their contract and
+        classified (with :meth:`classify`): admission, folding, state, verdicts and publishing as
+        for any batch, without decoding, checking or classifying a record again."""
+        now = now or datetime.now(UTC)
+        stats = BatchStats()
+        self._check_cache_version()
+        with cyclic_gc_paused():
+            folds: dict[str, _ServerFold] = {}
+            for checked in messages:
+                stats.messages += 1
+                try:
+                    authority = self._authority(checked.message)
+                except Refused as refusal:
+                    self.dead_letter(stats, checked.message, str(refusal), refusal.path, None, now)
+                    continue
+                self._fold_items(folds, checked.message, checked.records, checked.batch, authority, True, stats,
+                                 now, checked.times, checked.classifications)
+            stats.records += sum(len(fold.messages) for fold in folds.values())
+            folded = self._observations(list(folds.values()), stats, now)
+        return await self._settle(folded, stats, now, progress)
+
+    async def _settle(self, folded: list[tuple[_ServerFold, Observation]], stats: BatchStats, now: datetime,
+                      progress: Mapping[str, int | str] | None) -> BatchStats:
+        """Steps 3-5 of a batch: fold the observations into the store, evaluate, commit, publish."""
         stats.servers = len(folded)
         if not folded:
             await self.output.flush()

@@ -47,7 +47,14 @@ from processors.state.model import TIMER_BATCH, CommandState, LeaseState, Observ
 from processors.state.protocol import Store
 from processors.worker.clock import Clock
 from processors.worker.policies import PolicySource
-from processors.worker.processing import BUILD_BEARING, BatchProcessor, BatchStats, RawMessage, evidence_item
+from processors.worker.processing import (
+    BUILD_BEARING,
+    BatchProcessor,
+    BatchStats,
+    CheckedMessage,
+    RawMessage,
+    evidence_item,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,6 +131,20 @@ class WorkerRuntime:
         stats = await self.retry(lambda: self.processor.process(messages, progress=marks),
                                  "processing a metadata batch")
         record_batch_metrics(messages, stats)
+        self.processor.record_admission_metrics(stats)
+        for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
+        return stats
+
+    async def process_checked_batch(self, messages: Sequence[CheckedMessage]) -> BatchStats:
+        """:meth:`process_batch` for records already decoded, checked and classified (in process)."""
+        await self.ready.wait()
+        self.policies.maybe_reload()
+        raw = [checked.message for checked in messages]
+        marks = self._progress_marks(raw)
+        stats = await self.retry(lambda: self.processor.process_checked(messages, progress=marks),
+                                 "processing a metadata batch")
+        record_batch_metrics(raw, stats)
         self.processor.record_admission_metrics(stats)
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
