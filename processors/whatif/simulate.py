@@ -321,15 +321,30 @@ def ordered_records(items: Iterable[Item | Skip], prediction: Prediction) -> Ite
     """Records that pass their contract, in event-time order (ties by ``event_id``), restored within
     a window of :data:`REORDER` records; one that comes later than that is skipped and listed (never
     silently dropped or misplaced), as is every unreadable line and every record refused by its
-    contract. Records before ``prediction.enforce_from`` are counted and left out."""
-    heap: list[tuple[datetime, str, int, Item, Any]] = []
+    contract. Records before ``prediction.enforce_from`` are counted and left out.
+
+    A held record waits as its JSON, not as decoded objects: tens of thousands of live dicts that
+    each survive into the oldest generation would make every pass of the cyclic collector scan them.
+    """
+    heap: list[_Waiting] = []
     last: tuple[datetime, str] | None = None
     for at, event_id, serial, item, record in _checked(items, prediction):
-        heapq.heappush(heap, (at, event_id, serial, item, record))
+        heapq.heappush(heap, (at, event_id, serial, item.where, item.key, _packed(record)))
         if len(heap) > REORDER:
             last = yield from _release(heapq.heappop(heap), last, prediction)
     while heap:
         last = yield from _release(heapq.heappop(heap), last, prediction)
+
+
+_Waiting = tuple[datetime, str, int, str, str | None, Any]  # (time, event id, serial, where, key, record)
+
+
+def _packed(record: Any) -> Any:
+    """A checked record as the bytes that decode to it again (the record itself if it has no such bytes)."""
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        return record
 
 
 def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[tuple[datetime, str, int, Item, Any]]:
@@ -353,12 +368,13 @@ def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[t
         yield at, record["event_id"], serial, item, record
 
 
-def _release(held: tuple[datetime, str, int, Item, Any], last: tuple[datetime, str] | None,
+def _release(held: _Waiting, last: tuple[datetime, str] | None,
              prediction: Prediction) -> Generator[Held, None, tuple[datetime, str] | None]:
-    at, event_id, serial, item, record = held
+    at, event_id, serial, where, key, packed = held
     if last is not None and at < last[0]:  # at one instant, a smaller event_id late is only a tie broken late
-        prediction.skip(item.where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
+        prediction.skip(where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
                         f"records after later ones (from {last[0].isoformat()}); sort the input by observed_at")
         return last
-    yield at, item, record, serial
+    record = orjson.loads(packed) if type(packed) is bytes else packed
+    yield at, Item(where, key, record), record, serial
     return max(last, (at, event_id)) if last is not None else (at, event_id)
