@@ -9,7 +9,10 @@ def rfc3339(at: datetime | None) -> str | None:
     """``at`` in UTC to the second (``2026-11-28T09:15:02Z``); None stays None."""
     if at is None:
         return None
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = at.astimezone(UTC)
+    if utc.year < 1000:  # strftime's %Y does not pad the year: keep its text there
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.replace(microsecond=0, tzinfo=None).isoformat() + "Z"  # the same text, half strftime's time
 
 
 def rfc3339_millis(at: datetime) -> str:

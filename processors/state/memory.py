@@ -66,11 +66,14 @@ class MemoryStateStore:
     """Patchgate's state in dictionaries keyed like Redis: hashes, sets, lists, sorted sets, strings."""
 
     def __init__(self, keys: KeySchema | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 *, prune_every: int = 1) -> None:
+                 *, prune_every: int = 1, keep_message_ids: bool = True) -> None:
         """``prune_every``: drop emptied containers after every operation (1, as Redis does) or only
         every n-th; a reader cannot tell (an empty container reads as absent), so a tool folding
-        millions of records can spare the scan over every key."""
+        millions of records can spare the scan over every key. ``keep_message_ids=False``: the
+        per-day message-id sets (the report's counts only; nothing a verdict depends on) are not
+        kept, so memory does not grow with every record folded in."""
         self.keys = keys or KeySchema()
+        self._keep_message_ids = keep_message_ids
         self._prune_every = max(1, prune_every)
         self._operations = 0
         self.hashes: dict[str, dict[str, str]] = {}
@@ -150,8 +153,9 @@ class MemoryStateStore:
         self._fold_latest(state, orjson.loads(orjson.dumps(obs.latest)))
         self._add_capped(keys.server_ips(obs.server_key), obs.ips[:SET_CAP])
         self._add_capped(keys.server_helos(obs.server_key), obs.helos[:SET_CAP])
-        for day, ids in obs.event_ids_by_day.items():
-            self._set(keys.server_day_hll(obs.server_key, day)).update(ids)
+        if self._keep_message_ids:
+            for day, ids in obs.event_ids_by_day.items():
+                self._set(keys.server_day_hll(obs.server_key, day)).update(ids)
         return ({name: state[name] for name in STATE_FIELDS if name in state},
                 sorted(self.sets.get(keys.server_ips(obs.server_key), ())),
                 len(self.lists.get(keys.server_outbox(obs.server_key), ())))

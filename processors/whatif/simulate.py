@@ -44,7 +44,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,10 @@ import orjson
 from edge.verdicts import BadVerdict, VerdictIndex, compile_verdict, message_decision
 from processors.classify import Classification, Connection, server_key
 from processors.contracts import ContractError, contracts
-from processors.enforcement.pauses import PauseState
 from processors.events.command import parse_command
 from processors.events.metadata import record_parser
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
-from processors.state.model import Observation, ObservedState
 from processors.whatif.model import Prediction, answer_of
 from processors.whatif.sources import Item, Skip
 from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage
@@ -76,11 +74,7 @@ class _StreamingStore(MemoryStateStore):
     the scan over every key would cost more than the rest of the simulation."""
 
     def __init__(self) -> None:
-        super().__init__(prune_every=1_000_000_000)
-
-    async def observe(self, observations: Sequence[Observation], tenants: Iterable[str]
-                      ) -> tuple[list[ObservedState], dict[str, PauseState]]:
-        return await super().observe([replace(o, event_ids_by_day={}) for o in observations], tenants)
+        super().__init__(prune_every=1_000_000_000, keep_message_ids=False)
 
 
 @dataclass(slots=True)

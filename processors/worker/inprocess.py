@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from processors.classify import Classification
 from processors.enforcement.pauses import PauseOutcome
+from processors.events.metadata import MetadataRecord
 from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.protocol import Store
 from processors.worker.admission import is_host_name
 from processors.worker.policies import PolicySnapshot, PolicySource
-from processors.classify import Classification
-from processors.events.metadata import MetadataRecord
 from processors.worker.processing import BatchStats, CheckedMessage, RawMessage
 from processors.worker.runtime import WorkerRuntime
 
