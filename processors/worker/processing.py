@@ -61,6 +61,7 @@ from processors.enforcement.verdicts import Evaluation, ServerState, evaluate
 from processors.events.deadletter import dead_letter
 from processors.events.metadata import (
     BadEnvelope,
+    Client,
     MetadataRecord,
     metadata_items,
     record_parser,
@@ -243,13 +244,13 @@ class CheckedMessage:
     batch: bool  # an envelope: a record is dead-lettered with its index
 
 
-def drop_unusable_names(client: dict[str, Any], stats: BatchStats | None) -> None:
+def drop_unusable_names(client: Client, stats: BatchStats | None) -> None:
     """Admission's rule for context names: a HELO or PTR that is no host name is dropped (set to
     None, counted in ``stats``), the record kept."""
     for name in ("helo", "ptr"):
         value = client.get(name)
         if value is not None and not is_host_name(value):
-            client[name] = None  # context only: keep the record, drop the unusable name
+            client[name] = None  # type: ignore[literal-required]  # context only: keep the record, drop the name
             if stats is not None:
                 stats.context_dropped[name] = stats.context_dropped.get(name, 0) + 1
 
