@@ -130,11 +130,7 @@ class WorkerRuntime:
         marks = self._progress_marks(messages)
         stats = await self.retry(lambda: self.processor.process(messages, progress=marks),
                                  "processing a metadata batch")
-        record_batch_metrics(messages, stats)
-        self.processor.record_admission_metrics(stats)
-        for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
-        return stats
+        return self._account(messages, stats)
 
     async def process_checked_batch(self, messages: Sequence[CheckedMessage]) -> BatchStats:
         """:meth:`process_batch` for records already decoded, checked and classified (in process)."""
@@ -144,7 +140,11 @@ class WorkerRuntime:
         marks = self._progress_marks(raw)
         stats = await self.retry(lambda: self.processor.process_checked(messages, progress=marks),
                                  "processing a metadata batch")
-        record_batch_metrics(raw, stats)
+        return self._account(raw, stats)
+
+    def _account(self, messages: Sequence[RawMessage], stats: BatchStats) -> BatchStats:
+        """Metrics and running totals of a processed batch."""
+        record_batch_metrics(messages, stats)
         self.processor.record_admission_metrics(stats)
         for name in ("messages", "records", "dead_letters", "servers", "verdicts", "notifications"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
