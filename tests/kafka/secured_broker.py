@@ -103,3 +103,17 @@ def assert_pause_command_goes_through(broker: SecuredListenerBroker, client_file
     assert done.returncode == 0, done.stderr.decode()
     records = read_topic(KafkaConfig(broker.bootstrap), topic)
     assert [(key, value["action"], value["days"]) for key, value in records] == [(b"contoso", "pause_create", 3)]
+
+
+def worker_refused_at_start(client_file: Path, redis_url: str, within_s: float = 60) -> str:
+    """Run ``patchgate worker`` with ``client_file``; assert it ends with exit 2 within ``within_s``
+    (refused at once, not after retrying until a timeout) and without a traceback; its stderr."""
+    env = {"PATCHGATE_KAFKA_CONFIG": str(client_file), "PATCHGATE_REDIS_URL": redis_url, "PATCHGATE_WEB_PORT": "0",
+           "PATCHGATE_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}
+    began = time.monotonic()
+    done = subprocess.run([*patchgate_executable(), "worker"], env=env, capture_output=True, timeout=120, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert time.monotonic() - began < within_s
+    assert "Traceback" not in stderr
+    return stderr

@@ -12,7 +12,6 @@ token when the broker ends the expired sessions and keeps working.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.kafka.secured_broker import (
     assert_metadata_becomes_a_verdict_at_the_edge,
     assert_pause_command_goes_through,
     edge_refused_at_start,
+    worker_refused_at_start,
 )
 from tests.kafka.tls import TlsFiles, make_tls_files
 from tests.services import started
@@ -122,13 +122,7 @@ def test_pause_command_from_the_cli_through_oauthbearer(
 def test_a_wrong_client_secret_ends_the_worker_at_start_naming_the_token_endpoint(
         broker: SecuredListenerBroker, provider: OidcProvider, tmp_path: Path, redis_url: str) -> None:
     worker_file = properties_file(tmp_path / "worker.properties", broker, provider, "patchgate-worker", WRONG_SECRET)
-    env = {"PATCHGATE_KAFKA_CONFIG": str(worker_file), "PATCHGATE_REDIS_URL": redis_url, "PATCHGATE_WEB_PORT": "0",
-           "PATCHGATE_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}
-    began = time.monotonic()
-    done = subprocess.run([*patchgate_executable(), "worker"], env=env, capture_output=True, timeout=120, check=False)
-    stderr = done.stderr.decode()
-    assert done.returncode == 2, stderr
-    assert time.monotonic() - began < 30
+    stderr = worker_refused_at_start(worker_file, redis_url, within_s=30)
     assert stderr == (f"patchgate worker: OIDC token endpoint {provider.token_url} refused client id "
                       f"'patchgate-worker': HTTP 401 invalid_client (client authentication failed) "
                       f"(configuration {worker_file})\n")
