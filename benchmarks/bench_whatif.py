@@ -36,7 +36,7 @@ import orjson
 from benchmarks.results import Results
 from benchmarks.run_scope import run_benchmark
 from processors.classify import Connection, classify, default_catalog, default_policy, default_products
-from processors.whatif.simulate import Simulation, ordered_records
+from processors.whatif.simulate import Simulation
 from processors.whatif.sources import message_records
 
 T0 = datetime(2026, 10, 5, tzinfo=UTC)
@@ -108,11 +108,8 @@ def classify_rate(lines: list[bytes]) -> float:
 
 def whatif_rate(lines: list[bytes]) -> float:
     async def run() -> None:
-        simulation = Simulation()
         items = (item for n, line in enumerate(lines) for item in message_records(f"line {n}", None, line))
-        for held in ordered_records(items, simulation.prediction):
-            await simulation.record(held)
-        prediction = await simulation.finish()
+        prediction = await Simulation().run(items)
         assert prediction.records == len(lines) and prediction.skipped == 0, prediction.skips[:3]
 
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -174,24 +174,18 @@ def _command_lines(path: Path | None) -> list[tuple[str, bytes]]:
 
 async def _simulate(open_source: Callable[[Any], Iterable[Any]], commands: list[tuple[str, bytes]],
                     args: argparse.Namespace, enforce_from: datetime | None) -> Any:
-    from processors.whatif.simulate import Simulation, ordered_records, parse_commands
+    from processors.whatif.simulate import Simulation, parse_commands
     from processors.whatif.sources import Progress
 
     progress = Progress()
     bar = ProgressBar(progress, sys.stderr.isatty())
     simulation = Simulation(policy_file=args.policy, catalog_file=args.catalog, products_dir=args.products_dir,
                             enforce_from=enforce_from, on_record=bar)
-    simulation.start(parse_commands(commands, simulation.settings.topic_commands, simulation.prediction))
     try:
-        for held in ordered_records(_iterate(open_source(progress)), simulation.prediction):
-            await simulation.record(held)
-        return await simulation.finish()
+        return await simulation.run(open_source(progress),
+                                    parse_commands(commands, simulation.settings.topic_commands, simulation.prediction))
     finally:
         bar.close()
-
-
-def _iterate(items: Iterable[Any]) -> Iterator[Any]:
-    yield from items
 
 
 def _write(text: str | bytes, output: Path | None) -> None:

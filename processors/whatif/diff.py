@@ -70,7 +70,7 @@ async def compare(open_source: Callable[[Progress], Iterable[Any]], commands: li
                   new: Path | None, current: Path | None, catalog: Path | None = None,
                   products_dir: Path | None = None, enforce_from: datetime | None = None) -> Comparison:
     """Simulate the input under ``current`` and ``new`` (policy files; None: the packaged one)."""
-    from processors.whatif.simulate import Simulation, ordered_records, parse_commands
+    from processors.whatif.simulate import Simulation, parse_commands, simulate
 
     sims = []
     comparison = Comparison(Prediction(), Prediction())
@@ -80,10 +80,7 @@ async def compare(open_source: Callable[[Progress], Iterable[Any]], commands: li
                                enforce_from=enforce_from, on_answer=pairs.side(which)))
     for sim in sims:
         sim.start(parse_commands(commands, sim.settings.topic_commands, sim.prediction))
-    for held in ordered_records(open_source(Progress()), sims[1].prediction):
-        for sim in sims:
-            await sim.record(held)
-    comparison.current, comparison.new = [await sim.finish() for sim in sims]
+    comparison.current, comparison.new = await simulate(open_source(Progress()), sims)
     return comparison
 
 

@@ -29,13 +29,18 @@ The model of time (what the equivalence tests hold the real worker and edge to):
 - ``--enforce-from``: patchgate starts then; earlier records and commands are not simulated
   (counted as such), so detection clocks start at the first record from that instant on.
 
-Batching without changing any answer: a batch (window) never spans a due item, a command or
-00:00 UTC, and holds at most one record per server that may change the server's state (its first,
-or one whose classification or connector type differs from the server's previous record): any
-record of that server after it starts a new batch. All other records fold into the state without
-changing a verdict (same evidence, stage already moved by the timer), so answering every record of
-a batch with the verdicts in force before the batch gives each message exactly what one record at
-a time would (a property test checks this against one-record batches).
+Only what can change a verdict goes through the worker. A record whose classification and
+connector type equal its server's previous record's (a *repeat*, most of any recording) cannot
+change that server's verdict: the worker would fold it into counters, sets and last-seen times,
+none of which a verdict's fingerprint, its stage clock or the edge's answer depends on; every
+change in time (a stage starting, a notice, a pause ending) is the timer's due work, run at its
+own time. So a repeat is admitted and classified by the worker's own code (a record it would
+refuse is a listed skip), answered by the edge decision and counted, and is not folded in. A
+*changer* (a server's first record, or one whose classification or connector type differs) goes
+to the worker; changers of different servers wait together until the next record of one of their
+servers, a due item, a command or 00:00 UTC, and each is answered with the verdicts in force
+before it. The property test holds this against the worker fed every record, one at a time
+(answers, stage changes and pauses alike).
 """
 
 from __future__ import annotations
@@ -45,48 +50,104 @@ import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from edge.verdicts import BadVerdict, VerdictIndex, compile_verdict, message_decision
-from processors.classify import Classification, Connection, server_key
+from processors.classify import Classification
 from processors.contracts import ContractError, contracts
 from processors.events.command import parse_command
 from processors.events.metadata import record_parser
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
-from processors.whatif.model import Prediction, answer_of
+from processors.whatif.model import Prediction, ServerResult, answer_of
 from processors.whatif.sources import Item, Skip
-from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage
+from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage, Refused
 
-WINDOW_MAX = 2000  # records per batch
-ENVELOPE_MAX = 1000  # records per envelope (the contract's maxItems)
+WINDOW_MAX = 2000  # changers waiting for the worker at most
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
+DAY_S = 86_400
 
 
 class _StreamingStore(MemoryStateStore):
     """The in-memory store without per-day message ids: they serve the report's counts only, and
     would make memory grow with every record. Everything a verdict depends on is kept. Emptied
-    containers are dropped once per batch (:meth:`Simulation._flush`), not after every operation:
+    containers are dropped after each batch (:meth:`Simulation._flush`), not after every operation:
     the scan over every key would cost more than the rest of the simulation."""
 
     def __init__(self) -> None:
         super().__init__(prune_every=1_000_000_000, keep_message_ids=False)
 
 
+#: one simulation's view of a record: the worker's classification and the server key it keeps it under
+Admitted = tuple[Classification, str]
+
+
 @dataclass(slots=True)
-class _Entry:
-    where: str
-    key: str  # the server key the record was published under: the tenant's authority
-    record: Any
+class Held:
+    """A checked, admitted record waiting for its turn in event-time order."""
+
     at: datetime
-    server_key: str  # the server its headers name: what the worker keeps state and verdicts under
-    classification: Classification  # the worker's own, handed back to it with the record
-    answer: int  # index in model.ANSWERS
-    serial: int  # the record's position in the input
+    at_s: float  # ``at`` in epoch seconds
+    serial: int  # its position among the input's checked records, from 1
+    where: str
+    key: bytes | None  # the Kafka key (or envelope server key) it was published under
+    payload: bytes  # its JSON, decoded again only if it goes to the worker
+    connector: str  # its connector type
+    admitted: tuple[Admitted, ...]  # per simulation, in the order :func:`simulate` was given them
+
+
+@dataclass(slots=True)
+class _Changer:
+    held: Held
+    classification: Classification
+    server_key: str
+    answer: int
+    before: tuple[tuple[Held, Classification], ...]  # folded in first, already answered and counted
+
+
+@dataclass(slots=True)
+class _Track:
+    """Which of a server's records the worker must see (see the module's docstring).
+
+    The worker folds a record by event-time comparisons that are strict at one instant (a
+    vulnerable build at the very instant of a current one detects nothing). So a record repeats
+    its server's class only once that class took effect: its last record sent to the worker was
+    alone at its instant, or a later instant of that class was sent since. And a changer at the
+    instant of the last skipped repeat takes that repeat with it, so the worker sees the tie.
+    """
+
+    result: ServerResult
+    classification: Classification  # the class of the server's last record ...
+    connector: str  # ... and its connector type
+    last_at_s: float  # the instant of its last record
+    sent_at_s: float = -math.inf  # the instant of the class's last record sent to the worker
+    tied: bool = False  # that instant also holds a record of another class
+    skipped: tuple[Held, Classification] | None = None  # the class's last record not sent
+
+    def repeated_by(self, held: Held, c: Classification) -> bool:
+        """Whether the record may stay away from the worker (noted as skipped if so)."""
+        before = self.classification
+        same = held.connector == self.connector and (before is c or _class_of(before) == _class_of(c))
+        if not same or (self.tied and held.at_s > self.sent_at_s):
+            return False
+        self.skipped, self.last_at_s = (held, c), held.at_s
+        return True
+
+    def changed_by(self, held: Held, c: Classification) -> tuple[tuple[Held, Classification], ...]:
+        """Note a record the worker must see; returns the skipped repeat it must see first, if any."""
+        skipped = self.skipped
+        before = (skipped,) if skipped is not None and skipped[0].at_s == held.at_s else ()
+        new_class = held.connector != self.connector or not (self.classification is c or
+                                                              _class_of(self.classification) == _class_of(c))
+        self.tied = new_class and self.last_at_s == held.at_s
+        self.classification, self.connector = c, held.connector
+        self.sent_at_s = self.last_at_s = held.at_s
+        self.skipped = None
+        return before
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +182,15 @@ def parse_commands(lines: Iterable[tuple[str, bytes]], topic: str, prediction: P
     return commands
 
 
+async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> list[Prediction]:
+    """Every record of ``items`` through each simulation (one, or a policy diff's two), in event-time
+    order; unreadable, invalid, refused and late records are listed in the last one's prediction."""
+    for held in ordered_records(items, simulations):
+        for simulation, admitted in zip(simulations, held.admitted, strict=True):
+            await simulation.record(held, admitted)
+    return [await simulation.finish() for simulation in simulations]
+
+
 class Simulation:
     """One run: feed it records (and commands), get a :class:`Prediction`."""
 
@@ -133,16 +203,13 @@ class Simulation:
         self.store = _StreamingStore()
         self.worker = InProcessWorker(self.settings, self.store, self._published, policy_file=policy_file,
                                       catalog_file=catalog_file, products_dir=products_dir)
-        snapshot = self.worker.policy
-        self._snapshot = snapshot
-        self._scope = snapshot.enforcement.enforced_connector_types
+        self._scope = self.worker.policy.enforcement.enforced_connector_types
         self.index = VerdictIndex()
         self.index.caught_up = True  # the simulated edge has read every verdict issued so far
-        self._signatures: dict[str, tuple[Any, ...]] = {}
-        self._window: list[_Entry] = []
-        self._changers: set[str] = set()
-        self._limit = -math.inf  # the current window ends before this epoch second
-        self._envelopes: dict[int, list[_Entry]] = {}
+        self._tracks: dict[str, _Track] = {}  # by server key
+        self._changers: dict[str, _Changer] = {}  # waiting for the worker, by server key
+        self._limit = -math.inf  # due work and commands before this epoch second are done
+        self._days: dict[int, str] = {}  # day number -> YYYY-MM-DD
         self._offset = 0
         self._dead: list[dict[str, Any]] = []
         self._commands: deque[Command] = deque()
@@ -154,9 +221,7 @@ class Simulation:
     async def run(self, items: Iterable[Item | Skip], commands: Sequence[Command] = ()) -> Prediction:
         """Simulate everything ``items`` holds; skips are listed in the prediction."""
         self.start(commands)
-        for held in ordered_records(items, self.prediction):
-            await self.record(held)
-        return await self.finish()
+        return (await simulate(items, [self]))[0]
 
     def start(self, commands: Sequence[Command]) -> None:
         start = self.prediction.enforce_from
@@ -169,46 +234,55 @@ class Simulation:
             await self._advance(self.prediction.last_at)
         return self.prediction
 
+    def admit(self, record: Any, at: datetime, key: bytes | None) -> Admitted:
+        """The worker's admission and classification of a checked record; raises ``Refused``."""
+        classification, server = self.worker.admit(record, at, key)
+        return classification, f"{record['tenant_id']}/{server}"
+
     # -------------------------------------------------------------------------------- one record
 
-    async def record(self, held: Held) -> None:
-        """One record, in event-time order (:func:`ordered_records`)."""
-        at, item, record, serial = held
-        tenant = (item.key or record["tenant_id"]).partition("/")[0]
-        c, key = self._classified(record, at, tenant)
-        at_s = at.timestamp()
-        if self._window and (at_s >= self._limit or key in self._changers or len(self._window) >= WINDOW_MAX):
+    async def record(self, held: Held, admitted: Admitted) -> None:
+        """One record, in event-time order (:func:`simulate`), with this simulation's :meth:`admit`."""
+        c, key = admitted
+        if key in self._changers or len(self._changers) >= WINDOW_MAX:
             await self._flush()
-        if not self._window:
-            await self._advance(at)
-            self._limit = await self._next_limit(at)
-        signature = (c.status, c.rule, c.build, c.version, c.product, c.enforced, record["connector"]["type"])
-        if self._signatures.get(key) != signature:
-            self._signatures[key] = signature
-            self._changers.add(key)
-        decision = message_decision(self.index, key, at_s, in_scope=record["connector"]["type"] in self._scope,
+        if held.at_s >= self._limit:
+            await self._flush()
+            await self._advance(held.at)
+            self._limit = await self._next_limit(held.at)
+        decision = message_decision(self.index, key, held.at_s, in_scope=held.connector in self._scope,
                                     status=c.status)
         answer = answer_of(decision.action, decision.shadow_reply)
-        self._window.append(_Entry(item.where, item.key or key, record, at, key, c, answer, serial))
-        result = self.prediction.server(key)
-        result.seen(c.product, c.version or c.build)
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, held.at_s)
+            self._change(track, held, c, key, answer, ())
+        elif track.repeated_by(held, c):
+            self._count(track.result, held, answer)
+            if self._on_answer is not None:
+                self._on_answer(held.serial, key, answer)
+        else:
+            self._change(track, held, c, key, answer, track.changed_by(held, c))
         prediction = self.prediction
         prediction.records += 1
         if prediction.first_at is None:
-            prediction.first_at = at
-        prediction.last_at = at
-        if self._on_record is not None:
+            prediction.first_at = held.at
+        prediction.last_at = held.at
+        if self._on_record is not None and not prediction.records % 2048:
             self._on_record(prediction.records)
 
-    def _classified(self, record: Any, at: datetime, tenant: str) -> tuple[Classification, str]:
-        """The worker's own classification of the record (its classifier and cache, after admission
-        drops an unusable HELO), handed back to it with the record so that it is classified once;
-        and the server key it names within ``tenant``."""
-        c = self.worker.classify(record, at)
-        if c.server:
-            return c, f"{tenant}/{c.server.lower()}"
-        client = record["client"]
-        return c, server_key(tenant, c, Connection(ip=client["ip"], helo=client.get("helo")))
+    def _change(self, track: _Track, held: Held, c: Classification, key: str, answer: int,
+                before: tuple[tuple[Held, Classification], ...]) -> None:
+        """A changer waits for the worker (with ``before``, a repeat at its instant), counted once taken."""
+        track.result.seen(c.product, c.version or c.build)
+        self._changers[key] = _Changer(held, c, key, answer, before)
+
+    def _count(self, result: ServerResult, held: Held, answer: int) -> None:
+        day = int(held.at_s // DAY_S)
+        text = self._days.get(day)
+        if text is None:
+            text = self._days[day] = held.at.astimezone(UTC).strftime("%Y-%m-%d")
+        result.count(text, answer)
 
     # --------------------------------------------------------------------------- time and batches
 
@@ -219,65 +293,57 @@ class Simulation:
             await self.worker.advance(command.at)
             await self.worker.command(command.message)
             self.prediction.commands += 1
-            self._settle_dead({command.message.offset: []}, command.where)
+            self._settle_dead({}, command.where)
         await self.worker.advance(at)
 
     async def _next_limit(self, at: datetime) -> float:
-        """Where the window starting at ``at`` must end: 00:00 UTC next, the next command or due item."""
+        """Where the stretch starting at ``at`` ends: 00:00 UTC next, the next command or due item."""
         limit = datetime.combine(at.astimezone(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC).timestamp()
         if self._commands:
             limit = min(limit, self._commands[0].at.timestamp())
+        return await self._due_before(limit)
+
+    async def _due_before(self, limit: float) -> float:
         due = await self.store.due_items(limit, 1)
         return min(limit, due[0][1]) if due else limit
 
     async def _flush(self) -> None:
-        if not self._window:
+        """The waiting changers through the worker (one message each), then answered and counted."""
+        if not self._changers:
             return
-        by_key: dict[str, list[_Entry]] = {}
-        for entry in self._window:
-            by_key.setdefault(entry.key, []).append(entry)
+        changers = list(self._changers.values())
+        self._changers.clear()
+        sent: dict[int, _Changer] = {}
         messages = []
         topic = self.settings.topic_metadata
-        for key, entries in by_key.items():
-            for start in range(0, len(entries), ENVELOPE_MAX):
-                chunk = entries[start:start + ENVELOPE_MAX]
+        for changer in changers:
+            for held, c in (*changer.before, (changer.held, changer.classification)):
                 self._offset += 1
-                self._envelopes[self._offset] = chunk
+                sent[self._offset] = changer
+                key = held.key if held.key is not None else changer.server_key.encode()
                 messages.append(CheckedMessage(
-                    message=RawMessage(topic, 0, self._offset, key.encode(), None), batch=True,
-                    records=[e.record for e in chunk], times=[e.at for e in chunk],
-                    classifications=[e.classification for e in chunk]))
+                    message=RawMessage(topic, 0, self._offset, key, None), batch=False,
+                    records=[orjson.loads(held.payload)], times=[held.at], classifications=[c]))
         await self.worker.process_checked(messages)
         self.store.prune()
-        refused = self._settle_dead(self._envelopes, None)
-        days: dict[date, str] = {}
-        servers = self.prediction.servers
-        for entry in self._window:
-            answered = id(entry) not in refused
+        refused = self._settle_dead(sent, None)
+        for changer in changers:
+            answered = id(changer) not in refused
             if answered:
-                day = entry.at.date()
-                text = days.get(day)
-                if text is None:
-                    text = days[day] = entry.at.strftime("%Y-%m-%d")
-                servers[entry.server_key].count(text, entry.answer)
+                self._count(self._tracks[changer.server_key].result, changer.held, changer.answer)
             if self._on_answer is not None:
-                self._on_answer(entry.serial, entry.server_key, entry.answer if answered else None)
-        self._window.clear()
-        self._changers.clear()
-        self._envelopes.clear()
+                self._on_answer(changer.held.serial, changer.server_key, changer.answer if answered else None)
+        self._limit = await self._due_before(self._limit)  # due work the changers started
 
-    def _settle_dead(self, sent: dict[int, list[_Entry]], where: str | None) -> set[int]:
-        """Records (or commands) the worker dead-lettered become listed skips; returns their entries' ids."""
+    def _settle_dead(self, sent: dict[int, _Changer], where: str | None) -> set[int]:
+        """Records (or commands) the worker dead-lettered become listed skips; returns their changers' ids."""
         refused: set[int] = set()
         for letter in self._dead:
-            source = letter["source"]
-            entries = sent.get(source["offset"], [])
-            index = source.get("record_index")
-            hit = entries if index is None else entries[index:index + 1]
-            for entry in hit:
-                refused.add(id(entry))
-                self.prediction.skip(entry.where, f"refused by the worker: {letter['reason']}")
-                self._signatures.pop(entry.server_key, None)  # its next record is judged afresh
+            changer = sent.get(letter["source"]["offset"])
+            if changer is not None:
+                refused.add(id(changer))
+                self.prediction.skip(changer.held.where, f"refused by the worker: {letter['reason']}")
+                self._tracks.pop(changer.server_key, None)  # its next record is judged afresh
                 self.prediction.records -= 1
             if where is not None:
                 self.prediction.skip(where, f"refused by the worker: {letter['reason']}")
@@ -308,41 +374,54 @@ class Simulation:
             paused_until=datetime.fromisoformat(paused) if paused else None, shadow=verdict.shadow)
 
 
-Held = tuple[datetime, Item, Any, int]  # (event time, where from, the checked record, serial)
+def _class_of(c: Classification) -> tuple[Any, ...]:
+    """What of a classification the worker's state and verdicts depend on."""
+    return c.status, c.rule, c.build, c.version, c.product, c.enforced
 
 
-def ordered_records(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[Held]:
-    """Records that pass their contract, in event-time order (ties by ``event_id``), restored within
-    a window of :data:`REORDER` records; one that comes later than that is skipped and listed (never
-    silently dropped or misplaced), as is every unreadable line and every record refused by its
-    contract. Records before ``prediction.enforce_from`` are counted and left out.
+# ------------------------------------------------------------------------------ event-time order
 
-    A held record waits as its JSON, not as decoded objects: tens of thousands of live dicts that
-    each survive into the oldest generation would make every pass of the cyclic collector scan them.
+_Waiting = tuple[datetime, str, int, Held]  # (time, event id, serial, the record)
+
+
+def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[Held]:
+    """Records that pass their contract and the worker's admission (of every simulation), in
+    event-time order (ties by ``event_id``), restored within a window of :data:`REORDER` records;
+    one that comes later than that is skipped and listed (never silently dropped or misplaced), as
+    is every unreadable line and every refused record, in the last simulation's prediction.
+    Records before its ``enforce_from`` are counted and left out.
+
+    A held record waits as its JSON bytes, not as decoded objects (tens of thousands of live dicts
+    in the oldest generation would make every pass of the cyclic collector scan them). Records that
+    arrive in order wait in a queue; only the others go through a heap.
     """
-    heap: list[_Waiting] = []
+    prediction = simulations[-1].prediction
+    in_order: deque[_Waiting] = deque()
+    late: list[_Waiting] = []
     last: tuple[datetime, str] | None = None
-    for at, event_id, serial, item, record in _checked(items, prediction):
-        heapq.heappush(heap, (at, event_id, serial, item.where, item.key, _packed(record)))
-        if len(heap) > REORDER:
-            last = yield from _release(heapq.heappop(heap), last, prediction)
-    while heap:
-        last = yield from _release(heapq.heappop(heap), last, prediction)
+    for waiting in _admitted(items, simulations, prediction):
+        if not in_order or waiting[:2] >= in_order[-1][:2]:
+            in_order.append(waiting)
+        else:
+            heapq.heappush(late, waiting)
+        if len(in_order) + len(late) > REORDER:
+            last = yield from _release(_next(in_order, late), last, prediction)
+    while in_order or late:
+        last = yield from _release(_next(in_order, late), last, prediction)
 
 
-_Waiting = tuple[datetime, str, int, str, str | None, Any]  # (time, event id, serial, where, key, record)
+def _next(in_order: deque[_Waiting], late: list[_Waiting]) -> _Waiting:
+    if late and (not in_order or late[0][:3] < in_order[0][:3]):
+        return heapq.heappop(late)
+    return in_order.popleft()
 
 
-def _packed(record: Any) -> Any:
-    """A checked record as the bytes that decode to it again (the record itself if it has no such bytes)."""
-    try:
-        return orjson.dumps(record)
-    except orjson.JSONEncodeError:
-        return record
-
-
-def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[tuple[datetime, str, int, Item, Any]]:
+def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
+              prediction: Prediction) -> Iterator[_Waiting]:
+    """Every record that passes its contract and the worker's admission, with what each simulation
+    makes of it."""
     parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
+    admits = [simulation.admit for simulation in simulations]
     start = prediction.enforce_from
     serial = 0
     for item in items:
@@ -358,17 +437,27 @@ def _checked(items: Iterable[Item | Skip], prediction: Prediction) -> Iterator[t
         if start is not None and at < start:
             prediction.before_enforce_from += 1
             continue
+        key = item.key.encode() if item.key is not None else None
+        try:
+            admitted = tuple([admit(record, at, key) for admit in admits])
+        except Refused as refusal:
+            prediction.skip(item.where, f"refused by the worker: {refusal}")
+            continue
+        except Exception as error:  # a bug costs this record only, as in the worker's batch
+            prediction.skip(item.where, f"refused by the worker: internal error: {type(error).__name__}: {error}")
+            continue
         serial += 1
-        yield at, record["event_id"], serial, item, record
+        payload = item.raw if item.raw is not None else orjson.dumps(record)
+        held = Held(at, at.timestamp(), serial, item.where, key, payload, record["connector"]["type"], admitted)
+        yield at, record["event_id"], serial, held
 
 
-def _release(held: _Waiting, last: tuple[datetime, str] | None,
+def _release(waiting: _Waiting, last: tuple[datetime, str] | None,
              prediction: Prediction) -> Generator[Held, None, tuple[datetime, str] | None]:
-    at, event_id, serial, where, key, packed = held
+    at, event_id, _, held = waiting
     if last is not None and at < last[0]:  # at one instant, a smaller event_id late is only a tie broken late
-        prediction.skip(where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
+        prediction.skip(held.where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
                         f"records after later ones (from {last[0].isoformat()}); sort the input by observed_at")
         return last
-    record = orjson.loads(packed) if type(packed) is bytes else packed
-    yield at, Item(where, key, record), record, serial
+    yield held
     return max(last, (at, event_id)) if last is not None else (at, event_id)

@@ -38,7 +38,7 @@ class Item:
     where: str
     key: str | None  # the server key it was published under (envelope, Kafka key); None for a bare record
     record: Any
-
+    raw: bytes | None = None  # the JSON it was decoded from, when it is a message of its own
 
 @dataclass(slots=True)
 class Skip:
@@ -110,8 +110,11 @@ def message_records(where: str, key: bytes | None, value: bytes | None) -> Itera
         yield Skip(where, str(error))
         return
     key_text = key.decode("utf-8", "replace") if key is not None else None
+    if not batch:
+        yield Item(where, key_text, items[0], value)
+        return
     for index, item in enumerate(items):
-        yield Item(f"{where} record {index}" if batch else where, key_text, item)
+        yield Item(f"{where} record {index}", key_text, item)
 
 
 def kafka_records(kafka: KafkaConfig, topic: str, since: datetime | None, until: datetime | None,

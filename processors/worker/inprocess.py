@@ -24,16 +24,19 @@ from processors.events.metadata import MetadataRecord
 from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.protocol import Store
-from processors.worker.admission import is_host_name
+from processors.worker.admission import Refused, is_host_name
 from processors.worker.policies import PolicySnapshot, PolicySource
-from processors.worker.processing import BatchStats, CheckedMessage, RawMessage
+from processors.worker.processing import Authority, BatchStats, CheckedMessage, RawMessage
 from processors.worker.runtime import WorkerRuntime
 
 __all__ = [
-    "BatchStats", "CheckedMessage", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "is_host_name",
-    "load_policy_snapshot",
+    "BatchStats", "CheckedMessage", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "Refused",
+    "is_host_name", "load_policy_snapshot",
 ]
+#: ``Refused``: what :meth:`InProcessWorker.admit` raises where the worker would dead-letter a record
 #: ``is_host_name``: the worker's rule for a usable HELO name (one that is not is dropped before classifying)
+
+AUTHORITIES_KEPT = 65_536  # parsed Kafka keys remembered by :meth:`InProcessWorker.admit` (then forgotten)
 
 #: what the worker publishes: (topic, key, value), in the order it would reach Kafka
 Published = Callable[[str, bytes | None, bytes | None], None]
@@ -85,6 +88,8 @@ class InProcessWorker:
         self.runtime.ready.set()  # start() would freeze the collector: not for a host program
         self.store = store
         self.settings = settings
+        self._authorities: dict[bytes | str, Authority] = {}  # by Kafka key, or by tenant for a keyless record
+        self._admission_stats = BatchStats()  # what admitting noticed (dropped names): not reported
 
     @property
     def policy(self) -> PolicySnapshot:
@@ -100,6 +105,24 @@ class InProcessWorker:
         classify it, admission's dropping of an unusable HELO/PTR included (done on ``record``):
         hand it back in a :class:`CheckedMessage` and the record is classified once."""
         return self.runtime.processor.classify(record, at)
+
+    def admit(self, record: MetadataRecord, at: datetime, key: bytes | None) -> tuple[Classification, str]:
+        """A contract-checked record (event time ``at``) admitted and classified exactly as the
+        worker's batch does before folding it: ``(classification, server)``, the server being the
+        one the worker keeps state and verdicts under within the tenant. ``key`` is the Kafka key
+        it was published under (the authority for the tenant); ``None`` for a record read without
+        one, whose own ``tenant_id`` then stands. Raises :class:`Refused` with the reason the worker
+        would dead-letter it with. Hand the classification back in a :class:`CheckedMessage` and
+        the record is classified once."""
+        lookup: bytes | str = key if key is not None else record["tenant_id"]
+        authority = self._authorities.get(lookup)
+        if authority is None:
+            authority = (self.runtime.processor.authority(RawMessage(self.settings.topic_metadata, 0, 0, key, None))
+                         if key is not None else Authority(record["tenant_id"], "", None))
+            if len(self._authorities) >= AUTHORITIES_KEPT:
+                self._authorities.clear()
+            self._authorities[lookup] = authority
+        return self.runtime.processor.admit_one(record, at, authority, self._admission_stats)
 
     async def process_checked(self, messages: Sequence[CheckedMessage]) -> BatchStats:
         """:meth:`process` for records already decoded, checked against their contract and classified

@@ -119,7 +119,7 @@ class BatchStats:
 
 
 @dataclass(frozen=True, slots=True)
-class _Authority:
+class Authority:
     """What a Kafka message's key (and topic) say about its records."""
 
     tenant_id: str
@@ -326,7 +326,7 @@ class BatchProcessor:
                              record_index=record_index, at=now)
         self.output.produce(self.settings.topic_deadletter, message.key, encode_event(record))
 
-    def _authority(self, message: RawMessage) -> _Authority:
+    def authority(self, message: RawMessage) -> Authority:
         """The tenant and server the message is keyed under; in the per-tenant mode the topic must agree."""
         tenant, server = key_parts(message.key)
         if self._tenant_topic is not None:
@@ -334,7 +334,7 @@ class BatchProcessor:
             if owner != tenant:
                 raise Refused(f"tenant mismatch: the Kafka key names tenant {tenant!r}, "
                               f"the topic {message.topic!r} belongs to tenant {owner!r}")
-        return _Authority(tenant, server, event_time_limit(message.timestamp, self.settings.event_max_future_s))
+        return Authority(tenant, server, event_time_limit(message.timestamp, self.settings.event_max_future_s))
 
     def _items(self, message: RawMessage, document: Any) -> tuple[list[Any], bool]:
         """The records of one decoded message and whether it is a batch envelope; :class:`Refused` if neither."""
@@ -344,7 +344,7 @@ class BatchProcessor:
             raise Refused(str(refusal), refusal.path) from None
 
     def _open(self, message: RawMessage, stats: BatchStats, now: datetime
-              ) -> tuple[_Authority, list[Any], bool, bool] | None:
+              ) -> tuple[Authority, list[Any], bool, bool] | None:
         """A message's authority, records, whether it is an envelope and whether its records are
         certainly valid (the fast check passed the whole message); None once it is dead-lettered."""
         stats.messages += 1
@@ -357,7 +357,7 @@ class BatchProcessor:
             self.dead_letter(stats, message, f"invalid JSON: {error}", None, None, now)
             return None
         try:
-            authority = self._authority(message)
+            authority = self.authority(message)
             items, batch = self._items(message, document)
         except Refused as refusal:
             self.dead_letter(stats, message, str(refusal), refusal.path, None, now)
@@ -387,7 +387,7 @@ class BatchProcessor:
         return list(folds.values())
 
     def _fold_items(self, folds: dict[str, _ServerFold], message: RawMessage, items: Sequence[Any], batch: bool,
-                    authority: _Authority, checked: bool, stats: BatchStats, now: datetime,
+                    authority: Authority, checked: bool, stats: BatchStats, now: datetime,
                     times: Sequence[datetime] | None = None,
                     classified: Sequence[Classification] | None = None) -> None:
         """Each record of one message checked (unless ``checked``: the fast check passed them all),
@@ -445,7 +445,7 @@ class BatchProcessor:
             self._internal_error(stats, [(message, index)], error, now)
 
     @staticmethod
-    def _admit(event: MetadataRecord, at: datetime, authority: _Authority, stats: BatchStats) -> None:
+    def _admit(event: MetadataRecord, at: datetime, authority: Authority, stats: BatchStats) -> None:
         """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
         if event["tenant_id"] != authority.tenant_id:
             raise Refused(f"tenant mismatch: the record's tenant_id {event['tenant_id']!r} differs from "
@@ -464,6 +464,17 @@ class BatchProcessor:
         self._check_cache_version()
         drop_unusable_names(event["client"], None)
         return self._classify(event, at)
+
+    def admit_one(self, event: MetadataRecord, at: datetime, authority: Authority,
+                  stats: BatchStats) -> tuple[Classification, str]:
+        """What a batch does with one contract-checked record before folding it: admission (its
+        tenant against ``authority``, its IP, its event time; an unusable HELO/PTR dropped on
+        ``event``), classification with the batch's cache, and the server it is kept under. Raises
+        :class:`Refused` where the batch would dead-letter the record."""
+        self._check_cache_version()
+        self._admit(event, at, authority, stats)
+        classification = self._classify(event, at)
+        return classification, self._server(classification, authority.server, stats)
 
     def _classify(self, event: MetadataRecord, at: datetime) -> Classification:
         """Classify one record; the result is shared by every record with the same topmost hop that day.
@@ -562,7 +573,7 @@ class BatchProcessor:
             for checked in messages:
                 stats.messages += 1
                 try:
-                    authority = self._authority(checked.message)
+                    authority = self.authority(checked.message)
                 except Refused as refusal:
                     self.dead_letter(stats, checked.message, str(refusal), refusal.path, None, now)
                     continue

@@ -4,7 +4,7 @@ the verdicts a pipeline published, and the simulator's answers message by messag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,8 @@ from processors.enforcement.policy import load_enforcement_policy
 from processors.events.command import Command, pause_command
 from processors.replay.sample import steps
 from processors.whatif.model import ANSWERS
-from processors.whatif.simulate import Simulation, ordered_records, parse_commands
-from processors.whatif.sources import file_records, numbered_lines
+from processors.whatif.simulate import Simulation, parse_commands
+from processors.whatif.sources import Item, file_records, numbered_lines
 from processors.worker.inprocess import load_policy_snapshot
 
 TIGHTER_STAGES = """
@@ -111,11 +111,16 @@ def whatif_answers(records_file: Path, commands_file: Path | None, policy_file: 
     async def run() -> Any:
         sim = Simulation(policy_file=policy_file, on_answer=answered)
         lines = list(numbered_lines(commands_file)) if commands_file else []
-        sim.start(parse_commands(lines, sim.settings.topic_commands, sim.prediction))
-        for held in ordered_records(file_records(records_file), sim.prediction):
-            by_serial[held[3]] = held[2]["event_id"]
-            await sim.record(held)
-        return await sim.finish()
+        return await sim.run(_noting_event_ids(file_records(records_file), by_serial),
+                             parse_commands(lines, sim.settings.topic_commands, sim.prediction))
 
     prediction = asyncio.run(run())
     return answers, prediction
+
+
+def _noting_event_ids(items: Iterable[Any], by_serial: dict[int, str]) -> Iterator[Any]:
+    """The items, each record's event id noted under its serial (the input's checked records count from 1)."""
+    for item in items:
+        if isinstance(item, Item):
+            by_serial[len(by_serial) + 1] = item.record["event_id"]
+        yield item
