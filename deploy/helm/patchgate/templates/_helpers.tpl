@@ -76,7 +76,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- $tenant -}}
 {{- end -}}
 
-{{/* The environment every component reads (processors.settings), as a container's env list. */}}
+{{/* The environment every component reads (processors.settings, edge.settings), as a container's env
+list; the components that use Redis add patchgate.redisEnv (the edge does not: it gets no Redis URL). */}}
 {{- define "patchgate.env" -}}
 - name: PATCHGATE_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
@@ -87,16 +88,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- if include "patchgate.hasKafkaConfig" . }}
 - name: PATCHGATE_KAFKA_CONFIG
   value: /etc/patchgate/kafka/client.properties
-{{- end }}
-{{- if .Values.redis.existingSecret }}
-- name: PATCHGATE_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.redis.existingSecret }}
-      key: {{ .Values.redis.key }}
-{{- else }}
-- name: PATCHGATE_REDIS_URL
-  value: {{ .Values.redis.url | quote }}
 {{- end }}
 - name: PATCHGATE_TOPIC_METADATA
   value: {{ .Values.kafka.topics.metadata | quote }}
@@ -158,6 +149,91 @@ app.kubernetes.io/component: {{ .component }}
 - name: policy
   configMap:
     name: {{ include "patchgate.fullname" . }}-policy
+{{- end }}
+{{- end -}}
+
+{{/* The Redis pieces of the components that use Redis (worker, API, notifier; not the edge): the URL,
+and the CA and client certificate (redis.caSecret, redis.clientCertSecret) as files in one folder. */}}
+{{- define "patchgate.redisTlsDir" -}}/etc/patchgate/redis-tls{{- end -}}
+
+{{/* the URL's query parameters naming the mounted files, the file each names, the value mounting it */}}
+{{- define "patchgate.redisTlsFiles" -}}
+- {param: ssl_ca_certs, file: ca.crt, source: caSecret}
+- {param: ssl_certfile, file: tls.crt, source: clientCertSecret}
+- {param: ssl_keyfile, file: tls.key, source: clientCertSecret}
+{{- end -}}
+
+{{/* An inline redis.url must use the mounted files over TLS, and name no mount that is absent. The
+query is read as processors.state.urls reads it (last value wins; a %2F is a slash). No message shows
+the URL: it may hold a password. With redis.existingSecret the chart cannot see the URL (NOTES say so). */}}
+{{- define "patchgate.checkRedisTls" -}}
+{{- if not .Values.redis.existingSecret -}}
+{{- $url := toString .Values.redis.url -}}
+{{- $scheme := regexFind "^[A-Za-z][A-Za-z0-9+.-]*://" $url | trimSuffix "://" -}}
+{{- $query := dict -}}
+{{- range splitList "&" (regexFind "[?][^#]*" $url | trimPrefix "?") -}}
+{{- $pair := splitn "=" 2 . -}}
+{{- $_ := set $query $pair._0 ($pair._1 | default "" | replace "%2F" "/" | replace "%2f" "/") -}}
+{{- end -}}
+{{- range fromYamlArray (include "patchgate.redisTlsFiles" .) -}}
+{{- $path := printf "%s/%s" (include "patchgate.redisTlsDir" $) .file -}}
+{{- $given := get $query .param -}}
+{{- if index $.Values.redis .source -}}
+{{- if not (has $scheme (list "rediss" "rediss+cluster" "rediss+sentinel")) -}}
+{{- fail (printf "redis.%s is set, so redis.url must use TLS (rediss://, rediss+cluster:// or rediss+sentinel://), got %s" .source (ternary (printf "%s://" $scheme) "no scheme" (ne $scheme ""))) -}}
+{{- end -}}
+{{- if ne $given $path -}}
+{{- fail (printf "redis.%s is set, so redis.url must carry %s=%s (where the chart mounts it), got %s" .source .param $path (ternary (printf "%s=%s" .param $given) (printf "no %s" .param) (hasKey $query .param))) -}}
+{{- end -}}
+{{- else if eq $given $path -}}
+{{- fail (printf "redis.url names %s=%s, but redis.%s is empty: the chart mounts nothing there" .param $path .source) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "patchgate.redisEnv" -}}
+{{- include "patchgate.checkRedisTls" . -}}
+{{- if .Values.redis.existingSecret }}
+- name: PATCHGATE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.key }}
+{{- else }}
+- name: PATCHGATE_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "patchgate.redisVolumeMounts" -}}
+{{- if or .Values.redis.caSecret .Values.redis.clientCertSecret -}}
+- name: redis-tls
+  mountPath: {{ include "patchgate.redisTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* one projected volume: the CA and the client pair may come from different Secrets, or one (cert-manager's) */}}
+{{- define "patchgate.redisVolumes" -}}
+{{- if or .Values.redis.caSecret .Values.redis.clientCertSecret -}}
+- name: redis-tls
+  projected:
+    defaultMode: 0440
+    sources:
+{{- with .Values.redis.caSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - {key: {{ required "redis.caKey: the key of redis.caSecret holding the CA" $.Values.redis.caKey }}, path: ca.crt}
+{{- end }}
+{{- with .Values.redis.clientCertSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - {key: tls.crt, path: tls.crt}
+            - {key: tls.key, path: tls.key}
+{{- end }}
 {{- end }}
 {{- end -}}
 
