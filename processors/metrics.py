@@ -44,6 +44,11 @@ patchgate_edge_events_total          counter    component, counter     the edge'
 patchgate_api_requests_total         counter    route, method, status  HTTP API requests
 patchgate_webhook_deliveries_total   counter    outcome                delivered / duplicate / retry /
                                                                        dead_letter / no_webhook / permanent
+patchgate_policy_reloads_total       counter    outcome                policy/catalog file changes: applied /
+                                                                       rejected (invalid: the version in force
+                                                                       stays); unreadable: checks that could not
+                                                                       stat them (worker and API, see
+                                                                       processors/policyfile.py)
 ===================================  =========  =====================  =========================================
 
 :mod:`processors.probes` adds, in the same registry, ``patchgate_build_info{version}`` (1),
@@ -114,6 +119,9 @@ API_REQUESTS = Counter("patchgate_api_requests_total", "HTTP API requests, by ro
                        ["route", "method", "status"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Counter("patchgate_webhook_deliveries_total",
                              "Webhook delivery attempts and results, by outcome", ["outcome"], registry=REGISTRY)
+POLICY_RELOADS = Counter("patchgate_policy_reloads_total",
+                         "Policy/catalog file changes, by outcome: applied, rejected (the version in force stays); "
+                         "unreadable: checks that could not stat them", ["outcome"], registry=REGISTRY)
 
 _CATEGORY = re.compile(r"[^a-z0-9_]+")
 

@@ -5,7 +5,8 @@ Rules (the README's architecture section draws them):
 - the pure core (``processors.classify``, ``processors.enforcement``, ``processors.events``) imports no
   I/O: no network, process or service client library and none of patchgate's I/O packages;
 - the operators (``processors.api``, ``processors.notify``, ``processors.report``) never import the
-  worker (``processors.worker``); what they share with it lives in ``state``, ``kafka`` or ``events``;
+  worker (``processors.worker``); what they share with it lives in ``state``, ``kafka``, ``events`` or
+  ``policyfile`` (the policy file's loader and hot reload);
 - the simulator (``processors.whatif``) runs the worker's logic only through its in-process API
   (``processors.worker.inprocess``), never its internals;
 - only the state package (``processors.state``) and the dev services that start Redis servers
@@ -57,7 +58,8 @@ IO_LIBRARIES = (
 )
 IO_PACKAGES = (
     "processors.state", "processors.kafka", "processors.worker", "processors.api", "processors.notify",
-    "processors.report", "processors.replay", "processors.devservices", "processors.demo", "edge",
+    "processors.report", "processors.replay", "processors.devservices", "processors.demo", "processors.policyfile",
+    "edge",
 )
 
 RULES = (

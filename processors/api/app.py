@@ -19,13 +19,19 @@ aiohttp's own errors included; no client input gets a 5xx. No token or an unknow
 token used on another tenant: 404, the same answer as for a tenant that does not exist, so tokens
 cannot probe for tenant ids. Tenant tokens on operator routes: 403. Connection limits and timeouts:
 :mod:`processors.api.server`.
+
+The policy (stage table, pause quota, shadow mode) is the policy file's version in force: a task of
+the app re-reads the file when it changes (every ``check_interval`` of its
+:class:`processors.policyfile.PolicyFileSource`, off the event loop) and swaps in a new version only if
+it validates. A request reads the version once (:attr:`ApiContext.reader`), so one answer never mixes two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -50,6 +56,7 @@ from processors.kafka.clients import RefusalWatch
 from processors.kafka.commands import CommandPublisher, CommandSendFailed
 from processors.kafka.config import KafkaConfig
 from processors.kafka.logs import kafka_logger
+from processors.policyfile import PolicyFileSource
 from processors.report.model import ESTIMATE_NOTE, daily_totals, stage_counts
 from processors.report.reader import ReportReader
 from processors.report.render import to_csv
@@ -84,7 +91,7 @@ def kafka_command_sink(kafka: KafkaConfig, topic: str, timeout: float = 10.0,
 @dataclass
 class ApiContext:
     store: Store
-    policy: EnforcementPolicy
+    policies: PolicyFileSource
     tokens: TokenStore
     commands: CommandSink
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # longest time to receive a request body
@@ -92,7 +99,8 @@ class ApiContext:
 
     @property
     def reader(self) -> ReportReader:
-        return ReportReader(self.store, self.policy)
+        """A reader under the policy in force now: a request takes one and uses its ``policy`` throughout."""
+        return ReportReader(self.store, self.policies.current.enforcement)
 
 
 CONTEXT = web.AppKey("patchgate_context", ApiContext)
@@ -200,9 +208,10 @@ async def list_tenants(request: web.Request) -> web.Response:
     _operator(request)
     ctx = _ctx(request)
     now = ctx.now()
-    summaries = await ctx.reader.summaries(now)
+    reader = ctx.reader
+    summaries = await reader.summaries(now)
     return _json({"generated_at": rfc3339(now), "tenants": [s.to_json() for s in summaries],
-                  "policy": _policy_json(ctx.policy)})
+                  "policy": _policy_json(reader.policy)})
 
 
 async def servers(request: web.Request) -> web.Response:
@@ -223,11 +232,11 @@ async def servers(request: web.Request) -> web.Response:
         "generated_at": rfc3339(now),
         "servers": [row.to_json() for row in rows],
         "stages": stage_counts(rows),
-        "daily": daily_totals(rows, ctx.policy, pause),
+        "daily": daily_totals(rows, reader.policy, pause),
         "estimate_note": ESTIMATE_NOTE,
         "pause": pause.to_json(),
-        "policy": _policy_json(ctx.policy),
-        "shadow": ctx.policy.shadow.applies_to(tenant),
+        "policy": _policy_json(reader.policy),
+        "shadow": reader.policy.shadow.applies_to(tenant),
     })
 
 
@@ -279,9 +288,10 @@ async def _read_days(request: web.Request, maximum: int) -> int:
 async def post_pause(request: web.Request) -> web.Response:
     tenant, principal = _tenant(request)
     ctx = _ctx(request)
-    days = await _read_days(request, ctx.policy.pauses.max_days_per_request)
+    reader = ctx.reader
+    days = await _read_days(request, reader.policy.pauses.max_days_per_request)
     now = ctx.now()
-    pause = await ctx.reader.pause(tenant, now)
+    pause = await reader.pause(tenant, now)
     if days > pause.days_left_this_year:
         raise ApiError(
             409, "quota_exceeded",
@@ -359,9 +369,32 @@ async def static(request: web.Request) -> web.Response:
                                                                    "Cache-Control": "no-cache"})
 
 
+async def _reload_policy_while_serving(app: web.Application) -> AsyncIterator[None]:
+    """From the app's start to its cleanup: the policy file is checked every ``check_interval``
+    (the packaged one, which cannot change, is not)."""
+    policies = app[CONTEXT].policies
+    task = asyncio.create_task(keep_policy_current(policies)) if policies.path is not None else None
+    yield
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+async def keep_policy_current(policies: PolicyFileSource) -> None:
+    """Look at the policy file every check interval, reading and parsing a changed one in a thread."""
+    while True:
+        await asyncio.sleep(policies.check_interval)
+        try:
+            await asyncio.to_thread(policies.reload_if_changed)
+        except Exception as error:  # reload_if_changed reports bad files itself: this only keeps the task alive
+            log.error("the policy file check failed, keeping the policy in force: %s: %s", type(error).__name__, error)
+
+
 def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = ctx
+    app.cleanup_ctx.append(_reload_policy_while_serving)
     r = app.router
     r.add_get("/v1/tenants", list_tenants, allow_head=False)
     r.add_get("/v1/tenants/{tenant}/servers", servers, allow_head=False)

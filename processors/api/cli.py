@@ -4,7 +4,8 @@ Settings: :class:`processors.api.settings.ApiSettings` (``PATCHGATE_API_*``; the
 win) besides the shared ``PATCHGATE_*`` settings of :mod:`processors.settings`. Connections that miss
 the header deadline are closed (see :mod:`processors.api.server`); a body that misses it gets a 408.
 ``/livez``, ``/readyz`` (Redis and the brokers reachable) and ``/metrics`` on
-``PATCHGATE_API_PROBE_BIND:PATCHGATE_API_PROBE_PORT`` (:mod:`processors.probes`).
+``PATCHGATE_API_PROBE_BIND:PATCHGATE_API_PROBE_PORT`` (:mod:`processors.probes`). The policy file is
+checked at start (a bad one: exit 2) and then every ``PATCHGATE_API_POLICY_CHECK_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily: `patchgate classify` must not pay for aiohttp, Redis and Kafka
     from processors.api.auth import TokenStore
     from processors.api.settings import ApiSettings
-    from processors.enforcement.policy import EnforcementPolicy
+    from processors.policyfile import PolicyFileSource
     from processors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _api(args: argparse.Namespace) -> int:
     from processors.api.auth import TokenConfigError, TokenStore
     from processors.api.settings import ApiSettings
-    from processors.enforcement.policy import PolicyError, load_enforcement_policy
+    from processors.classify import PolicyError
     from processors.logsetup import LogFormatError, setup_logging
+    from processors.policyfile import PolicyFileSource
     from processors.settings import Settings, SettingsError
 
     try:
@@ -51,7 +53,7 @@ def _api(args: argparse.Namespace) -> int:
         api = ApiSettings.from_env(api_port=args.port, api_bind=args.bind, api_read_timeout=args.read_timeout,
                                    api_max_connections=args.max_connections)
         tokens = TokenStore.from_env()
-        policy = load_enforcement_policy(settings.policy_file)
+        policies = PolicyFileSource.at_start(settings.policy_file, api.api_policy_check_interval)
     except (SettingsError, TokenConfigError, PolicyError, LogFormatError) as error:
         print(f"patchgate api: {error}", file=sys.stderr)
         return 2
@@ -59,10 +61,10 @@ def _api(args: argparse.Namespace) -> int:
         print("patchgate api: no API tokens configured (set PATCHGATE_API_TOKENS_FILE or PATCHGATE_API_TOKENS)",
               file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings, tokens, policy, api))
+    return asyncio.run(_serve(settings, tokens, policies, api))
 
 
-async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPolicy, api: ApiSettings) -> int:
+async def _serve(settings: Settings, tokens: TokenStore, policies: PolicyFileSource, api: ApiSettings) -> int:
     from aiohttp import web
 
     from processors.api.app import AccessLogger, ApiContext, create_app, kafka_command_sink
@@ -78,7 +80,7 @@ async def _serve(settings: Settings, tokens: TokenStore, policy: EnforcementPoli
     # brokers that are away do not stop the API (reads work); brokers that refuse its credentials do
     sink, watch = kafka_command_sink(settings.kafka, settings.topic_commands,
                                      on_refused=lambda: loop.call_soon_threadsafe(stop.set))
-    ctx = ApiContext(store=store, policy=policy, tokens=tokens, commands=sink, read_timeout_s=api.api_read_timeout)
+    ctx = ApiContext(store=store, policies=policies, tokens=tokens, commands=sink, read_timeout_s=api.api_read_timeout)
     runner = GuardedAppRunner(create_app(ctx), read_timeout_s=api.api_read_timeout,
                               max_connections=api.api_max_connections,
                               access_log=logging.getLogger("patchgate.api.access"), access_log_class=AccessLogger)

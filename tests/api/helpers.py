@@ -19,9 +19,9 @@ from confluent_kafka.admin import NewTopic
 from processors.api.app import ApiContext, create_app, kafka_command_sink
 from processors.api.auth import TokenStore
 from processors.api.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, GuardedAppRunner
-from processors.enforcement.policy import load_enforcement_policy
 from processors.kafka import clients
 from processors.kafka.config import KafkaConfig
+from processors.policyfile import PolicyFileSource
 from processors.state.keys import KeySchema
 from processors.state.store import StateStore
 
@@ -76,13 +76,15 @@ async def running_api(redis_url: str, kafka_bootstrap: str, prefix: str, command
                       tokens: dict[str, str] | None = None,
                       read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
                       body_timeout_s: float | None = None,
-                      max_connections: int = DEFAULT_MAX_CONNECTIONS) -> AsyncIterator[RunningApi]:
-    """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart."""
+                      max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                      policies: PolicyFileSource | None = None) -> AsyncIterator[RunningApi]:
+    """``read_timeout_s`` bounds the headers and the body; ``body_timeout_s`` sets the body's apart;
+    ``policies``: the policy file the API watches (default: the packaged one)."""
     client = redis_client or aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = KeySchema(prefix)
     sink, _ = kafka_command_sink(KafkaConfig(kafka_bootstrap), commands_topic)
     extra: dict[str, Any] = {"now": now} if now else {}
-    ctx = ApiContext(store=StateStore(client, keys), policy=load_enforcement_policy(),
+    ctx = ApiContext(store=StateStore(client, keys), policies=policies or PolicyFileSource(),
                      tokens=TokenStore.from_mapping(tokens or TOKENS), commands=sink,
                      read_timeout_s=body_timeout_s or read_timeout_s,
                      **extra)

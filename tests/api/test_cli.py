@@ -98,6 +98,24 @@ def test_api_and_notify_refuse_missing_configuration(monkeypatch: pytest.MonkeyP
     assert "no webhook configuration" in capsys.readouterr().err
 
 
+def test_api_refuses_a_bad_policy_file_or_check_interval_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PATCHGATE_API_TOKENS_FILE", raising=False)
+    monkeypatch.setenv("PATCHGATE_API_TOKENS", "cli-test-token-0123456789=contoso")
+    args = parser().parse_args(["api"])
+    for value in ("0", "3601", "nan"):
+        monkeypatch.setenv("PATCHGATE_API_POLICY_CHECK_INTERVAL", value)
+        assert args.handler(args) == 2
+        assert capsys.readouterr().err == "patchgate api: PATCHGATE_API_POLICY_CHECK_INTERVAL: must be 0.05..3600\n"
+    monkeypatch.delenv("PATCHGATE_API_POLICY_CHECK_INTERVAL")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[shadw]\n")
+    monkeypatch.setenv("PATCHGATE_POLICY_FILE", str(policy))
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"patchgate api: {policy}: ") and "shadw" in err and err.count("\n") == 1
+
+
 @pytest.mark.integration
 def test_api_command_serves_until_terminated(redis_url: str, kafka_bootstrap: str,
                                              unique_name: Callable[[str], str]) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from processors import policyfile
 from processors.classify import PolicyError, load_policy
 from processors.enforcement.policy import load_enforcement_policy
-from processors.worker import policies
 from processors.worker.policies import PolicySource, load_policies
 
 
@@ -22,7 +22,7 @@ def test_both_halves_from_one_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         parsed.append(len(text))
         return real(text, **kwargs)
 
-    monkeypatch.setattr(policies.tomllib, "loads", counting)
+    monkeypatch.setattr(policyfile.tomllib, "loads", counting)
     source = PolicySource()
     assert len(parsed) == 1
     monkeypatch.undo()
