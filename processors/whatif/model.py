@@ -68,10 +68,14 @@ class ServerResult:
         return totals
 
     def count(self, day: str, answer: int) -> None:
+        self.counts_of(day)[answer] += 1
+
+    def counts_of(self, day: str) -> list[int]:
+        """The day's ``[accepted, deferred, rejected]``, to be counted in."""
         counts = self.days.get(day)
         if counts is None:
             counts = self.days[day] = [0, 0, 0]
-        counts[answer] += 1
+        return counts
 
     def seen(self, product: str | None, version: str | None) -> None:
         if version and len(self.products) < PRODUCTS_LISTED:

@@ -45,11 +45,13 @@ before it. The property test holds this against the worker fed every record, one
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,7 @@ from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMess
 WINDOW_MAX = 2000  # changers waiting for the worker at most
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
 DAY_S = 86_400
+COLLECT_EVERY = 250_000  # records between two passes of the cyclic garbage collector
 
 
 class _StreamingStore(MemoryStateStore):
@@ -126,27 +129,33 @@ class _Track:
     last_at_s: float  # the instant of its last record
     sent_at_s: float = -math.inf  # the instant of the class's last record sent to the worker
     tied: bool = False  # that instant also holds a record of another class
-    skipped: tuple[Held, Classification] | None = None  # the class's last record not sent
+    skipped: Held | None = None  # the class's last record not sent ...
+    skipped_as: Classification | None = None  # ... and its classification
+    day: int = -1  # the day counted in last (days since the epoch) ...
+    counts: list[int] = field(default_factory=list)  # ... and its counts
 
     def repeated_by(self, held: Held, c: Classification) -> bool:
         """Whether the record may stay away from the worker (noted as skipped if so)."""
-        before = self.classification
-        same = held.connector == self.connector and (before is c or _class_of(before) == _class_of(c))
-        if not same or (self.tied and held.at_s > self.sent_at_s):
+        if held.connector != self.connector or (self.tied and held.at_s > self.sent_at_s):
             return False
-        self.skipped, self.last_at_s = (held, c), held.at_s
+        if self.classification is not c:
+            if not _same_class(self.classification, c):
+                return False
+            self.classification = c  # the same class: the next record of the day compares by identity
+        self.skipped, self.skipped_as, self.last_at_s = held, c, held.at_s
         return True
 
     def changed_by(self, held: Held, c: Classification) -> tuple[tuple[Held, Classification], ...]:
         """Note a record the worker must see; returns the skipped repeat it must see first, if any."""
-        skipped = self.skipped
-        before = (skipped,) if skipped is not None and skipped[0].at_s == held.at_s else ()
+        skipped, skipped_as = self.skipped, self.skipped_as
+        before = ((skipped, skipped_as),) if skipped is not None and skipped_as is not None \
+            and skipped.at_s == held.at_s else ()
         new_class = held.connector != self.connector or not (self.classification is c or
-                                                              _class_of(self.classification) == _class_of(c))
+                                                              _same_class(self.classification, c))
         self.tied = new_class and self.last_at_s == held.at_s
         self.classification, self.connector = c, held.connector
         self.sent_at_s = self.last_at_s = held.at_s
-        self.skipped = None
+        self.skipped = self.skipped_as = None
         return before
 
 
@@ -185,10 +194,43 @@ def parse_commands(lines: Iterable[tuple[str, bytes]], topic: str, prediction: P
 async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> list[Prediction]:
     """Every record of ``items`` through each simulation (one, or a policy diff's two), in event-time
     order; unreadable, invalid, refused and late records are listed in the last one's prediction."""
-    for held in ordered_records(items, simulations):
-        for simulation, admitted in zip(simulations, held.admitted, strict=True):
-            await simulation.record(held, admitted)
-    return [await simulation.finish() for simulation in simulations]
+    with _paced_collector() as pace:
+        if len(simulations) == 1:  # the common case, without a loop per record
+            simulation = simulations[0]
+            for held in ordered_records(items, simulations):
+                if not simulation.answer(held, held.admitted[0]):
+                    await simulation.record(held, held.admitted[0])
+                if not held.serial % COLLECT_EVERY:
+                    pace()
+        else:
+            for held in ordered_records(items, simulations):
+                for simulation, admitted in zip(simulations, held.admitted, strict=True):
+                    await simulation.record(held, admitted)
+                if not held.serial % COLLECT_EVERY:
+                    pace()
+        return [await simulation.finish() for simulation in simulations]
+
+
+@contextmanager
+def _paced_collector() -> Iterator[Callable[[], None]]:
+    """The cyclic garbage collector paced by records instead of by allocations, for one run.
+
+    A run holds up to :data:`REORDER` records and every server's state alive; the collector's
+    automatic passes would scan them over and over (a third of the run's time). Decoded records
+    hold no reference cycles and are freed by reference counting as they go; whatever cyclic
+    garbage a run makes is collected by a full pass every :data:`COLLECT_EVERY` records (the
+    caller calls the function yielded) or by the collector once it runs again after the run.
+    """
+    def collect() -> None:
+        gc.collect()
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield collect
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Simulation:
@@ -209,6 +251,7 @@ class Simulation:
         self._tracks: dict[str, _Track] = {}  # by server key
         self._changers: dict[str, _Changer] = {}  # waiting for the worker, by server key
         self._limit = -math.inf  # due work and commands before this epoch second are done
+        self._work_at = -math.inf  # the first command or due item from there on (inf: none before the limit)
         self._days: dict[int, str] = {}  # day number -> YYYY-MM-DD
         self._offset = 0
         self._dead: list[dict[str, Any]] = []
@@ -243,22 +286,37 @@ class Simulation:
 
     async def record(self, held: Held, admitted: Admitted) -> None:
         """One record, in event-time order (:func:`simulate`), with this simulation's :meth:`admit`."""
+        if not self.answer(held, admitted):
+            key = admitted[1]
+            if key in self._changers or len(self._changers) >= WINDOW_MAX:
+                await self._flush()
+            while held.at_s >= self._limit:  # a flush may start due work before the record
+                await self._flush()
+                if held.at_s >= self._work_at:  # else the timer would find nothing due
+                    await self._advance(held.at)
+                self._limit = await self._next_limit(held.at)
+            answered = self.answer(held, admitted)
+            assert answered, "the worker is caught up: nothing waits"
+
+    def answer(self, held: Held, admitted: Admitted) -> bool:
+        """:meth:`record` when nothing must go through the worker first (no waiting changer of the
+        server, no due work, command or 00:00 UTC before the record); False, doing nothing, otherwise."""
         c, key = admitted
-        if key in self._changers or len(self._changers) >= WINDOW_MAX:
-            await self._flush()
-        if held.at_s >= self._limit:
-            await self._flush()
-            await self._advance(held.at)
-            self._limit = await self._next_limit(held.at)
-        decision = message_decision(self.index, key, held.at_s, in_scope=held.connector in self._scope,
+        changers, at_s = self._changers, held.at_s
+        if at_s >= self._limit or key in changers or len(changers) >= WINDOW_MAX:
+            return False
+        decision = message_decision(self.index, key, at_s, in_scope=held.connector in self._scope,
                                     status=c.status)
         answer = answer_of(decision.action, decision.shadow_reply)
         track = self._tracks.get(key)
         if track is None:
-            track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, held.at_s)
+            track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, at_s)
             self._change(track, held, c, key, answer, ())
         elif track.repeated_by(held, c):
-            self._count(track.result, held, answer)
+            if int(at_s // DAY_S) == track.day:
+                track.counts[answer] += 1
+            else:
+                self._count(track, held, answer)
             if self._on_answer is not None:
                 self._on_answer(held.serial, key, answer)
         else:
@@ -270,6 +328,7 @@ class Simulation:
         prediction.last_at = held.at
         if self._on_record is not None and not prediction.records % 2048:
             self._on_record(prediction.records)
+        return True
 
     def _change(self, track: _Track, held: Held, c: Classification, key: str, answer: int,
                 before: tuple[tuple[Held, Classification], ...]) -> None:
@@ -277,12 +336,15 @@ class Simulation:
         track.result.seen(c.product, c.version or c.build)
         self._changers[key] = _Changer(held, c, key, answer, before)
 
-    def _count(self, result: ServerResult, held: Held, answer: int) -> None:
+    def _count(self, track: _Track, held: Held, answer: int) -> None:
         day = int(held.at_s // DAY_S)
         text = self._days.get(day)
         if text is None:
             text = self._days[day] = held.at.astimezone(UTC).strftime("%Y-%m-%d")
-        result.count(text, answer)
+        counts = track.result.counts_of(text)
+        counts[answer] += 1
+        if day >= track.day:  # the day its next records most likely fall on
+            track.day, track.counts = day, counts
 
     # --------------------------------------------------------------------------- time and batches
 
@@ -297,15 +359,21 @@ class Simulation:
         await self.worker.advance(at)
 
     async def _next_limit(self, at: datetime) -> float:
-        """Where the stretch starting at ``at`` ends: 00:00 UTC next, the next command or due item."""
-        limit = datetime.combine(at.astimezone(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC).timestamp()
+        """Where the stretch starting at ``at`` ends: 00:00 UTC next, the next command or due item
+        (those two also in :attr:`_work_at`)."""
+        midnight = datetime.combine(at.astimezone(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC).timestamp()
+        self._work_at = math.inf
         if self._commands:
-            limit = min(limit, self._commands[0].at.timestamp())
-        return await self._due_before(limit)
+            self._work_at = self._commands[0].at.timestamp()
+        return await self._due_before(min(midnight, self._work_at))
 
     async def _due_before(self, limit: float) -> float:
+        """``limit``, or the first due item before it (then also in :attr:`_work_at`)."""
         due = await self.store.due_items(limit, 1)
-        return min(limit, due[0][1]) if due else limit
+        if not due:
+            return limit
+        self._work_at = min(self._work_at, due[0][1])
+        return min(limit, due[0][1])
 
     async def _flush(self) -> None:
         """The waiting changers through the worker (one message each), then answered and counted."""
@@ -330,7 +398,7 @@ class Simulation:
         for changer in changers:
             answered = id(changer) not in refused
             if answered:
-                self._count(self._tracks[changer.server_key].result, changer.held, changer.answer)
+                self._count(self._tracks[changer.server_key], changer.held, changer.answer)
             if self._on_answer is not None:
                 self._on_answer(changer.held.serial, changer.server_key, changer.answer if answered else None)
         self._limit = await self._due_before(self._limit)  # due work the changers started
@@ -374,9 +442,10 @@ class Simulation:
             paused_until=datetime.fromisoformat(paused) if paused else None, shadow=verdict.shadow)
 
 
-def _class_of(c: Classification) -> tuple[Any, ...]:
-    """What of a classification the worker's state and verdicts depend on."""
-    return c.status, c.rule, c.build, c.version, c.product, c.enforced
+def _same_class(a: Classification, b: Classification) -> bool:
+    """Whether two classifications agree on all the worker's state and verdicts depend on."""
+    return (a.status == b.status and a.rule == b.rule and a.build == b.build and a.version == b.version
+            and a.product == b.product and a.enforced == b.enforced)
 
 
 # ------------------------------------------------------------------------------ event-time order
@@ -395,25 +464,55 @@ def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulati
     in the oldest generation would make every pass of the cyclic collector scan them). Records that
     arrive in order wait in a queue; only the others go through a heap.
     """
-    prediction = simulations[-1].prediction
-    in_order: deque[_Waiting] = deque()
-    late: list[_Waiting] = []
-    last: tuple[datetime, str] | None = None
-    for waiting in _admitted(items, simulations, prediction):
-        if not in_order or waiting[:2] >= in_order[-1][:2]:
-            in_order.append(waiting)
+    order = _Order(simulations[-1].prediction)
+    for waiting in _admitted(items, simulations, order.prediction):
+        order.add(waiting)
+        if order.held > REORDER:
+            released = order.release()
+            if released is not None:
+                yield released
+    while order.held:
+        released = order.release()
+        if released is not None:
+            yield released
+
+
+class _Order:
+    """The records waiting for their turn: a queue of those that came in order, a heap of the others."""
+
+    def __init__(self, prediction: Prediction) -> None:
+        self.prediction = prediction
+        self.in_order: deque[_Waiting] = deque()
+        self.late: list[_Waiting] = []
+        self.held = 0
+        self._tail: tuple[datetime, str] | None = None  # the last record queued in order
+        self._done: tuple[datetime, str] | None = None  # the latest record released
+
+    def add(self, waiting: _Waiting) -> None:
+        tail, position = self._tail, (waiting[0], waiting[1])
+        if not self.in_order or tail is None or position >= tail:
+            self.in_order.append(waiting)
+            self._tail = position
         else:
-            heapq.heappush(late, waiting)
-        if len(in_order) + len(late) > REORDER:
-            last = yield from _release(_next(in_order, late), last, prediction)
-    while in_order or late:
-        last = yield from _release(_next(in_order, late), last, prediction)
+            heapq.heappush(self.late, waiting)
+        self.held += 1
 
-
-def _next(in_order: deque[_Waiting], late: list[_Waiting]) -> _Waiting:
-    if late and (not in_order or late[0][:3] < in_order[0][:3]):
-        return heapq.heappop(late)
-    return in_order.popleft()
+    def release(self) -> Held | None:
+        """The earliest waiting record; None when it came too late to be put in its place (listed)."""
+        late, in_order = self.late, self.in_order
+        waiting = heapq.heappop(late) if late and (not in_order or late[0][:3] < in_order[0][:3]) \
+            else in_order.popleft()
+        self.held -= 1
+        at, done = waiting[0], self._done
+        if done is not None and at < done[0]:  # at one instant, a smaller event_id late is only a tie broken late
+            self.prediction.skip(waiting[3].where, f"out of time order: observed_at {at.isoformat()} comes more "
+                                 f"than {REORDER} records after later ones (from {done[0].isoformat()}); sort the "
+                                 "input by observed_at")
+            return None
+        position = (at, waiting[1])
+        if done is None or position > done:
+            self._done = position
+        return waiting[3]
 
 
 def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
@@ -422,6 +521,7 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
     makes of it."""
     parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
     admits = [simulation.admit for simulation in simulations]
+    admit_first, single = admits[0], len(admits) == 1
     start = prediction.enforce_from
     serial = 0
     for item in items:
@@ -439,7 +539,7 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
             continue
         key = item.key.encode() if item.key is not None else None
         try:
-            admitted = tuple([admit(record, at, key) for admit in admits])
+            admitted = (admit_first(record, at, key),) if single else tuple([a(record, at, key) for a in admits])
         except Refused as refusal:
             prediction.skip(item.where, f"refused by the worker: {refusal}")
             continue
@@ -450,14 +550,3 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         payload = item.raw if item.raw is not None else orjson.dumps(record)
         held = Held(at, at.timestamp(), serial, item.where, key, payload, record["connector"]["type"], admitted)
         yield at, record["event_id"], serial, held
-
-
-def _release(waiting: _Waiting, last: tuple[datetime, str] | None,
-             prediction: Prediction) -> Generator[Held, None, tuple[datetime, str] | None]:
-    at, event_id, _, held = waiting
-    if last is not None and at < last[0]:  # at one instant, a smaller event_id late is only a tie broken late
-        prediction.skip(held.where, f"out of time order: observed_at {at.isoformat()} comes more than {REORDER} "
-                        f"records after later ones (from {last[0].isoformat()}); sort the input by observed_at")
-        return last
-    yield held
-    return max(last, (at, event_id)) if last is not None else (at, event_id)

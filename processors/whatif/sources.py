@@ -71,15 +71,16 @@ def numbered_lines(path: Path, progress: Progress | None = None) -> Iterator[tup
     """``("FILE:LINE", line)`` for every non-blank line; a line over :data:`MAX_LINE` is an error."""
     if progress is not None:
         progress.total = path.stat().st_size if path.is_file() else 0  # a pipe has no size
+    name = str(path)
     with open_lines(path) as stream:
         compressed = getattr(stream, "fileobj", None)  # progress in bytes of the file, not of its content
         for number, line in enumerate(iter(lambda: stream.readline(MAX_LINE + 1), b""), start=1):
             if progress is not None:
                 progress.done = compressed.tell() if compressed is not None else progress.done + len(line)
             if len(line) > MAX_LINE:
-                raise InputError(f"{path}:{number}: a line longer than {MAX_LINE} bytes")
+                raise InputError(f"{name}:{number}: a line longer than {MAX_LINE} bytes")
             if line.strip():
-                yield f"{path}:{number}", line
+                yield f"{name}:{number}", line
 
 
 def file_records(path: Path, progress: Progress | None = None) -> Iterator[Item | Skip]:

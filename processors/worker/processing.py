@@ -298,7 +298,8 @@ class BatchProcessor:
         self.store = store
         self.output = output
         self.policies = policies
-        self._cache: dict[tuple[str, int], Classification] = {}  # (topmost Received value, day)
+        # (topmost Received value, day), and the HELO and IP too when they named the server
+        self._cache: dict[tuple[Any, ...], Classification] = {}
         self._server_names: dict[str, str] = {}  # a classification's server -> the checked lower-case name
         self._cache_version = policies.current.version
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
@@ -482,7 +483,9 @@ class BatchProcessor:
         The classifier decides from the topmost Received header alone (lower hops are context), so
         its text without the date's digits (:func:`stamp_cache_key`) and the day are a sound cache
         key whenever the server was named by that hop (an Exchange or cloud stamp, whose meaning
-        ends at the ``;``). The cached result keeps the first record's hop text as its evidence.
+        ends at the ``;``); when the connection named it (a stamp without a usable ``by`` host),
+        the HELO and IP join the key. The cached result keeps the first record's hop text as its
+        evidence.
         """
         headers = cast("Sequence[tuple[str, str]]", event["headers"])  # [name, value] pairs
         top = None
@@ -490,20 +493,22 @@ class BatchProcessor:
             if len(name) == 8 and name.lower() == "received":
                 top = value
                 break
-        key = (stamp_cache_key(top), at.toordinal()) if top is not None else None
-        if key is not None:
-            cached = self._cache.get(key)
+        client = event["client"]
+        key: tuple[Any, ...] | None = None
+        if top is not None:
+            key = (stamp_cache_key(top), at.toordinal())
+            cached = self._cache.get(key) or self._cache.get((*key, client.get("helo"), client["ip"]))
             if cached is not None:
                 return cached
-        client = event["client"]
         snapshot = self.policies.current
         result = classify(headers, Connection(ip=client["ip"], helo=client.get("helo")), at,
                           catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products,
                           cached=False)  # this worker's own cache above, per snapshot
-        if key is not None and result.server_source == "by":  # independent of the connection
+        if key is not None:
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = result
+            # a server named by the hop does not depend on the connection; one named by it does
+            self._cache[key if result.server_source == "by" else (*key, client.get("helo"), client["ip"])] = result
         return result
 
     def _server(self, classification: Classification, key_server: str, stats: BatchStats) -> str:

@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from processors.enforcement.verdicts import rfc3339
+from processors.events.metadata import MetadataRecord
 from processors.kafka.commands import pause_command
 from processors.kafka.delivery import DeliveryFailed, KafkaOutput
 from processors.report.reader import ReportReader
@@ -264,3 +265,23 @@ def test_after_a_policy_change_the_timer_classifies_every_server_again_without_n
     for server_key in (EX01, EX02):
         assert driver.server(server_key)["evidence_at"] == format(later.timestamp(), ".14g")  # judged again
     assert len(driver.verdicts()) == 2  # the same build under the same policy: the same verdicts
+
+
+def test_a_server_named_by_its_connection_is_classified_per_helo_and_ip_and_cached_so() -> None:
+    """A stamp without a usable ``by`` host names the server from the HELO (or IP): the worker's
+    classification cache keys such a result by the connection too, so two senders of the same hop
+    text stay two servers, and a repeat of one is answered from the cache."""
+    processor = Driver().runtime.processor
+    hop = "from MBX01.corp.local (10.1.0.5) by {} with Microsoft SMTP Server; Mon, 2 Nov 2026 08:59:59 +0000"
+
+    def record(n: int, helo: str, ip: str) -> MetadataRecord:
+        hops = [hop.format("mx.internal.invalid.")]
+        return cast("MetadataRecord", metadata_event(f"h{n}", T0, server=helo, hops=hops, ip=ip))
+
+    first, second, other_ip = record(1, "ex01.contoso.com", "203.0.113.10"), \
+        record(2, "ex02.contoso.com", "203.0.113.10"), record(3, "ex01.contoso.com", "203.0.113.99")
+    named = [processor.classify(r, T0) for r in (first, second, other_ip)]
+    assert [c.server_source for c in named] == ["helo", "helo", "helo"]
+    assert [c.server for c in named] == ["ex01.contoso.com", "ex02.contoso.com", "ex01.contoso.com"]
+    assert processor.classify(record(4, "ex01.contoso.com", "203.0.113.10"), T0) is named[0]
+    assert named[2] is not named[0]  # another IP: another key, even for the same name
