@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -326,23 +326,29 @@ class WorkerRuntime:
             metrics.DEAD_LETTERS.labels(metrics.reason_label(reason)).inc(count)
 
     async def _run_due(self, now: datetime) -> int:
+        """Every item due by ``now``, in due order, each at its own time. Servers due at one instant
+        (a stage starting at 00:00 UTC for all servers detected on one day) are re-evaluated and
+        committed together; an item is removed only after its work is committed, so a crash in
+        between repeats that work, which is idempotent (fingerprint compare-and-set)."""
         handled = 0
         while True:
             due = await self.store.due_items(now.timestamp(), TIMER_BATCH)
             if not due:
                 return handled
-            for member, score in due:
+            for group in _due_groups(due):
+                member, score = group[0]
                 at = datetime.fromtimestamp(score, UTC)
                 kind, name = parse_due_member(member)
                 if kind == DUE_TENANT:
                     await self._pause_expired(name, at)
                     await self.store.remove_due(member)
                 else:
-                    tenant = name.partition("/")[0]
-                    pauses = await self.store.pause_states([tenant])
-                    await self._reevaluate([name], at, pauses, force_due=True)
-                    await self.store.remove_due_unless_renewed(member, score)
-                handled += 1
+                    names = [parse_due_member(m)[1] for m, _ in group]
+                    pauses = await self.store.pause_states(sorted({n.partition("/")[0] for n in names}))
+                    await self._reevaluate(names, at, pauses, force_due=True)
+                    for member, score in group:
+                        await self.store.remove_due_unless_renewed(member, score)
+                handled += len(group)
 
     async def _pause_expired(self, tenant: str, at: datetime) -> None:
         pause = (await self.store.pause_states([tenant]))[tenant]
@@ -406,3 +412,16 @@ class WorkerRuntime:
                     "connector_type": fields.get(ServerField.CONNECTOR_TYPE, ""), "helo": helo or ""},
             ips=[], helos=[], event_ids_by_day={},
         )
+
+
+def _due_groups(due: Sequence[tuple[str, float]]) -> Iterator[list[tuple[str, float]]]:
+    """Due items in their order, as runs of server items due at one instant; a tenant item alone."""
+    group: list[tuple[str, float]] = []
+    for member, score in due:
+        server = parse_due_member(member)[0] != DUE_TENANT
+        if group and (not server or score != group[0][1] or parse_due_member(group[0][0])[0] == DUE_TENANT):
+            yield group
+            group = []
+        group.append((member, score))
+    if group:
+        yield group

@@ -217,6 +217,27 @@ def test_the_timer_moves_a_server_to_its_next_stage_once() -> None:
     assert asyncio.run(driver.store.progress())["timer"] == repr(due.timestamp())
 
 
+def test_servers_due_at_one_instant_move_together_in_one_commit_each_once() -> None:
+    driver = Driver()
+    servers = [f"ex0{n}.contoso.com" for n in range(1, 4)]
+    driver.feed(driver.events(*(event(n, T0 + timedelta(minutes=n), server=s) for n, s in enumerate(servers))))
+    commits: list[int] = []
+    commit = driver.store.commit
+
+    async def counting(commits_: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+        commits.append(len(commits_))
+        return await commit(commits_, *args, **kwargs)
+
+    driver.store.commit = counting  # type: ignore[method-assign]  # observed, not replaced
+    due = datetime(2026, 12, 2, tzinfo=UTC)
+    assert driver.tick(datetime(2026, 11, 25, tzinfo=UTC)) == 3  # the three notices, one instant
+    assert driver.tick(due) == 3
+    assert commits == [0, 3]  # notices commit no verdict; the stage start commits the three at once
+    assert [[v["stage"] for v in driver.verdicts(f"contoso/{s}")] for s in servers] == [[1, 2]] * 3
+    assert {v["issued_at"] for v in driver.verdicts() if v["stage"] == 2} == {rfc3339(due)}
+    assert driver.tick(due) == 0 and len(driver.verdicts()) == 6
+
+
 def test_only_the_lease_holder_runs_the_timer() -> None:
     driver = Driver()
     driver.feed(driver.events(event(1, T0)))
