@@ -24,17 +24,16 @@ from processors.events.metadata import MetadataRecord
 from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.protocol import Store
-from processors.worker.admission import Refused, is_host_name
+from processors.worker.admission import Refused
 from processors.worker.policies import PolicySnapshot, PolicySource
 from processors.worker.processing import Authority, BatchStats, CheckedMessage, RawMessage
 from processors.worker.runtime import WorkerRuntime
 
 __all__ = [
     "BatchStats", "CheckedMessage", "InProcessWorker", "PolicySnapshot", "Published", "RawMessage", "Refused",
-    "is_host_name", "load_policy_snapshot",
+    "load_policy_snapshot",
 ]
 #: ``Refused``: what :meth:`InProcessWorker.admit` raises where the worker would dead-letter a record
-#: ``is_host_name``: the worker's rule for a usable HELO name (one that is not is dropped before classifying)
 
 AUTHORITIES_KEPT = 65_536  # parsed Kafka keys remembered by :meth:`InProcessWorker.admit` (then forgotten)
 
@@ -100,12 +99,6 @@ class InProcessWorker:
         """One batch of metadata messages, processed and published as the worker does."""
         return await self.runtime.process_batch(messages)
 
-    def classify(self, record: MetadataRecord, at: datetime) -> Classification:
-        """A contract-checked record (event time ``at``) classified as the worker's batch would
-        classify it, admission's dropping of an unusable HELO/PTR included (done on ``record``):
-        hand it back in a :class:`CheckedMessage` and the record is classified once."""
-        return self.runtime.processor.classify(record, at)
-
     def admit(self, record: MetadataRecord, at: datetime, key: bytes | None) -> tuple[Classification, str]:
         """A contract-checked record (event time ``at``) admitted and classified exactly as the
         worker's batch does before folding it: ``(classification, server)``, the server being the
@@ -126,7 +119,7 @@ class InProcessWorker:
 
     async def process_checked(self, messages: Sequence[CheckedMessage]) -> BatchStats:
         """:meth:`process` for records already decoded, checked against their contract and classified
-        (:meth:`classify`): the worker's admission, folding, state, verdicts and publishing, without
+        (:meth:`admit`): the worker's admission, folding, state, verdicts and publishing, without
         the records being encoded and decoded again."""
         return await self.runtime.process_checked_batch(messages)
 

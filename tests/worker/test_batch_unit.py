@@ -228,7 +228,7 @@ def test_servers_due_at_one_instant_move_together_in_one_commit_each_once() -> N
         commits.append(len(commits_))
         return await commit(commits_, *args, **kwargs)
 
-    driver.store.commit = counting  # type: ignore[method-assign]  # observed, not replaced
+    driver.store.commit = counting  # type: ignore[assignment]  # observed, not replaced
     due = datetime(2026, 12, 2, tzinfo=UTC)
     assert driver.tick(datetime(2026, 11, 25, tzinfo=UTC)) == 3  # the three notices, one instant
     assert driver.tick(due) == 3
