@@ -256,21 +256,24 @@ readinessProbe:
 {{- end -}}
 
 {{/* egress every component needs: DNS, Kafka, Redis */}}
+{{- /* Egress of a component: DNS, Kafka, Redis when "redis" is true (the edge never reads Redis), the
+token endpoint. Called with (dict "root" $ "redis" bool). */ -}}
 {{- define "patchgate.egress" -}}
+{{- $values := .root.Values -}}
 - ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
 - ports:
-{{- range (concat .Values.kafka.ports .Values.redis.ports) }}
+{{- range (ternary (concat $values.kafka.ports $values.redis.ports) $values.kafka.ports .redis) }}
     - {port: {{ . }}, protocol: TCP}
 {{- end }}
-{{- with .Values.networkPolicy.egressCIDRs }}
+{{- with $values.networkPolicy.egressCIDRs }}
   to:
 {{- range . }}
     - ipBlock: {cidr: {{ . | quote }}}
 {{- end }}
 {{- end }}
-{{- with .Values.kafka.tokenEndpointPorts }}
+{{- with $values.kafka.tokenEndpointPorts }}
 - ports:
 {{- range . }}
     - {port: {{ . }}, protocol: TCP}
