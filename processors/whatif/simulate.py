@@ -313,10 +313,7 @@ class Simulation:
             track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, at_s)
             self._change(track, held, c, key, answer, ())
         elif track.repeated_by(held, c):
-            if int(at_s // DAY_S) == track.day:
-                track.counts[answer] += 1
-            else:
-                self._count(track, held, answer)
+            self._count(track, held, answer)
             if self._on_answer is not None:
                 self._on_answer(held.serial, key, answer)
         else:
@@ -338,6 +335,9 @@ class Simulation:
 
     def _count(self, track: _Track, held: Held, answer: int) -> None:
         day = int(held.at_s // DAY_S)
+        if day == track.day:  # the usual case: the server's last day counted
+            track.counts[answer] += 1
+            return
         text = self._days.get(day)
         if text is None:
             text = self._days[day] = held.at.astimezone(UTC).strftime("%Y-%m-%d")

@@ -458,14 +458,6 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------------------ classification
 
-    def classify(self, event: MetadataRecord, at: datetime) -> Classification:
-        """A contract-checked record classified as a batch classifies it (after admission's
-        :func:`drop_unusable_names`, done here on ``event``), with the same cache: for a caller that
-        hands the result back in a :class:`CheckedMessage`."""
-        self._check_cache_version()
-        drop_unusable_names(event["client"], None)
-        return self._classify(event, at)
-
     def admit_one(self, event: MetadataRecord, at: datetime, authority: Authority,
                   stats: BatchStats) -> tuple[Classification, str]:
         """What a batch does with one contract-checked record before folding it: admission (its
@@ -495,20 +487,24 @@ class BatchProcessor:
                 break
         client = event["client"]
         key: tuple[Any, ...] | None = None
+        connection_key: tuple[Any, ...] | None = None
         if top is not None:
             key = (stamp_cache_key(top), at.toordinal())
-            cached = self._cache.get(key) or self._cache.get((*key, client.get("helo"), client["ip"]))
+            cached = self._cache.get(key)
+            if cached is None:
+                connection_key = (*key, client.get("helo"), client["ip"])
+                cached = self._cache.get(connection_key)
             if cached is not None:
                 return cached
         snapshot = self.policies.current
         result = classify(headers, Connection(ip=client["ip"], helo=client.get("helo")), at,
                           catalog=snapshot.catalog, policy=snapshot.classification, products=snapshot.products,
                           cached=False)  # this worker's own cache above, per snapshot
-        if key is not None:
+        if key is not None and connection_key is not None:
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
             # a server named by the hop does not depend on the connection; one named by it does
-            self._cache[key if result.server_source == "by" else (*key, client.get("helo"), client["ip"])] = result
+            self._cache[key if result.server_source == "by" else connection_key] = result
         return result
 
     def _server(self, classification: Classification, key_server: str, stats: BatchStats) -> str:

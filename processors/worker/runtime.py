@@ -417,11 +417,13 @@ class WorkerRuntime:
 def _due_groups(due: Sequence[tuple[str, float]]) -> Iterator[list[tuple[str, float]]]:
     """Due items in their order, as runs of server items due at one instant; a tenant item alone."""
     group: list[tuple[str, float]] = []
+    servers = False  # the group is a run of server items
     for member, score in due:
         server = parse_due_member(member)[0] != DUE_TENANT
-        if group and (not server or score != group[0][1] or parse_due_member(group[0][0])[0] == DUE_TENANT):
+        if group and not (server and servers and score == group[0][1]):
             yield group
             group = []
+        servers = server
         group.append((member, score))
     if group:
         yield group

@@ -15,6 +15,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from processors.classify import Classification
 from processors.enforcement.verdicts import rfc3339
 from processors.events.metadata import MetadataRecord
 from processors.kafka.commands import pause_command
@@ -23,7 +24,7 @@ from processors.report.reader import ReportReader
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
 from processors.worker.policies import PolicySource
-from processors.worker.processing import BatchStats, RawMessage
+from processors.worker.processing import Authority, BatchStats, RawMessage
 from processors.worker.runtime import WorkerRuntime
 from tests.worker.factories import batch_envelope, encode, metadata_event
 
@@ -293,6 +294,11 @@ def test_a_server_named_by_its_connection_is_classified_per_helo_and_ip_and_cach
     classification cache keys such a result by the connection too, so two senders of the same hop
     text stay two servers, and a repeat of one is answered from the cache."""
     processor = Driver().runtime.processor
+    authority = Authority("contoso", "", None)
+
+    def classified(record: MetadataRecord) -> Classification:
+        return processor.admit_one(record, T0, authority, BatchStats())[0]
+
     hop = "from MBX01.corp.local (10.1.0.5) by {} with Microsoft SMTP Server; Mon, 2 Nov 2026 08:59:59 +0000"
 
     def record(n: int, helo: str, ip: str) -> MetadataRecord:
@@ -301,8 +307,8 @@ def test_a_server_named_by_its_connection_is_classified_per_helo_and_ip_and_cach
 
     first, second, other_ip = record(1, "ex01.contoso.com", "203.0.113.10"), \
         record(2, "ex02.contoso.com", "203.0.113.10"), record(3, "ex01.contoso.com", "203.0.113.99")
-    named = [processor.classify(r, T0) for r in (first, second, other_ip)]
+    named = [classified(r) for r in (first, second, other_ip)]
     assert [c.server_source for c in named] == ["helo", "helo", "helo"]
     assert [c.server for c in named] == ["ex01.contoso.com", "ex02.contoso.com", "ex01.contoso.com"]
-    assert processor.classify(record(4, "ex01.contoso.com", "203.0.113.10"), T0) is named[0]
+    assert classified(record(4, "ex01.contoso.com", "203.0.113.10")) is named[0]
     assert named[2] is not named[0]  # another IP: another key, even for the same name
