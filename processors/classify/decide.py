@@ -368,10 +368,10 @@ class Evaluator:
         """Rule ``grace_period``: a newer security update for the CU is public for longer than the grace period."""
         if required is None or placed.build >= required.build:
             return None
-        age = (placed.day - required.release_date).days
-        reason = (
+        reason = (  # dates, not an age in days: a verdict's text is the same on every day it holds
             f"{placed.label} ({placed.short}) is behind: {required.release_name} ({required.short}) has been "
-            f"public for {age} days, more than the {self.policy.grace_days}-day grace period."
+            f"public since {required.release_date.isoformat()}, more than the {self.policy.grace_days}-day "
+            "grace period."
         )
         return _verdict(placed, BEHIND, "grace_period", reason, recs)
 
@@ -395,10 +395,9 @@ class Evaluator:
             reason = f"{placed.label} ({placed.short}) has the newest security update for {placed.product} {group}."
             return _verdict(placed, CURRENT, "latest_su", reason, recs)
         newest = pending[-1]
-        age = (placed.day - newest.release_date).days
         reason = (
-            f"{placed.label} ({placed.short}): the newer {newest.release_name} ({newest.short}) is {age} days old, "
-            f"within the {self.policy.grace_days}-day grace period."
+            f"{placed.label} ({placed.short}): the newer {newest.release_name} ({newest.short}), public since "
+            f"{newest.release_date.isoformat()}, is within the {self.policy.grace_days}-day grace period."
         )
         return _verdict(placed, CURRENT, "within_grace", reason, recs)
 

@@ -53,6 +53,7 @@ import orjson
 
 from processors import metrics
 from processors.classify import Classification, Connection, classify
+from processors.classify.calendar import JudgementCalendar
 from processors.classify.received import stamp_cache_key
 from processors.contracts import ContractError, contracts
 from processors.enforcement.pauses import PauseState
@@ -83,7 +84,7 @@ from processors.worker.admission import (
     key_parts,
     topic_tenant,
 )
-from processors.worker.policies import PolicySource
+from processors.worker.policies import PolicySnapshot, PolicySource
 
 log = logging.getLogger(__name__)
 
@@ -292,16 +293,22 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _calendar_of(snapshot: PolicySnapshot) -> JudgementCalendar:
+    """The days on which ``snapshot``'s catalogs and policy can change a classification."""
+    return JudgementCalendar(snapshot.catalog, snapshot.classification, snapshot.products)
+
+
 class BatchProcessor:
     def __init__(self, settings: Settings, store: Store, output: KafkaOutput, policies: PolicySource) -> None:
         self.settings = settings
         self.store = store
         self.output = output
         self.policies = policies
-        # (topmost Received value, day), and the HELO and IP too when they named the server
+        # (topmost Received value, epoch of the day), and the HELO and IP too when they named the server
         self._cache: dict[tuple[Any, ...], Classification] = {}
         self._server_names: dict[str, str] = {}  # a classification's server -> the checked lower-case name
         self._cache_version = policies.current.version
+        self._calendar = _calendar_of(policies.current)
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
         self._parse_record = record_parser()
         self._batch_valid = contracts.metadata_batch_fast
@@ -369,6 +376,7 @@ class BatchProcessor:
         if self._cache_version != self.policies.current.version:
             self._cache.clear()
             self._cache_version = self.policies.current.version
+            self._calendar = _calendar_of(self.policies.current)
 
     def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_ServerFold]:
         """Decode, check, classify and fold the batch, message by message, into one fold per server.
@@ -473,7 +481,8 @@ class BatchProcessor:
         """Classify one record; the result is shared by every record with the same topmost hop that day.
 
         The classifier decides from the topmost Received header alone (lower hops are context), so
-        its text without the date's digits (:func:`stamp_cache_key`) and the day are a sound cache
+        its text without the date's digits (:func:`stamp_cache_key`) and the epoch of the day (the
+        stretch of days in which no status can change, :class:`JudgementCalendar`) are a sound cache
         key whenever the server was named by that hop (an Exchange or cloud stamp, whose meaning
         ends at the ``;``); when the connection named it (a stamp without a usable ``by`` host),
         the HELO and IP join the key. The cached result keeps the first record's hop text as its
@@ -489,7 +498,7 @@ class BatchProcessor:
         key: tuple[Any, ...] | None = None
         connection_key: tuple[Any, ...] | None = None
         if top is not None:
-            key = (stamp_cache_key(top), at.toordinal())
+            key = (stamp_cache_key(top), self._calendar.epoch(at.toordinal()))
             cached = self._cache.get(key)
             if cached is None:
                 connection_key = (*key, client.get("helo"), client["ip"])

@@ -15,7 +15,8 @@ from typing import Any, cast
 import orjson
 import pytest
 
-from processors.classify import Classification
+from processors.classify import Classification, Connection, classify
+from processors.classify.calendar import JudgementCalendar
 from processors.enforcement.verdicts import rfc3339
 from processors.events.metadata import MetadataRecord
 from processors.kafka.commands import pause_command
@@ -26,7 +27,7 @@ from processors.state.memory import MemoryStateStore
 from processors.worker.policies import PolicySource
 from processors.worker.processing import Authority, BatchStats, RawMessage
 from processors.worker.runtime import WorkerRuntime
-from tests.worker.factories import batch_envelope, encode, metadata_event
+from tests.worker.factories import batch_envelope, encode, exchange_hop, metadata_event
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 EX01 = "contoso/ex01.contoso.com"
@@ -312,3 +313,28 @@ def test_a_server_named_by_its_connection_is_classified_per_helo_and_ip_and_cach
     assert [c.server for c in named] == ["ex01.contoso.com", "ex02.contoso.com", "ex01.contoso.com"]
     assert classified(record(4, "ex01.contoso.com", "203.0.113.10")) is named[0]
     assert named[2] is not named[0]  # another IP: another key, even for the same name
+
+
+def test_the_classification_cache_holds_across_days_of_one_epoch_and_not_past_a_turning_day() -> None:
+    """The worker caches a server's classification by the epoch of the day (the stretch between
+    two days on which the catalogs can change a status), not by the day: a repeat on a later day
+    of the same epoch is answered from the cache, one on the first day of the next epoch is judged
+    afresh, and a build behind on that day is found so on it."""
+    processor = Driver().runtime.processor
+    authority = Authority("contoso", "", None)
+    calendar = JudgementCalendar(POLICIES.current.catalog, POLICIES.current.classification,
+                                 POLICIES.current.products)
+
+    def classified(at: datetime) -> Classification:
+        record = cast("MetadataRecord", metadata_event(f"e{at.timestamp()}", at, build="15.2.1748.24"))
+        return processor.admit_one(record, at, authority, BatchStats())[0]
+
+    first, last = calendar.span(T0.toordinal())
+    assert first is not None and last is not None and last > T0.toordinal(), "T0's epoch spans more days"
+    later = T0 + timedelta(days=last - T0.toordinal())
+    assert classified(later) is classified(T0)
+    turning = later + timedelta(days=1)
+    assert classified(turning) is not classified(T0)
+    expected = classify([("Received", exchange_hop("ex01.contoso.com", "15.2.1748.24", turning))],
+                        Connection(ip="203.0.113.10", helo="ex01.contoso.com"), turning, cached=False)
+    assert (classified(turning).status, classified(turning).reason) == (expected.status, expected.reason)
