@@ -9,6 +9,7 @@ and other grace periods.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import example, given, settings
@@ -16,8 +17,13 @@ from hypothesis import strategies as st
 
 from processors.classify.calendar import JudgementCalendar
 from processors.classify.catalog import Catalog
-from processors.classify.classifier import default_catalog, default_policy, default_products, evaluator_for, \
-    product_evaluator_for
+from processors.classify.classifier import (
+    default_catalog,
+    default_policy,
+    default_products,
+    evaluator_for,
+    product_evaluator_for,
+)
 from processors.classify.policy import ClassificationPolicy, parse_policy_text
 from processors.classify.products import ProductCatalog
 
@@ -90,8 +96,7 @@ def test_a_date_a_catalog_adds_later_is_a_turning_day_without_a_list_of_fields()
     far = date(2040, 6, 1)
     before = JudgementCalendar(CATALOG, default_policy(), PRODUCTS)
     row = CATALOG.rows[0]
-    extended = Catalog(rows=(*CATALOG.rows, row.__class__(**{**{f: getattr(row, f) for f in row.__slots__},
-                                                            "release_date": far})),
+    extended = Catalog(rows=(*CATALOG.rows, replace(row, release_date=far)),
                        lifecycle=CATALOG.lifecycle, sha256="x", source="test", _by_build={}, _by_group={},
                        _by_product={}, _by_build_number={})
     after = JudgementCalendar(extended, default_policy(), ProductCatalog(releases={}, sha256="", source="",
