@@ -313,7 +313,10 @@ class Simulation:
             track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, at_s)
             self._change(track, held, c, key, answer, ())
         elif track.repeated_by(held, c):
-            self._count(track, held, answer)
+            if int(at_s // DAY_S) == track.day:  # the usual case of :meth:`_count`
+                track.counts[answer] += 1
+            else:
+                self._count(track, held, answer)
             if self._on_answer is not None:
                 self._on_answer(held.serial, key, answer)
         else:
@@ -450,7 +453,7 @@ def _same_class(a: Classification, b: Classification) -> bool:
 
 # ------------------------------------------------------------------------------ event-time order
 
-_Waiting = tuple[datetime, str, int, Held]  # (time, event id, serial, the record)
+_Waiting = tuple[float, str, int, Held]  # (epoch seconds, event id, serial, the record)
 
 
 def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[Held]:
@@ -478,21 +481,24 @@ def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulati
 
 
 class _Order:
-    """The records waiting for their turn: a queue of those that came in order, a heap of the others."""
+    """The records waiting for their turn: a queue of those that came in order, a heap of the others.
+    Positions are (epoch seconds, event id): distinct instants of the years 2000-2099 to the
+    microsecond are distinct floats, so they order as the times do."""
 
     def __init__(self, prediction: Prediction) -> None:
         self.prediction = prediction
         self.in_order: deque[_Waiting] = deque()
         self.late: list[_Waiting] = []
         self.held = 0
-        self._tail: tuple[datetime, str] | None = None  # the last record queued in order
-        self._done: tuple[datetime, str] | None = None  # the latest record released
+        self._tail: tuple[float, str] = (-math.inf, "")  # the last record queued in order
+        self._done: tuple[float, str] = (-math.inf, "")  # the latest record released ...
+        self._done_at: datetime | None = None  # ... and its time
 
     def add(self, waiting: _Waiting) -> None:
-        tail, position = self._tail, (waiting[0], waiting[1])
-        if not self.in_order or tail is None or position >= tail:
+        at, tail = waiting[0], self._tail
+        if at > tail[0] or not self.in_order or (at == tail[0] and waiting[1] >= tail[1]):
             self.in_order.append(waiting)
-            self._tail = position
+            self._tail = (at, waiting[1])
         else:
             heapq.heappush(self.late, waiting)
         self.held += 1
@@ -503,16 +509,16 @@ class _Order:
         waiting = heapq.heappop(late) if late and (not in_order or late[0][:3] < in_order[0][:3]) \
             else in_order.popleft()
         self.held -= 1
-        at, done = waiting[0], self._done
-        if done is not None and at < done[0]:  # at one instant, a smaller event_id late is only a tie broken late
-            self.prediction.skip(waiting[3].where, f"out of time order: observed_at {at.isoformat()} comes more "
-                                 f"than {REORDER} records after later ones (from {done[0].isoformat()}); sort the "
-                                 "input by observed_at")
+        at, done, held = waiting[0], self._done, waiting[3]
+        if at < done[0]:  # at one instant, a smaller event_id late is only a tie broken late
+            assert self._done_at is not None
+            self.prediction.skip(held.where, f"out of time order: observed_at {held.at.isoformat()} comes more "
+                                 f"than {REORDER} records after later ones (from {self._done_at.isoformat()}); "
+                                 "sort the input by observed_at")
             return None
-        position = (at, waiting[1])
-        if done is None or position > done:
-            self._done = position
-        return waiting[3]
+        if at > done[0] or waiting[1] > done[1]:
+            self._done, self._done_at = (at, waiting[1]), held.at
+        return held
 
 
 def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
@@ -528,9 +534,12 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         if isinstance(item, Skip):
             prediction.skip(item.where, item.reason)
             continue
+        record = item.record
         try:  # the compiled check says "valid" at once; a record it does not pass gets the exact one
-            record, at = (item.record, from_iso(item.record["observed_at"])) if valid(item.record) \
-                else parse(item.record)
+            if valid(record):
+                at = from_iso(record["observed_at"])
+            else:
+                record, at = parse(record)
         except ContractError as error:
             prediction.skip(item.where, f"contract: {error.path}: {error.reason}")
             continue
@@ -548,5 +557,6 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
             continue
         serial += 1
         payload = item.raw if item.raw is not None else orjson.dumps(record)
-        held = Held(at, at.timestamp(), serial, item.where, key, payload, record["connector"]["type"], admitted)
-        yield at, record["event_id"], serial, held
+        at_s = at.timestamp()
+        held = Held(at, at_s, serial, item.where, key, payload, record["connector"]["type"], admitted)
+        yield at_s, record["event_id"], serial, held

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from processors.contracts import METADATA_SCHEMA
 from processors.errors import PatchgateError
 from processors.events.metadata import BadEnvelope, metadata_items
 from processors.kafka import clients
@@ -92,30 +93,27 @@ def file_records(path: Path, progress: Progress | None = None) -> Iterator[Item 
         raise InputError(f"{path}: cannot read: {error}") from None
 
 
-def message_records(where: str, key: bytes | None, value: bytes | None) -> Iterator[Item | Skip]:
+def message_records(where: str, key: bytes | None, value: bytes | None) -> list[Item | Skip]:
     """The records of one message (a line, or a Kafka message with its key)."""
     if value is None:
-        yield Skip(where, "empty: the message has no value")
-        return
+        return [Skip(where, "empty: the message has no value")]
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as error:
-        yield Skip(where, f"invalid JSON: {error}")
-        return
+        return [Skip(where, f"invalid JSON: {error}")]
+    if type(document) is dict and document.get("schema") == METADATA_SCHEMA:  # one bare record: most lines
+        return [Item(where, key.decode("utf-8", "replace") if key is not None else None, document, value)]
     envelope_key = document.get("server_key") if isinstance(document, dict) else None
     if key is None and isinstance(envelope_key, str):
         key = envelope_key.encode()  # a file's envelope names its key itself
     try:
         items, batch = metadata_items(document, key)
     except BadEnvelope as error:
-        yield Skip(where, str(error))
-        return
+        return [Skip(where, str(error))]
     key_text = key.decode("utf-8", "replace") if key is not None else None
     if not batch:
-        yield Item(where, key_text, items[0], value)
-        return
-    for index, item in enumerate(items):
-        yield Item(f"{where} record {index}", key_text, item)
+        return [Item(where, key_text, items[0], value)]
+    return [Item(f"{where} record {index}", key_text, item) for index, item in enumerate(items)]
 
 
 def kafka_records(kafka: KafkaConfig, topic: str, since: datetime | None, until: datetime | None,
