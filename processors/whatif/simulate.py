@@ -65,12 +65,13 @@ from processors.events.command import parse_command
 from processors.events.metadata import record_parser
 from processors.settings import Settings
 from processors.state.memory import MemoryStateStore
-from processors.whatif.model import Prediction, ServerResult, answer_of
+from processors.whatif.model import ACTION_ANSWER, Prediction, ServerResult, answer_of
 from processors.whatif.sources import Item, Skip
 from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage, Refused
 
 WINDOW_MAX = 2000  # changers waiting for the worker at most
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
+RELEASE_RUN = 4096  # records released together once that many more than REORDER wait
 DAY_S = 86_400
 COLLECT_EVERY = 250_000  # records between two passes of the cyclic garbage collector
 
@@ -215,8 +216,9 @@ async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulatio
 def _paced_collector() -> Iterator[Callable[[], None]]:
     """The cyclic garbage collector paced by records instead of by allocations, for one run.
 
-    A run holds up to :data:`REORDER` records and every server's state alive; the collector's
-    automatic passes would scan them over and over (a third of the run's time). Decoded records
+    A run holds up to :data:`REORDER` + :data:`RELEASE_RUN` records and every server's state
+    alive; the collector's automatic passes would scan them over and over (a third of the run's
+    time). Decoded records
     hold no reference cycles and are freed by reference counting as they go; whatever cyclic
     garbage a run makes is collected by a full pass every :data:`COLLECT_EVERY` records (the
     caller calls the function yielded) or by the collector once it runs again after the run.
@@ -307,7 +309,8 @@ class Simulation:
             return False
         decision = message_decision(self.index, key, at_s, in_scope=held.connector in self._scope,
                                     status=c.status)
-        answer = answer_of(decision.action, decision.shadow_reply)
+        answer = ACTION_ANSWER[decision.action] if decision.shadow_reply is None \
+            else answer_of(decision.action, decision.shadow_reply)
         track = self._tracks.get(key)
         if track is None:
             track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, at_s)
@@ -458,8 +461,9 @@ _Waiting = tuple[float, str, int, Held]  # (epoch seconds, event id, serial, the
 
 def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[Held]:
     """Records that pass their contract and the worker's admission (of every simulation), in
-    event-time order (ties by ``event_id``), restored within a window of :data:`REORDER` records;
-    one that comes later than that is skipped and listed (never silently dropped or misplaced), as
+    event-time order (ties by ``event_id``), restored within a window of at least :data:`REORDER`
+    records (released in runs of :data:`RELEASE_RUN`); one that comes later than the window is
+    skipped and listed (never silently dropped or misplaced), as
     is every unreadable line and every refused record, in the last simulation's prediction.
     Records before its ``enforce_from`` are counted and left out.
 
@@ -470,10 +474,11 @@ def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulati
     order = _Order(simulations[-1].prediction)
     for waiting in _admitted(items, simulations, order.prediction):
         order.add(waiting)
-        if order.held > REORDER:
-            released = order.release()
-            if released is not None:
-                yield released
+        if order.held > REORDER + RELEASE_RUN:  # in runs: each loop stays hot in the caches
+            while order.held > REORDER:
+                released = order.release()
+                if released is not None:
+                    yield released
     while order.held:
         released = order.release()
         if released is not None:

@@ -309,6 +309,7 @@ class BatchProcessor:
         self._server_names: dict[str, str] = {}  # a classification's server -> the checked lower-case name
         self._cache_version = policies.current.version
         self._calendar = _calendar_of(policies.current)
+        self._epoch_day, self._epoch = -1, -1  # the last day looked up in the calendar, and its epoch
         self._tenant_topic = re.compile(settings.metadata_topic_pattern) if settings.per_tenant_topics else None
         self._parse_record = record_parser()
         self._batch_valid = contracts.metadata_batch_fast
@@ -377,6 +378,7 @@ class BatchProcessor:
             self._cache.clear()
             self._cache_version = self.policies.current.version
             self._calendar = _calendar_of(self.policies.current)
+            self._epoch_day = -1
 
     def _fold(self, messages: Sequence[RawMessage], stats: BatchStats, now: datetime) -> list[_ServerFold]:
         """Decode, check, classify and fold the batch, message by message, into one fold per server.
@@ -498,7 +500,10 @@ class BatchProcessor:
         key: tuple[Any, ...] | None = None
         connection_key: tuple[Any, ...] | None = None
         if top is not None:
-            key = (stamp_cache_key(top), self._calendar.epoch(at.toordinal()))
+            day = at.toordinal()
+            if day != self._epoch_day:  # most records fall on the day of the one before
+                self._epoch_day, self._epoch = day, self._calendar.epoch(day)
+            key = (stamp_cache_key(top), self._epoch)
             cached = self._cache.get(key)
             if cached is None:
                 connection_key = (*key, client.get("helo"), client["ip"])

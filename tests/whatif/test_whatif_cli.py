@@ -131,7 +131,8 @@ def test_bad_lines_are_counted_and_listed_the_rest_simulated(
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\n".join([*lines[:5], b"{not json", b"[1, 2]", envelope, orjson.dumps(bad_ip),
                                   *lines[5:], orjson.dumps(late)]) + b"\n")
-    monkeypatch.setattr(simulate, "REORDER", 20)  # the late record falls out of the reordering window
+    monkeypatch.setattr(simulate, "REORDER", 20)  # the late record falls out of the reordering window ...
+    monkeypatch.setattr(simulate, "RELEASE_RUN", 4)  # ... which is at most 24 records long
     document = as_json(capsys, str(mixed))
     reasons = {s["where"].rsplit(":", 1)[1]: s["reason"] for s in document["skipped"]["first"]}
     assert document["input"]["skipped"] == 5 == len(reasons)
