@@ -136,14 +136,14 @@ class _Track:
     counts: list[int] = field(default_factory=list)  # ... and its counts
 
     def repeated_by(self, held: Held, c: Classification) -> bool:
-        """Whether the record may stay away from the worker (noted as skipped if so)."""
+        """Whether the record may stay away from the worker; the caller then notes it as skipped
+        (:meth:`Simulation.answer`, which tests the usual case, the same class object, first)."""
         if held.connector != self.connector or (self.tied and held.at_s > self.sent_at_s):
             return False
         if self.classification is not c:
             if not _same_class(self.classification, c):
                 return False
-            self.classification = c  # the same class: the next record of the day compares by identity
-        self.skipped, self.skipped_as, self.last_at_s = held, c, held.at_s
+            self.classification = c  # the same class: the next record of the epoch compares by identity
         return True
 
     def changed_by(self, held: Held, c: Classification) -> tuple[tuple[Held, Classification], ...]:
@@ -198,8 +198,9 @@ async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulatio
     with _paced_collector() as pace:
         if len(simulations) == 1:  # the common case, without a loop per record
             simulation = simulations[0]
+            answer = simulation.answer
             for held in ordered_records(items, simulations):
-                if not simulation.answer(held, held.admitted[0]):
+                if not answer(held, held.admitted[0]):
                     await simulation.record(held, held.admitted[0])
                 if not held.serial % COLLECT_EVERY:
                     pace()
@@ -315,7 +316,9 @@ class Simulation:
         if track is None:
             track = self._tracks[key] = _Track(self.prediction.server(key), c, held.connector, at_s)
             self._change(track, held, c, key, answer, ())
-        elif track.repeated_by(held, c):
+        elif (track.classification is c and not track.tied and track.connector == held.connector) \
+                or track.repeated_by(held, c):  # the usual repeat first, then what repeated_by says
+            track.skipped, track.skipped_as, track.last_at_s = held, c, at_s
             if int(at_s // DAY_S) == track.day:  # the usual case of :meth:`_count`
                 track.counts[answer] += 1
             else:
