@@ -54,7 +54,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -90,13 +90,15 @@ class _StreamingStore(MemoryStateStore):
 Admitted = tuple[Classification, str]
 
 
-@dataclass(slots=True)
-class Held:
-    """A checked, admitted record waiting for its turn in event-time order."""
+class Held(NamedTuple):
+    """A checked, admitted record waiting for its turn in event-time order. A tuple whose first
+    three fields are its position in that order: (time, event id, serial) is unique, so records
+    compare by it alone."""
 
-    at: datetime
-    at_s: float  # ``at`` in epoch seconds
+    at_s: float  # its ``observed_at`` in epoch seconds
+    event_id: str
     serial: int  # its position among the input's checked records, from 1
+    at: datetime
     where: str
     key: bytes | None  # the Kafka key (or envelope server key) it was published under
     payload: bytes  # its JSON, decoded again only if it goes to the worker
@@ -459,9 +461,6 @@ def _same_class(a: Classification, b: Classification) -> bool:
 
 # ------------------------------------------------------------------------------ event-time order
 
-_Waiting = tuple[float, str, int, Held]  # (epoch seconds, event id, serial, the record)
-
-
 def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[Held]:
     """Records that pass their contract and the worker's admission (of every simulation), in
     event-time order (ties by ``event_id``), restored within a window of at least :data:`REORDER`
@@ -475,8 +474,8 @@ def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulati
     arrive in order wait in a queue; only the others go through a heap.
     """
     order = _Order(simulations[-1].prediction)
-    for waiting in _admitted(items, simulations, order.prediction):
-        order.add(waiting)
+    for held in _admitted(items, simulations, order.prediction):
+        order.add(held)
         if order.held > REORDER + RELEASE_RUN:  # in runs: each loop stays hot in the caches
             while order.held > REORDER:
                 released = order.release()
@@ -495,42 +494,41 @@ class _Order:
 
     def __init__(self, prediction: Prediction) -> None:
         self.prediction = prediction
-        self.in_order: deque[_Waiting] = deque()
-        self.late: list[_Waiting] = []
+        self.in_order: deque[Held] = deque()
+        self.late: list[Held] = []
         self.held = 0
         self._tail: tuple[float, str] = (-math.inf, "")  # the last record queued in order
-        self._done: tuple[float, str] = (-math.inf, "")  # the latest record released ...
-        self._done_at: datetime | None = None  # ... and its time
+        self._done: Held | None = None  # the latest record released
 
-    def add(self, waiting: _Waiting) -> None:
-        at, tail = waiting[0], self._tail
-        if at > tail[0] or not self.in_order or (at == tail[0] and waiting[1] >= tail[1]):
-            self.in_order.append(waiting)
-            self._tail = (at, waiting[1])
+    def add(self, held: Held) -> None:
+        at, tail = held.at_s, self._tail
+        if at > tail[0] or not self.in_order or (at == tail[0] and held.event_id >= tail[1]):
+            self.in_order.append(held)
+            self._tail = (at, held.event_id)
         else:
-            heapq.heappush(self.late, waiting)
+            heapq.heappush(self.late, held)
         self.held += 1
 
     def release(self) -> Held | None:
         """The earliest waiting record; None when it came too late to be put in its place (listed)."""
         late, in_order = self.late, self.in_order
-        waiting = heapq.heappop(late) if late and (not in_order or late[0][:3] < in_order[0][:3]) \
-            else in_order.popleft()
+        held = heapq.heappop(late) if late and (not in_order or late[0] < in_order[0]) else in_order.popleft()
         self.held -= 1
-        at, done, held = waiting[0], self._done, waiting[3]
-        if at < done[0]:  # at one instant, a smaller event_id late is only a tie broken late
-            assert self._done_at is not None
+        done = self._done
+        if done is None:
+            self._done = held
+        elif held.at_s < done.at_s:  # at one instant, a smaller event_id late is only a tie broken late
             self.prediction.skip(held.where, f"out of time order: observed_at {held.at.isoformat()} comes more "
-                                 f"than {REORDER} records after later ones (from {self._done_at.isoformat()}); "
+                                 f"than {REORDER} records after later ones (from {done.at.isoformat()}); "
                                  "sort the input by observed_at")
             return None
-        if at > done[0] or waiting[1] > done[1]:
-            self._done, self._done_at = (at, waiting[1]), held.at
+        elif held.at_s > done.at_s or held.event_id > done.event_id:
+            self._done = held
         return held
 
 
 def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
-              prediction: Prediction) -> Iterator[_Waiting]:
+              prediction: Prediction) -> Iterator[Held]:
     """Every record that passes its contract and the worker's admission, with what each simulation
     makes of it."""
     parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
@@ -565,6 +563,5 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
             continue
         serial += 1
         payload = item.raw if item.raw is not None else orjson.dumps(record)
-        at_s = at.timestamp()
-        held = Held(at, at_s, serial, item.where, key, payload, record["connector"]["type"], admitted)
-        yield at_s, record["event_id"], serial, held
+        yield Held(at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
+                   record["connector"]["type"], admitted)
