@@ -1,12 +1,13 @@
 """Benchmark: ``patchgate whatif`` streams. Memory by records, and throughput against the classifier.
 
-Run: ``.venv/bin/python benchmarks/bench_whatif.py [--n N] [--servers S] [--quick]``. In one run:
+Run: ``.venv/bin/python benchmarks/bench_whatif.py [--n N] [--servers S] [--rounds R] [--quick]``. In one run:
 
 1. **Memory**: ``patchgate whatif`` (a child process, ``--format json``) reads N and then 4N
    records of the same S servers over the same 120 days, streamed through its standard input (no
    file on disk); its peak RSS (``ru_maxrss`` of each child) must not grow with the records: the
    ratio RSS(4N) / RSS(N) is printed (target: at most 1.10).
-2. **Throughput**: over the same records (N/5, at least 20,000, held in memory), records per second
+2. **Throughput**: over the same records (N/5, at least 20,000, held in memory), the best of
+   ``--rounds`` rounds (3) of each side, run side by side in every round, records per second
    of the whole simulation (JSON, contract, the worker's admission and classification, event-time
    order, the edge decision, the counts, the worker's batches for the records that can change a
    verdict, the timer) against the pure classifier alone (JSON decode and one ``classify`` call per
@@ -130,6 +131,17 @@ def whatif_rate(lines: list[bytes]) -> float:
     return len(lines) / (time.perf_counter() - started)
 
 
+def best_rates(lines: list[bytes], rounds: int) -> tuple[float, float, list[float]]:
+    """The best whatif and classify-alone rates of ``rounds`` rounds, each running both side by side
+    (a neighbour on a shared machine slows a run down, never speeds it up), and each round's ratio."""
+    whatif, alone, ratios = 0.0, 0.0, []
+    for _ in range(rounds):
+        w, a = whatif_rate(lines), classify_rate(lines)
+        whatif, alone = max(whatif, w), max(alone, a)
+        ratios.append(w / a)
+    return whatif, alone, ratios
+
+
 def per_record_floor_rate(lines: list[bytes]) -> float:
     """Records per second of what every record needs, in one loop: decode, contract check, the
     worker's admission and classification (a fresh worker, as a run has), the edge decision."""
@@ -171,9 +183,10 @@ def measure_into(args: argparse.Namespace, results: Results) -> None:
     count = max(20_000, args.n // 5)
     lines = list(records(count, args.servers))
     classify_rate(lines[:2000])  # warm the catalogs' caches alike
-    whatif, alone = whatif_rate(lines), classify_rate(lines)
-    print(f"  throughput over {count:,} records: whatif {whatif:,.0f}/s, classify alone {alone:,.0f}/s, "
-          f"ratio {whatif / alone:.2f}  (target >= 0.6): {'ok' if whatif / alone >= 0.6 else 'UNDER'}")
+    whatif, alone, rounds = best_rates(lines, args.rounds)
+    print(f"  throughput over {count:,} records, best of {args.rounds} rounds, each whatif then classify alone "
+          f"(round ratios {', '.join(f'{r:.2f}' for r in rounds)}): whatif {whatif:,.0f}/s, classify alone "
+          f"{alone:,.0f}/s, ratio {whatif / alone:.2f}  (target >= 0.6): {'ok' if whatif / alone >= 0.6 else 'UNDER'}")
     results.add(name="patchgate whatif", value=whatif, unit="records/s", baseline_name="classify alone",
                 baseline_value=alone, target=">= 0.6")
     floor = per_record_floor_rate(lines)
@@ -188,6 +201,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, help="records of the smaller run (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--servers", type=int, help="servers (default 500; 50 with --quick)")
     ap.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
+    ap.add_argument("--rounds", type=int, default=3, help="throughput rounds, the best of each side counts (3)")
     args = ap.parse_args()
     args.n = args.n or (50_000 if args.quick else 1_000_000)
     args.servers = args.servers or (50 if args.quick else 500)
