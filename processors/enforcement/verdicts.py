@@ -73,6 +73,8 @@ class ServerState:
     stage: int = 0
     issued_at: datetime | None = None
     has_verdict: bool = False
+    #: the fingerprint of the verdict last committed: an evaluation that comes to it again builds none
+    fingerprint: str | None = None
 
     @classmethod
     def from_hash(cls, server_key: str, fields: Mapping[str, str], ips: Sequence[str] = ()) -> ServerState:
@@ -95,6 +97,7 @@ class ServerState:
             stage=int(fields.get("stage", 0) or 0),
             issued_at=from_epoch(fields.get("issued_at")),
             has_verdict="sequence" in fields,
+            fingerprint=fields.get("fingerprint"),
         )
 
     def enforced_by(self, policy: EnforcementPolicy) -> bool:
@@ -107,7 +110,9 @@ class ServerState:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Evaluation:
-    """What should be true now; ``verdict`` is None when the server needs no (new) verdict."""
+    """What should be true now. ``verdict_prefix``/``verdict_suffix`` are None when the server needs
+    no new verdict: none at all (``fingerprint`` None) or the one in force (``fingerprint`` equal to
+    the committed one); a verdict's notifications come only with it."""
 
     stage: int
     fingerprint: str | None
@@ -168,8 +173,17 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
              effective_at: datetime, valid_until: datetime | None, paused_until: datetime | None,
              notifications: tuple[Notification, ...], once: tuple[Notification, ...],
              next_due: datetime | None, detected_on: date | None = None) -> Evaluation:
-    replies = _replies(state, policy, throttle, block)
     shadow = policy.shadow.applies_to(state.tenant_id)
+    # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
+    # alone (a newer SU ageing past the grace period) does not; the report shows them live.
+    fingerprint = "|".join(str(part) for part in (
+        stage, rfc3339(paused_until), state.status, state.build or state.version, state.rule, detected_on,
+    )) + ("|shadow" if shadow else "")
+    action = _action(stage, throttle, block, paused_until)
+    if fingerprint == state.fingerprint:  # the verdict in force: nothing to build, nothing to commit
+        return Evaluation(stage=stage, fingerprint=fingerprint, verdict_prefix=None, verdict_suffix=None,
+                          notifications=(), once_notifications=once, next_due=next_due, at=at, action=action)
+    replies = _replies(state, policy, throttle, block)
     prefix, suffix = verdict_parts(
         server_key=state.server_key, tenant_id=state.tenant_id, server=state.server, issued_at=at,
         effective_at=effective_at, valid_until=valid_until, stage=stage, throttle_minutes=throttle,
@@ -180,21 +194,10 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
         recommended_builds=[recommended_build(r) for r in state.recommended], client_ips=state.client_ips,
         shadow=shadow,
     )
-    # What makes a new verdict: enforcement and its explanation. A change of the recommended builds
-    # alone (a newer SU ageing past the grace period) does not; the report shows them live.
-    fingerprint = "|".join(str(part) for part in (
-        stage, rfc3339(paused_until), state.status, state.build or state.version, state.rule, detected_on,
-    )) + ("|shadow" if shadow else "")
     history = {"at": rfc3339(at), "stage": stage, "status": state.status, "build": state.build,
                "paused_until": rfc3339(paused_until), "detected_on": detected_on.isoformat() if detected_on else None}
     if shadow:
         history["shadow"] = True
-    if stage == 0:
-        action = "remediated"
-    elif paused_until is not None:
-        action = "paused"
-    else:
-        action = "block" if block else ("throttle" if throttle else "report")
     return Evaluation(
         stage=stage,
         fingerprint=fingerprint,
@@ -207,6 +210,15 @@ def _verdict(state: ServerState, policy: EnforcementPolicy, at: datetime, *, sta
         history=history,
         action=action,
     )
+
+
+def _action(stage: int, throttle: int, block: int, paused_until: datetime | None) -> str:
+    """What a verdict does, as the worker's metrics count it."""
+    if stage == 0:
+        return "remediated"
+    if paused_until is not None:
+        return "paused"
+    return "block" if block else ("throttle" if throttle else "report")
 
 
 def _notification(state: ServerState, policy: EnforcementPolicy, kind: str, at: datetime, stage: int,

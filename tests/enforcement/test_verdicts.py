@@ -93,3 +93,20 @@ def test_window_offset_is_stable_and_in_range() -> None:
     offsets = {window_offset(f"t/ex{i}.example") for i in range(500)}
     assert offsets <= set(range(60)) and len(offsets) > 40
     assert window_offset("contoso/ex01.contoso.com") == window_offset("contoso/ex01.contoso.com")
+
+
+def test_an_evaluation_that_comes_to_the_verdict_in_force_builds_none_but_keeps_its_notices_and_clock() -> None:
+    """The worker evaluates every server a batch touches; most come to the verdict already
+    committed. Such an evaluation builds no verdict (nor its notifications), as the commit would
+    send none, and still carries the notices due without one and the time of its next due work."""
+    first = evaluate(STATE, POLICY, PauseState(), DETECTED)
+    committed = replace(STATE, stage=1, issued_at=DETECTED, fingerprint=first.fingerprint)
+    week_before = evaluate(committed, POLICY, PauseState(), datetime(2026, 3, 25, tzinfo=UTC))
+    assert week_before.fingerprint == first.fingerprint
+    assert week_before.verdict_prefix is None and week_before.verdict_suffix is None
+    assert week_before.notifications == () and week_before.action == "report"
+    assert [n["kind"] for n in week_before.once_notifications] == ["stage_upcoming"]
+    assert week_before.next_due == datetime(2026, 3, 31, tzinfo=UTC)
+    throttled = evaluate(committed, POLICY, PauseState(), datetime(2026, 3, 31, tzinfo=UTC))
+    assert verdict(throttled, 2)["stage"] == 2  # another fingerprint: a verdict again
+    assert [n["kind"] for n in throttled.notifications] == ["stage_started"]
