@@ -104,7 +104,8 @@ def message_records(where: str, key: bytes | None, value: bytes | None) -> list[
     except orjson.JSONDecodeError as error:
         return [Skip(where, f"invalid JSON: {error}")]
     if type(document) is dict and document.get("schema") == METADATA_SCHEMA:  # one bare record: most lines
-        return [Item(where, key.decode("utf-8", "replace") if key is not None else None, document, value)]
+        return [tuple.__new__(Item, (where, key.decode("utf-8", "replace") if key is not None else None, document,
+                                     value))]  # Item(...), made in C
     envelope_key = document.get("server_key") if isinstance(document, dict) else None
     if key is None and isinstance(envelope_key, str):
         key = envelope_key.encode()  # a file's envelope names its key itself
