@@ -202,38 +202,44 @@ async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulatio
         if len(simulations) == 1:  # the common case, without a loop per record
             simulation = simulations[0]
             answer = simulation.answer
-            for held in ordered_records(items, simulations):
-                if not answer(held, held.admitted[0]):
-                    await simulation.record(held, held.admitted[0])
-                if not held.serial % COLLECT_EVERY:
-                    pace()
+            for run in ordered_records(items, simulations):
+                for held in run:
+                    if not answer(held, held.admitted[0]):
+                        await simulation.record(held, held.admitted[0])
+                pace(len(run))
         else:
-            for held in ordered_records(items, simulations):
-                for simulation, admitted in zip(simulations, held.admitted, strict=True):
-                    await simulation.record(held, admitted)
-                if not held.serial % COLLECT_EVERY:
-                    pace()
+            for run in ordered_records(items, simulations):
+                for held in run:
+                    for simulation, admitted in zip(simulations, held.admitted, strict=True):
+                        await simulation.record(held, admitted)
+                pace(len(run))
         return [await simulation.finish() for simulation in simulations]
 
 
 @contextmanager
-def _paced_collector() -> Iterator[Callable[[], None]]:
+def _paced_collector() -> Iterator[Callable[[int], None]]:
     """The cyclic garbage collector paced by records instead of by allocations, for one run.
 
     A run holds up to :data:`REORDER` + :data:`RELEASE_RUN` records and every server's state
     alive; the collector's automatic passes would scan them over and over (a third of the run's
-    time). Decoded records
-    hold no reference cycles and are freed by reference counting as they go; whatever cyclic
-    garbage a run makes is collected by a full pass every :data:`COLLECT_EVERY` records (the
-    caller calls the function yielded) or by the collector once it runs again after the run.
+    time). Decoded records hold no reference cycles and are freed by reference counting as they
+    go; whatever cyclic garbage a run makes is collected by a full pass every
+    :data:`COLLECT_EVERY` records (the caller tells the function yielded how many records it
+    simulated since its last call) or by the collector once it runs again after the run.
     """
-    def collect() -> None:
-        gc.collect()
+    since = 0
+
+    def pace(records: int) -> None:
+        nonlocal since
+        since += records
+        if since >= COLLECT_EVERY:
+            gc.collect()
+            since = 0
 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        yield collect
+        yield pace
     finally:
         if was_enabled:
             gc.enable()
@@ -462,8 +468,8 @@ def _same_class(a: Classification, b: Classification) -> bool:
 
 # ------------------------------------------------------------------------------ event-time order
 
-def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[Held]:
-    """Records that pass their contract and the worker's admission (of every simulation), in
+def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[list[Held]]:
+    """Runs of the records that pass their contract and the worker's admission (of every simulation), in
     event-time order (ties by ``event_id``), restored within a window of at least :data:`REORDER`
     records (released in runs of :data:`RELEASE_RUN`); one that comes later than the window is
     skipped and listed (never silently dropped or misplaced), as
@@ -478,14 +484,8 @@ def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulati
     for held in _admitted(items, simulations, order.prediction):
         order.add(held)
         if order.held > REORDER + RELEASE_RUN:  # in runs: each loop stays hot in the caches
-            while order.held > REORDER:
-                released = order.release()
-                if released is not None:
-                    yield released
-    while order.held:
-        released = order.release()
-        if released is not None:
-            yield released
+            yield order.release_run(order.held - REORDER)
+    yield order.release_run(order.held)
 
 
 class _Order:
@@ -509,6 +509,19 @@ class _Order:
         else:
             heapq.heappush(self.late, held)
         self.held += 1
+
+    def release_run(self, count: int) -> list[Held]:
+        """The earliest ``count`` waiting records, in order, but those that came too late (listed).
+        While no record came out of order, the queue's head is never before the last record
+        released, so a run is the queue's head as it is."""
+        if self.late:
+            return [held for held in (self.release() for _ in range(count)) if held is not None]
+        popleft = self.in_order.popleft
+        run = [popleft() for _ in range(count)]
+        self.held -= count
+        if run:
+            self._done = run[-1]
+        return run
 
     def release(self) -> Held | None:
         """The earliest waiting record; None when it came too late to be put in its place (listed)."""

@@ -63,3 +63,23 @@ def test_a_repeat_the_worker_would_refuse_is_a_listed_skip() -> None:
     assert prediction.records == 4 and sum(prediction.servers["contoso/ex1.contoso.com"].totals()) == 4
     assert [(skip.where, skip.reason.split(":", 2)[:2]) for skip in prediction.skips] == [
         ("r3", ["refused by the worker", " client ip"])]
+
+
+def test_records_out_of_order_within_the_window_are_simulated_in_order(monkeypatch: Any) -> None:
+    """Blocks of 7 records reversed (as partitions read side by side interleave): with a window of
+    20 records released in runs of 4, every record is put back in its place, so the prediction is
+    the one of the sorted input, day by day; runs come both from a clean queue and with late records
+    waiting."""
+    from processors.whatif import simulate
+
+    monkeypatch.setattr(simulate, "REORDER", 20)
+    monkeypatch.setattr(simulate, "RELEASE_RUN", 4)
+    records = history(("ex1.contoso.com", VULNERABLE, 300), ("ex2.contoso.com", VULNERABLE, 50),
+                      ("ex1.contoso.com", CURRENT, 100), ("ex1.contoso.com", VULNERABLE, 40))
+    shuffled = [record for start in range(0, len(records), 7) for record in reversed(records[start:start + 7])]
+    assert shuffled != records
+    expected, _ = simulated(records)
+    prediction, _ = simulated(shuffled)
+    assert prediction.records == 490 and prediction.skipped == 0
+    for key, server in expected.servers.items():
+        assert prediction.servers[key].days == server.days and prediction.servers[key].stages == server.stages
