@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -136,7 +137,10 @@ def best_rates(lines: list[bytes], rounds: int) -> tuple[float, float, list[floa
     (a neighbour on a shared machine slows a run down, never speeds it up), and each round's ratio."""
     whatif, alone, ratios = 0.0, 0.0, []
     for _ in range(rounds):
-        w, a = whatif_rate(lines), classify_rate(lines)
+        gc.collect()  # neither side pays for the other's garbage
+        w = whatif_rate(lines)
+        gc.collect()
+        a = classify_rate(lines)
         whatif, alone = max(whatif, w), max(alone, a)
         ratios.append(w / a)
     return whatif, alone, ratios
