@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -115,11 +116,7 @@ class EnforcementPolicy:
     @staticmethod
     def stage_start(detected_on: date, stage: Stage) -> datetime:
         """Midnight UTC of the stage's first day; the last representable day if that lies beyond it."""
-        try:
-            day = detected_on + timedelta(days=stage.start_day)
-        except OverflowError:
-            day = date.max
-        return datetime.combine(day, time(0), tzinfo=UTC)
+        return _midnight_after(detected_on, stage.start_day)
 
     def first_stage_where(self, predicate: str) -> Stage | None:
         """The first stage that throttles (``"throttle"``) or blocks (``"block"``)."""
@@ -284,3 +281,13 @@ def _int(table: Mapping[str, Any], key: str, where: str, low: int, high: int, de
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise PolicyError(f"{where}.{key}: must be an integer {low}..{high}, got {value!r}")
     return value
+
+
+@lru_cache(maxsize=4096)  # an evaluation asks for a few; the servers detected on one day share them
+def _midnight_after(day: date, days: int) -> datetime:
+    """Midnight UTC ``days`` after ``day``; the last representable day if that lies beyond it."""
+    try:
+        later = day + timedelta(days=days)
+    except OverflowError:
+        later = date.max
+    return datetime.combine(later, time(0), tzinfo=UTC)

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -490,7 +490,7 @@ class BatchProcessor:
         the HELO and IP join the key. The cached result keeps the first record's hop text as its
         evidence.
         """
-        headers = cast("Sequence[tuple[str, str]]", event["headers"])  # [name, value] pairs
+        headers: Sequence[tuple[str, str]] = event["headers"]  # type: ignore[assignment]  # [name, value] pairs
         top = None
         for name, value in headers:
             if len(name) == 8 and name.lower() == "received":
