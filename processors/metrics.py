@@ -49,6 +49,10 @@ patchgate_policy_reloads_total       counter    outcome                policy/ca
                                                                        stays); unreadable: checks that could not
                                                                        stat them (worker and API, see
                                                                        processors/policyfile.py)
+patchgate_policy_stale               gauge      kind                   1 while the watched policy (and catalog)
+                                                                       files on disk are not the version in
+                                                                       force: their last change was rejected or
+                                                                       they cannot be read; 0 once one loads
 ===================================  =========  =====================  =========================================
 
 :mod:`processors.probes` adds, in the same registry, ``patchgate_build_info{version}`` (1),
@@ -122,6 +126,11 @@ WEBHOOK_DELIVERIES = Counter("patchgate_webhook_deliveries_total",
 POLICY_RELOADS = Counter("patchgate_policy_reloads_total",
                          "Policy/catalog file changes, by outcome: applied, rejected (the version in force stays); "
                          "unreadable: checks that could not stat them", ["outcome"], registry=REGISTRY)
+
+POLICY_STALE = Gauge("patchgate_policy_stale",
+                     "1 while the watched policy/catalog files on disk are not the version in force (their last "
+                     "change was rejected, or they cannot be read), by kind of files; 0 once they load",
+                     ["kind"], registry=REGISTRY)
 
 _CATEGORY = re.compile(r"[^a-z0-9_]+")
 

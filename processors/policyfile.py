@@ -8,7 +8,9 @@ checked at most once per check interval; when they changed, the new version is l
 only if it validates, in one assignment, so a reader holds the old version or the new one, never a
 mix. A file that fails is logged in one line and the version in force stays; both are counted in
 ``patchgate_policy_reloads_total{outcome}`` (``applied`` / ``rejected`` / ``unreadable``: the
-files could not even be looked at, e.g. during a replacement that deleted them).
+files could not even be looked at, e.g. during a replacement that deleted them), and
+``patchgate_policy_stale{kind}`` is 1 while the files on disk are not the version in force (the
+alert ``PatchgatePolicyFileRejected`` fires on it).
 
 The policy file holds the ``[classification]``/``[products]`` and the ``[enforcement]``/``[pauses]``/
 ``[shadow]`` tables: it is read and parsed once per load, so both halves always come from the same
@@ -110,6 +112,9 @@ class HotReloaded(ABC, Generic[Loaded]):
         self._stamps = self._watched()
         self._checked = time.monotonic()
         self.current: Loaded = self._load()
+        self._rejected = False  # the files as last seen (``_stamps``) failed to load
+        self._stale = metrics.POLICY_STALE.labels(self.kind)
+        self._stale.set(0)
 
     @abstractmethod
     def _watched(self) -> object:
@@ -138,8 +143,10 @@ class HotReloaded(ABC, Generic[Loaded]):
         except OSError as error:
             log.error("cannot stat the %s file, keeping the loaded version: %s", self.kind, error)
             metrics.POLICY_RELOADS.labels("unreadable").inc()
+            self._stale.set(1)
             return False
         if stamps == self._stamps:
+            self._stale.set(1 if self._rejected else 0)  # (readable again, if it was not)
             return False
         self._stamps = stamps  # a file that fails is reported once, not at every check
         try:
@@ -147,10 +154,14 @@ class HotReloaded(ABC, Generic[Loaded]):
         except Exception as error:  # a bad new file must not stop the process
             log.error("new %s rejected, keeping version %s: %s", self.kind, self.describe(self.current), error)
             metrics.POLICY_RELOADS.labels("rejected").inc()
+            self._rejected = True
+            self._stale.set(1)
             return False
         self.current = loaded
         log.info("%s reloaded: version %s", self.kind, self.describe(loaded))
         metrics.POLICY_RELOADS.labels("applied").inc()
+        self._rejected = False
+        self._stale.set(0)
         return True
 
 

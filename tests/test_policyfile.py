@@ -90,3 +90,25 @@ def test_a_command_start_gets_one_line_for_a_file_it_cannot_use(tmp_path: Path) 
     with pytest.raises(PolicyError) as error:
         PolicyFileSource.at_start(broken, 2.0)
     assert str(error.value).startswith(f"{broken}: invalid TOML") and "\n" not in str(error.value)
+
+
+def stale() -> float | None:
+    return REGISTRY.get_sample_value("patchgate_policy_stale", {"kind": "policy"})
+
+
+def test_the_stale_gauge_says_while_the_file_on_disk_is_not_the_version_in_force(policy_path: Path) -> None:
+    """What PatchgatePolicyFileRejected alerts on: 1 from a rejected change (or files that cannot
+    be read) until a change loads; the counter alone says it once and then looks healthy."""
+    source = PolicyFileSource(policy_path, check_interval=0)
+    assert stale() == 0
+    replace_file(policy_path, SHADOW_ALL + "\n[shadw]\n")
+    assert source.reload_if_changed() is False and stale() == 1
+    assert source.reload_if_changed() is False and stale() == 1  # the same bad file: still not in force
+    policy_path.unlink()
+    assert source.reload_if_changed() is False and stale() == 1
+    replace_file(policy_path, SHADOW_ALL)
+    assert source.reload_if_changed() is True and stale() == 0
+    policy_path.unlink()
+    assert source.reload_if_changed() is False and stale() == 1  # cannot be looked at ...
+    policy_path.write_text(SHADOW_ALL)
+    assert source.reload_if_changed() is True and stale() == 0  # ... then back (a new file: loaded again)
