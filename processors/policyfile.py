@@ -35,11 +35,12 @@ from processors.classify import ClassificationPolicy, PolicyError
 from processors.classify.policy import POLICY_FILE, policy_from_document
 from processors.enforcement.policy import EnforcementPolicy, enforcement_policy_from_mapping
 from processors.enforcement.policy import PolicyError as EnforcementPolicyError
+from processors.settings import POLICY_CHECK_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
 #: How often a running process looks at its policy files by default (seconds).
-DEFAULT_CHECK_INTERVAL_S = 2.0
+DEFAULT_CHECK_INTERVAL_S = POLICY_CHECK_INTERVAL_S
 
 FileStamp = tuple[int, int, int, int]
 Loaded = TypeVar("Loaded")

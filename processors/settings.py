@@ -50,6 +50,8 @@ PATCHGATE_SESSION_TIMEOUT_MS       10000                      consumer-group ses
                                                               refuse values below group.min.session.timeout.ms,
                                                               6000 by default)
 PATCHGATE_TIMER_INTERVAL_S         5                          how often the timer looks for due work
+PATCHGATE_POLICY_CHECK_INTERVAL_S  2                          how often the policy file and the catalogs are
+                                                              looked at for a change (their stat only)
 PATCHGATE_KEY_PREFIX               pg                         prefix of every Redis key
 PATCHGATE_OUTBOX_RECOVERY_S        30                         age after which an unfinished publication
                                                               counts as abandoned (its claimer died)
@@ -109,6 +111,9 @@ from typing import Any, Protocol, TypeVar
 from processors.errors import PatchgateError
 from processors.kafka.config import KafkaConfig, KafkaConfigError
 from processors.state.urls import RedisUrlError, check_url
+
+#: how often a process looks at its policy and catalog files for a change, by default (seconds)
+POLICY_CHECK_INTERVAL_S = 2.0
 
 PREFIX = "PATCHGATE_"
 METADATA_TOPIC_MODES = ("shared", "per-tenant")
@@ -327,6 +332,7 @@ class Settings(EnvSettings):
     fetch_max_wait_ms: int = 100
     session_timeout_ms: int = 10000
     timer_interval_s: float = 5.0
+    policy_check_interval_s: float = POLICY_CHECK_INTERVAL_S
     key_prefix: str = "pg"
     outbox_recovery_s: float = 30.0
     outbox_stuck_s: float = 120.0
@@ -352,6 +358,7 @@ class Settings(EnvSettings):
         check_range(self, "fetch_max_wait_ms", 1, 10000)
         check_range(self, "session_timeout_ms", 1000, 300000)
         check_range(self, "timer_interval_s", 0.01, 3600)
+        check_range(self, "policy_check_interval_s", 0.05, 3600)
         require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
                 "key_prefix", "must be non-empty and contain no braces (they are Redis Cluster hash tags)")
         check_range(self, "outbox_recovery_s", 0.5, 86400)

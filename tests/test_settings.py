@@ -14,6 +14,8 @@ def test_defaults_and_environment_names() -> None:
                                   "PATCHGATE_TIMER_INTERVAL_S": "0.5", "PATCHGATE_BATCH_MAX_WAIT_MS": ""})
     assert (settings.fetch_max_wait_ms, settings.topic_metadata, settings.timer_interval_s) == (250, "edge.meta", 0.5)
     assert settings.batch_max_wait_ms == 5  # empty means the default
+    assert settings.policy_check_interval_s == 2.0
+    assert Settings.from_env({"PATCHGATE_POLICY_CHECK_INTERVAL_S": "30"}).policy_check_interval_s == 30.0
     assert Settings.from_env({"PATCHGATE_KEY_PREFIX": "x"}, key_prefix="y").key_prefix == "y"  # overrides win
 
 
@@ -24,6 +26,7 @@ def test_defaults_and_environment_names() -> None:
     ("PATCHGATE_TOPIC_VERDICTS", "bad topic", "PATCHGATE_TOPIC_VERDICTS: is not a valid Kafka topic name"),
     ("PATCHGATE_KEY_PREFIX", "{pg}", "PATCHGATE_KEY_PREFIX: must be non-empty and contain no braces"),
     ("PATCHGATE_POLICY_FILE", "/nonexistent/policy.toml", "PATCHGATE_POLICY_FILE: is not a readable file"),
+    ("PATCHGATE_POLICY_CHECK_INTERVAL_S", "0", "PATCHGATE_POLICY_CHECK_INTERVAL_S: must be 0.05..3600"),
 ])
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError) as caught:

@@ -147,7 +147,8 @@ def create_app(settings: Settings, clock_kind: str | None = None) -> tuple[faust
         holder["store"] = store  # the Redis store itself: the outbox gauges read it beyond the Store protocol
         holder["runtime"] = WorkerRuntime(
             settings, store, KafkaOutput(settings.kafka, logger=kafka_logger("patchgate.worker.kafka")),
-            PolicySource(settings.policy_file, settings.catalog_file, products_dir=settings.products_dir), clock,
+            PolicySource(settings.policy_file, settings.catalog_file, settings.policy_check_interval_s,
+                         products_dir=settings.products_dir), clock,
         )
         holder["started"] = True
         await runtime().start()
