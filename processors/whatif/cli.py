@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="JSONL of patchgate.metadata/1 records and batch envelopes (gzip accepted)")
     p.add_argument("--kafka", action="store_true",
                    help="read the metadata topic instead (PATCHGATE_KAFKA_BOOTSTRAP / PATCHGATE_KAFKA_CONFIG)")
-    p.add_argument("--topic", help="with --kafka: the topic (default PATCHGATE_TOPIC_METADATA)")
+    p.add_argument("--topic", help="with --kafka: the topic (default PATCHGATE_TOPIC_METADATA; in the per-tenant "
+                                   "topic mode every tenant's metadata topic)")
     p.add_argument("--since", help="with --kafka: first broker timestamp to read (date or ISO time, UTC)")
     p.add_argument("--until", help="with --kafka: last broker timestamp to read (default: the end)")
     p.add_argument("--commands", type=Path, metavar="FILE", help="JSONL of pause commands (patchgate.command/1)")
@@ -107,18 +108,18 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     for option, policy in (("--policy", args.policy), ("--against", args.against)):
         if policy is not None or option == "--policy":
             _check_files(option, policy, args)
-    open_source = _source(args)
+    open_source, settings = _source(args)
     commands = _command_lines(args.commands)
     if args.against is not None:
         if args.format not in ("table", "json"):
             raise WhatifError("--against prints a table or JSON (--format table|json)")
         result = asyncio.run(compare(open_source, commands, new=args.policy, current=args.against,
                                      catalog=args.catalog, products_dir=args.products_dir,
-                                     enforce_from=enforce_from))
+                                     enforce_from=enforce_from, settings=settings))
         _no_records(result.new)
         text: str | bytes = diff_json(result) if args.format == "json" else diff_table(result)
     else:
-        prediction = asyncio.run(_simulate(open_source, commands, args, enforce_from))
+        prediction = asyncio.run(_simulate(open_source, commands, args, enforce_from, settings))
         _no_records(prediction)
         render: dict[str, Callable[[Any], str | bytes]] = {"table": to_table, "csv": to_csv, "json": to_json,
                                                             "html": to_html}
@@ -146,15 +147,17 @@ def _no_records(prediction: Any) -> None:
         raise WhatifError(f"no record to simulate in the input ({prediction.skipped} skipped{before})")
 
 
-def _source(args: argparse.Namespace) -> Callable[[Any], Iterable[Any]]:
-    """A function opening the input anew (a policy diff reads it twice), reporting progress."""
+def _source(args: argparse.Namespace) -> tuple[Callable[[Any], Iterable[Any]], Any]:
+    """A function opening the input anew (a policy diff reads it twice), reporting progress, and
+    the settings the simulation runs with: for a topic, the deployment's (its topic names and
+    topic mode, so records are admitted against the topic they come from); None for a file."""
     from processors.whatif.sources import file_records, kafka_records
 
     if args.file is not None:
         if args.since or args.until or args.topic:
             raise WhatifError("--topic, --since and --until go with --kafka")
         path: Path = args.file
-        return lambda progress: file_records(path, progress)
+        return (lambda progress: file_records(path, progress)), None
     from processors.settings import Settings, SettingsError
 
     try:
@@ -162,8 +165,24 @@ def _source(args: argparse.Namespace) -> Callable[[Any], Iterable[Any]]:
     except SettingsError as error:
         raise WhatifError(str(error)) from None
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
-    topic = args.topic or settings.topic_metadata
-    return lambda progress: kafka_records(settings.kafka, topic, since, until, progress)
+    topics = [args.topic] if args.topic else _metadata_topics(settings)
+    return (lambda progress: kafka_records(settings.kafka, topics, since, until, progress)), settings
+
+
+def _metadata_topics(settings: Any) -> list[str]:
+    """The metadata topic; in the per-tenant topic mode, every tenant's the brokers hold."""
+    if not settings.per_tenant_topics:
+        return [settings.topic_metadata]
+    from processors.kafka.topics import tenant_topics
+    from processors.kafka.types import KafkaException
+
+    try:
+        topics = tenant_topics(settings, timeout=10)
+    except KafkaException as error:
+        raise WhatifError(f"cannot list the tenants' metadata topics: {error}") from None
+    if not topics:
+        raise WhatifError(f"no tenant metadata topic ({settings.topic_metadata}.<tenant>) on the brokers")
+    return topics
 
 
 def _command_lines(path: Path | None) -> list[tuple[str, bytes]]:
@@ -173,14 +192,14 @@ def _command_lines(path: Path | None) -> list[tuple[str, bytes]]:
 
 
 async def _simulate(open_source: Callable[[Any], Iterable[Any]], commands: list[tuple[str, bytes]],
-                    args: argparse.Namespace, enforce_from: datetime | None) -> Any:
+                    args: argparse.Namespace, enforce_from: datetime | None, settings: Any) -> Any:
     from processors.whatif.simulate import Simulation, parse_commands
     from processors.whatif.sources import Progress
 
     progress = Progress()
     bar = ProgressBar(progress, sys.stderr.isatty())
     simulation = Simulation(policy_file=args.policy, catalog_file=args.catalog, products_dir=args.products_dir,
-                            enforce_from=enforce_from, on_record=bar)
+                            enforce_from=enforce_from, settings=settings, on_record=bar)
     try:
         return await simulation.run(open_source(progress),
                                     parse_commands(commands, simulation.settings.topic_commands, simulation.prediction))

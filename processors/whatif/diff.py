@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from processors.events.times import rfc3339
+from processors.settings import Settings
 from processors.whatif.model import ANSWERS, Prediction, ServerResult, StageChange
 from processors.whatif.sources import Progress
 
@@ -68,7 +69,8 @@ class _Pairs:
 
 async def compare(open_source: Callable[[Progress], Iterable[Any]], commands: list[tuple[str, bytes]], *,
                   new: Path | None, current: Path | None, catalog: Path | None = None,
-                  products_dir: Path | None = None, enforce_from: datetime | None = None) -> Comparison:
+                  products_dir: Path | None = None, enforce_from: datetime | None = None,
+                  settings: Settings | None = None) -> Comparison:
     """Simulate the input under ``current`` and ``new`` (policy files; None: the packaged one)."""
     from processors.whatif.simulate import Simulation, parse_commands, simulate
 
@@ -77,7 +79,7 @@ async def compare(open_source: Callable[[Progress], Iterable[Any]], commands: li
     pairs = _Pairs(comparison)
     for which, policy in enumerate((current, new)):
         sims.append(Simulation(policy_file=policy, catalog_file=catalog, products_dir=products_dir,
-                               enforce_from=enforce_from, on_answer=pairs.side(which)))
+                               enforce_from=enforce_from, settings=settings, on_answer=pairs.side(which)))
     for sim in sims:
         sim.start(parse_commands(commands, sim.settings.topic_commands, sim.prediction))
     comparison.current, comparison.new = await simulate(open_source(Progress()), sims)

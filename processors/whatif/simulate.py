@@ -105,6 +105,7 @@ class Held(NamedTuple):
     payload: bytes  # its JSON, decoded again only if it goes to the worker
     connector: str  # its connector type
     admitted: tuple[Admitted, ...]  # per simulation, in the order :func:`simulate` was given them
+    topic: str | None  # the Kafka topic it was read from (the authority for its tenant in the per-tenant mode)
 
 
 @dataclass(slots=True)
@@ -258,6 +259,8 @@ class Simulation:
         self.worker = InProcessWorker(self.settings, self.store, self._published, policy_file=policy_file,
                                       catalog_file=catalog_file, products_dir=products_dir)
         self._scope = self.worker.policy.enforcement.enforced_connector_types
+        # in the per-tenant topic mode, a tenant's verdicts go to "<verdicts topic>.<tenant>"
+        self._tenant_verdicts = self.settings.tenant_verdicts_topic("") if self.settings.per_tenant_topics else None
         self.index = VerdictIndex()
         self.index.caught_up = True  # the simulated edge has read every verdict issued so far
         self._tracks: dict[str, _Track] = {}  # by server key
@@ -289,9 +292,10 @@ class Simulation:
             await self._advance(self.prediction.last_at)
         return self.prediction
 
-    def admit(self, record: Any, at: datetime, key: bytes | None) -> Admitted:
-        """The worker's admission and classification of a checked record; raises ``Refused``."""
-        classification, server = self.worker.admit(record, at, key)
+    def admit(self, record: Any, at: datetime, key: bytes | None, topic: str | None = None) -> Admitted:
+        """The worker's admission and classification of a checked record (read from ``topic``, None:
+        the metadata topic); raises ``Refused``."""
+        classification, server = self.worker.admit(record, at, key, topic)
         return classification, f"{record['tenant_id']}/{server}"
 
     # -------------------------------------------------------------------------------- one record
@@ -408,7 +412,7 @@ class Simulation:
                 sent[self._offset] = changer
                 key = held.key if held.key is not None else changer.server_key.encode()
                 messages.append(CheckedMessage(
-                    message=RawMessage(topic, 0, self._offset, key, None), batch=False,
+                    message=RawMessage(held.topic or topic, 0, self._offset, key, None), batch=False,
                     records=[orjson.loads(held.payload)], times=[held.at], classifications=[c]))
         await self.worker.process_checked(messages)
         self.store.prune()
@@ -441,7 +445,7 @@ class Simulation:
     def _published(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if value is None:
             return
-        if topic == self.settings.topic_verdicts:
+        if topic == self.settings.topic_verdicts or (self._tenant_verdicts and topic.startswith(self._tenant_verdicts)):
             self._verdict(key, value)
         elif topic == self.settings.topic_deadletter:
             self._dead.append(orjson.loads(value))
@@ -566,9 +570,10 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         if start is not None and at < start:
             prediction.before_enforce_from += 1
             continue
-        key = item.key.encode() if item.key is not None else None
+        key, topic = item.key.encode() if item.key is not None else None, item.topic
         try:
-            admitted = (admit_first(record, at, key),) if single else tuple([a(record, at, key) for a in admits])
+            admitted = (admit_first(record, at, key, topic),) if single \
+                else tuple([a(record, at, key, topic) for a in admits])
         except Refused as refusal:
             prediction.skip(item.where, f"refused by the worker: {refusal}")
             continue
@@ -578,4 +583,4 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         serial += 1
         payload = item.raw if item.raw is not None else orjson.dumps(record)
         yield new_tuple(Held, (at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
-                               record["connector"]["type"], admitted))  # Held(...), made in C
+                               record["connector"]["type"], admitted, topic))  # Held(...), made in C

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ class Item(NamedTuple):
     key: str | None  # the server key it was published under (envelope, Kafka key); None for a bare record
     record: Any
     raw: bytes | None = None  # the JSON it was decoded from, when it is a message of its own
+    topic: str | None = None  # the Kafka topic it was read from; None for a file's
 
 
 @dataclass(slots=True)
@@ -95,8 +96,9 @@ def file_records(path: Path, progress: Progress | None = None) -> Iterator[Item 
         raise InputError(f"{path}: cannot read: {error}") from None
 
 
-def message_records(where: str, key: bytes | None, value: bytes | None) -> list[Item | Skip]:
-    """The records of one message (a line, or a Kafka message with its key)."""
+def message_records(where: str, key: bytes | None, value: bytes | None,
+                    topic: str | None = None) -> list[Item | Skip]:
+    """The records of one message (a line, or a Kafka message with its key and topic)."""
     if value is None:
         return [Skip(where, "empty: the message has no value")]
     try:
@@ -105,7 +107,7 @@ def message_records(where: str, key: bytes | None, value: bytes | None) -> list[
         return [Skip(where, f"invalid JSON: {error}")]
     if type(document) is dict and document.get("schema") == METADATA_SCHEMA:  # one bare record: most lines
         return [tuple.__new__(Item, (where, key.decode("utf-8", "replace") if key is not None else None, document,
-                                     value))]  # Item(...), made in C
+                                     value, topic))]  # Item(...), made in C
     envelope_key = document.get("server_key") if isinstance(document, dict) else None
     if key is None and isinstance(envelope_key, str):
         key = envelope_key.encode()  # a file's envelope names its key itself
@@ -115,18 +117,25 @@ def message_records(where: str, key: bytes | None, value: bytes | None) -> list[
         return [Skip(where, str(error))]
     key_text = key.decode("utf-8", "replace") if key is not None else None
     if not batch:
-        return [Item(where, key_text, items[0], value)]
-    return [Item(f"{where} record {index}", key_text, item) for index, item in enumerate(items)]
+        return [Item(where, key_text, items[0], value, topic)]
+    return [Item(f"{where} record {index}", key_text, item, None, topic) for index, item in enumerate(items)]
 
 
-def kafka_records(kafka: KafkaConfig, topic: str, since: datetime | None, until: datetime | None,
+def kafka_records(kafka: KafkaConfig, topics: str | Sequence[str], since: datetime | None, until: datetime | None,
                   progress: Progress | None = None, quiet: float = 0.5) -> Iterator[Item | Skip]:
-    """Every record of ``topic`` whose message was written from ``since`` to ``until`` (broker
-    timestamps), reading each partition from the offset of ``since`` to its end when reading began."""
+    """Every record of ``topics`` (one, or a tenant's each in the per-tenant topic mode) whose
+    message was written from ``since`` to ``until`` (broker timestamps), reading each partition from
+    the offset of ``since`` to its end when reading began; each record names the topic it came from."""
+    names = [topics] if isinstance(topics, str) else list(topics)
     consumer = clients.consumer(kafka, {"group.id": "patchgate-whatif", "enable.auto.commit": False,
                                         "enable.auto.offset.store": False, "log_level": 3})
     try:
-        starts, ends = _bounds(consumer, topic, since)
+        starts: dict[Partition, Any] = {}
+        ends: dict[Partition, int] = {}
+        for topic in names:
+            topic_starts, topic_ends = _bounds(consumer, topic, since)
+            starts.update(topic_starts)
+            ends.update(topic_ends)
         if progress is not None:
             progress.total = sum(ends[p] - starts[p].offset for p in ends)
         if not ends:
@@ -134,28 +143,31 @@ def kafka_records(kafka: KafkaConfig, topic: str, since: datetime | None, until:
         consumer.assign([starts[p] for p in ends])
         yield from _read(consumer, ends, since, until, progress, quiet)
     except KafkaException as error:
-        raise InputError(f"topic {topic}: {error}") from None
+        raise InputError(f"topic {', '.join(names)}: {error}") from None
     finally:
         consumer.close()
 
 
-def _bounds(consumer: Any, topic: str, since: datetime | None) -> tuple[dict[int, Any], dict[int, int]]:
+Partition = tuple[str, int]  # (topic, partition)
+
+
+def _bounds(consumer: Any, topic: str, since: datetime | None) -> tuple[dict[Partition, Any], dict[Partition, int]]:
     """Per partition: the first offset at or after ``since`` and the end offset, where there is data."""
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise InputError(f"topic {topic}: not found on the brokers")
     at_ms = int(since.timestamp() * 1000) if since is not None else 0
     wanted = [TopicPartition(topic, p, at_ms) for p in sorted(metadata.partitions)]
-    starts = {tp.partition: tp for tp in consumer.offsets_for_times(wanted, timeout=10)}
+    starts = {(topic, tp.partition): tp for tp in consumer.offsets_for_times(wanted, timeout=10)}
     ends = {}
-    for partition, tp in starts.items():
+    for (_, partition), tp in starts.items():
         high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
         if 0 <= tp.offset < high:
-            ends[partition] = high
+            ends[(topic, partition)] = high
     return starts, ends
 
 
-def _read(consumer: Any, ends: dict[int, int], since: datetime | None, until: datetime | None,
+def _read(consumer: Any, ends: dict[Partition, int], since: datetime | None, until: datetime | None,
           progress: Progress | None, quiet: float) -> Iterator[Item | Skip]:
     """Poll until every partition reached its end and nothing came for ``quiet`` seconds (some
     brokers report end offsets per producer batch, below the last record). The time range is checked
@@ -163,14 +175,15 @@ def _read(consumer: Any, ends: dict[int, int], since: datetime | None, until: da
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     until_ms = int(until.timestamp() * 1000) if until is not None else None
     remaining = dict(ends)
-    done: set[int] = set()  # partitions past --until
+    done: set[Partition] = set()  # partitions past --until
     last_new = time.monotonic()
     while remaining or time.monotonic() - last_new < quiet:
         message = consumer.poll(0.1)
         if message is None or message.error() is not None:
             continue
         last_new = time.monotonic()
-        partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+        topic, offset = str(message.topic()), int(message.offset() or 0)
+        partition = (topic, int(message.partition() or 0))
         if offset + 1 >= remaining.get(partition, 0):
             remaining.pop(partition, None)
         if progress is not None:
@@ -184,4 +197,4 @@ def _read(consumer: Any, ends: dict[int, int], since: datetime | None, until: da
             continue
         if since_ms is not None and stamp < since_ms:
             continue
-        yield from message_records(f"{message.topic()}/{partition}@{offset}", message.key(), message.value())
+        yield from message_records(f"{topic}/{partition[1]}@{offset}", message.key(), message.value(), topic)

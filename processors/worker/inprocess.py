@@ -87,7 +87,8 @@ class InProcessWorker:
         self.runtime.ready.set()  # start() would freeze the collector: not for a host program
         self.store = store
         self.settings = settings
-        self._authorities: dict[bytes | str, Authority] = {}  # by Kafka key, or by tenant for a keyless record
+        # by Kafka key (or by tenant for a keyless record), with the topic when one was named
+        self._authorities: dict[object, Authority] = {}
         self._admission_stats = BatchStats()  # what admitting noticed (dropped names): not reported
 
     @property
@@ -99,19 +100,24 @@ class InProcessWorker:
         """One batch of metadata messages, processed and published as the worker does."""
         return await self.runtime.process_batch(messages)
 
-    def admit(self, record: MetadataRecord, at: datetime, key: bytes | None) -> tuple[Classification, str]:
+    def admit(self, record: MetadataRecord, at: datetime, key: bytes | None,
+              topic: str | None = None) -> tuple[Classification, str]:
         """A contract-checked record (event time ``at``) admitted and classified exactly as the
         worker's batch does before folding it: ``(classification, server)``, the server being the
         one the worker keeps state and verdicts under within the tenant. ``key`` is the Kafka key
-        it was published under (the authority for the tenant); ``None`` for a record read without
-        one, whose own ``tenant_id`` then stands. Raises :class:`Refused` with the reason the worker
-        would dead-letter it with. Hand the classification back in a :class:`CheckedMessage` and
-        the record is classified once."""
-        lookup: bytes | str = key if key is not None else record["tenant_id"]
+        it was published under (the authority for the tenant) and ``topic`` the topic (None: the
+        metadata topic; in the per-tenant topic mode it must name the key's tenant); ``key`` None
+        for a record read without one, whose own ``tenant_id`` then stands. Raises :class:`Refused`
+        with the reason the worker would dead-letter it with. Hand the classification back in a
+        :class:`CheckedMessage` and the record is classified once."""
+        lookup: object = key if key is not None else record["tenant_id"]
+        if topic is not None:
+            lookup = (topic, lookup)
         authority = self._authorities.get(lookup)
         if authority is None:
-            authority = (self.runtime.processor.authority(RawMessage(self.settings.topic_metadata, 0, 0, key, None))
-                         if key is not None else Authority(record["tenant_id"], "", None))
+            message = RawMessage(topic or self.settings.topic_metadata, 0, 0, key, None)
+            authority = (self.runtime.processor.authority(message) if key is not None
+                         else Authority(record["tenant_id"], "", None))
             if len(self._authorities) >= AUTHORITIES_KEPT:
                 self._authorities.clear()
             self._authorities[lookup] = authority

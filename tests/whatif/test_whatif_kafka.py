@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from processors.cli import main
+from processors.kafka.topics import ensure_tenant_topics
 from processors.replay.driver import ReplayDriver
 from processors.replay.sample import at, steps
 from tests.whatif.helpers import sample_files
@@ -54,3 +55,46 @@ def test_a_topic_read_by_time_range_predicts_as_its_file(
     assert code == 2 and "no record to simulate" in err and len(err.strip().splitlines()) == 1
     code, _, err = whatif_json(capsys, "--kafka", "--topic", f"{settings.topic_metadata}.missing")
     assert code == 2 and "not found" in err, err
+
+
+def test_per_tenant_topics_are_each_read_and_a_foreign_key_on_one_is_a_listed_skip(
+        kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the per-tenant topic mode, `--kafka` reads every tenant's metadata topic the brokers hold
+    and admits each record against the topic it came from, as the worker does: the prediction is
+    the file's, and a message keyed for one tenant on another's topic is refused and listed."""
+    settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metadata_topic_mode="per-tenant")
+    mail = [step for step in steps() if step.kind == "mail"]
+    tenants = sorted({key.partition("/")[0] for step in mail for key, _ in step.records})
+    assert len(tenants) >= 2
+    ensure_tenant_topics(settings, tenants)
+    driver = ReplayDriver(settings)
+    for step in mail:
+        driver.produce([(settings.tenant_metadata_topic(key.decode().partition("/")[0]), key, value)
+                        for _, key, value in driver.mail_messages(step)], step.at)
+    foreign_key, foreign = mail[-1].records[0]
+    other = next(t for t in tenants if t != foreign_key.partition("/")[0])
+    driver.produce([(settings.tenant_metadata_topic(other), foreign_key.encode(),
+                     orjson.dumps(foreign | {"event_id": "foreign-one"}))], mail[-1].at)
+    driver.close()
+    for name, value in (("KAFKA_BOOTSTRAP", kafka_bootstrap), ("TOPIC_METADATA", settings.topic_metadata),
+                        ("TOPIC_VERDICTS", settings.topic_verdicts), ("METADATA_TOPIC_MODE", "per-tenant")):
+        monkeypatch.setenv(f"PATCHGATE_{name}", value)
+    records, commands = sample_files(tmp_path)
+
+    code, from_topics, err = whatif_json(capsys, "--kafka", "--commands", str(commands))
+    assert code == 0, err
+    _, from_file, _ = whatif_json(capsys, str(records), "--commands", str(commands))
+    assert from_topics["servers"] == from_file["servers"] and from_topics["input"]["records"] == 110
+    (skip,) = from_topics["skipped"]["first"]
+    assert skip["where"].startswith(f"{settings.tenant_metadata_topic(other)}/")
+    assert skip["reason"].startswith("refused by the worker: tenant mismatch: the Kafka key names tenant")
+
+    tenant = tenants[0]
+    code, one, err = whatif_json(capsys, "--kafka", "--topic", settings.tenant_metadata_topic(tenant))
+    assert code == 0, err
+    assert {s["tenant_id"] for s in one["servers"]} == {tenant}
+
+    monkeypatch.setenv("PATCHGATE_TOPIC_METADATA", f"{settings.topic_metadata}.none")
+    code, _, err = whatif_json(capsys, "--kafka")
+    assert code == 2 and "no tenant metadata topic" in err and len(err.strip().splitlines()) == 1
