@@ -473,12 +473,12 @@ def _same_class(a: Classification, b: Classification) -> bool:
 # ------------------------------------------------------------------------------ event-time order
 
 def ordered_records(items: Iterable[Item | Skip], simulations: Sequence[Simulation]) -> Iterator[list[Held]]:
-    """Runs of the records that pass their contract and the worker's admission (of every simulation), in
-    event-time order (ties by ``event_id``), restored within a window of at least :data:`REORDER`
-    records (released in runs of :data:`RELEASE_RUN`); one that comes later than the window is
-    skipped and listed (never silently dropped or misplaced), as
-    is every unreadable line and every refused record, in the last simulation's prediction.
-    Records before its ``enforce_from`` are counted and left out.
+    """Runs of the records that pass their contract and the worker's admission (of every
+    simulation), in event-time order (ties by ``event_id``), restored within a window of at least
+    :data:`REORDER` records (released in runs of :data:`RELEASE_RUN`); one that comes later than
+    the window is skipped and listed (never silently dropped or misplaced), as is every unreadable
+    line and every refused record, in the last simulation's prediction. Records before its
+    ``enforce_from`` are counted and left out.
 
     A held record waits as its JSON bytes, not as decoded objects (tens of thousands of live dicts
     in the oldest generation would make every pass of the cyclic collector scan them). Records that
