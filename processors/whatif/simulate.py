@@ -106,6 +106,7 @@ class Held(NamedTuple):
     connector: str  # its connector type
     admitted: tuple[Admitted, ...]  # per simulation, in the order :func:`simulate` was given them
     topic: str | None  # the Kafka topic it was read from (the authority for its tenant in the per-tenant mode)
+    stamp: float | None  # its Kafka message's broker timestamp (bounds its event time, as in the worker)
 
 
 @dataclass(slots=True)
@@ -292,10 +293,11 @@ class Simulation:
             await self._advance(self.prediction.last_at)
         return self.prediction
 
-    def admit(self, record: Any, at: datetime, key: bytes | None, topic: str | None = None) -> Admitted:
+    def admit(self, record: Any, at: datetime, key: bytes | None, topic: str | None = None,
+              stamp: float | None = None) -> Admitted:
         """The worker's admission and classification of a checked record (read from ``topic``, None:
-        the metadata topic); raises ``Refused``."""
-        classification, server = self.worker.admit(record, at, key, topic)
+        the metadata topic, in a message the broker stamped ``stamp``); raises ``Refused``."""
+        classification, server = self.worker.admit(record, at, key, topic, stamp)
         return classification, f"{record['tenant_id']}/{server}"
 
     # -------------------------------------------------------------------------------- one record
@@ -412,7 +414,7 @@ class Simulation:
                 sent[self._offset] = changer
                 key = held.key if held.key is not None else changer.server_key.encode()
                 messages.append(CheckedMessage(
-                    message=RawMessage(held.topic or topic, 0, self._offset, key, None), batch=False,
+                    message=RawMessage(held.topic or topic, 0, self._offset, key, None, held.stamp), batch=False,
                     records=[orjson.loads(held.payload)], times=[held.at], classifications=[c]))
         await self.worker.process_checked(messages)
         self.store.prune()
@@ -570,10 +572,10 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         if start is not None and at < start:
             prediction.before_enforce_from += 1
             continue
-        key, topic = item.key.encode() if item.key is not None else None, item.topic
+        key, topic, stamp = item.key.encode() if item.key is not None else None, item.topic, item.stamp
         try:
-            admitted = (admit_first(record, at, key, topic),) if single \
-                else tuple([a(record, at, key, topic) for a in admits])
+            admitted = (admit_first(record, at, key, topic, stamp),) if single \
+                else tuple([a(record, at, key, topic, stamp) for a in admits])
         except Refused as refusal:
             prediction.skip(item.where, f"refused by the worker: {refusal}")
             continue
@@ -583,4 +585,4 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
         serial += 1
         payload = item.raw if item.raw is not None else orjson.dumps(record)
         yield new_tuple(Held, (at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
-                               record["connector"]["type"], admitted, topic))  # Held(...), made in C
+                               record["connector"]["type"], admitted, topic, stamp))  # Held(...), made in C

@@ -42,6 +42,7 @@ class Item(NamedTuple):
     record: Any
     raw: bytes | None = None  # the JSON it was decoded from, when it is a message of its own
     topic: str | None = None  # the Kafka topic it was read from; None for a file's
+    stamp: float | None = None  # the broker's timestamp of its Kafka message (epoch seconds); None for a file's
 
 
 @dataclass(slots=True)
@@ -96,9 +97,9 @@ def file_records(path: Path, progress: Progress | None = None) -> Iterator[Item 
         raise InputError(f"{path}: cannot read: {error}") from None
 
 
-def message_records(where: str, key: bytes | None, value: bytes | None,
-                    topic: str | None = None) -> list[Item | Skip]:
-    """The records of one message (a line, or a Kafka message with its key and topic)."""
+def message_records(where: str, key: bytes | None, value: bytes | None, topic: str | None = None,
+                    stamp: float | None = None) -> list[Item | Skip]:
+    """The records of one message (a line, or a Kafka message with its key, topic and timestamp)."""
     if value is None:
         return [Skip(where, "empty: the message has no value")]
     try:
@@ -107,7 +108,7 @@ def message_records(where: str, key: bytes | None, value: bytes | None,
         return [Skip(where, f"invalid JSON: {error}")]
     if type(document) is dict and document.get("schema") == METADATA_SCHEMA:  # one bare record: most lines
         return [tuple.__new__(Item, (where, key.decode("utf-8", "replace") if key is not None else None, document,
-                                     value, topic))]  # Item(...), made in C
+                                     value, topic, stamp))]  # Item(...), made in C
     envelope_key = document.get("server_key") if isinstance(document, dict) else None
     if key is None and isinstance(envelope_key, str):
         key = envelope_key.encode()  # a file's envelope names its key itself
@@ -117,8 +118,8 @@ def message_records(where: str, key: bytes | None, value: bytes | None,
         return [Skip(where, str(error))]
     key_text = key.decode("utf-8", "replace") if key is not None else None
     if not batch:
-        return [Item(where, key_text, items[0], value, topic)]
-    return [Item(f"{where} record {index}", key_text, item, None, topic) for index, item in enumerate(items)]
+        return [Item(where, key_text, items[0], value, topic, stamp)]
+    return [Item(f"{where} record {index}", key_text, item, None, topic, stamp) for index, item in enumerate(items)]
 
 
 def kafka_records(kafka: KafkaConfig, topics: str | Sequence[str], since: datetime | None, until: datetime | None,
@@ -197,4 +198,5 @@ def _read(consumer: Any, ends: dict[Partition, int], since: datetime | None, unt
             continue
         if since_ms is not None and stamp < since_ms:
             continue
-        yield from message_records(f"{topic}/{partition[1]}@{offset}", message.key(), message.value(), topic)
+        yield from message_records(f"{topic}/{partition[1]}@{offset}", message.key(), message.value(), topic,
+                                   stamp / 1000 if stamp > 0 else None)

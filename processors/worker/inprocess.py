@@ -24,7 +24,7 @@ from processors.events.metadata import MetadataRecord
 from processors.kafka.delivery import KafkaOutput
 from processors.settings import Settings
 from processors.state.protocol import Store
-from processors.worker.admission import Refused
+from processors.worker.admission import Refused, check_event_time, event_time_limit
 from processors.worker.policies import PolicySnapshot, PolicySource
 from processors.worker.processing import Authority, BatchStats, CheckedMessage, RawMessage
 from processors.worker.runtime import WorkerRuntime
@@ -100,16 +100,19 @@ class InProcessWorker:
         """One batch of metadata messages, processed and published as the worker does."""
         return await self.runtime.process_batch(messages)
 
-    def admit(self, record: MetadataRecord, at: datetime, key: bytes | None,
-              topic: str | None = None) -> tuple[Classification, str]:
+    def admit(self, record: MetadataRecord, at: datetime, key: bytes | None, topic: str | None = None,
+              timestamp: float | None = None) -> tuple[Classification, str]:
         """A contract-checked record (event time ``at``) admitted and classified exactly as the
         worker's batch does before folding it: ``(classification, server)``, the server being the
         one the worker keeps state and verdicts under within the tenant. ``key`` is the Kafka key
         it was published under (the authority for the tenant) and ``topic`` the topic (None: the
         metadata topic; in the per-tenant topic mode it must name the key's tenant); ``key`` None
-        for a record read without one, whose own ``tenant_id`` then stands. Raises :class:`Refused`
-        with the reason the worker would dead-letter it with. Hand the classification back in a
-        :class:`CheckedMessage` and the record is classified once."""
+        for a record read without one, whose own ``tenant_id`` then stands. ``timestamp``: the
+        broker's timestamp of its message (seconds), which bounds its event time as in the worker.
+        Raises :class:`Refused` with the reason the worker would dead-letter it with. Hand the
+        classification back in a :class:`CheckedMessage` and the record is classified once."""
+        if timestamp is not None:
+            check_event_time(at, event_time_limit(timestamp, self.settings.event_max_future_s))
         lookup: object = key if key is not None else record["tenant_id"]
         if topic is not None:
             lookup = (topic, lookup)

@@ -4,6 +4,7 @@ configuration (real broker), giving the prediction the same records give from a 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,9 @@ def test_per_tenant_topics_are_each_read_and_a_foreign_key_on_one_is_a_listed_sk
         kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str], tmp_path: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """In the per-tenant topic mode, `--kafka` reads every tenant's metadata topic the brokers hold
-    and admits each record against the topic it came from, as the worker does: the prediction is
-    the file's, and a message keyed for one tenant on another's topic is refused and listed."""
+    and admits each record against the topic it came from and the broker's time of its message, as
+    the worker does: the prediction is the file's, and a message keyed for one tenant on another's
+    topic, or one whose event time lies more than a day after its broker time, is refused and listed."""
     settings = isolated_settings(kafka_bootstrap, redis_url, unique_name, metadata_topic_mode="per-tenant")
     mail = [step for step in steps() if step.kind == "mail"]
     tenants = sorted({key.partition("/")[0] for step in mail for key, _ in step.records})
@@ -76,6 +78,9 @@ def test_per_tenant_topics_are_each_read_and_a_foreign_key_on_one_is_a_listed_sk
     other = next(t for t in tenants if t != foreign_key.partition("/")[0])
     driver.produce([(settings.tenant_metadata_topic(other), foreign_key.encode(),
                      orjson.dumps(foreign | {"event_id": "foreign-one"}))], mail[-1].at)
+    own = settings.tenant_metadata_topic(foreign_key.partition("/")[0])  # its own topic, but stamped 3 days early:
+    driver.produce([(own, foreign_key.encode(), orjson.dumps(foreign | {"event_id": "from-the-future"}))],
+                   mail[-1].at - timedelta(days=3))  # its event time lies beyond the broker's time + 1 day
     driver.close()
     for name, value in (("KAFKA_BOOTSTRAP", kafka_bootstrap), ("TOPIC_METADATA", settings.topic_metadata),
                         ("TOPIC_VERDICTS", settings.topic_verdicts), ("METADATA_TOPIC_MODE", "per-tenant")):
@@ -86,9 +91,11 @@ def test_per_tenant_topics_are_each_read_and_a_foreign_key_on_one_is_a_listed_sk
     assert code == 0, err
     _, from_file, _ = whatif_json(capsys, str(records), "--commands", str(commands))
     assert from_topics["servers"] == from_file["servers"] and from_topics["input"]["records"] == 110
-    (skip,) = from_topics["skipped"]["first"]
-    assert skip["where"].startswith(f"{settings.tenant_metadata_topic(other)}/")
-    assert skip["reason"].startswith("refused by the worker: tenant mismatch: the Kafka key names tenant")
+    skips = {skip["where"].partition("/")[0]: skip["reason"] for skip in from_topics["skipped"]["first"]}
+    assert len(skips) == 2 == from_topics["input"]["skipped"]
+    assert skips[settings.tenant_metadata_topic(other)].startswith(
+        "refused by the worker: tenant mismatch: the Kafka key names tenant")
+    assert skips[own].startswith("refused by the worker: event time: observed_at ")
 
     tenant = tenants[0]
     code, one, err = whatif_json(capsys, "--kafka", "--topic", settings.tenant_metadata_topic(tenant))
