@@ -227,7 +227,10 @@ def _paced_collector() -> Iterator[Callable[[int], None]]:
     time). Decoded records hold no reference cycles and are freed by reference counting as they
     go; whatever cyclic garbage a run makes is collected by a full pass every
     :data:`COLLECT_EVERY` records (the caller tells the function yielded how many records it
-    simulated since its last call) or by the collector once it runs again after the run.
+    simulated since its last call) or by the collector once it runs again after the run. What the
+    run leaves alive (its prediction, the worker's state) is handed back as old objects, as if it
+    had aged through the generations: else the first young collection after the run would scan all
+    of it at once (a few percent of a short run's time).
     """
     since = 0
 
@@ -244,6 +247,8 @@ def _paced_collector() -> Iterator[Callable[[int], None]]:
         yield pace
     finally:
         if was_enabled:
+            gc.freeze()  # every tracked object to the permanent generation ...
+            gc.unfreeze()  # ... and back into the oldest one, unscanned; the young ones start empty
             gc.enable()
 
 
