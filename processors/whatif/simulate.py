@@ -139,6 +139,8 @@ class _Track:
     skipped_as: Classification | None = None  # ... and its classification
     day: int = -1  # the day counted in last (days since the epoch) ...
     counts: list[int] = field(default_factory=list)  # ... and its counts
+    day_start: float = math.inf  # that day's first and ...
+    day_end: float = -math.inf  # ... next day's first epoch second
 
     def repeated_by(self, held: Held, c: Classification) -> bool:
         """Whether the record may stay away from the worker; the caller then notes it as skipped
@@ -205,12 +207,15 @@ async def simulate(items: Iterable[Item | Skip], simulations: Sequence[Simulatio
             simulation = simulations[0]
             answer = simulation.answer
             for run in ordered_records(items, simulations):
+                simulation.counted(run)
                 for held in run:
                     if not answer(held, held.admitted[0]):
                         await simulation.record(held, held.admitted[0])
                 pace(len(run))
         else:
             for run in ordered_records(items, simulations):
+                for simulation in simulations:
+                    simulation.counted(run)
                 for held in run:
                     for simulation, admitted in zip(simulations, held.admitted, strict=True):
                         await simulation.record(held, admitted)
@@ -339,7 +344,7 @@ class Simulation:
         elif (track.classification is c and not track.tied and track.connector == held.connector) \
                 or track.repeated_by(held, c):  # the usual repeat first, then what repeated_by says
             track.skipped, track.skipped_as, track.last_at_s = held, c, at_s
-            if int(at_s // DAY_S) == track.day:  # the usual case of :meth:`_count`
+            if track.day_start <= at_s < track.day_end:  # the usual case of :meth:`_count`
                 track.counts[answer] += 1
             else:
                 self._count(track, held, answer)
@@ -347,14 +352,20 @@ class Simulation:
                 self._on_answer(held.serial, key, answer)
         else:
             self._change(track, held, c, key, answer, track.changed_by(held, c))
-        prediction = self.prediction
-        prediction.records += 1
-        if prediction.first_at is None:
-            prediction.first_at = held.at
-        prediction.last_at = held.at
-        if self._on_record is not None and not prediction.records % 2048:
-            self._on_record(prediction.records)
         return True
+
+    def counted(self, run: list[Held]) -> None:
+        """Note a run of records :func:`simulate` handed to :meth:`answer` or :meth:`record`."""
+        if not run:
+            return
+        prediction = self.prediction
+        before = prediction.records
+        prediction.records += len(run)
+        if prediction.first_at is None:
+            prediction.first_at = run[0].at
+        prediction.last_at = run[-1].at
+        if self._on_record is not None and before // 2048 != prediction.records // 2048:
+            self._on_record(prediction.records)
 
     def _change(self, track: _Track, held: Held, c: Classification, key: str, answer: int,
                 before: tuple[tuple[Held, Classification], ...]) -> None:
@@ -374,6 +385,7 @@ class Simulation:
         counts[answer] += 1
         if day >= track.day:  # the day its next records most likely fall on
             track.day, track.counts = day, counts
+            track.day_start, track.day_end = day * DAY_S, (day + 1) * DAY_S
 
     # --------------------------------------------------------------------------- time and batches
 
