@@ -39,9 +39,6 @@ from processors.settings import POLICY_CHECK_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-#: How often a running process looks at its policy files by default (seconds).
-DEFAULT_CHECK_INTERVAL_S = POLICY_CHECK_INTERVAL_S
-
 FileStamp = tuple[int, int, int, int]
 Loaded = TypeVar("Loaded")
 
@@ -171,7 +168,7 @@ class PolicyFileSource(HotReloaded[PolicyFile]):
 
     kind = "policy"
 
-    def __init__(self, path: Path | None = None, check_interval: float = DEFAULT_CHECK_INTERVAL_S) -> None:
+    def __init__(self, path: Path | None = None, check_interval: float = POLICY_CHECK_INTERVAL_S) -> None:
         self.path = path
         super().__init__(check_interval)
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from processors.policyfile import DEFAULT_CHECK_INTERVAL_S
-from processors.settings import EnvSettings, check_range, require
+from processors.settings import POLICY_CHECK_INTERVAL_S, EnvSettings, check_range, require
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +39,7 @@ class ApiSettings(EnvSettings):
     api_max_connections: int = 512
     api_probe_port: int = 9465
     api_probe_bind: str = "127.0.0.1"
-    api_policy_check_interval: float = DEFAULT_CHECK_INTERVAL_S
+    api_policy_check_interval: float = POLICY_CHECK_INTERVAL_S
 
     def __post_init__(self) -> None:
         check_range(self, "api_port", 0, 65535)

@@ -39,11 +39,6 @@ class JudgementCalendar:
         offsets = {*_OFFSETS, *(g + 1 for g in graces)}
         self._turning = sorted({d.toordinal() + o for d in dates for o in offsets})
 
-    @property
-    def turning_days(self) -> int:
-        """How many turning days the calendar holds."""
-        return len(self._turning)
-
     def epoch(self, day_ordinal: int) -> int:
         """The epoch of a day (``date.toordinal()``): equal for two days exactly when no turning
         day lies after the earlier and at or before the later."""

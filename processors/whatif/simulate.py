@@ -69,7 +69,6 @@ from processors.whatif.model import ACTION_ANSWER, Prediction, ServerResult, ans
 from processors.whatif.sources import Item, Skip
 from processors.worker.inprocess import CheckedMessage, InProcessWorker, RawMessage, Refused
 
-new_tuple = tuple.__new__  # a named tuple made from a tuple of its fields, without its Python __new__
 WINDOW_MAX = 2000  # changers waiting for the worker at most
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
 RELEASE_RUN = 4096  # records released together once that many more than REORDER wait
@@ -601,5 +600,5 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
             continue
         serial += 1
         payload = item.raw if item.raw is not None else orjson.dumps(record)
-        yield new_tuple(Held, (at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
+        yield tuple.__new__(Held, (at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
                                record["connector"]["type"], admitted, topic, stamp))  # Held(...), made in C

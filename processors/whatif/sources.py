@@ -122,12 +122,12 @@ def message_records(where: str, key: bytes | None, value: bytes | None, topic: s
     return [Item(f"{where} record {index}", key_text, item, None, topic, stamp) for index, item in enumerate(items)]
 
 
-def kafka_records(kafka: KafkaConfig, topics: str | Sequence[str], since: datetime | None, until: datetime | None,
+def kafka_records(kafka: KafkaConfig, topics: Sequence[str], since: datetime | None, until: datetime | None,
                   progress: Progress | None = None, quiet: float = 0.5) -> Iterator[Item | Skip]:
     """Every record of ``topics`` (one, or a tenant's each in the per-tenant topic mode) whose
     message was written from ``since`` to ``until`` (broker timestamps), reading each partition from
     the offset of ``since`` to its end when reading began; each record names the topic it came from."""
-    names = [topics] if isinstance(topics, str) else list(topics)
+    names = list(topics)
     consumer = clients.consumer(kafka, {"group.id": "patchgate-whatif", "enable.auto.commit": False,
                                         "enable.auto.offset.store": False, "log_level": 3})
     try:

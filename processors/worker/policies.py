@@ -27,13 +27,13 @@ from processors.classify import Catalog, ClassificationPolicy, load_catalog
 from processors.classify.products import ProductCatalog, load_products
 from processors.enforcement.policy import EnforcementPolicy
 from processors.policyfile import (
-    DEFAULT_CHECK_INTERVAL_S,
     FileStamp,
     HotReloaded,
     check_policy_file,
     file_stamp,
     load_policy_file,
 )
+from processors.settings import POLICY_CHECK_INTERVAL_S
 
 __all__ = ["MAX_PRODUCT_FILES", "PolicySnapshot", "PolicySource", "check_policy_file", "load_policies"]
 
@@ -70,7 +70,7 @@ class PolicySource(HotReloaded[PolicySnapshot]):
     kind = "policy/catalog"
 
     def __init__(self, policy_file: Path | None = None, catalog_file: Path | None = None,
-                 check_interval: float = DEFAULT_CHECK_INTERVAL_S, *, products_dir: Path | None = None) -> None:
+                 check_interval: float = POLICY_CHECK_INTERVAL_S, *, products_dir: Path | None = None) -> None:
         self.policy_file = policy_file
         self.catalog_file = catalog_file
         self.products_dir = products_dir
