@@ -119,12 +119,20 @@ class GuardGenerator(SourceGenerator):
         if not props:
             return
         pad = "    " * depth
-        out.append(f"{pad}if type({var}) is dict:")
+        if schema.get("type") != "object":  # else the Rust validator made sure it is one
+            out.append(f"{pad}if type({var}) is dict:")
+            depth += 1
+            pad += "    "
+        required = set(schema.get("required", ())) if schema.get("type") == "object" else set()
         for name, sub in props.items():
             child = self._var()
-            out.append(f"{pad}    {child} = {var}.get({name!r}, _MISSING)")
-            out.append(f"{pad}    if {child} is not _MISSING:")
-            self._node(sub, document, child, out, depth + 2)
+            if name in required:  # present: the Rust validator made sure of it
+                out.append(f"{pad}{child} = {var}[{name!r}]")
+                self._node(sub, document, child, out, depth)
+            else:
+                out.append(f"{pad}{child} = {var}.get({name!r}, _MISSING)")
+                out.append(f"{pad}if {child} is not _MISSING:")
+                self._node(sub, document, child, out, depth + 1)
 
     def _array(self, schema: Mapping[str, Any], document: str, var: str, out: list[str], depth: int) -> None:
         prefix = schema.get("prefixItems", [])
@@ -134,15 +142,18 @@ class GuardGenerator(SourceGenerator):
         if not relevant and not rest:
             return
         pad = "    " * depth
-        out.append(f"{pad}if type({var}) is list:")
+        if schema.get("type") != "array":  # else the Rust validator made sure it is one
+            out.append(f"{pad}if type({var}) is list:")
+            depth += 1
+            pad += "    "
         for index, sub in relevant:
             child = self._var()
-            out.append(f"{pad}    if len({var}) > {index}:")
-            out.append(f"{pad}        {child} = {var}[{index}]")
-            self._node(sub, document, child, out, depth + 2)
+            out.append(f"{pad}if len({var}) > {index}:")
+            out.append(f"{pad}    {child} = {var}[{index}]")
+            self._node(sub, document, child, out, depth + 1)
         if rest:
             child = self._var()
             rest_items = f"{var}[{len(prefix)}:]" if prefix else var
-            out.append(f"{pad}    for {child} in {rest_items}:")
-            self._node(cast("Mapping[str, Any]", items), document, child, out, depth + 2)
+            out.append(f"{pad}for {child} in {rest_items}:")
+            self._node(cast("Mapping[str, Any]", items), document, child, out, depth + 1)
 
