@@ -40,14 +40,7 @@ def fast_validator(schemas: SchemaSet, document: str, pointer: str = "") -> Fast
         root = {key: source[key] for key in ("$schema", "$id", "$defs") if key in source}
         root["$ref"] = f"#{pointer}"
     valid = jsonschema_rs.validator_for(root, validate_formats=True).is_valid
-    guard = GuardGenerator(schemas.resolve).build(document, pointer)
-
-    def check(value: Any) -> bool:
-        try:
-            return bool(valid(value)) and guard(value)
-        except Exception:  # a value it cannot take (not decoded JSON): the exact checks decide
-            return False
-    return check
+    return GuardGenerator(schemas.resolve).checker(document, pointer, valid)
 
 
 class GuardGenerator(SourceGenerator):
@@ -59,6 +52,19 @@ class GuardGenerator(SourceGenerator):
         super().__init__(resolve)
         self._relevant_memo: dict[int, bool] = {}
         self._inlining: set[tuple[str, str]] = set()  # $ref targets being inlined (a cycle ends in a call)
+
+    def checker(self, document: str, pointer: str, valid: Callable[[Any], Any]) -> FastCheck:
+        """One generated function: ``valid`` (the Rust validator), then the guard, inline (it runs
+        once per record); False also for a value either cannot take (not decoded JSON), for which
+        the exact checks decide."""
+        lines = ["def _fast(v0):", "    try:", "        if not _rust_valid(v0): return False"]
+        self._node(self._resolve(document, pointer), document, "v0", lines, 2)
+        lines += ["        return True", "    except Exception:", "        return False"]
+        self._source.append("\n".join(lines))
+        self._constants["_rust_valid"] = valid
+        namespace = dict(self._constants)
+        exec("\n\n".join(self._source), namespace)  # generated from our own schema files only
+        return cast(FastCheck, namespace["_fast"])
 
     def _relevant(self, schema: Any, document: str) -> bool:
         """Whether ``schema`` (or anything below it) needs the guard."""

@@ -520,14 +520,13 @@ class _Order:
         self.in_order: deque[Held] = deque()
         self.late: list[Held] = []
         self.held = 0
-        self._tail: tuple[float, str] = (-math.inf, "")  # the last record queued in order
+        self._tail: tuple[Any, ...] = (-math.inf,)  # the last record queued in order
         self._done: Held | None = None  # the latest record released
 
     def add(self, held: Held) -> None:
-        at, tail = held.at_s, self._tail
-        if at > tail[0] or not self.in_order or (at == tail[0] and held.event_id >= tail[1]):
+        if held > self._tail or not self.in_order:  # (time, event id, serial): a later serial breaks a tie
             self.in_order.append(held)
-            self._tail = (at, held.event_id)
+            self._tail = held
         else:
             heapq.heappush(self.late, held)
         self.held += 1
@@ -569,36 +568,39 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
     makes of it."""
     parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
     admits = [simulation.admit for simulation in simulations]
-    admit_first, single = admits[0], len(admits) == 1
+    single = simulations[0].worker.admit if len(admits) == 1 else None  # the common case: no loop per record
     start = prediction.enforce_from
     serial = 0
     for item in items:
         if isinstance(item, Skip):
             prediction.skip(item.where, item.reason)
             continue
-        record = item.record
+        where, key_text, record, raw, topic, stamp = item
         try:  # the compiled check says "valid" at once; a record it does not pass gets the exact one
             if valid(record):
                 at = from_iso(record["observed_at"])
             else:
                 record, at = parse(record)
         except ContractError as error:
-            prediction.skip(item.where, f"contract: {error.path}: {error.reason}")
+            prediction.skip(where, f"contract: {error.path}: {error.reason}")
             continue
         if start is not None and at < start:
             prediction.before_enforce_from += 1
             continue
-        key, topic, stamp = item.key.encode() if item.key is not None else None, item.topic, item.stamp
+        key = key_text.encode() if key_text is not None else None
         try:
-            admitted = (admit_first(record, at, key, topic, stamp),) if single \
-                else tuple([a(record, at, key, topic, stamp) for a in admits])
+            if single is not None:  # Simulation.admit, inline
+                c, server = single(record, at, key, topic, stamp)
+                admitted: tuple[Admitted, ...] = ((c, f"{record['tenant_id']}/{server}"),)
+            else:
+                admitted = tuple([a(record, at, key, topic, stamp) for a in admits])
         except Refused as refusal:
-            prediction.skip(item.where, f"refused by the worker: {refusal}")
+            prediction.skip(where, f"refused by the worker: {refusal}")
             continue
         except Exception as error:  # a bug costs this record only, as in the worker's batch
-            prediction.skip(item.where, f"refused by the worker: internal error: {type(error).__name__}: {error}")
+            prediction.skip(where, f"refused by the worker: internal error: {type(error).__name__}: {error}")
             continue
         serial += 1
-        payload = item.raw if item.raw is not None else orjson.dumps(record)
-        yield tuple.__new__(Held, (at.timestamp(), record["event_id"], serial, at, item.where, key, payload,
-                               record["connector"]["type"], admitted, topic, stamp))  # Held(...), made in C
+        yield tuple.__new__(Held, (at.timestamp(), record["event_id"], serial, at, where, key,
+                                   raw if raw is not None else orjson.dumps(record), record["connector"]["type"],
+                                   admitted, topic, stamp))  # Held(...), made in C

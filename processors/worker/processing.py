@@ -79,6 +79,7 @@ from processors.worker.admission import (
     check_event_time,
     check_ip,
     event_time_limit,
+    is_canonical_ip,
     is_host_name,
     is_server_name,
     key_parts,
@@ -457,14 +458,19 @@ class BatchProcessor:
 
     @staticmethod
     def _admit(event: MetadataRecord, at: datetime, authority: Authority, stats: BatchStats) -> None:
-        """The rules the schema cannot say (see :mod:`processors.worker.admission`)."""
+        """The rules the schema cannot say (see :mod:`processors.worker.admission`). Each check's
+        usual answer is read inline (this runs once per record); the check itself speaks when it refuses."""
         if event["tenant_id"] != authority.tenant_id:
             raise Refused(f"tenant mismatch: the record's tenant_id {event['tenant_id']!r} differs from "
                           f"the tenant {authority.tenant_id!r} of its Kafka key (the key decides)")
         client = event["client"]
-        check_ip(client["ip"])
-        check_event_time(at, authority.latest)
-        drop_unusable_names(client, stats)
+        if not is_canonical_ip(client["ip"]):
+            check_ip(client["ip"])
+        if authority.latest is not None:
+            check_event_time(at, authority.latest)
+        helo, ptr = client.get("helo"), client.get("ptr")
+        if (helo is not None and not is_host_name(helo)) or (ptr is not None and not is_host_name(ptr)):
+            drop_unusable_names(client, stats)
 
     # ------------------------------------------------------------------------------ classification
 
@@ -474,7 +480,8 @@ class BatchProcessor:
         tenant against ``authority``, its IP, its event time; an unusable HELO/PTR dropped on
         ``event``), classification with the batch's cache, and the server it is kept under. Raises
         :class:`Refused` where the batch would dead-letter the record."""
-        self._check_cache_version()
+        if self._cache_version != self.policies.current.version:
+            self._check_cache_version()
         self._admit(event, at, authority, stats)
         classification = self._classify(event, at)
         return classification, self._server(classification, authority.server, stats)
