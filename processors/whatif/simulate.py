@@ -73,6 +73,7 @@ WINDOW_MAX = 2000  # changers waiting for the worker at most
 REORDER = 20_000  # records held to restore event-time order across partitions or edges
 RELEASE_RUN = 4096  # records released together once that many more than REORDER wait
 DAY_S = 86_400
+PAIRS_KEPT = 65_536  # (classification, server key) pairs remembered while admitting (then forgotten)
 COLLECT_EVERY = 250_000  # records between two passes of the cyclic garbage collector
 
 
@@ -569,6 +570,7 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
     parse, valid, from_iso = record_parser(), contracts.metadata_record_fast, datetime.fromisoformat
     admits = [simulation.admit for simulation in simulations]
     single = simulations[0].worker.admit if len(admits) == 1 else None  # the common case: no loop per record
+    pairs: dict[tuple[int, str, str], tuple[Admitted, ...]] = {}
     start = prediction.enforce_from
     serial = 0
     for item in items:
@@ -589,9 +591,14 @@ def _admitted(items: Iterable[Item | Skip], simulations: Sequence[Simulation],
             continue
         key = key_text.encode() if key_text is not None else None
         try:
-            if single is not None:  # Simulation.admit, inline
+            if single is not None:  # Simulation.admit, inline, each (classification, key) pair made once
                 c, server = single(record, at, key, topic, stamp)
-                admitted: tuple[Admitted, ...] = ((c, f"{record['tenant_id']}/{server}"),)
+                tenant = record["tenant_id"]
+                admitted = pairs.get((id(c), tenant, server))  # the pair keeps c, so its id stays its own
+                if admitted is None:
+                    if len(pairs) >= PAIRS_KEPT:
+                        pairs.clear()
+                    admitted = pairs[(id(c), tenant, server)] = ((c, f"{tenant}/{server}"),)
             else:
                 admitted = tuple([a(record, at, key, topic, stamp) for a in admits])
         except Refused as refusal:
