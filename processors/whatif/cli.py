@@ -14,12 +14,14 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.errors import PatchgateError
+
+Result = TypeVar("Result")
 
 FORMATS = ("table", "csv", "json", "html")
 PROGRESS_AFTER = 2.0  # seconds before a progress bar appears (on a terminal only)
@@ -113,19 +115,35 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if args.against is not None:
         if args.format not in ("table", "json"):
             raise WhatifError("--against prints a table or JSON (--format table|json)")
-        result = asyncio.run(compare(open_source, commands, new=args.policy, current=args.against,
-                                     catalog=args.catalog, products_dir=args.products_dir,
-                                     enforce_from=enforce_from, settings=settings))
+        result = run_to_end(compare(open_source, commands, new=args.policy, current=args.against,
+                                    catalog=args.catalog, products_dir=args.products_dir,
+                                    enforce_from=enforce_from, settings=settings))
         _no_records(result.new)
         text: str | bytes = diff_json(result) if args.format == "json" else diff_table(result)
     else:
-        prediction = asyncio.run(_simulate(open_source, commands, args, enforce_from, settings))
+        prediction = run_to_end(_simulate(open_source, commands, args, enforce_from, settings))
         _no_records(prediction)
         render: dict[str, Callable[[Any], str | bytes]] = {"table": to_table, "csv": to_csv, "json": to_json,
                                                             "html": to_html}
         text = render[args.format](prediction)
     _write(text, args.output)
     return 0
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, Result]) -> Result:
+    """``asyncio.run(coroutine)``, its result handed back outside the event loop's main task.
+
+    Python 3.11's ``asyncio.run`` formats its main task, the task's result included, when it puts
+    the SIGINT handler back; a prediction's text is as large as the prediction (every server's
+    every day), so a task returning it would cost a run time and memory twice over for nothing.
+    """
+    results: list[Result] = []
+
+    async def main() -> None:
+        results.append(await coroutine)
+
+    asyncio.run(main())
+    return results[0]
 
 
 def _check_files(option: str, policy: Path | None, args: argparse.Namespace) -> None:

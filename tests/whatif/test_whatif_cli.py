@@ -5,6 +5,7 @@ skips: never a traceback, never a silent drop)."""
 from __future__ import annotations
 
 import gzip
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from processors.cli import main
 from processors.contracts import schemas_dir
 from processors.whatif import simulate
+from processors.whatif.model import Prediction
 from tests.whatif.helpers import packaged_policy, sample_files, tighter_policy
 
 
@@ -199,3 +201,28 @@ def test_a_shadowed_tenant_is_marked_and_counted_by_the_replies_its_edges_withho
     code, out, err = run(capsys, str(records), "--commands", str(commands), "--policy", str(shadowed_policy))
     assert code == 0, err
     assert "shadow mode (contoso): their edges accept" in out
+
+
+def test_the_prediction_is_never_formatted_whole(capsys: pytest.CaptureFixture[str], sample: tuple[Path, Path],
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 request: pytest.FixtureRequest) -> None:
+    """A prediction's text is as large as the prediction: no run formats it (Python 3.11's
+    ``asyncio.run`` formats its main task's result when it puts the SIGINT handler back)."""
+    formatted: list[int] = []
+
+    def noted(self: Prediction) -> str:  # reprlib, which asyncio formats a task with, swallows an exception
+        formatted.append(len(self.servers))
+        return "Prediction(...)"
+
+    monkeypatch.setattr(Prediction, "__repr__", noted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (asyncio.run's case)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    records, commands = sample
+    code, out, err = run(capsys, str(records), "--commands", str(commands), "--format", "json")
+    assert code == 0, err
+    assert orjson.loads(out)["input"]["records"] == 110
+    current = tmp_path / "current.toml"
+    current.write_text(packaged_policy())
+    code, out, err = run(capsys, str(records), "--policy", str(tighter_policy(tmp_path)), "--against", str(current))
+    assert code == 0, err
+    assert formatted == []
