@@ -100,6 +100,19 @@ def test_a_recursive_definition_is_guarded_at_every_depth(tmp_path: Path) -> Non
     assert not fast({"n": 1, "next": {"n": 2, "next": {"n": 3.0}}})
 
 
+def test_what_the_rust_validator_made_sure_of_is_read_without_tests(tmp_path: Path) -> None:
+    """A required property is read directly and a value typed object is not tested again: the guard
+    runs only on what the Rust validator passed, and still refuses an integral float below them."""
+    (tmp_path / "q.json").write_bytes(orjson.dumps({"type": "object", "required": ["m"], "properties": {
+        "m": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}, "k": {"type": "integer"}}},
+        "o": {"type": ["object", "null"], "properties": {"n": {"type": "integer"}}}}}))
+    fast = fast_validator(SchemaSet(tmp_path), "q.json")
+    assert fast({"m": {"n": 1}}) and fast({"m": {"n": 1, "k": 2}, "o": None}) and fast({"m": {"n": 1}, "o": {}})
+    assert not fast({}) and not fast({"m": {}}) and not fast({"m": []})
+    assert not fast({"m": {"n": 1.0}}) and not fast({"m": {"n": 1, "k": 2.0}})
+    assert not fast({"m": {"n": 1}, "o": {"n": 0.0}})
+
+
 def test_a_number_constant_behind_one_of_has_no_fast_path(tmp_path: Path) -> None:
     (tmp_path / "o.json").write_bytes(orjson.dumps({"oneOf": [{"type": "integer"}, {"type": "string"}]}))
     with pytest.raises(SchemaCompileError, match="oneOf"):
