@@ -278,7 +278,7 @@ class Simulation:
         self._changers: dict[str, _Changer] = {}  # waiting for the worker, by server key
         self._limit = -math.inf  # due work and commands before this epoch second are done
         self._work_at = -math.inf  # the first command or due item from there on (inf: none before the limit)
-        self._days: dict[int, str] = {}  # day number -> YYYY-MM-DD
+        self._days: dict[int, tuple[str, float, float]] = {}  # day number -> YYYY-MM-DD, its bounds (epoch s)
         self._offset = 0
         self._dead: list[dict[str, Any]] = []
         self._commands: deque[Command] = deque()
@@ -374,18 +374,17 @@ class Simulation:
         self._changers[key] = _Changer(held, c, key, answer, before)
 
     def _count(self, track: _Track, held: Held, answer: int) -> None:
+        """Count an answer on a day other than the one :meth:`answer` counts in inline (a server's
+        first record of a day, mostly: once per server and day)."""
         day = int(held.at_s // DAY_S)
-        if day == track.day:  # the usual case: the server's last day counted
-            track.counts[answer] += 1
-            return
-        text = self._days.get(day)
-        if text is None:
-            text = self._days[day] = held.at.astimezone(UTC).strftime("%Y-%m-%d")
+        known = self._days.get(day)
+        if known is None:  # its text and bounds, made once for every server
+            known = self._days[day] = (held.at.astimezone(UTC).strftime("%Y-%m-%d"), day * DAY_S, (day + 1) * DAY_S)
+        text, start, end = known
         counts = track.result.counts_of(text)
         counts[answer] += 1
         if day >= track.day:  # the day its next records most likely fall on
-            track.day, track.counts = day, counts
-            track.day_start, track.day_end = day * DAY_S, (day + 1) * DAY_S
+            track.day, track.counts, track.day_start, track.day_end = day, counts, start, end
 
     # --------------------------------------------------------------------------- time and batches
 
