@@ -137,10 +137,9 @@ class _Track:
     tied: bool = False  # that instant also holds a record of another class
     skipped: Held | None = None  # the class's last record not sent ...
     skipped_as: Classification | None = None  # ... and its classification
-    day: int = -1  # the day counted in last (days since the epoch) ...
+    day_start: float = -math.inf  # the day counted in last: its first and ...
+    day_end: float = -math.inf  # ... the next day's first epoch second (none yet: an empty range) ...
     counts: list[int] = field(default_factory=list)  # ... and its counts
-    day_start: float = math.inf  # that day's first and ...
-    day_end: float = -math.inf  # ... next day's first epoch second
 
     def repeated_by(self, held: Held, c: Classification) -> bool:
         """Whether the record may stay away from the worker; the caller then notes it as skipped
@@ -383,8 +382,8 @@ class Simulation:
         text, start, end = known
         counts = track.result.counts_of(text)
         counts[answer] += 1
-        if day >= track.day:  # the day its next records most likely fall on
-            track.day, track.counts, track.day_start, track.day_end = day, counts, start, end
+        if start >= track.day_start:  # the day its next records most likely fall on
+            track.counts, track.day_start, track.day_end = counts, start, end
 
     # --------------------------------------------------------------------------- time and batches
 
